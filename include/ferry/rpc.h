@@ -1,0 +1,145 @@
+/* ferry RPC API: contexts, sessions, calls and servers.
+ *
+ * A ferry_ctx belongs to one thread and runs to completion: ferry_ctx_poll()
+ * drives its endpoints, timers and completion callbacks. Sessions, calls and
+ * servers created on a context are used on that context's thread. Other
+ * threads reach a context only through its handoff queue: ferry_call() and
+ * ferry_rpc_reply() called from a foreign thread are queued there and carried
+ * out by the owner thread at its next poll (an eventfd wakes a blocked one),
+ * and buffer loans released on a foreign thread travel the same way.
+ *
+ * Ownership: on success ferry owns a call's request buffer until the
+ * completion callback runs; on failure the caller keeps it. Response bytes
+ * are appended to the caller's response buffer, usually as loans of driver
+ * memory: reset the buffer when done to give them back. */
+#ifndef FERRY_RPC_H
+#define FERRY_RPC_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_ctx ferry_ctx;
+typedef struct ferry_session ferry_session;
+typedef struct ferry_server ferry_server;
+typedef struct ferry_rpc ferry_rpc;
+
+/* Library version: "MAJOR.MINOR.PATCH". */
+FERRY_API const char *ferry_version(void);
+
+/* Allocator hook: every allocation the library makes goes through these.
+ * Set before creating any context; NULL restores malloc/realloc/free. */
+typedef struct ferry_allocator {
+	void *(*malloc_fn)(size_t n);
+	void *(*realloc_fn)(void *p, size_t n);
+	void (*free_fn)(void *p);
+} ferry_allocator;
+FERRY_API void ferry_set_allocator(const ferry_allocator *a);
+
+/* Log hook: the library never prints. level: 0 error, 1 warning, 2 info,
+ * 3 debug. The message has no trailing newline. */
+typedef void (*ferry_log_cb)(void *arg, int level, const char *msg);
+FERRY_API void ferry_set_log(ferry_log_cb cb, void *arg);
+
+/* Contexts ------------------------------------------------------------------*/
+enum ferry_poll_mode {
+	FERRY_POLL_SPIN = 0,  /* poll without sleeping (lowest latency) */
+	FERRY_POLL_BLOCK = 1, /* sleep in epoll when idle (eventfd wake-up) */
+};
+typedef struct ferry_ctx_opts {
+	int poll_mode; /* enum ferry_poll_mode; default SPIN */
+	int cpu;       /* pin the creating thread to this CPU; -1 = don't */
+} ferry_ctx_opts;
+
+/* Create a context owned by the calling thread. opts may be NULL
+ * (spin, no pinning). 0 or -errno. */
+FERRY_API int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out);
+/* Destroy: closes servers and sessions (their calls complete with
+ * FERRY_ECANCELED first) and endpoints. Owner thread only. */
+FERRY_API void ferry_ctx_destroy(ferry_ctx *ctx);
+/* One run-to-completion pass: handoff queue, endpoints, timers, flush.
+ * In block mode, when the pass found no work, waits up to timeout_us for
+ * some (-1 = until the next timer or event). Returns the number of events
+ * handled (packets, timers, handoffs) or -errno. */
+FERRY_API int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us);
+/* Message describing the last error a call on this context returned
+ * (locator problems name the bad part). Valid until the next call. */
+FERRY_API const char *ferry_ctx_errmsg(ferry_ctx *ctx);
+/* Report every counter of the context (transport and each endpoint,
+ * drivers included) as name/value pairs. */
+typedef void (*ferry_stat_cb)(void *arg, const char *name, uint64_t value);
+FERRY_API void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg);
+/* Microseconds on the context's monotonic clock (as of the last poll). */
+FERRY_API uint64_t ferry_ctx_now_us(ferry_ctx *ctx);
+
+/* Sessions and calls -------------------------------------------------------*/
+/* Open a session to the server at locator (e.g.
+ * "unreliable+udp:host=127.0.0.1,port=12242"). The locator is parsed and
+ * the address resolved once, here. FERRY_EBADLOC (see ferry_ctx_errmsg),
+ * or -errno. */
+FERRY_API int ferry_session_open(ferry_ctx *ctx, const char *locator,
+                                 ferry_session **out);
+/* Close: calls in flight or queued complete with FERRY_ECANCELED. */
+FERRY_API void ferry_session_close(ferry_session *s);
+
+/* Completion: status is 0 or a negative code; on success resp holds the
+ * response. Runs on the context's thread, exactly once per accepted call. */
+typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
+
+/* Start a call. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
+ * now + timeout_us (0 = the default, FERRY_DEFAULT_TIMEOUT_US). req is owned
+ * by ferry until cb runs; resp must be empty and stays the caller's.
+ * Returns 0 (cb will run) or negative (cb will not run): FERRY_EAGAIN when
+ * the session's queue is full, FERRY_ETOOBIG over the message cap,
+ * -EINVAL. From a foreign thread the call is queued to the owner (0). */
+FERRY_API int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                         ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                         void *arg);
+/* Synchronous wrapper: polls the context until the call completes.
+ * Returns the call status. FERRY_EWOULDDEADLOCK from inside a handler or
+ * callback, FERRY_EWRONGTHREAD from a foreign thread. */
+FERRY_API int ferry_call_sync(ferry_session *s, uint16_t opcode,
+                              ferry_buf *req, ferry_buf *resp,
+                              uint64_t timeout_us);
+
+#define FERRY_DEFAULT_TIMEOUT_US 5000000ull
+#define FERRY_OPCODE_USER_MIN 16 /* opcodes below are built-in services */
+#define FERRY_MSG_MAX_BYTES_DEFAULT (64u << 20) /* payload cap */
+
+/* Servers -------------------------------------------------------------------*/
+/* A handler runs on the context's thread with a request it borrows until it
+ * replies. It may reply before returning or later, from any thread. */
+typedef void (*ferry_handler_cb)(void *arg, ferry_rpc *rpc);
+
+FERRY_API int ferry_server_create(ferry_ctx *ctx, ferry_server **out);
+/* Stop listening and destroy; requests not yet replied to are dropped. */
+FERRY_API void ferry_server_destroy(ferry_server *srv);
+/* Listen on one more locator (several are allowed). port=0 binds an
+ * ephemeral port; ferry_server_locator() tells which. */
+FERRY_API int ferry_server_listen(ferry_server *srv, const char *locator);
+/* The i-th bound locator, written to out. Returns its length or
+ * -ERANGE (no such listener / too small). */
+FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out,
+                                   size_t len);
+/* Register the handler for opcode (replaces an earlier one). */
+FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
+                                  ferry_handler_cb cb, void *arg);
+
+/* The request (borrowed until reply) and the response to fill. */
+FERRY_API ferry_buf *ferry_rpc_request(ferry_rpc *rpc);
+FERRY_API ferry_buf *ferry_rpc_response(ferry_rpc *rpc);
+FERRY_API uint16_t ferry_rpc_opcode(ferry_rpc *rpc);
+/* Send the response (status 0) or an error status (negative code, which
+ * the caller receives as its call status; the body is then dropped). From
+ * any thread; exactly once per rpc. After it, rpc must not be touched. */
+FERRY_API int ferry_rpc_reply(ferry_rpc *rpc, int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/* Core side of the driver contract: open/close whole endpoint stacks and
+ * the thin wrappers through which the core reaches every driver. Generic
+ * packet, byte, error and loan counts are kept here, in one place. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../buffer/alloc.h"
+#include "../transport/core.h"
+
+/* Open the stack bottom-up: each wrapper finds its inner endpoint already
+ * open. On failure everything opened so far is closed, outermost first. */
+int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
+                         ferry_ep **eps, int *neps, char *err, size_t err_len)
+{
+	int n = loc->ndrv;
+	int rc = 0;
+	*neps = 0;
+	for (int i = n - 1; i >= 0; i--) {
+		const ferry_driver_ops *d = loc->drv[i];
+		char why[128] = "";
+		if (d->probe != NULL && (rc = d->probe(why, sizeof(why))) != 0) {
+			snprintf(err, err_len, "driver '%s' cannot run here: %s",
+			         d->name, why);
+			goto fail;
+		}
+		ferry_ep *ep = ferry__calloc(1, d->ep_size);
+		if (ep == NULL) {
+			rc = -ENOMEM;
+			snprintf(err, err_len, "out of memory opening '%s'", d->name);
+			goto fail;
+		}
+		ep->drv = d;
+		ep->ctx = ctx;
+		ep->fd = -1;
+		ep->inner = i + 1 < n ? eps[i + 1] : NULL;
+		ferry_loc sub;
+		ferry__loc_sub(loc, i, &sub);
+		rc = d->open(ep, &sub, flags);
+		if (rc != 0) {
+			snprintf(err, err_len, "%s: %s", d->name,
+			         ep->errmsg[0] != '\0' ? ep->errmsg : ferry_strerror(rc));
+			d->dgram->close(ep);
+			ferry__free(ep);
+			goto fail;
+		}
+		eps[i] = ep;
+		(*neps)++;
+	}
+	return 0;
+fail:
+	/* eps[i+1 .. n-1] are open. */
+	for (int j = n - *neps; j < n; j++) {
+		eps[j]->drv->dgram->close(eps[j]);
+		ferry__free(eps[j]);
+	}
+	*neps = 0;
+	return rc;
+}
+
+void ferry__ep_close_stack(ferry_ep **eps, int neps)
+{
+	for (int i = 0; i < neps; i++) {
+		eps[i]->drv->dgram->close(eps[i]);
+		ferry__free(eps[i]);
+		eps[i] = NULL;
+	}
+}
+
+int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                   size_t hdr_len, ferry_buf_iter *payload)
+{
+	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
+	int rc = ep->drv->dgram->send(ep, to, hdr, hdr_len, payload);
+	if (rc < 0) {
+		ep->cnt.tx_errors++;
+		return rc;
+	}
+	ep->cnt.tx_pkts++;
+	ep->cnt.tx_bytes += bytes;
+	ep->tx_pending = true;
+	return rc;
+}
+
+int ferry__ep_flush(ferry_ep *ep)
+{
+	ep->tx_pending = false;
+	int rc = ep->drv->dgram->flush(ep);
+	if (rc < 0)
+		ep->cnt.tx_errors++;
+	return rc;
+}
+
+int ferry__ep_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
+{
+	int n = ep->drv->dgram->poll(ep, pkts, max);
+	ep->cnt.polls++;
+	if (n <= 0)
+		return n;
+	ep->cnt.polls_nonempty++;
+	ep->cnt.rx_pkts += (uint64_t)n;
+	for (int i = 0; i < n; i++) {
+		ep->cnt.rx_bytes += pkts[i]->len;
+		pkts[i]->ep->loans_out++;
+	}
+	return n;
+}
+
+void ferry__ep_release(ferry_pkt *pkt)
+{
+	ferry_ep *ep = pkt->ep;
+	ep->loans_out--;
+	ep->drv->dgram->release(ep, pkt);
+}

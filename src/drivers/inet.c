@@ -1,0 +1,96 @@
+/* Socket address helpers (see inet.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../transport/locator.h"
+#include "inet.h"
+
+int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,
+                        struct sockaddr_storage *ss, socklen_t *len, char *err,
+                        size_t err_len)
+{
+	const char *host = ferry_loc_get(loc, "host");
+	if (host == NULL) {
+		if (!passive) {
+			snprintf(err, err_len, "missing key 'host'");
+			return FERRY_EBADLOC;
+		}
+		host = "127.0.0.1";
+	}
+	uint64_t port;
+	if (!passive && ferry_loc_get(loc, "port") == NULL) {
+		snprintf(err, err_len, "missing key 'port'");
+		return FERRY_EBADLOC;
+	}
+	int rc = ferry__loc_u64(loc, "port", passive ? 0 : 1, 65535, 0, &port, err,
+	                        err_len);
+	if (rc != 0)
+		return rc;
+	char name[256];
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+		snprintf(name, sizeof(name), "%.*s", (int)(hl - 2), host + 1);
+	} else {
+		snprintf(name, sizeof(name), "%s", host);
+	}
+	char serv[8];
+	snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+	struct addrinfo hints = {.ai_socktype = socktype,
+	                         .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	int g = getaddrinfo(name, serv, &hints, &res);
+	if (g != 0 || res == NULL) {
+		snprintf(err, err_len, "cannot resolve host '%s': %s", host,
+		         gai_strerror(g));
+		return FERRY_EBADLOC;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int ferry__inet_locator(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+	unsigned port;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	int n = snprintf(out, len, "host=%s,port=%u", host, port);
+	return n < 0 || (size_t)n >= len ? -ERANGE : n;
+}
+
+unsigned ferry__inet_path_payload(const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	unsigned payload = 0;
+	int mtu = 0;
+	socklen_t ml = sizeof(mtu);
+	/* Connecting a UDP socket sends nothing; it only picks the route. */
+	if (connect(fd, sa, len) == 0) {
+		if (sa->sa_family == AF_INET &&
+		    getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &ml) == 0 && mtu > 28)
+			payload = (unsigned)mtu - 28;
+		else if (sa->sa_family == AF_INET6 &&
+		         getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &ml) == 0 &&
+		         mtu > 48)
+			payload = (unsigned)mtu - 48;
+	}
+	close(fd);
+	return payload;
+}

@@ -1,0 +1,417 @@
+/* udp: the kernel UDP driver. Non-blocking socket, IPv4 or IPv6; batched
+ * receive with recvmmsg into a pool of slots that are loaned up zero-copy;
+ * batched send with sendmmsg from a ring of transmit slots that reference
+ * the caller's payload (the kernel does the only copy), so a sender never
+ * waits per packet. Max payload comes from the path MTU (on loopback, ~64 KB
+ * datagrams) unless the locator sets mtu=. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../buffer/alloc.h"
+#include "../../transport/locator.h"
+#include "../inet.h"
+
+#define UDP_TX_SLOTS_DEFAULT 64
+#define UDP_RX_SLOTS_DEFAULT 512
+#define UDP_RX_BATCH_MAX 64
+#define UDP_IOV_MAX 8             /* payload pieces referenced per packet */
+#define UDP_HDR_ROOM_BYTES 64     /* transport header copied per packet */
+#define UDP_SOCKBUF_DEFAULT_BYTES (8u << 20)
+#define UDP_MAX_DGRAM_V4_BYTES 65507u
+#define UDP_MAX_DGRAM_V6_BYTES 65527u
+#define UDP_FALLBACK_PAYLOAD_BYTES 1472u /* 1500-byte Ethernet, IPv4 */
+#define UDP_MIN_PAYLOAD_BYTES 256u
+
+static const char *const udp_keys[] = {"host", "port", "mtu", "sndbuf",
+                                       "rcvbuf", "rxslots", "txslots", NULL};
+
+typedef struct udp_tx_slot {
+	uint8_t hdr[UDP_HDR_ROOM_BYTES];
+	struct iovec iov[UDP_IOV_MAX + 2]; /* header, pieces, bounce */
+	uint8_t *bounce; /* lazily allocated copy space (files, many pieces) */
+	ferry_addr to;
+} udp_tx_slot;
+
+typedef struct udp_rx_slot {
+	ferry_pkt pkt;
+	uint8_t *mem;
+} udp_rx_slot;
+
+typedef struct udp_counters {
+	uint64_t sendmmsg_calls, sendmmsg_pkts, recvmmsg_calls, recvmmsg_pkts;
+	uint64_t tx_eagain, tx_ring_full, tx_bounce_copies, rx_pool_empty,
+		rx_truncated, sockbuf_forced;
+} udp_counters;
+
+typedef struct udp_ep {
+	ferry_ep base;
+	int family;
+	uint32_t max_payload;
+	uint32_t slot_bytes;
+	struct sockaddr_storage local;
+	/* transmit ring */
+	udp_tx_slot *tx;
+	struct mmsghdr *tx_msgs;
+	uint32_t tx_slots, tx_n;
+	/* receive pool */
+	uint8_t *rx_mem;
+	size_t rx_mem_len;
+	udp_rx_slot *rx;
+	uint32_t *rx_free;
+	uint32_t rx_slots, rx_nfree;
+	struct mmsghdr rx_msgs[UDP_RX_BATCH_MAX];
+	struct iovec rx_iov[UDP_RX_BATCH_MAX];
+	uint32_t rx_take[UDP_RX_BATCH_MAX];
+	udp_counters cnt;
+} udp_ep;
+
+static udp_ep *udp_of(ferry_ep *ep) { return ferry_container_of(ep, udp_ep, base); }
+
+/* Ask for big socket buffers so a burst of 64 KB datagrams fits. As root
+ * the FORCE variants pass net.core.[rw]mem_max; otherwise the kernel caps. */
+static void udp_sockbuf(udp_ep *u, int fd, int force_opt, int opt, uint64_t bytes)
+{
+	int v = bytes > INT32_MAX ? INT32_MAX : (int)bytes;
+	if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof(v)) == 0) {
+		u->cnt.sockbuf_forced++;
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
+}
+
+static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
+{
+	udp_ep *u = udp_of(ep);
+	char *msg = ep->errmsg;
+	bool listen = (flags & FERRY_EP_LISTEN) != 0;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg, sizeof(ep->errmsg));
+	if (rc != 0)
+		goto bad;
+	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu;
+	if ((rc = ferry__loc_u64(loc, "sndbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
+	                         &sndbuf, msg, sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "rcvbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
+	                         &rcvbuf, msg, sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "rxslots", 16, 1u << 20, UDP_RX_SLOTS_DEFAULT,
+	                         &rxslots, msg, sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "txslots", 1, 1u << 16, UDP_TX_SLOTS_DEFAULT,
+	                         &txslots, msg, sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "mtu", UDP_MIN_PAYLOAD_BYTES,
+	                         ss.ss_family == AF_INET6 ? UDP_MAX_DGRAM_V6_BYTES
+	                                                  : UDP_MAX_DGRAM_V4_BYTES,
+	                         0, &mtu, msg, sizeof(ep->errmsg))) != 0)
+		goto bad;
+	u->family = ss.ss_family;
+	int fd = socket(u->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ep->fd = fd;
+	udp_sockbuf(u, fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
+	udp_sockbuf(u, fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
+	if (listen) {
+		if (bind(fd, (struct sockaddr *)&ss, sl) != 0)
+			return -errno;
+	} else {
+		/* A client binds the wildcard of the peer's family, ephemeral. */
+		struct sockaddr_storage any = {.ss_family = ss.ss_family};
+		socklen_t al = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+		                                        : sizeof(struct sockaddr_in);
+		if (bind(fd, (struct sockaddr *)&any, al) != 0)
+			return -errno;
+	}
+	socklen_t ll = sizeof(u->local);
+	if (getsockname(fd, (struct sockaddr *)&u->local, &ll) != 0)
+		return -errno;
+
+	/* Max payload: the locator's mtu=, else the path MTU towards the
+	 * named host (a listener probes its own address). */
+	uint32_t cap = u->family == AF_INET6 ? UDP_MAX_DGRAM_V6_BYTES : UDP_MAX_DGRAM_V4_BYTES;
+	if (mtu != 0) {
+		u->max_payload = (uint32_t)mtu;
+	} else {
+		struct sockaddr_storage probe = listen ? u->local : ss;
+		if (probe.ss_family == AF_INET && ((struct sockaddr_in *)&probe)->sin_port == 0)
+			((struct sockaddr_in *)&probe)->sin_port = htons(9);
+		if (probe.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&probe)->sin6_port == 0)
+			((struct sockaddr_in6 *)&probe)->sin6_port = htons(9);
+		unsigned p = ferry__inet_path_payload((struct sockaddr *)&probe, sl);
+		u->max_payload = p == 0 ? UDP_FALLBACK_PAYLOAD_BYTES : p > cap ? cap : p;
+	}
+
+	u->tx_slots = (uint32_t)txslots;
+	u->tx = ferry__calloc(u->tx_slots, sizeof(*u->tx));
+	u->tx_msgs = ferry__calloc(u->tx_slots, sizeof(*u->tx_msgs));
+	if (u->tx == NULL || u->tx_msgs == NULL)
+		return -ENOMEM;
+
+	/* Receive slots: one mapping, touched lazily, so a big pool costs only
+	 * the memory a burst really uses. */
+	u->rx_slots = (uint32_t)rxslots;
+	u->slot_bytes = (u->max_payload + 63u) & ~63u;
+	u->rx_mem_len = (size_t)u->rx_slots * u->slot_bytes;
+	u->rx_mem = mmap(NULL, u->rx_mem_len, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (u->rx_mem == MAP_FAILED) {
+		u->rx_mem = NULL;
+		return -ENOMEM;
+	}
+	u->rx = ferry__calloc(u->rx_slots, sizeof(*u->rx));
+	u->rx_free = ferry__calloc(u->rx_slots, sizeof(*u->rx_free));
+	if (u->rx == NULL || u->rx_free == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < u->rx_slots; i++) {
+		u->rx[i].mem = u->rx_mem + (size_t)i * u->slot_bytes;
+		u->rx[i].pkt.ep = ep;
+		u->rx_free[i] = u->rx_slots - 1 - i;
+	}
+	u->rx_nfree = u->rx_slots;
+	return 0;
+bad:
+	return rc;
+}
+
+static void udp_close(ferry_ep *ep)
+{
+	udp_ep *u = udp_of(ep);
+	if (ep->fd >= 0)
+		close(ep->fd);
+	ep->fd = -1;
+	if (u->tx != NULL)
+		for (uint32_t i = 0; i < u->tx_slots; i++)
+			ferry__free(u->tx[i].bounce);
+	ferry__free(u->tx);
+	ferry__free(u->tx_msgs);
+	if (u->rx_mem != NULL)
+		munmap(u->rx_mem, u->rx_mem_len);
+	ferry__free(u->rx);
+	ferry__free(u->rx_free);
+}
+
+static int udp_flush(ferry_ep *ep)
+{
+	udp_ep *u = udp_of(ep);
+	uint32_t done = 0;
+	while (done < u->tx_n) {
+		int k = sendmmsg(ep->fd, u->tx_msgs + done, u->tx_n - done, MSG_DONTWAIT);
+		u->cnt.sendmmsg_calls++;
+		if (k > 0) {
+			done += (uint32_t)k;
+			u->cnt.sendmmsg_pkts += (uint64_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			/* The socket buffer is full: the rest is lost, like a full
+			 * NIC queue. The payload is not ours to keep. */
+			u->cnt.tx_eagain += u->tx_n - done;
+			ep->cnt.tx_errors += u->tx_n - done;
+			break;
+		}
+		/* A per-destination error: skip that packet, send the rest. */
+		ep->cnt.tx_errors++;
+		done++;
+	}
+	int sent = (int)done;
+	u->tx_n = 0;
+	return sent;
+}
+
+static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                    size_t hdr_len, ferry_buf_iter *payload)
+{
+	udp_ep *u = udp_of(ep);
+	size_t plen = payload != NULL ? payload->left : 0;
+	if (hdr_len > UDP_HDR_ROOM_BYTES || hdr_len + plen > u->max_payload)
+		return -EMSGSIZE;
+	if (to->len == 0 || to->len > FERRY_ADDR_BYTES)
+		return -EINVAL;
+	if (u->tx_n == u->tx_slots) {
+		u->cnt.tx_ring_full++;
+		udp_flush(ep);
+	}
+	udp_tx_slot *s = &u->tx[u->tx_n];
+	memcpy(s->hdr, hdr, hdr_len);
+	s->iov[0] = (struct iovec){s->hdr, hdr_len};
+	int niov = 1;
+	size_t bounced = 0;
+	ferry_buf_seg seg;
+	while (payload != NULL && ferry_buf_iter_next(payload, &seg)) {
+		if (seg.kind != FERRY_CHUNK_FILE && niov <= UDP_IOV_MAX && bounced == 0) {
+			s->iov[niov++] = (struct iovec){(void *)seg.data, seg.len};
+			continue;
+		}
+		/* File regions and pieces past the iovec budget are copied. */
+		if (s->bounce == NULL &&
+		    (s->bounce = ferry__malloc(u->max_payload)) == NULL)
+			return -ENOMEM;
+		if (seg.kind == FERRY_CHUNK_FILE) {
+			size_t got = 0;
+			while (got < seg.len) {
+				ssize_t r = pread(seg.fd, s->bounce + bounced + got,
+				                  seg.len - got, seg.file_off + (off_t)got);
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return r < 0 ? -errno : -EIO;
+				got += (size_t)r;
+			}
+		} else {
+			memcpy(s->bounce + bounced, seg.data, seg.len);
+		}
+		bounced += seg.len;
+		u->cnt.tx_bounce_copies++;
+	}
+	if (bounced > 0)
+		s->iov[niov++] = (struct iovec){s->bounce, bounced};
+	s->to = *to;
+	struct msghdr *m = &u->tx_msgs[u->tx_n].msg_hdr;
+	*m = (struct msghdr){.msg_name = s->to.u.bytes, .msg_namelen = s->to.len,
+	                     .msg_iov = s->iov, .msg_iovlen = (size_t)niov};
+	u->tx_n++;
+	return 0;
+}
+
+static int udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
+{
+	udp_ep *u = udp_of(ep);
+	uint32_t n = (uint32_t)max;
+	if (n > UDP_RX_BATCH_MAX)
+		n = UDP_RX_BATCH_MAX;
+	if (n > u->rx_nfree)
+		n = u->rx_nfree;
+	if (n == 0) {
+		u->cnt.rx_pool_empty++;
+		return 0;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t idx = u->rx_free[u->rx_nfree - 1 - i];
+		udp_rx_slot *s = &u->rx[idx];
+		u->rx_take[i] = idx;
+		u->rx_iov[i] = (struct iovec){s->mem, u->slot_bytes};
+		u->rx_msgs[i].msg_hdr = (struct msghdr){
+			.msg_name = s->pkt.src.u.bytes,
+			.msg_namelen = FERRY_ADDR_BYTES,
+			.msg_iov = &u->rx_iov[i],
+			.msg_iovlen = 1,
+		};
+	}
+	int r = recvmmsg(ep->fd, u->rx_msgs, n, MSG_DONTWAIT, NULL);
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	u->cnt.recvmmsg_calls++;
+	u->cnt.recvmmsg_pkts += (uint64_t)r;
+	/* The first r candidate slots were filled; hand up the good ones and
+	 * put truncated ones straight back. */
+	u->rx_nfree -= (uint32_t)r;
+	int out = 0;
+	for (int i = 0; i < r; i++) {
+		udp_rx_slot *s = &u->rx[u->rx_take[i]];
+		if (u->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			u->cnt.rx_truncated++;
+			u->rx_free[u->rx_nfree++] = u->rx_take[i];
+			continue;
+		}
+		s->pkt.data = s->mem;
+		s->pkt.len = u->rx_msgs[i].msg_len;
+		s->pkt.src.len = u->rx_msgs[i].msg_hdr.msg_namelen;
+		pkts[out++] = &s->pkt;
+	}
+	return out;
+}
+
+static void udp_release(ferry_ep *ep, ferry_pkt *pkt)
+{
+	udp_ep *u = udp_of(ep);
+	udp_rx_slot *s = ferry_container_of(pkt, udp_rx_slot, pkt);
+	u->rx_free[u->rx_nfree++] = (uint32_t)(s - u->rx);
+}
+
+static int udp_resolve(ferry_ep *ep, const ferry_loc *peer, ferry_addr *out)
+{
+	udp_ep *u = udp_of(ep);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc = ferry__inet_resolve(peer, false, SOCK_DGRAM, &ss, &sl, ep->errmsg,
+	                             sizeof(ep->errmsg));
+	if (rc != 0)
+		return rc;
+	if (ss.ss_family != u->family || sl > FERRY_ADDR_BYTES) {
+		snprintf(ep->errmsg, sizeof(ep->errmsg),
+		         "host '%s' is not of this endpoint's address family",
+		         ferry_loc_get(peer, "host"));
+		return FERRY_EBADLOC;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(out->u.bytes, &ss, sl);
+	out->len = sl;
+	return 0;
+}
+
+static void udp_caps(ferry_ep *ep, ferry_caps *out)
+{
+	udp_ep *u = udp_of(ep);
+	*out = (ferry_caps){.max_payload = u->max_payload,
+	                    .inline_bytes = u->max_payload,
+	                    .tx_slots = u->tx_slots,
+	                    .rx_batch = UDP_RX_BATCH_MAX};
+}
+
+static int udp_ctl(ferry_ep *ep, int op, void *arg)
+{
+	udp_ep *u = udp_of(ep);
+	if (op == FERRY_CTL_BOUND_LOCATOR) {
+		struct ferry_ctl_locator *l = arg;
+		return ferry__inet_locator((struct sockaddr *)&u->local, l->out, l->len) < 0
+		               ? -ERANGE
+		               : 0;
+	}
+	if (op == FERRY_CTL_COUNTERS) {
+		struct ferry_ctl_counters *c = arg;
+#define UDP_CNT(f) c->cb(c->arg, #f, u->cnt.f)
+		UDP_CNT(sendmmsg_calls);
+		UDP_CNT(sendmmsg_pkts);
+		UDP_CNT(recvmmsg_calls);
+		UDP_CNT(recvmmsg_pkts);
+		UDP_CNT(tx_eagain);
+		UDP_CNT(tx_ring_full);
+		UDP_CNT(tx_bounce_copies);
+		UDP_CNT(rx_pool_empty);
+		UDP_CNT(rx_truncated);
+		UDP_CNT(sockbuf_forced);
+#undef UDP_CNT
+		c->cb(c->arg, "max_payload", u->max_payload);
+		c->cb(c->arg, "rx_free", u->rx_nfree);
+		return 0;
+	}
+	return -ENOTSUP;
+}
+
+static const ferry_dgram_ops udp_dgram_ops = {
+	.send = udp_send,
+	.flush = udp_flush,
+	.poll = udp_poll,
+	.release = udp_release,
+	.resolve = udp_resolve,
+	.caps = udp_caps,
+	.ctl = udp_ctl,
+	.close = udp_close,
+};
+
+const ferry_driver_ops ferry__udp_driver = {
+	.name = "udp",
+	.kind = FERRY_DRIVER_DATAGRAM,
+	.wrapper = false,
+	.ep_size = sizeof(udp_ep),
+	.keys = udp_keys,
+	.probe = NULL,
+	.open = udp_open,
+	.dgram = &udp_dgram_ops,
+};

@@ -1,0 +1,320 @@
+/* Client side of the RPC core: sessions, channels, the bounded call queue,
+ * deadlines, completions and the synchronous wrapper. The transport puts
+ * calls on the wire; everything about their lifetime lives here. */
+#include <errno.h>
+#include <string.h>
+
+#include "../buffer/alloc.h"
+#include "core.h"
+
+/* A call submitted from a foreign thread, carried to the owner. */
+typedef struct call_handoff {
+	ferry__handoff ho;
+	ferry_session *s;
+	ferry_buf *req, *resp;
+	uint64_t timeout_us;
+	ferry_call_cb cb;
+	void *arg;
+	uint16_t opcode;
+} call_handoff;
+
+static ferry__call *call_get(ferry_ctx *ctx)
+{
+	ferry__call *c = ctx->free_calls;
+	if (c != NULL) {
+		ctx->free_calls = c->next;
+		return c;
+	}
+	return ferry__calloc(1, sizeof(*c));
+}
+
+static void call_put(ferry_ctx *ctx, ferry__call *c)
+{
+	c->state = FERRY_CALL_FREE;
+	c->next = ctx->free_calls;
+	ctx->free_calls = c;
+}
+
+static void call_deadline(ferry__timer *t);
+
+int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
+{
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	ctx->errmsg[0] = '\0';
+	ferry_loc loc;
+	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
+	if (rc != 0)
+		return rc;
+	if (loc.transport == NULL)
+		return ferry__set_errmsg(ctx, FERRY_EBADLOC,
+		                         "stream transports are not built yet: '%s'",
+		                         loc.layer[0]);
+	/* A slot in the session table; its index is the client hint. */
+	uint32_t idx = 0;
+	while (idx < ctx->nsessions && ctx->sessions[idx] != NULL)
+		idx++;
+	if (idx == ctx->sessions_cap) {
+		uint32_t cap = ctx->sessions_cap ? 2 * ctx->sessions_cap : 16;
+		ferry_session **t = ferry__realloc(ctx->sessions, cap * sizeof(*t));
+		if (t == NULL)
+			return -ENOMEM;
+		memset(t + ctx->sessions_cap, 0,
+		       (cap - ctx->sessions_cap) * sizeof(*t));
+		ctx->sessions = t;
+		ctx->sessions_cap = cap;
+	}
+	ferry_session *s = ferry__calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->index = idx;
+	s->tp = loc.transport;
+	s->nchan = FERRY_CHANNELS_DEFAULT;
+	rc = ferry__port_open(ctx, &loc, false, &s->port);
+	if (rc != 0)
+		goto fail;
+	s->port->session = s;
+	rc = s->port->ep->drv->dgram->resolve(s->port->ep, &loc, &s->peer);
+	if (rc != 0) {
+		ferry__set_errmsg(ctx, rc, "%s: %s", s->port->ep->drv->name,
+		                  s->port->ep->errmsg[0] != '\0' ? s->port->ep->errmsg
+		                                                  : ferry_strerror(rc));
+		goto fail_port;
+	}
+	rc = s->tp->session_init(s);
+	if (rc != 0)
+		goto fail_port;
+	ctx->sessions[idx] = s;
+	if (idx == ctx->nsessions)
+		ctx->nsessions++;
+	*out = s;
+	return 0;
+fail_port:
+	ferry__port_close(s->port);
+fail:
+	ferry__free(s);
+	return rc;
+}
+
+/* Start the call on a free channel. */
+static void call_launch(ferry_session *s, ferry__call *c)
+{
+	uint32_t ch = (uint32_t)__builtin_ctzll(~s->busy_mask);
+	s->busy_mask |= 1ull << ch;
+	s->chan[ch].call = c;
+	s->chan[ch].rpc_id++;
+	c->chan = (uint8_t)ch;
+	c->rpc_id = s->chan[ch].rpc_id;
+	c->state = FERRY_CALL_ACTIVE;
+	int rc = s->tp->call_start(c);
+	if (rc != 0)
+		ferry__call_complete(c, rc);
+}
+
+static bool session_has_free_chan(const ferry_session *s)
+{
+	uint64_t all = s->nchan >= 64 ? ~0ull : (1ull << s->nchan) - 1;
+	return (s->busy_mask & all) != all;
+}
+
+static void call_handoff_run(ferry_ctx *ctx, ferry__handoff *h)
+{
+	(void)ctx;
+	call_handoff *ch = (call_handoff *)h;
+	int rc = ferry_call(ch->s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
+	                    ch->cb, ch->arg);
+	/* The caller was told 0: report a synchronous failure through cb. */
+	if (rc != 0)
+		ch->cb(ch->arg, rc, ch->resp);
+	ferry__free(ch);
+}
+
+int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
+               ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+               void *arg)
+{
+	if (s == NULL || req == NULL || resp == NULL || cb == NULL ||
+	    opcode < FERRY_OPCODE_USER_MIN)
+		return -EINVAL;
+	ferry_ctx *ctx = s->ctx;
+	if (!ferry__on_owner(ctx)) {
+		/* Documented slow path: one allocation per foreign-thread call. */
+		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
+		if (ch == NULL)
+			return -ENOMEM;
+		*ch = (call_handoff){.ho.fn = call_handoff_run, .s = s, .req = req,
+		                     .resp = resp, .timeout_us = timeout_us,
+		                     .cb = cb, .arg = arg, .opcode = opcode};
+		ferry__handoff_push(ctx, &ch->ho);
+		return 0;
+	}
+	if (ferry_buf_len(req) > s->port->msg_max)
+		return FERRY_ETOOBIG;
+	if (ferry_buf_len(resp) != 0)
+		return -EINVAL;
+	bool free_chan = session_has_free_chan(s);
+	if (!free_chan && s->qlen >= FERRY_SESSION_QUEUE_MAX)
+		return FERRY_EAGAIN;
+	ferry__call *c = call_get(ctx);
+	if (c == NULL)
+		return -ENOMEM;
+	c->s = s;
+	c->opcode = opcode;
+	c->req = req;
+	c->resp = resp;
+	c->cb = cb;
+	c->arg = arg;
+	c->timeout_us = timeout_us ? timeout_us : FERRY_DEFAULT_TIMEOUT_US;
+	c->next = NULL;
+	c->timer.fn = call_deadline;
+	ctx->cnt.calls_started++;
+	ctx->now_us = ferry__clock_us();
+	if (ferry__timer_arm(&ctx->timers, &c->timer, ctx->now_us + c->timeout_us) != 0) {
+		call_put(ctx, c);
+		return -ENOMEM;
+	}
+	if (free_chan) {
+		call_launch(s, c);
+		return 0;
+	}
+	c->state = FERRY_CALL_QUEUED;
+	if (s->q_tail != NULL)
+		s->q_tail->next = c;
+	else
+		s->q_head = c;
+	s->q_tail = c;
+	s->qlen++;
+	return 0;
+}
+
+static void session_unqueue(ferry_session *s, ferry__call *c)
+{
+	ferry__call **pp = &s->q_head, *prev = NULL;
+	while (*pp != NULL && *pp != c)
+		prev = *pp, pp = &(*pp)->next;
+	if (*pp == NULL)
+		return;
+	*pp = c->next;
+	if (s->q_tail == c)
+		s->q_tail = prev;
+	s->qlen--;
+}
+
+/* Finish a call: free its channel (launching the next queued call), run the
+ * callback exactly once. On failure the response buffer is emptied, so a
+ * failed call never delivers partial data. */
+void ferry__call_complete(ferry__call *c, int status)
+{
+	ferry_session *s = c->s;
+	ferry_ctx *ctx = s->ctx;
+	ferry__timer_cancel(&ctx->timers, &c->timer);
+	if (c->state == FERRY_CALL_ACTIVE) {
+		ferry__chan *ch = &s->chan[c->chan];
+		if (ch->rx.active)
+			ferry__reasm_abort(&ch->rx);
+		if (status != 0 && s->tp->call_abort != NULL)
+			s->tp->call_abort(c);
+		ch->call = NULL;
+		s->busy_mask &= ~(1ull << c->chan);
+	} else if (c->state == FERRY_CALL_QUEUED) {
+		session_unqueue(s, c);
+	}
+	if (status == 0)
+		ctx->cnt.calls_ok++;
+	else
+		ctx->cnt.calls_failed++;
+	if (status == FERRY_ETIMEDOUT)
+		ctx->cnt.calls_timedout++;
+	if (status != 0)
+		ferry_buf_reset(c->resp);
+	ferry_call_cb cb = c->cb;
+	void *arg = c->arg;
+	ferry_buf *resp = c->resp;
+	call_put(ctx, c);
+	/* Start the next queued call before the callback, so a callback that
+	 * issues a call queues behind the ones already waiting. */
+	while (s->q_head != NULL && session_has_free_chan(s)) {
+		ferry__call *next = s->q_head;
+		s->q_head = next->next;
+		if (s->q_head == NULL)
+			s->q_tail = NULL;
+		s->qlen--;
+		call_launch(s, next);
+	}
+	ctx->depth++;
+	cb(arg, status, resp);
+	ctx->depth--;
+}
+
+static void call_deadline(ferry__timer *t)
+{
+	ferry__call *c = ferry_container_of(t, ferry__call, timer);
+	ferry__call_complete(c, FERRY_ETIMEDOUT);
+}
+
+static void session_fail_calls(ferry_session *s, int status)
+{
+	for (uint32_t ch = 0; ch < FERRY_CHANNELS_MAX; ch++)
+		if (s->chan[ch].call != NULL)
+			ferry__call_complete(s->chan[ch].call, status);
+	while (s->q_head != NULL)
+		ferry__call_complete(s->q_head, status);
+}
+
+void ferry_session_close(ferry_session *s)
+{
+	if (s == NULL)
+		return;
+	ferry_ctx *ctx = s->ctx;
+	/* Unlink first so callbacks that run below cannot find it. */
+	ctx->sessions[s->index] = NULL;
+	session_fail_calls(s, FERRY_ECANCELED);
+	/* Callbacks may have started new calls on s: fail those too. */
+	session_fail_calls(s, FERRY_ECANCELED);
+	ferry__port_close(s->port);
+	ferry__free(s);
+}
+
+void ferry__sessions_fail_all(ferry_ctx *ctx, int status)
+{
+	for (uint32_t i = 0; i < ctx->nsessions; i++)
+		if (ctx->sessions[i] != NULL)
+			ferry_session_close(ctx->sessions[i]);
+	(void)status;
+}
+
+struct call_sync {
+	bool done;
+	int status;
+};
+
+static void call_sync_cb(void *arg, int status, ferry_buf *resp)
+{
+	(void)resp;
+	struct call_sync *cs = arg;
+	cs->done = true;
+	cs->status = status;
+}
+
+int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                    ferry_buf *resp, uint64_t timeout_us)
+{
+	if (s == NULL)
+		return -EINVAL;
+	ferry_ctx *ctx = s->ctx;
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	if (ctx->depth > 0)
+		return FERRY_EWOULDDEADLOCK;
+	struct call_sync cs = {false, 0};
+	int rc = ferry_call(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
+	if (rc != 0)
+		return rc;
+	while (!cs.done) {
+		rc = ferry_ctx_poll(ctx, -1);
+		if (rc < 0)
+			return rc;
+	}
+	return cs.status;
+}

@@ -1,0 +1,205 @@
+/* Internal structures of the RPC core: context, ports, sessions, calls,
+ * servers and server-side rpcs. Transports see these; applications do not. */
+#ifndef FERRY_CORE_H
+#define FERRY_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry/driver.h"
+#include "ferry/rpc.h"
+#include "locator.h"
+#include "reasm.h"
+#include "timer.h"
+#include "transport.h"
+
+#define FERRY_CHANNELS_DEFAULT 8     /* calls in flight per session */
+#define FERRY_CHANNELS_MAX 64
+#define FERRY_SESSION_QUEUE_MAX 4096 /* calls waiting for a channel */
+#define FERRY_POLL_BATCH 32          /* packets taken from an endpoint per poll */
+#define FERRY_SERVER_LISTEN_MAX 16   /* locators per server */
+#define FERRY_ERRMSG_BYTES 256
+#define FERRY_TIMERS_INITIAL 256
+
+/* Handoff queue node: work another thread hands to the owner thread. */
+typedef struct ferry__handoff ferry__handoff;
+struct ferry__handoff {
+	ferry__handoff *next;
+	void (*fn)(ferry_ctx *ctx, ferry__handoff *h);
+};
+
+/* A port is an open endpoint stack plus its transport and its owner (a
+ * client session or a server). */
+typedef struct ferry__port {
+	ferry_ctx *ctx;
+	struct ferry__port *next; /* ctx->ports */
+	ferry_ep *ep;             /* outermost endpoint */
+	ferry_ep *eps[FERRY_LOC_MAX_LAYERS]; /* outermost first */
+	int neps;
+	const ferry__transport_ops *tp;
+	bool server;
+	bool dead;             /* closed; freed after the current poll pass */
+	ferry_session *session; /* client port */
+	ferry_server *srv;     /* server port */
+	ferry_caps caps;
+	uint32_t msg_max;      /* payload cap (bytes) */
+	struct ferry_rpc *done; /* rpcs replied this pass, freed after flush */
+	struct ferry_rpc *reasm; /* server: requests being reassembled */
+	uint32_t nreasm;
+	char bound[FERRY_LOC_MAX_BYTES];
+} ferry__port;
+
+enum ferry__call_state {
+	FERRY_CALL_FREE = 0,
+	FERRY_CALL_QUEUED,
+	FERRY_CALL_ACTIVE,
+};
+
+typedef struct ferry__call {
+	ferry_session *s;
+	struct ferry__call *next; /* session queue or free list */
+	ferry_buf *req, *resp;
+	ferry_call_cb cb;
+	void *arg;
+	uint64_t timeout_us;
+	ferry__timer timer;  /* deadline */
+	uint32_t rpc_id;
+	uint16_t opcode;
+	uint8_t chan;
+	uint8_t state;
+} ferry__call;
+
+typedef struct ferry__chan {
+	ferry__call *call; /* NULL = idle */
+	uint32_t rpc_id;   /* last id used on this channel */
+	ferry__reasm rx;   /* response reassembly */
+} ferry__chan;
+
+struct ferry_session {
+	ferry_ctx *ctx;
+	uint32_t index; /* slot in ctx->sessions: the client hint */
+	ferry__port *port;
+	ferry_addr peer;
+	const ferry__transport_ops *tp;
+	uint32_t frag_bytes; /* payload bytes per fragment we send */
+	uint32_t nchan;
+	uint64_t busy_mask;  /* channels with a call */
+	ferry__call *q_head, *q_tail;
+	uint32_t qlen;
+	ferry__chan chan[FERRY_CHANNELS_MAX];
+};
+
+/* Server-side request handle. */
+enum ferry__rpc_state {
+	FERRY_RPC_FREE = 0,
+	FERRY_RPC_RECEIVING,
+	FERRY_RPC_HANDLER, /* handed to the application */
+	FERRY_RPC_DONE,    /* replied; waiting for the flush */
+};
+
+struct ferry_rpc {
+	ferry_ctx *ctx;
+	ferry_server *srv;      /* NULL once orphaned (server destroyed) */
+	struct ferry_rpc *out_prev, *out_next; /* ctx->rpcs_out while in a handler */
+	ferry__port *port;
+	struct ferry_rpc *next; /* free list, port->done or port->reasm */
+	ferry__handoff ho;      /* foreign-thread reply */
+	ferry_addr peer;
+	uint32_t client_hint, rpc_id;
+	uint32_t frag_bytes;    /* response payload bytes per fragment */
+	uint16_t opcode;
+	uint8_t chan;
+	uint8_t state;
+	int status;
+	ferry__timer timer;     /* reassembly expiry */
+	ferry__reasm rx;
+	ferry_buf req, resp;
+};
+
+typedef struct ferry__handler {
+	ferry_handler_cb cb;
+	void *arg;
+} ferry__handler;
+
+struct ferry_server {
+	ferry_ctx *ctx;
+	struct ferry_server *next; /* ctx->servers */
+	ferry__port *ports[FERRY_SERVER_LISTEN_MAX];
+	int nports;
+	ferry__handler *handlers[256]; /* by opcode >> 8, lazily allocated */
+	uint32_t rpcs_out;             /* rpcs handed out and not replied */
+};
+
+/* Transport-level counters of a context. */
+typedef struct ferry__ctx_counters {
+	uint64_t calls_started, calls_ok, calls_failed, calls_timedout;
+	uint64_t rpcs_handled, rpcs_builtin, replies_sent;
+	uint64_t rx_short, rx_bad_magic, rx_bad_version, rx_bad_type,
+		rx_bad_length;
+	uint64_t rx_unknown_session, rx_stale, rx_dup_frag, rx_ahead_frag,
+		rx_mismatch, rx_no_handler, rx_too_big, rx_reasm_full;
+	uint64_t handoffs, loans_released_remote;
+	uint64_t tx_dropped;
+} ferry__ctx_counters;
+
+struct ferry_ctx {
+	pid_t owner_tid;
+	int poll_mode;
+	int epfd, evfd;
+	int depth;           /* >0 while running a handler or callback */
+	uint64_t now_us;
+	ferry__timers timers;
+	ferry__port *ports;
+	ferry_server *servers;
+	ferry_session **sessions;
+	uint32_t nsessions, sessions_cap;
+	ferry__call *free_calls;
+	struct ferry_rpc *free_rpcs;
+	struct ferry_rpc *rpcs_out; /* with handlers, not yet replied */
+	pthread_mutex_t ho_lock;
+	ferry__handoff *ho_head, *ho_tail;
+	ferry_pkt *ho_pkts;  /* loans released on other threads */
+	atomic_int ho_pending;
+	ferry__ctx_counters cnt;
+	char errmsg[FERRY_ERRMSG_BYTES];
+};
+
+/* ctx.c */
+pid_t ferry__tid(void);
+static inline bool ferry__on_owner(const ferry_ctx *ctx)
+{
+	return ferry__tid() == ctx->owner_tid;
+}
+void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h);
+int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void ferry__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t ferry__clock_us(void);
+int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
+                     ferry__port **out);
+void ferry__port_close(ferry__port *port);
+
+/* call.c: client side */
+void ferry__call_complete(ferry__call *c, int status);
+void ferry__sessions_fail_all(ferry_ctx *ctx, int status);
+
+/* server.c */
+struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx);
+void ferry__rpc_put(ferry_ctx *ctx, struct ferry_rpc *rpc);
+void ferry__server_dispatch(struct ferry_rpc *rpc);
+void ferry__servers_destroy_all(ferry_ctx *ctx);
+
+/* drivers/ep.c: the thin wrappers every call to a driver goes through. */
+int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
+                         ferry_ep **eps, int *neps, char *err, size_t err_len);
+void ferry__ep_close_stack(ferry_ep **eps, int neps);
+int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                   size_t hdr_len, ferry_buf_iter *payload);
+int ferry__ep_flush(ferry_ep *ep);
+int ferry__ep_poll(ferry_ep *ep, ferry_pkt **pkts, int max);
+void ferry__ep_release(ferry_pkt *pkt);
+
+#endif

@@ -1,0 +1,497 @@
+/* The context: one per thread, run to completion. A poll pass drains the
+ * handoff queue, polls every endpoint in batches, fires due timers and
+ * flushes what the pass queued for transmission; in block mode an idle pass
+ * sleeps in epoll until an endpoint, the handoff eventfd or the next timer
+ * needs it.
+ *
+ * The handoff queue is a mutex-protected intrusive list with an atomic
+ * "pending" flag: the owner thread reads only the flag on every pass (no
+ * lock, no syscall when nothing was handed off) and takes the lock only to
+ * splice the whole list out. Foreign threads pay the lock and, in block
+ * mode, one eventfd write. */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../buffer/alloc.h"
+#include "core.h"
+
+static ferry_log_cb log_cb;
+static void *log_arg;
+
+void ferry_set_log(ferry_log_cb cb, void *arg)
+{
+	log_cb = cb;
+	log_arg = arg;
+}
+
+void ferry__log(int level, const char *fmt, ...)
+{
+	if (log_cb == NULL)
+		return;
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_cb(log_arg, level, msg);
+}
+
+const char *ferry_version(void) { return FERRY_VERSION_STRING; }
+
+pid_t ferry__tid(void)
+{
+	static __thread pid_t tid;
+	if (tid == 0)
+		tid = (pid_t)syscall(SYS_gettid);
+	return tid;
+}
+
+uint64_t ferry__clock_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ctx->errmsg, sizeof(ctx->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *ferry_ctx_errmsg(ferry_ctx *ctx) { return ctx->errmsg; }
+
+uint64_t ferry_ctx_now_us(ferry_ctx *ctx) { return ctx->now_us; }
+
+int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out)
+{
+	ferry_ctx_opts o = {.poll_mode = FERRY_POLL_SPIN, .cpu = -1};
+	if (opts != NULL)
+		o = *opts;
+	if (o.poll_mode != FERRY_POLL_SPIN && o.poll_mode != FERRY_POLL_BLOCK)
+		return -EINVAL;
+	if (o.cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(o.cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) != 0)
+			return -errno;
+	}
+	ferry_ctx *ctx = ferry__calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return -ENOMEM;
+	int rc = -ENOMEM;
+	ctx->epfd = ctx->evfd = -1;
+	ctx->owner_tid = ferry__tid();
+	ctx->poll_mode = o.poll_mode;
+	ctx->now_us = ferry__clock_us();
+	pthread_mutex_init(&ctx->ho_lock, NULL);
+	if (ferry__timers_init(&ctx->timers, FERRY_TIMERS_INITIAL) != 0)
+		goto fail;
+	ctx->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctx->evfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
+		ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (ctx->epfd < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+		if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->evfd, &ev) != 0) {
+			rc = -errno;
+			goto fail;
+		}
+	}
+	*out = ctx;
+	return 0;
+fail:
+	if (ctx->epfd >= 0)
+		close(ctx->epfd);
+	if (ctx->evfd >= 0)
+		close(ctx->evfd);
+	ferry__timers_fini(&ctx->timers);
+	pthread_mutex_destroy(&ctx->ho_lock);
+	ferry__free(ctx);
+	return rc;
+}
+
+static void ctx_drain_handoff(ferry_ctx *ctx);
+static void ctx_sweep_ports(ferry_ctx *ctx);
+
+void ferry_ctx_destroy(ferry_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	/* Work other threads handed over still runs (replies are dropped with
+	 * their servers below, releases return loans). */
+	ctx_drain_handoff(ctx);
+	ferry__sessions_fail_all(ctx, FERRY_ECANCELED);
+	ferry__servers_destroy_all(ctx);
+	ctx_drain_handoff(ctx);
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next)
+		p->dead = true;
+	ctx_sweep_ports(ctx);
+	while (ctx->free_calls != NULL) {
+		ferry__call *c = ctx->free_calls;
+		ctx->free_calls = c->next;
+		ferry__free(c);
+	}
+	while (ctx->free_rpcs != NULL) {
+		struct ferry_rpc *r = ctx->free_rpcs;
+		ctx->free_rpcs = r->next;
+		ferry_buf_fini(&r->req);
+		ferry_buf_fini(&r->resp);
+		ferry__free(r);
+	}
+	ferry__free(ctx->sessions);
+	ferry__timers_fini(&ctx->timers);
+	if (ctx->epfd >= 0)
+		close(ctx->epfd);
+	close(ctx->evfd);
+	pthread_mutex_destroy(&ctx->ho_lock);
+	ferry__free(ctx);
+}
+
+void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h)
+{
+	h->next = NULL;
+	pthread_mutex_lock(&ctx->ho_lock);
+	if (ctx->ho_tail != NULL)
+		ctx->ho_tail->next = h;
+	else
+		ctx->ho_head = h;
+	ctx->ho_tail = h;
+	atomic_store_explicit(&ctx->ho_pending, 1, memory_order_release);
+	pthread_mutex_unlock(&ctx->ho_lock);
+	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
+		uint64_t one = 1;
+		ssize_t w = write(ctx->evfd, &one, sizeof(one));
+		(void)w; /* EAGAIN means the counter is already non-zero */
+	}
+}
+
+/* Loan release from any thread: on the owner, straight to the driver;
+ * elsewhere, queued (the packet itself is the queue node). */
+void ferry__pkt_loan_release(void *arg, void *data)
+{
+	(void)data;
+	ferry_pkt *pkt = arg;
+	ferry_ctx *ctx = pkt->ep->ctx;
+	if (ferry__on_owner(ctx)) {
+		ferry__ep_release(pkt);
+		return;
+	}
+	pthread_mutex_lock(&ctx->ho_lock);
+	pkt->core_next = ctx->ho_pkts;
+	ctx->ho_pkts = pkt;
+	atomic_store_explicit(&ctx->ho_pending, 1, memory_order_release);
+	pthread_mutex_unlock(&ctx->ho_lock);
+	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
+		uint64_t one = 1;
+		ssize_t w = write(ctx->evfd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+static void ctx_drain_handoff(ferry_ctx *ctx)
+{
+	if (atomic_load_explicit(&ctx->ho_pending, memory_order_acquire) == 0)
+		return;
+	pthread_mutex_lock(&ctx->ho_lock);
+	ferry__handoff *h = ctx->ho_head;
+	ferry_pkt *pkts = ctx->ho_pkts;
+	ctx->ho_head = ctx->ho_tail = NULL;
+	ctx->ho_pkts = NULL;
+	atomic_store_explicit(&ctx->ho_pending, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&ctx->ho_lock);
+	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
+		uint64_t v;
+		ssize_t r = read(ctx->evfd, &v, sizeof(v));
+		(void)r;
+	}
+	while (pkts != NULL) {
+		ferry_pkt *next = pkts->core_next;
+		ctx->cnt.loans_released_remote++;
+		ferry__ep_release(pkts);
+		pkts = next;
+	}
+	while (h != NULL) {
+		ferry__handoff *next = h->next;
+		ctx->cnt.handoffs++;
+		h->fn(ctx, h);
+		h = next;
+	}
+}
+
+int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
+                     ferry__port **out)
+{
+	ferry__port *p = ferry__calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->ctx = ctx;
+	p->tp = loc->transport;
+	p->server = server;
+	char err[FERRY_ERRMSG_BYTES] = "";
+	int rc = ferry__ep_open_stack(ctx, loc, server ? FERRY_EP_LISTEN : 0,
+	                              p->eps, &p->neps, err, sizeof(err));
+	if (rc != 0) {
+		ferry__free(p);
+		return ferry__set_errmsg(ctx, rc, "%s", err);
+	}
+	p->ep = p->eps[0];
+	p->ep->drv->dgram->caps(p->ep, &p->caps);
+	uint64_t msg_max;
+	rc = ferry__loc_u64(loc, "maxmsg", 0, UINT32_MAX,
+	                    FERRY_MSG_MAX_BYTES_DEFAULT, &msg_max, ctx->errmsg,
+	                    sizeof(ctx->errmsg));
+	if (rc != 0)
+		goto fail;
+	p->msg_max = (uint32_t)msg_max;
+	if (ctx->epfd >= 0 && p->ep->fd >= 0) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+		if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, p->ep->fd, &ev) != 0) {
+			rc = ferry__set_errmsg(ctx, -errno, "epoll_ctl: %s",
+			                       strerror(errno));
+			goto fail;
+		}
+	}
+	struct ferry_ctl_locator bl = {p->bound, sizeof(p->bound)};
+	if (p->ep->drv->dgram->ctl(p->ep, FERRY_CTL_BOUND_LOCATOR, &bl) != 0)
+		p->bound[0] = '\0';
+	p->next = ctx->ports;
+	ctx->ports = p;
+	*out = p;
+	return 0;
+fail:
+	ferry__ep_close_stack(p->eps, p->neps);
+	ferry__free(p);
+	return rc;
+}
+
+/* Ports die in two steps: marked dead now (the pass in progress may still
+ * hold packets for them), freed by the sweep at the end of the pass. */
+void ferry__port_close(ferry__port *port)
+{
+	port->dead = true;
+	port->session = NULL;
+	port->srv = NULL;
+}
+
+static void ctx_port_free(ferry_ctx *ctx, ferry__port *p)
+{
+	if (p->tp->server_port_fini != NULL && p->server)
+		p->tp->server_port_fini(p);
+	if (p->ep->tx_pending)
+		ferry__ep_flush(p->ep);
+	while (p->done != NULL) {
+		struct ferry_rpc *r = p->done;
+		p->done = r->next;
+		ferry__rpc_put(ctx, r);
+	}
+	if (ctx->epfd >= 0 && p->ep->fd >= 0)
+		epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, p->ep->fd, NULL);
+	ferry__ep_close_stack(p->eps, p->neps);
+	ferry__free(p);
+}
+
+static void ctx_sweep_ports(ferry_ctx *ctx)
+{
+	for (ferry__port **pp = &ctx->ports; *pp != NULL;) {
+		ferry__port *p = *pp;
+		if (!p->dead) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		ctx_port_free(ctx, p);
+	}
+}
+
+static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
+{
+	ferry_pkt *pkts[FERRY_POLL_BATCH];
+	int events = 0;
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
+		if (p->dead) {
+			*dead = true;
+			continue;
+		}
+		int n = ferry__ep_poll(p->ep, pkts, FERRY_POLL_BATCH);
+		if (n <= 0)
+			continue;
+		events += n;
+		for (int i = 0; i < n; i++) {
+			if (p->dead) /* closed by a callback in this batch */
+				ferry__ep_release(pkts[i]);
+			else if (p->server)
+				p->tp->server_pkt(p, pkts[i]);
+			else
+				p->tp->client_pkt(p, pkts[i]);
+		}
+	}
+	return events;
+}
+
+static void ctx_flush_ports(ferry_ctx *ctx, bool *dead)
+{
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
+		if (p->ep->tx_pending)
+			ferry__ep_flush(p->ep);
+		/* Replies are borrowed by the driver until the flush: only now
+		 * may their buffers go back to the pool. */
+		while (p->done != NULL) {
+			struct ferry_rpc *r = p->done;
+			p->done = r->next;
+			ferry__rpc_put(ctx, r);
+		}
+		if (p->dead)
+			*dead = true;
+	}
+}
+
+/* Earliest time anything needs the pass again: timers and drivers with
+ * timed work (wake_at_us). */
+static uint64_t ctx_next_wake(ferry_ctx *ctx)
+{
+	uint64_t next = ferry__timers_next(&ctx->timers);
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next)
+		for (int i = 0; i < p->neps; i++)
+			if (p->eps[i]->wake_at_us != 0 && p->eps[i]->wake_at_us < next)
+				next = p->eps[i]->wake_at_us;
+	return next;
+}
+
+static void ctx_sleep(ferry_ctx *ctx, int64_t timeout_us)
+{
+	uint64_t next = ctx_next_wake(ctx);
+	int64_t wait_us = timeout_us;
+	if (next != UINT64_MAX) {
+		int64_t until = next > ctx->now_us ? (int64_t)(next - ctx->now_us) : 0;
+		if (wait_us < 0 || until < wait_us)
+			wait_us = until;
+	}
+	if (wait_us == 0)
+		return;
+	struct epoll_event evs[16];
+	if (wait_us < 0) {
+		epoll_pwait2(ctx->epfd, evs, 16, NULL, NULL);
+		return;
+	}
+	struct timespec ts = {.tv_sec = wait_us / 1000000,
+	                      .tv_nsec = (wait_us % 1000000) * 1000};
+	epoll_pwait2(ctx->epfd, evs, 16, &ts, NULL);
+}
+
+int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us)
+{
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	int events = 0;
+	bool dead = false;
+	if (atomic_load_explicit(&ctx->ho_pending, memory_order_acquire) != 0) {
+		ctx_drain_handoff(ctx);
+		events++;
+	}
+	ctx->now_us = ferry__clock_us();
+	events += ctx_poll_ports(ctx, &dead);
+	ctx->now_us = ferry__clock_us();
+	events += ferry__timers_run(&ctx->timers, ctx->now_us);
+	ctx_flush_ports(ctx, &dead);
+	if (dead)
+		ctx_sweep_ports(ctx);
+	if (events == 0 && ctx->poll_mode == FERRY_POLL_BLOCK && timeout_us != 0)
+		ctx_sleep(ctx, timeout_us);
+	return events;
+}
+
+static void ctx_stat_ep(ferry_stat_cb cb, void *arg, const char *prefix,
+                        ferry_ep *ep)
+{
+	char name[128];
+#define CTX_EP_STAT(field)                                                     \
+	snprintf(name, sizeof(name), "%s.%s", prefix, #field);                 \
+	cb(arg, name, ep->cnt.field)
+	CTX_EP_STAT(tx_pkts);
+	CTX_EP_STAT(tx_bytes);
+	CTX_EP_STAT(tx_errors);
+	CTX_EP_STAT(rx_pkts);
+	CTX_EP_STAT(rx_bytes);
+	CTX_EP_STAT(rx_dropped);
+	CTX_EP_STAT(polls);
+	CTX_EP_STAT(polls_nonempty);
+#undef CTX_EP_STAT
+	snprintf(name, sizeof(name), "%s.loans_out", prefix);
+	cb(arg, name, ep->loans_out);
+}
+
+struct ctx_prefixed {
+	ferry_stat_cb cb;
+	void *arg;
+	const char *prefix;
+};
+
+static void ctx_prefixed_cb(void *arg, const char *name, uint64_t value)
+{
+	struct ctx_prefixed *p = arg;
+	char full[160];
+	snprintf(full, sizeof(full), "%s.%s", p->prefix, name);
+	p->cb(p->arg, full, value);
+}
+
+void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
+{
+#define CTX_STAT(field) cb(arg, "transport." #field, ctx->cnt.field)
+	CTX_STAT(calls_started);
+	CTX_STAT(calls_ok);
+	CTX_STAT(calls_failed);
+	CTX_STAT(calls_timedout);
+	CTX_STAT(rpcs_handled);
+	CTX_STAT(rpcs_builtin);
+	CTX_STAT(replies_sent);
+	CTX_STAT(rx_short);
+	CTX_STAT(rx_bad_magic);
+	CTX_STAT(rx_bad_version);
+	CTX_STAT(rx_bad_type);
+	CTX_STAT(rx_bad_length);
+	CTX_STAT(rx_unknown_session);
+	CTX_STAT(rx_stale);
+	CTX_STAT(rx_dup_frag);
+	CTX_STAT(rx_ahead_frag);
+	CTX_STAT(rx_mismatch);
+	CTX_STAT(rx_no_handler);
+	CTX_STAT(rx_too_big);
+	CTX_STAT(rx_reasm_full);
+	CTX_STAT(handoffs);
+	CTX_STAT(loans_released_remote);
+	CTX_STAT(tx_dropped);
+#undef CTX_STAT
+	int i = 0;
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next, i++) {
+		if (p->dead)
+			continue;
+		for (int j = 0; j < p->neps; j++) {
+			char prefix[64];
+			snprintf(prefix, sizeof(prefix), "ep.%d.%s", i,
+			         p->eps[j]->drv->name);
+			ctx_stat_ep(cb, arg, prefix, p->eps[j]);
+			struct ctx_prefixed pre = {cb, arg, prefix};
+			struct ferry_ctl_counters cc = {ctx_prefixed_cb, &pre};
+			p->eps[j]->drv->dgram->ctl(p->eps[j], FERRY_CTL_COUNTERS, &cc);
+		}
+	}
+}

@@ -1,0 +1,23 @@
+/* Framing shared by the datagram transports: a message goes out as
+ * fragments of frag_bytes payload each, every one with its own header. */
+#ifndef FERRY_FRAME_H
+#define FERRY_FRAME_H
+
+#include "core.h"
+#include "wire.h"
+
+/* Send fragments [first, last] of msg (all of them: 0, UINT32_MAX) with
+ * header template h (frag, flags LAST and msg_len filled in here). Returns
+ * packets queued, or the first driver error (later fragments not sent). */
+int ferry__frame_send(ferry__port *port, const ferry_addr *to,
+                      ferry_wire_hdr *h, ferry_buf *msg, uint32_t frag_bytes,
+                      uint32_t first, uint32_t last);
+
+/* Count a refused packet under its reason and give it back. */
+void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict);
+
+/* Payload bytes per fragment for a port: what fits after the header, capped
+ * by the 16-bit frag_bytes field. */
+uint32_t ferry__frame_bytes(const ferry__port *port);
+
+#endif

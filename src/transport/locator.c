@@ -1,0 +1,287 @@
+/* Locator parsing: grammar, stack shape and key ownership are checked once,
+ * here, so every later failure is about the network and not the text. Every
+ * error message quotes the part of the locator that is wrong. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "locator.h"
+#include "transport.h"
+
+/* Keys every stack accepts. */
+static const char *const loc_common_keys[] = {"pcap", NULL};
+
+static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
+{
+	if (err != NULL && err_len > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, err_len, fmt, ap);
+		va_end(ap);
+	}
+	return FERRY_EBADLOC;
+}
+
+static bool loc_name_ok(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_'))
+			return false;
+	return true;
+}
+
+static bool loc_in_list(const char *const *list, const char *key)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, key) == 0)
+			return true;
+	return false;
+}
+
+static bool loc_key_accepted(const ferry_loc *loc, const char *key)
+{
+	if (loc_in_list(loc_common_keys, key))
+		return true;
+	if (loc->transport != NULL && loc_in_list(loc->transport->keys, key))
+		return true;
+	for (int i = 0; i < loc->ndrv; i++)
+		if (loc_in_list(loc->drv[i]->keys, key))
+			return true;
+	return false;
+}
+
+/* Resolve layer names and check the stack's shape: [transport] wrappers*
+ * bottom-driver, a datagram bottom needs a transport, a stream bottom takes
+ * none, wrappers only wrap datagram drivers. */
+static int loc_stack(ferry_loc *loc, const char *stack, char *err,
+                     size_t err_len)
+{
+	loc->transport = NULL;
+	loc->ndrv = 0;
+	for (int i = 0; i < loc->nlayers; i++) {
+		const char *name = loc->layer[i];
+		const ferry__transport_ops *t = ferry__transport_find(name);
+		if (t != NULL) {
+			if (i != 0)
+				return loc_fail(err, err_len,
+				                "transport '%s' must come first in stack '%s'",
+				                name, stack);
+			loc->transport = t;
+			continue;
+		}
+		const ferry_driver_ops *d = ferry_driver_find(name);
+		if (d == NULL)
+			return loc_fail(err, err_len,
+			                "unknown transport or driver '%s' in stack '%s'",
+			                name, stack);
+		if (loc->ndrv > 0 && !loc->drv[loc->ndrv - 1]->wrapper)
+			return loc_fail(err, err_len,
+			                "driver '%s' cannot wrap '%s' in stack '%s'",
+			                loc->drv[loc->ndrv - 1]->name, name, stack);
+		loc->drv[loc->ndrv++] = d;
+	}
+	if (loc->ndrv == 0)
+		return loc_fail(err, err_len, "stack '%s' names no driver", stack);
+	const ferry_driver_ops *bottom = loc->drv[loc->ndrv - 1];
+	if (bottom->wrapper)
+		return loc_fail(err, err_len,
+		                "'%s' wraps a driver but none follows it in '%s'",
+		                bottom->name, stack);
+	if (bottom->kind == FERRY_DRIVER_DATAGRAM && loc->transport == NULL)
+		return loc_fail(err, err_len,
+		                "datagram driver '%s' needs a transport in front "
+		                "(fast+%s or unreliable+%s)",
+		                bottom->name, stack, stack);
+	if (bottom->kind == FERRY_DRIVER_STREAM && loc->transport != NULL)
+		return loc_fail(err, err_len,
+		                "stream driver '%s' takes no transport in front "
+		                "(use '%s' alone)",
+		                bottom->name, bottom->name);
+	if (bottom->kind == FERRY_DRIVER_STREAM && loc->ndrv > 1)
+		return loc_fail(err, err_len,
+		                "'%s' wraps datagram drivers only, not '%s'",
+		                loc->drv[0]->name, bottom->name);
+	return 0;
+}
+
+int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
+                     size_t err_len)
+{
+	memset(loc, 0, sizeof(*loc));
+	if (text == NULL || text[0] == '\0')
+		return loc_fail(err, err_len, "empty locator");
+	size_t n = strlen(text);
+	if (n >= FERRY_LOC_MAX_BYTES)
+		return loc_fail(err, err_len, "locator longer than %d bytes",
+		                FERRY_LOC_MAX_BYTES - 1);
+	memcpy(loc->text, text, n + 1);
+	memcpy(loc->store, text, n + 1);
+
+	char *stack = loc->store;
+	char *keys = strchr(stack, ':');
+	if (keys != NULL)
+		*keys++ = '\0';
+	if (stack[0] == '\0')
+		return loc_fail(err, err_len, "locator '%s' has no stack before ':'",
+		                text);
+
+	/* Split the stack on '+'. Keep an unsplit copy for messages. */
+	char stack_copy[FERRY_LOC_MAX_BYTES];
+	snprintf(stack_copy, sizeof(stack_copy), "%s", stack);
+	for (char *p = stack;;) {
+		char *plus = strchr(p, '+');
+		if (plus != NULL)
+			*plus = '\0';
+		if (p[0] == '\0')
+			return loc_fail(err, err_len,
+			                "empty layer name in stack '%s'", stack_copy);
+		if (!loc_name_ok(p))
+			return loc_fail(err, err_len,
+			                "bad character in layer name '%s'", p);
+		if (loc->nlayers == FERRY_LOC_MAX_LAYERS)
+			return loc_fail(err, err_len,
+			                "stack '%s' has more than %d layers",
+			                stack_copy, FERRY_LOC_MAX_LAYERS);
+		loc->layer[loc->nlayers++] = p;
+		if (plus == NULL)
+			break;
+		p = plus + 1;
+	}
+	int rc = loc_stack(loc, stack_copy, err, err_len);
+	if (rc != 0)
+		return rc;
+
+	/* Keys: "k=v,k=v". A trailing empty list ("udp:") is allowed. */
+	if (keys == NULL || keys[0] == '\0')
+		return 0;
+	for (char *p = keys;;) {
+		char *comma = strchr(p, ',');
+		if (comma != NULL)
+			*comma = '\0';
+		char *eq = strchr(p, '=');
+		if (p[0] == '\0')
+			return loc_fail(err, err_len, "empty key=value item in '%s'",
+			                text);
+		if (eq == NULL)
+			return loc_fail(err, err_len, "key '%s' has no '=value'", p);
+		*eq = '\0';
+		if (p[0] == '\0')
+			return loc_fail(err, err_len, "empty key before '=%s'",
+			                eq + 1);
+		if (!loc_name_ok(p))
+			return loc_fail(err, err_len, "bad character in key '%s'", p);
+		if (eq[1] == '\0')
+			return loc_fail(err, err_len, "key '%s' has an empty value", p);
+		if (ferry_loc_get(loc, p) != NULL)
+			return loc_fail(err, err_len, "duplicate key '%s'", p);
+		if (!loc_key_accepted(loc, p))
+			return loc_fail(err, err_len,
+			                "unknown key '%s' for stack '%s'", p,
+			                stack_copy);
+		if (loc->nkeys == FERRY_LOC_MAX_KEYS)
+			return loc_fail(err, err_len, "more than %d keys",
+			                FERRY_LOC_MAX_KEYS);
+		loc->kv[loc->nkeys].key = p;
+		loc->kv[loc->nkeys].val = eq + 1;
+		loc->nkeys++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return 0;
+}
+
+const char *ferry_loc_get(const ferry_loc *loc, const char *key)
+{
+	for (int i = 0; i < loc->nkeys; i++)
+		if (strcmp(loc->kv[i].key, key) == 0)
+			return loc->kv[i].val;
+	return NULL;
+}
+
+/* Sizes and times may carry suffixes: k/m/g (x1024) for sizes; the getter
+ * takes plain integers or those suffixes. */
+int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
+                   uint64_t max, uint64_t dflt, uint64_t *out, char *err,
+                   size_t err_len)
+{
+	const char *v = ferry_loc_get(loc, key);
+	if (v == NULL) {
+		*out = dflt;
+		return 0;
+	}
+	if (v[0] == '-' || v[0] == '+' || v[0] == ' ')
+		goto bad;
+	errno = 0;
+	char *end;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno != 0 || end == v)
+		goto bad;
+	uint64_t mult = 1;
+	if (*end == 'k' || *end == 'K')
+		mult = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mult = 1024 * 1024, end++;
+	else if (*end == 'g' || *end == 'G')
+		mult = 1024ull * 1024 * 1024, end++;
+	if (*end != '\0' || (x != 0 && mult > UINT64_MAX / x))
+		goto bad;
+	x *= mult;
+	if (x < min || x > max)
+		return loc_fail(err, err_len,
+		                "value '%s' of key '%s' out of range [%llu, %llu]", v,
+		                key, (unsigned long long)min,
+		                (unsigned long long)max);
+	*out = x;
+	return 0;
+bad:
+	return loc_fail(err, err_len, "value '%s' of key '%s' is not a number", v,
+	                key);
+}
+
+int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
+                      double max, double dflt, double *out, char *err,
+                      size_t err_len)
+{
+	const char *v = ferry_loc_get(loc, key);
+	if (v == NULL) {
+		*out = dflt;
+		return 0;
+	}
+	errno = 0;
+	char *end;
+	double x = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' || isnan(x))
+		return loc_fail(err, err_len,
+		                "value '%s' of key '%s' is not a number", v, key);
+	if (x < min || x > max)
+		return loc_fail(err, err_len,
+		                "value '%s' of key '%s' out of range [%g, %g]", v,
+		                key, min, max);
+	*out = x;
+	return 0;
+}
+
+void ferry__loc_sub(const ferry_loc *loc, int drv_index, ferry_loc *out)
+{
+	*out = *loc;
+	/* Pointers into store stay valid only if we rebase them. */
+	ptrdiff_t shift = out->store - loc->store;
+	for (int i = 0; i < out->nlayers; i++)
+		out->layer[i] = loc->layer[i] + shift;
+	for (int i = 0; i < out->nkeys; i++) {
+		out->kv[i].key = loc->kv[i].key + shift;
+		out->kv[i].val = loc->kv[i].val + shift;
+	}
+	out->transport = NULL;
+	out->ndrv = loc->ndrv - drv_index;
+	for (int i = 0; i < out->ndrv; i++)
+		out->drv[i] = loc->drv[drv_index + i];
+}

@@ -1,0 +1,228 @@
+/* Servers: listening ports, the opcode handler table, and the life of a
+ * server-side rpc from dispatch to reply. Replies may come from any thread:
+ * a foreign-thread reply travels the context's handoff queue. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../buffer/alloc.h"
+#include "core.h"
+
+int ferry_server_create(ferry_ctx *ctx, ferry_server **out)
+{
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	ferry_server *srv = ferry__calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return -ENOMEM;
+	srv->ctx = ctx;
+	srv->next = ctx->servers;
+	ctx->servers = srv;
+	*out = srv;
+	return 0;
+}
+
+void ferry_server_destroy(ferry_server *srv)
+{
+	if (srv == NULL)
+		return;
+	ferry_ctx *ctx = srv->ctx;
+	for (ferry_server **pp = &ctx->servers; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == srv) {
+			*pp = srv->next;
+			break;
+		}
+	for (int i = 0; i < srv->nports; i++) {
+		/* Partial requests belong to the port; drop them now. */
+		if (srv->ports[i]->tp->server_port_fini != NULL)
+			srv->ports[i]->tp->server_port_fini(srv->ports[i]);
+		ferry__port_close(srv->ports[i]);
+	}
+	for (int i = 0; i < 256; i++)
+		ferry__free(srv->handlers[i]);
+	/* rpcs still with the application are orphaned: their replies are
+	 * dropped (the port and server are gone) and they go back to the pool. */
+	for (ferry_rpc *r = ctx->rpcs_out; r != NULL; r = r->out_next)
+		if (r->srv == srv) {
+			r->srv = NULL;
+			r->port = NULL;
+		}
+	ferry__free(srv);
+}
+
+void ferry__servers_destroy_all(ferry_ctx *ctx)
+{
+	while (ctx->servers != NULL)
+		ferry_server_destroy(ctx->servers);
+}
+
+int ferry_server_listen(ferry_server *srv, const char *locator)
+{
+	ferry_ctx *ctx = srv->ctx;
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	ctx->errmsg[0] = '\0';
+	if (srv->nports == FERRY_SERVER_LISTEN_MAX)
+		return ferry__set_errmsg(ctx, FERRY_EAGAIN,
+		                         "a server listens on at most %d locators",
+		                         FERRY_SERVER_LISTEN_MAX);
+	ferry_loc loc;
+	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
+	if (rc != 0)
+		return rc;
+	if (loc.transport == NULL)
+		return ferry__set_errmsg(ctx, FERRY_EBADLOC,
+		                         "stream transports are not built yet: '%s'",
+		                         loc.layer[0]);
+	ferry__port *port;
+	rc = ferry__port_open(ctx, &loc, true, &port);
+	if (rc != 0)
+		return rc;
+	port->srv = srv;
+	srv->ports[srv->nports++] = port;
+	return 0;
+}
+
+int ferry_server_locator(ferry_server *srv, int i, char *out, size_t len)
+{
+	if (i < 0 || i >= srv->nports)
+		return -ERANGE;
+	int n = snprintf(out, len, "%s", srv->ports[i]->bound);
+	return n < 0 || (size_t)n >= len ? -ERANGE : n;
+}
+
+int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
+                        void *arg)
+{
+	if (cb == NULL)
+		return -EINVAL;
+	ferry__handler **block = &srv->handlers[opcode >> 8];
+	if (*block == NULL) {
+		*block = ferry__calloc(256, sizeof(**block));
+		if (*block == NULL)
+			return -ENOMEM;
+	}
+	(*block)[opcode & 0xff] = (ferry__handler){cb, arg};
+	return 0;
+}
+
+struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx)
+{
+	struct ferry_rpc *r = ctx->free_rpcs;
+	if (r != NULL) {
+		ctx->free_rpcs = r->next;
+	} else {
+		r = ferry__calloc(1, sizeof(*r));
+		if (r == NULL)
+			return NULL;
+		ferry_buf_init(&r->req);
+		ferry_buf_init(&r->resp);
+	}
+	r->ctx = ctx;
+	r->next = NULL;
+	r->status = 0;
+	return r;
+}
+
+void ferry__rpc_put(ferry_ctx *ctx, struct ferry_rpc *r)
+{
+	ferry__timer_cancel(&ctx->timers, &r->timer);
+	if (r->rx.active)
+		ferry__reasm_abort(&r->rx);
+	ferry_buf_reset(&r->req);
+	ferry_buf_reset(&r->resp);
+	r->state = FERRY_RPC_FREE;
+	r->srv = NULL;
+	r->port = NULL;
+	r->next = ctx->free_rpcs;
+	ctx->free_rpcs = r;
+}
+
+/* A whole request is in rpc->req: hand it to its handler, or answer
+ * FERRY_ENOHANDLER. */
+void ferry__server_dispatch(struct ferry_rpc *rpc)
+{
+	ferry_server *srv = rpc->srv;
+	ferry_ctx *ctx = srv->ctx;
+	ferry__handler *block = srv->handlers[rpc->opcode >> 8];
+	ferry__handler *h = block != NULL ? &block[rpc->opcode & 0xff] : NULL;
+	rpc->state = FERRY_RPC_HANDLER;
+	if (h == NULL || h->cb == NULL) {
+		ctx->cnt.rx_no_handler++;
+		ferry_rpc_reply(rpc, FERRY_ENOHANDLER);
+		return;
+	}
+	if (rpc->opcode < FERRY_OPCODE_USER_MIN)
+		ctx->cnt.rpcs_builtin++;
+	else
+		ctx->cnt.rpcs_handled++;
+	srv->rpcs_out++;
+	rpc->out_prev = NULL;
+	rpc->out_next = ctx->rpcs_out;
+	if (ctx->rpcs_out != NULL)
+		ctx->rpcs_out->out_prev = rpc;
+	ctx->rpcs_out = rpc;
+	ctx->depth++;
+	h->cb(h->arg, rpc);
+	ctx->depth--;
+}
+
+ferry_buf *ferry_rpc_request(ferry_rpc *rpc) { return &rpc->req; }
+ferry_buf *ferry_rpc_response(ferry_rpc *rpc) { return &rpc->resp; }
+uint16_t ferry_rpc_opcode(ferry_rpc *rpc) { return rpc->opcode; }
+
+static void rpc_reply_owner(ferry_rpc *rpc)
+{
+	ferry_ctx *ctx = rpc->ctx;
+	if (rpc->out_prev != NULL || ctx->rpcs_out == rpc) {
+		/* Leave the outstanding list (no-handler replies never joined). */
+		if (rpc->out_prev != NULL)
+			rpc->out_prev->out_next = rpc->out_next;
+		else
+			ctx->rpcs_out = rpc->out_next;
+		if (rpc->out_next != NULL)
+			rpc->out_next->out_prev = rpc->out_prev;
+		rpc->out_prev = rpc->out_next = NULL;
+		if (rpc->srv != NULL)
+			rpc->srv->rpcs_out--;
+	}
+	if (rpc->srv == NULL || rpc->port == NULL || rpc->port->dead) {
+		/* The server went away while the handler worked. */
+		ferry__rpc_put(ctx, rpc);
+		return;
+	}
+	if (rpc->status != 0)
+		ferry_buf_reset(&rpc->resp);
+	if (ferry_buf_len(&rpc->resp) > rpc->port->msg_max) {
+		ferry_buf_reset(&rpc->resp);
+		rpc->status = FERRY_ETOOBIG;
+	}
+	/* The request's loans can go back to the driver right away. */
+	ferry_buf_reset(&rpc->req);
+	rpc->port->tp->server_reply(rpc);
+	ctx->cnt.replies_sent++;
+	rpc->state = FERRY_RPC_DONE;
+	rpc->next = rpc->port->done;
+	rpc->port->done = rpc;
+}
+
+static void rpc_reply_handoff(ferry_ctx *ctx, ferry__handoff *h)
+{
+	(void)ctx;
+	rpc_reply_owner(ferry_container_of(h, ferry_rpc, ho));
+}
+
+int ferry_rpc_reply(ferry_rpc *rpc, int status)
+{
+	if (rpc == NULL || rpc->state != FERRY_RPC_HANDLER)
+		return -EINVAL;
+	rpc->status = status > 0 ? 0 : status;
+	ferry_ctx *ctx = rpc->ctx;
+	if (!ferry__on_owner(ctx)) {
+		rpc->ho.fn = rpc_reply_handoff;
+		ferry__handoff_push(ctx, &rpc->ho);
+		return 0;
+	}
+	rpc_reply_owner(rpc);
+	return 0;
+}

@@ -1,0 +1,76 @@
+/* Header encode/decode shared by every datagram transport. */
+#include <string.h>
+
+#include "wire.h"
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
+static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES])
+{
+	put16(out + 0, FERRY_WIRE_MAGIC);
+	out[2] = FERRY_WIRE_VERSION;
+	out[3] = h->type;
+	out[4] = h->flags;
+	out[5] = h->channel;
+	put16(out + 6, h->opcode);
+	put64(out + 8, h->token);
+	put32(out + 16, h->client_hint);
+	put32(out + 20, h->server_hint);
+	put32(out + 24, h->rpc_id);
+	put32(out + 28, h->frag);
+	put32(out + 32, h->msg_len);
+	put16(out + 36, h->frag_bytes);
+	put16(out + 38, h->aux);
+}
+
+int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
+{
+	if (len < FERRY_WIRE_HDR_BYTES)
+		return FERRY_WIRE_SHORT;
+	if (get16(p) != FERRY_WIRE_MAGIC)
+		return FERRY_WIRE_BAD_MAGIC;
+	if (p[2] != FERRY_WIRE_VERSION)
+		return FERRY_WIRE_BAD_VERSION;
+	h->type = p[3];
+	h->flags = p[4];
+	h->channel = p[5];
+	h->opcode = get16(p + 6);
+	h->token = get64(p + 8);
+	h->client_hint = get32(p + 16);
+	h->server_hint = get32(p + 20);
+	h->rpc_id = get32(p + 24);
+	h->frag = get32(p + 28);
+	h->msg_len = get32(p + 32);
+	h->frag_bytes = get16(p + 36);
+	h->aux = get16(p + 38);
+	if (h->type >= FERRY_PKT_TYPE_COUNT || (h->flags & ~FERRY_FLAG_KNOWN) != 0)
+		return FERRY_WIRE_BAD_TYPE;
+	if (h->type == FERRY_PKT_DATA) {
+		size_t payload = len - FERRY_WIRE_HDR_BYTES;
+		uint32_t n = ferry__wire_nfrags(h->msg_len, h->frag_bytes);
+		if (h->msg_len != 0 && h->frag_bytes == 0)
+			return FERRY_WIRE_BAD_LENGTH;
+		if (h->frag >= n)
+			return FERRY_WIRE_BAD_LENGTH;
+		uint64_t off = (uint64_t)h->frag * h->frag_bytes;
+		uint64_t want = h->frag + 1 == n ? h->msg_len - off : h->frag_bytes;
+		if (payload != want)
+			return FERRY_WIRE_BAD_LENGTH;
+		if (((h->flags & FERRY_FLAG_LAST) != 0) != (h->frag + 1 == n))
+			return FERRY_WIRE_BAD_LENGTH;
+	}
+	return FERRY_WIRE_OK;
+}

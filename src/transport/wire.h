@@ -1,0 +1,80 @@
+/* The ferry packet header (docs/WIRE.md is authoritative). Encoding is
+ * explicit little-endian byte packing, so the layout never depends on the
+ * compiler's struct padding or the host's byte order. */
+#ifndef FERRY_WIRE_H
+#define FERRY_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FERRY_WIRE_MAGIC 0xFE77u   /* bytes 0x77 0xFE on the wire */
+#define FERRY_WIRE_VERSION 1u
+#define FERRY_WIRE_HDR_BYTES 40u
+
+enum ferry_wire_type {
+	FERRY_PKT_DATA = 0,
+	FERRY_PKT_ACK = 1,
+	FERRY_PKT_SESSION_OPEN = 2,
+	FERRY_PKT_SESSION_OPEN_REPLY = 3,
+	FERRY_PKT_BAD_SESSION = 4,
+	FERRY_PKT_TYPE_COUNT = 5,
+};
+
+enum ferry_wire_flag {
+	FERRY_FLAG_RESPONSE = 0x01, /* server to client */
+	FERRY_FLAG_ACK_REQ = 0x02,  /* receiver must reply with an ACK */
+	FERRY_FLAG_RETX = 0x04,     /* this packet is a retransmission */
+	FERRY_FLAG_LAST = 0x08,     /* last fragment of the message */
+};
+#define FERRY_FLAG_KNOWN 0x0fu
+
+typedef struct ferry_wire_hdr {
+	uint8_t type;        /* enum ferry_wire_type */
+	uint8_t flags;       /* enum ferry_wire_flag */
+	uint8_t channel;
+	uint16_t opcode;
+	uint64_t token;      /* session token; 0 in unreliable */
+	uint32_t client_hint; /* client's session slot, echoed by the server */
+	uint32_t server_hint; /* server's session slot; 0 in unreliable */
+	uint32_t rpc_id;     /* per-channel call sequence number */
+	uint32_t frag;       /* fragment index */
+	uint32_t msg_len;    /* message payload bytes (all fragments) */
+	uint16_t frag_bytes; /* sender's payload bytes per full fragment */
+	uint16_t aux;        /* DATA response: status; ACK: bitmap words */
+} ferry_wire_hdr;
+
+void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES]);
+
+/* Why a packet was refused (each counted separately). */
+enum ferry_wire_verdict {
+	FERRY_WIRE_OK = 0,
+	FERRY_WIRE_SHORT,       /* shorter than the header */
+	FERRY_WIRE_BAD_MAGIC,
+	FERRY_WIRE_BAD_VERSION,
+	FERRY_WIRE_BAD_TYPE,
+	FERRY_WIRE_BAD_LENGTH,  /* payload length inconsistent with fields */
+};
+
+/* Decode and check the header of a len-byte packet, including that a DATA
+ * packet's payload length matches its fragment's place in the message.
+ * Returns a verdict. */
+int ferry__wire_decode(const uint8_t *pkt, size_t len, ferry_wire_hdr *h);
+
+/* Fragments of a message: at least one, even for an empty message. */
+static inline uint32_t ferry__wire_nfrags(uint32_t msg_len, uint32_t frag_bytes)
+{
+	if (msg_len == 0 || frag_bytes == 0)
+		return 1;
+	return (uint32_t)(((uint64_t)msg_len + frag_bytes - 1) / frag_bytes);
+}
+
+/* Status <-> wire: 0 ok; errno values and library codes travel as their
+ * absolute value (library codes stay below 65536). */
+static inline uint16_t ferry__wire_status(int status)
+{
+	return status >= 0 || status < -65535 ? 0 : (uint16_t)-status;
+}
+static inline int ferry__wire_unstatus(uint16_t aux) { return -(int)aux; }
+
+#endif

@@ -237,6 +237,32 @@ static void ctx_drain_handoff(ferry_ctx *ctx)
 	}
 }
 
+/* The locator a peer should use to reach this port: the stack as given,
+ * the address keys the driver reports (the real port after port=0), then
+ * the remaining keys of the original locator. */
+static void ctx_port_bound(ferry__port *p, const ferry_loc *loc)
+{
+	char keys[FERRY_LOC_MAX_BYTES] = "";
+	struct ferry_ctl_locator bl = {keys, sizeof(keys)};
+	if (p->ep->drv->dgram->ctl(p->ep, FERRY_CTL_BOUND_LOCATOR, &bl) != 0)
+		keys[0] = '\0';
+	const char *colon = strchr(loc->text, ':');
+	int stack_len = colon != NULL ? (int)(colon - loc->text) : (int)strlen(loc->text);
+	size_t n = (size_t)snprintf(p->bound, sizeof(p->bound), "%.*s:%s", stack_len,
+	                            loc->text, keys);
+	for (int i = 0; i < loc->nkeys && n < sizeof(p->bound); i++) {
+		char probe[80];
+		snprintf(probe, sizeof(probe), "%s=", loc->kv[i].key);
+		bool have = strncmp(keys, probe, strlen(probe)) == 0;
+		for (const char *c = strchr(keys, ','); c != NULL && !have; c = strchr(c + 1, ','))
+			have = strncmp(c + 1, probe, strlen(probe)) == 0;
+		if (!have)
+			n += (size_t)snprintf(p->bound + n, sizeof(p->bound) - n, "%s%s=%s",
+			                      keys[0] != '\0' || i > 0 ? "," : "",
+			                      loc->kv[i].key, loc->kv[i].val);
+	}
+}
+
 int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
                      ferry__port **out)
 {
@@ -270,9 +296,7 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 			goto fail;
 		}
 	}
-	struct ferry_ctl_locator bl = {p->bound, sizeof(p->bound)};
-	if (p->ep->drv->dgram->ctl(p->ep, FERRY_CTL_BOUND_LOCATOR, &bl) != 0)
-		p->bound[0] = '\0';
+	ctx_port_bound(p, loc);
 	p->next = ctx->ports;
 	ctx->ports = p;
 	*out = p;

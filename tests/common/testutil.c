@@ -1,0 +1,187 @@
+/* Shared test helpers (see testutil.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static uint64_t tu_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+void tu_fill(uint8_t *p, size_t n, uint64_t seed)
+{
+	uint64_t s = tu_mix(seed + 1);
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v = tu_mix(s + i);
+		size_t k = n - i < 8 ? n - i : 8;
+		memcpy(p + i, &v, k);
+	}
+}
+
+long tu_check(ferry_buf *b, size_t n, uint64_t seed)
+{
+	if (ferry_buf_len(b) != n)
+		return 0;
+	uint8_t *want = malloc(n + 1);
+	tu_fill(want, n, seed);
+	long bad = -1;
+	ferry_buf_iter it;
+	ferry_buf_seg seg;
+	ferry_buf_iter_init(&it, b, 0, n);
+	while (bad < 0 && ferry_buf_iter_next(&it, &seg)) {
+		if (seg.kind == FERRY_CHUNK_FILE) {
+			uint8_t *tmp = malloc(seg.len + 1);
+			if (pread(seg.fd, tmp, seg.len, seg.file_off) != (ssize_t)seg.len ||
+			    memcmp(tmp, want + seg.offset, seg.len) != 0)
+				bad = (long)seg.offset;
+			free(tmp);
+		} else if (memcmp(seg.data, want + seg.offset, seg.len) != 0) {
+			for (size_t i = 0; i < seg.len; i++)
+				if (seg.data[i] != want[seg.offset + i]) {
+					bad = (long)(seg.offset + i);
+					break;
+				}
+		}
+	}
+	free(want);
+	return bad;
+}
+
+void tu_skip_or_fail(const char *cap, const char *why)
+{
+	const char *req = getenv("FERRY_REQUIRE");
+	if (req != NULL) {
+		char list[512];
+		snprintf(list, sizeof(list), ",%s,", req);
+		for (char *c = list; *c; c++)
+			if (*c == ' ')
+				*c = ',';
+		char want[64];
+		snprintf(want, sizeof(want), ",%s,", cap);
+		if (strstr(list, want) != NULL) {
+			fprintf(stderr, "FAIL: required capability '%s' missing: %s\n",
+			        cap, why);
+			exit(1);
+		}
+	}
+	fprintf(stderr, "SKIP: %s\n", why);
+	exit(77);
+}
+
+pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
+                      char *out, size_t out_len)
+{
+	int fds[2];
+	if (pipe(fds) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execl(exe, exe, locator, mode, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	FILE *f = fdopen(fds[0], "r");
+	if (f == NULL || fgets(out, (int)out_len, f) == NULL) {
+		if (f != NULL)
+			fclose(f);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	return pid;
+}
+
+int tu_stop_server(pid_t pid)
+{
+	int st = 0;
+	kill(pid, SIGTERM);
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void tu_echo(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	ferry_buf *req = ferry_rpc_request(rpc);
+	ferry_buf *resp = ferry_rpc_response(rpc);
+	size_t n = ferry_buf_len(req);
+	void *dst = ferry_buf_alloc(resp, n);
+	if (n > 0 && (dst == NULL || ferry_buf_copy_out(req, 0, n, dst) != (ssize_t)n)) {
+		ferry_rpc_reply(rpc, -EIO);
+		return;
+	}
+	ferry_rpc_reply(rpc, 0);
+}
+
+static void tu_sized(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	uint8_t in[12];
+	ferry_buf *req = ferry_rpc_request(rpc);
+	if (ferry_buf_copy_out(req, 0, sizeof(in), in) != sizeof(in)) {
+		ferry_rpc_reply(rpc, FERRY_EPROTO);
+		return;
+	}
+	uint32_t n;
+	uint64_t seed;
+	memcpy(&n, in, 4);
+	memcpy(&seed, in + 4, 8);
+	void *dst = ferry_buf_alloc(ferry_rpc_response(rpc), n);
+	if (dst == NULL) {
+		ferry_rpc_reply(rpc, -ENOMEM);
+		return;
+	}
+	tu_fill(dst, n, seed);
+	ferry_rpc_reply(rpc, 0);
+}
+
+static void *tu_slow_thread(void *arg)
+{
+	ferry_rpc *rpc = arg;
+	uint32_t us = 0;
+	ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &us);
+	struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+	nanosleep(&ts, NULL);
+	ferry_buf_append(ferry_rpc_response(rpc), &us, 4);
+	ferry_rpc_reply(rpc, 0); /* from a foreign thread: via the handoff */
+	return NULL;
+}
+
+static void tu_slow(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	pthread_t t;
+	if (pthread_create(&t, NULL, tu_slow_thread, rpc) != 0) {
+		ferry_rpc_reply(rpc, -EAGAIN);
+		return;
+	}
+	pthread_detach(t);
+}
+
+void tu_server_handlers(ferry_server *srv)
+{
+	ferry_server_handle(srv, TEST_OP_ECHO, tu_echo, NULL);
+	ferry_server_handle(srv, TEST_OP_SIZED, tu_sized, NULL);
+	ferry_server_handle(srv, TEST_OP_SLOW, tu_slow, NULL);
+}

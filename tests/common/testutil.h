@@ -1,0 +1,37 @@
+/* Helpers shared by the test programs: patterns, capability checks, and
+ * starting a server in a child process. */
+#ifndef FERRY_TESTUTIL_H
+#define FERRY_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry/ferry.h"
+
+/* Opcodes the test server answers. */
+#define TEST_OP_ECHO 100    /* response = request */
+#define TEST_OP_SIZED 101   /* request: u32 size, u64 seed; response: pattern */
+#define TEST_OP_SLOW 102    /* request: u32 microseconds; replies later from a thread */
+
+/* Deterministic bytes: byte i of pattern (seed) — distinct per seed. */
+void tu_fill(uint8_t *p, size_t n, uint64_t seed);
+/* Check buf against tu_fill(seed); returns the first bad offset or -1. */
+long tu_check(ferry_buf *b, size_t n, uint64_t seed);
+
+/* Exit 77 (skip) with a reason unless FERRY_REQUIRE names cap ("netns",
+ * "tshark", ...), in which case exit 1: a required capability is missing. */
+void tu_skip_or_fail(const char *cap, const char *why) __attribute__((noreturn));
+
+/* Start `exe locator mode` in a child; read the locator it bound from its
+ * stdout into out. Returns the child's pid or -1. */
+pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
+                      char *out, size_t out_len);
+/* SIGTERM the child and reap it; returns its exit status (0 = clean). */
+int tu_stop_server(pid_t pid);
+
+/* Install handlers for the test opcodes on srv. */
+void tu_server_handlers(ferry_server *srv);
+
+#endif

@@ -1,0 +1,359 @@
+/* The driver conformance suite: every datagram driver passes the same
+ * tests. argv[1] is a listener locator naming the stack under test (for
+ * example "unreliable+udp:host=127.0.0.1,port=0"); the transport in front is
+ * only there for the malformed-input test. Endpoints are driven through the
+ * core's wrappers, exactly as the transport drives them. */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../common/testutil.h"
+#include "src/transport/core.h"
+#include "src/transport/wire.h"
+
+#define HDR_BYTES 16 /* arbitrary "transport header" for raw driver tests */
+
+static const char *listen_loc;
+
+static int fd_count(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+typedef struct pair {
+	ferry_ctx *ctx;
+	ferry__port *srv, *cli;
+	ferry_addr to_srv;
+	ferry_caps caps;
+} pair;
+
+static void pair_open(pair *p, const char *extra)
+{
+	char text[600];
+	snprintf(text, sizeof(text), "%s%s", listen_loc, extra);
+	assert_int_equal(ferry_ctx_create(NULL, &p->ctx), 0);
+	ferry_loc loc;
+	char err[200] = "";
+	assert_int_equal(ferry__loc_parse(text, &loc, err, sizeof(err)), 0);
+	assert_int_equal(ferry__port_open(p->ctx, &loc, true, &p->srv), 0);
+	ferry_loc cloc;
+	assert_int_equal(ferry__loc_parse(p->srv->bound, &cloc, err, sizeof(err)), 0);
+	assert_int_equal(ferry__port_open(p->ctx, &cloc, false, &p->cli), 0);
+	assert_int_equal(p->cli->ep->drv->dgram->resolve(p->cli->ep, &cloc, &p->to_srv), 0);
+	p->caps = p->srv->caps;
+	assert_true(p->caps.max_payload >= 256);
+}
+
+static void pair_close(pair *p)
+{
+	assert_int_equal(p->srv->eps[p->srv->neps - 1]->loans_out, 0);
+	assert_int_equal(p->cli->eps[p->cli->neps - 1]->loans_out, 0);
+	ferry_ctx_destroy(p->ctx);
+}
+
+/* Poll ep until n packets arrived (bounded). */
+static int recv_n(ferry_ep *ep, ferry_pkt **pkts, int n)
+{
+	int got = 0;
+	for (int spins = 0; got < n && spins < 2000000; spins++) {
+		int k = ferry__ep_poll(ep, pkts + got, n - got);
+		assert_true(k >= 0);
+		got += k;
+	}
+	return got;
+}
+
+static void test_open_close(void **s)
+{
+	(void)s;
+	int before = fd_count();
+	for (int i = 0; i < 3; i++) {
+		pair p;
+		pair_open(&p, "");
+		pair_close(&p);
+	}
+	assert_int_equal(fd_count(), before);
+}
+
+/* A failed open releases what it built; the next open works. */
+static void test_failed_open(void **s)
+{
+	(void)s;
+	int before = fd_count();
+	ferry_ctx *ctx;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	ferry_server *srv;
+	assert_int_equal(ferry_server_create(ctx, &srv), 0);
+	char bad[600];
+	snprintf(bad, sizeof(bad), "%s%smtu=1", listen_loc,
+	         strchr(listen_loc, ':') != NULL ? "," : ":");
+	assert_int_equal(ferry_server_listen(srv, bad), FERRY_EBADLOC);
+	assert_non_null(strstr(ferry_ctx_errmsg(ctx), "mtu"));
+	assert_int_equal(ferry_server_listen(srv, listen_loc), 0);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(fd_count(), before);
+}
+
+/* Header plus a gathered payload of several chunks, at sizes up to the max;
+ * the receiver replies to the source address it saw. */
+static void test_sizes_and_reply(void **s)
+{
+	(void)s;
+	pair p;
+	pair_open(&p, "");
+	uint32_t max = p.caps.max_payload - HDR_BYTES;
+	uint32_t sizes[] = {0, 1, 7, 100, 1000, max / 3, max - 1, max};
+	uint8_t hdr[HDR_BYTES];
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint32_t n = sizes[k];
+		ferry_buf b;
+		ferry_buf_init(&b);
+		uint8_t *pat = malloc(n + 1);
+		tu_fill(pat, n, k);
+		/* three pieces: copied, referenced, copied */
+		ferry_buf_append(&b, pat, n / 3);
+		ferry_buf_append_ref(&b, pat + n / 3, n / 3);
+		ferry_buf_append(&b, pat + 2 * (n / 3), n - 2 * (n / 3));
+		memset(hdr, (int)k, sizeof(hdr));
+		ferry_buf_iter it;
+		ferry_buf_iter_init(&it, &b, 0, n);
+		assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), 0);
+		assert_true(ferry__ep_flush(p.cli->ep) >= 0);
+		ferry_pkt *pkt;
+		assert_int_equal(recv_n(p.srv->ep, &pkt, 1), 1);
+		assert_int_equal(pkt->len, HDR_BYTES + n);
+		assert_memory_equal(pkt->data, hdr, HDR_BYTES);
+		if (n > 0)
+			assert_memory_equal(pkt->data + HDR_BYTES, pat, n);
+		/* reply to the source address */
+		assert_int_equal(ferry__ep_send(p.srv->ep, &pkt->src, hdr, sizeof(hdr), NULL), 0);
+		ferry__ep_flush(p.srv->ep);
+		ferry__ep_release(pkt);
+		ferry_pkt *back;
+		assert_int_equal(recv_n(p.cli->ep, &back, 1), 1);
+		assert_int_equal(back->len, HDR_BYTES);
+		ferry__ep_release(back);
+		ferry_buf_fini(&b);
+		free(pat);
+	}
+	/* one byte over the max is refused, not truncated */
+	ferry_buf b;
+	ferry_buf_init(&b);
+	ferry_buf_alloc(&b, max + 1);
+	ferry_buf_iter it;
+	ferry_buf_iter_init(&it, &b, 0, max + 1);
+	assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), -EMSGSIZE);
+	ferry_buf_fini(&b);
+	pair_close(&p);
+}
+
+/* File-region chunks are read and sent as bytes. */
+static void test_file_payload(void **s)
+{
+	(void)s;
+	pair p;
+	pair_open(&p, "");
+	FILE *f = tmpfile();
+	uint8_t data[3000];
+	tu_fill(data, sizeof(data), 42);
+	assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
+	fflush(f);
+	ferry_buf b;
+	ferry_buf_init(&b);
+	ferry_buf_append(&b, "ab", 2);
+	assert_int_equal(ferry_buf_append_file(&b, fileno(f), 100, 2000), 0);
+	uint8_t hdr[HDR_BYTES] = {0};
+	ferry_buf_iter it;
+	ferry_buf_iter_init(&it, &b, 0, ferry_buf_len(&b));
+	assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), 0);
+	ferry__ep_flush(p.cli->ep);
+	ferry_pkt *pkt;
+	assert_int_equal(recv_n(p.srv->ep, &pkt, 1), 1);
+	assert_int_equal(pkt->len, HDR_BYTES + 2002);
+	assert_memory_equal(pkt->data + HDR_BYTES, "ab", 2);
+	assert_memory_equal(pkt->data + HDR_BYTES + 2, data + 100, 2000);
+	ferry__ep_release(pkt);
+	ferry_buf_fini(&b);
+	fclose(f);
+	pair_close(&p);
+}
+
+struct counter_find {
+	const char *name;
+	uint64_t value;
+	int found;
+};
+
+static void counter_cb(void *arg, const char *name, uint64_t value)
+{
+	struct counter_find *c = arg;
+	if (strcmp(name, c->name) == 0)
+		c->value = value, c->found = 1;
+}
+
+static uint64_t driver_counter(ferry_ep *ep, const char *name, int *found)
+{
+	struct counter_find c = {name, 0, 0};
+	struct ferry_ctl_counters cc = {counter_cb, &c};
+	ep->drv->dgram->ctl(ep, FERRY_CTL_COUNTERS, &cc);
+	*found = c.found;
+	return c.value;
+}
+
+/* A burst: queued sends go out in batches; receives come in batches; loans
+ * are counted while held and all come back. */
+static void test_batches_and_loans(void **s)
+{
+	(void)s;
+	enum { BURST = 32 };
+	pair p;
+	pair_open(&p, "");
+	uint8_t hdr[HDR_BYTES];
+	for (int i = 0; i < BURST; i++) {
+		memset(hdr, i, sizeof(hdr));
+		assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), NULL), 0);
+	}
+	assert_int_equal(ferry__ep_flush(p.cli->ep), BURST);
+	ferry_pkt *pkts[BURST];
+	assert_int_equal(recv_n(p.srv->ep, pkts, BURST), BURST);
+	ferry_ep *bottom = p.srv->eps[p.srv->neps - 1];
+	assert_int_equal(bottom->loans_out, BURST);
+	for (int i = 0; i < BURST; i++) {
+		assert_int_equal(pkts[i]->data[0], i); /* in order, no loss */
+		ferry__ep_release(pkts[i]);
+	}
+	assert_int_equal(bottom->loans_out, 0);
+	/* Drivers that batch through the kernel prove it with counters. */
+	int found;
+	uint64_t calls = driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_calls", &found);
+	if (found) {
+		uint64_t pk = driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_pkts", &found);
+		assert_true(calls > 0 && pk / calls > 1);
+		calls = driver_counter(bottom, "recvmmsg_calls", &found);
+		pk = driver_counter(bottom, "recvmmsg_pkts", &found);
+		assert_true(calls > 0 && (double)pk / (double)calls > 1.0);
+	}
+	pair_close(&p);
+}
+
+/* Silence: an idle endpoint polls empty, without error, every time. */
+static void test_silence(void **s)
+{
+	(void)s;
+	pair p;
+	pair_open(&p, "");
+	ferry_pkt *pkts[8];
+	for (int i = 0; i < 10000; i++)
+		assert_int_equal(ferry__ep_poll(p.srv->ep, pkts, 8), 0);
+	pair_close(&p);
+}
+
+/* Malformed input reaching a transport is dropped and counted, reason by
+ * reason, and a good call still works afterwards. */
+static void test_malformed_dropped(void **s)
+{
+	(void)s;
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	char loc[512];
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_server_create(ctx, &srv), 0);
+	tu_server_handlers(srv);
+	assert_int_equal(ferry_server_listen(srv, listen_loc), 0);
+	assert_true(ferry_server_locator(srv, 0, loc, sizeof(loc)) > 0);
+	ferry_loc cloc;
+	char err[200];
+	assert_int_equal(ferry__loc_parse(loc, &cloc, err, sizeof(err)), 0);
+	ferry__port *raw;
+	assert_int_equal(ferry__port_open(ctx, &cloc, false, &raw), 0);
+	ferry_addr to;
+	assert_int_equal(raw->ep->drv->dgram->resolve(raw->ep, &cloc, &to), 0);
+
+	uint8_t good[FERRY_WIRE_HDR_BYTES];
+	ferry_wire_hdr h = {.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST,
+	                    .opcode = TEST_OP_ECHO, .msg_len = 0, .frag_bytes = 1000};
+	ferry__wire_encode(&h, good);
+	uint8_t pkt[FERRY_WIRE_HDR_BYTES + 8];
+	/* short */
+	ferry__ep_send(raw->ep, &to, good, 10, NULL);
+	/* bad magic */
+	memcpy(pkt, good, sizeof(good));
+	pkt[0] ^= 0xff;
+	ferry__ep_send(raw->ep, &to, pkt, FERRY_WIRE_HDR_BYTES, NULL);
+	/* bad version */
+	memcpy(pkt, good, sizeof(good));
+	pkt[2] = 99;
+	ferry__ep_send(raw->ep, &to, pkt, FERRY_WIRE_HDR_BYTES, NULL);
+	/* bad length: header says 0 bytes, 8 follow */
+	memcpy(pkt, good, sizeof(good));
+	memset(pkt + FERRY_WIRE_HDR_BYTES, 0, 8);
+	ferry__ep_send(raw->ep, &to, pkt, sizeof(pkt), NULL);
+	/* bad type */
+	memcpy(pkt, good, sizeof(good));
+	pkt[3] = 77;
+	ferry__ep_send(raw->ep, &to, pkt, FERRY_WIRE_HDR_BYTES, NULL);
+	ferry__ep_flush(raw->ep);
+	const char *names[] = {"transport.rx_short", "transport.rx_bad_magic",
+	                       "transport.rx_bad_version", "transport.rx_bad_length",
+	                       "transport.rx_bad_type"};
+	uint64_t v = 0;
+	for (int spins = 0; spins < 100000 && v < 1; spins++) {
+		ferry_ctx_poll(ctx, 0);
+		ferry_metrics_get(ctx, "transport.rx_bad_type", &v);
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		assert_int_equal(ferry_metrics_get(ctx, names[i], &v), 0);
+		if (v != 1)
+			fail_msg("%s = %llu, want 1", names[i], (unsigned long long)v);
+	}
+	/* The server's endpoint counted five drops. */
+	assert_int_equal(srv->ports[0]->ep->cnt.rx_dropped, 5);
+	/* And it still serves. */
+	ferry_session *sess;
+	assert_int_equal(ferry_session_open(ctx, loc, &sess), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	ferry_buf_append(&req, "still here", 10);
+	assert_int_equal(ferry_call_sync(sess, TEST_OP_ECHO, &req, &resp, 2000000), 0);
+	assert_int_equal(ferry_buf_len(&resp), 10);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry__port_close(raw);
+	ferry_ctx_destroy(ctx);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s listen-locator\n", argv[0]);
+		return 2;
+	}
+	listen_loc = argv[1];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_close),
+		cmocka_unit_test(test_failed_open),
+		cmocka_unit_test(test_sizes_and_reply),
+		cmocka_unit_test(test_file_payload),
+		cmocka_unit_test(test_batches_and_loans),
+		cmocka_unit_test(test_silence),
+		cmocka_unit_test(test_malformed_dropped),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -11,8 +11,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ferry/ferry.h"
@@ -223,8 +225,8 @@ static void test_key_grammar(void **state)
 	expect_bad_all(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-/* A failed parse leaves nothing behind that looks like a result. */
-static void test_bad_leaves_no_keys(void **state)
+/* Short and absent message buffers are handled. */
+static void test_small_err_buffer(void **state)
 {
 	(void)state;
 	ferry_loc l;
@@ -735,7 +737,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_layers),
 		cmocka_unit_test(test_stack_shape),
 		cmocka_unit_test(test_key_grammar),
-		cmocka_unit_test(test_bad_leaves_no_keys),
+		cmocka_unit_test(test_small_err_buffer),
 		cmocka_unit_test(test_good_udp),
 		cmocka_unit_test(test_good_lossy),
 		cmocka_unit_test(test_good_no_keys),

@@ -475,7 +475,8 @@ static void test_random_vs_reference(void **state)
 
 #define KNOWN_BUG(reason)                                                      \
 	do {                                                                   \
-		print_message("[ SKIPPED  ] known library bug: %s\n", reason);  \
+		print_message("known library bug (set FERRY_TEST_KNOWN_BUGS=1 " \
+		              "to run): %s\n", reason);                        \
 		skip();                                                        \
 	} while (0)
 

@@ -1,7 +1,6 @@
 /* Echo over UDP on 127.0.0.1: a server and a client on one context. */
 #include <ferry/ferry.h>
 #include <stdio.h>
-#include <string.h>
 
 static void echo(void *arg, ferry_rpc *rpc)
 {
@@ -19,21 +18,18 @@ int main(void)
 	ferry_session *s;
 	char loc[256];
 	ferry_buf req, resp;
+	ferry_buf_init(&req), ferry_buf_init(&resp);
 	ferry_ctx_create(NULL, &ctx);
 	ferry_server_create(ctx, &srv);
 	ferry_server_handle(srv, 100, echo, NULL);
-	if (ferry_server_listen(srv, "unreliable+udp:host=127.0.0.1,port=0") != 0)
-		return 1;
+	ferry_server_listen(srv, "unreliable+udp:host=127.0.0.1,port=0");
 	ferry_server_locator(srv, 0, loc, sizeof(loc));
 	ferry_session_open(ctx, loc, &s);
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
 	ferry_buf_append(&req, "hello, ferry", 12);
 	int rc = ferry_call_sync(s, 100, &req, &resp, 1000000);
-	printf("%s: %.*s via %s\n", ferry_err_name(rc), (int)ferry_buf_len(&resp),
-	       (const char *)ferry_buf_range(&resp, 0, ferry_buf_len(&resp)), loc);
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
+	printf("%s: %.*s\n", ferry_err_name(rc), (int)ferry_buf_len(&resp),
+	       (const char *)ferry_buf_range(&resp, 0, ferry_buf_len(&resp)));
+	ferry_buf_fini(&req), ferry_buf_fini(&resp);
 	ferry_ctx_destroy(ctx);
-	return rc == 0 && ferry_buf_len(&req) == 0 ? 0 : 1;
+	return rc == 0 ? 0 : 1;
 }

@@ -138,6 +138,8 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	    opcode < FERRY_OPCODE_USER_MIN)
 		return -EINVAL;
 	ferry_ctx *ctx = s->ctx;
+	if (s->closing)
+		return FERRY_ECANCELED;
 	if (!ferry__on_owner(ctx)) {
 		/* Documented slow path: one allocation per foreign-thread call. */
 		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
@@ -234,7 +236,7 @@ void ferry__call_complete(ferry__call *c, int status)
 	call_put(ctx, c);
 	/* Start the next queued call before the callback, so a callback that
 	 * issues a call queues behind the ones already waiting. */
-	while (s->q_head != NULL && session_has_free_chan(s)) {
+	while (!s->closing && s->q_head != NULL && session_has_free_chan(s)) {
 		ferry__call *next = s->q_head;
 		s->q_head = next->next;
 		if (s->q_head == NULL)
@@ -264,24 +266,23 @@ static void session_fail_calls(ferry_session *s, int status)
 
 void ferry_session_close(ferry_session *s)
 {
-	if (s == NULL)
+	if (s == NULL || s->closing)
 		return;
 	ferry_ctx *ctx = s->ctx;
-	/* Unlink first so callbacks that run below cannot find it. */
+	/* Callbacks that run below cannot start calls on s (ferry_call says
+	 * FERRY_ECANCELED) nor close it again. */
+	s->closing = true;
 	ctx->sessions[s->index] = NULL;
-	session_fail_calls(s, FERRY_ECANCELED);
-	/* Callbacks may have started new calls on s: fail those too. */
 	session_fail_calls(s, FERRY_ECANCELED);
 	ferry__port_close(s->port);
 	ferry__free(s);
 }
 
-void ferry__sessions_fail_all(ferry_ctx *ctx, int status)
+void ferry__sessions_close_all(ferry_ctx *ctx)
 {
 	for (uint32_t i = 0; i < ctx->nsessions; i++)
 		if (ctx->sessions[i] != NULL)
 			ferry_session_close(ctx->sessions[i]);
-	(void)status;
 }
 
 struct call_sync {

@@ -86,6 +86,7 @@ struct ferry_session {
 	const ferry__transport_ops *tp;
 	uint32_t frag_bytes; /* payload bytes per fragment we send */
 	uint32_t nchan;
+	bool closing;        /* ferry_session_close() under way */
 	uint64_t busy_mask;  /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
@@ -184,7 +185,7 @@ void ferry__port_close(ferry__port *port);
 
 /* call.c: client side */
 void ferry__call_complete(ferry__call *c, int status);
-void ferry__sessions_fail_all(ferry_ctx *ctx, int status);
+void ferry__sessions_close_all(ferry_ctx *ctx);
 
 /* server.c */
 struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx);

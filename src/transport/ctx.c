@@ -139,7 +139,7 @@ void ferry_ctx_destroy(ferry_ctx *ctx)
 	/* Work other threads handed over still runs (replies are dropped with
 	 * their servers below, releases return loans). */
 	ctx_drain_handoff(ctx);
-	ferry__sessions_fail_all(ctx, FERRY_ECANCELED);
+	ferry__sessions_close_all(ctx);
 	ferry__servers_destroy_all(ctx);
 	ctx_drain_handoff(ctx);
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next)

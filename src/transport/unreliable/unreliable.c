@@ -268,12 +268,3 @@ const ferry__transport_ops ferry__unreliable_ops = {
 	.server_reply = unrel_server_reply,
 	.server_port_fini = unrel_server_port_fini,
 };
-
-const ferry__transport_ops *ferry__transport_find(const char *name)
-{
-	static const ferry__transport_ops *const all[] = {&ferry__unreliable_ops};
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		if (strcmp(all[i]->name, name) == 0)
-			return all[i];
-	return NULL;
-}

@@ -91,7 +91,9 @@ FERRY_API void ferry_session_close(ferry_session *s);
  * response. Runs on the context's thread, exactly once per accepted call. */
 typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 
-/* Start a call. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
+/* Start a call. Its packets are queued at once and leave at the end of
+ * the context's next poll pass (with everything else queued in that pass:
+ * one sendmmsg). opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
  * now + timeout_us (0 = the default, FERRY_DEFAULT_TIMEOUT_US). req is owned
  * by ferry until cb runs; resp must be empty and stays the caller's.
  * Returns 0 (cb will run) or negative (cb will not run): FERRY_EAGAIN when

@@ -1,6 +1,7 @@
 /* Locator parsing: grammar, stack shape and key ownership are checked once,
  * here, so every later failure is about the network and not the text. Every
  * error message quotes the part of the locator that is wrong. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -167,8 +168,9 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
 			*comma = '\0';
 		char *eq = strchr(p, '=');
 		if (p[0] == '\0')
-			return loc_fail(err, err_len, "empty key=value item in '%s'",
-			                text);
+			return loc_fail(err, err_len,
+			                "empty key=value item at byte %d of '%s'",
+			                (int)(p - loc->store), text);
 		if (eq == NULL)
 			return loc_fail(err, err_len, "key '%s' has no '=value'", p);
 		*eq = '\0';
@@ -217,7 +219,7 @@ int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
 		*out = dflt;
 		return 0;
 	}
-	if (v[0] == '-' || v[0] == '+' || v[0] == ' ')
+	if (v[0] < '0' || v[0] > '9') /* no sign, no whitespace */
 		goto bad;
 	errno = 0;
 	char *end;
@@ -236,14 +238,14 @@ int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
 	x *= mult;
 	if (x < min || x > max)
 		return loc_fail(err, err_len,
-		                "value '%s' of key '%s' out of range [%llu, %llu]", v,
-		                key, (unsigned long long)min,
+		                "key '%s': value '%s' out of range [%llu, %llu]",
+		                key, v, (unsigned long long)min,
 		                (unsigned long long)max);
 	*out = x;
 	return 0;
 bad:
-	return loc_fail(err, err_len, "value '%s' of key '%s' is not a number", v,
-	                key);
+	return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key,
+	                v);
 }
 
 int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
@@ -258,13 +260,14 @@ int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
 	errno = 0;
 	char *end;
 	double x = strtod(v, &end);
-	if (errno != 0 || end == v || *end != '\0' || isnan(x))
+	if (errno != 0 || end == v || *end != '\0' || isnan(x) ||
+	    isspace((unsigned char)v[0]))
 		return loc_fail(err, err_len,
-		                "value '%s' of key '%s' is not a number", v, key);
+		                "key '%s': value '%s' is not a number", key, v);
 	if (x < min || x > max)
 		return loc_fail(err, err_len,
-		                "value '%s' of key '%s' out of range [%g, %g]", v,
-		                key, min, max);
+		                "key '%s': value '%s' out of range [%g, %g]", key,
+		                v, min, max);
 	*out = x;
 	return 0;
 }
@@ -272,13 +275,13 @@ int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
 void ferry__loc_sub(const ferry_loc *loc, int drv_index, ferry_loc *out)
 {
 	*out = *loc;
-	/* Pointers into store stay valid only if we rebase them. */
-	ptrdiff_t shift = out->store - loc->store;
+	/* Rebase the pointers into out's own store (offsets within one object:
+	 * subtracting pointers into two different arrays is undefined). */
 	for (int i = 0; i < out->nlayers; i++)
-		out->layer[i] = loc->layer[i] + shift;
+		out->layer[i] = out->store + (loc->layer[i] - loc->store);
 	for (int i = 0; i < out->nkeys; i++) {
-		out->kv[i].key = loc->kv[i].key + shift;
-		out->kv[i].val = loc->kv[i].val + shift;
+		out->kv[i].key = out->store + (loc->kv[i].key - loc->store);
+		out->kv[i].val = out->store + (loc->kv[i].val - loc->store);
 	}
 	out->transport = NULL;
 	out->ndrv = loc->ndrv - drv_index;

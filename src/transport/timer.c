@@ -60,6 +60,8 @@ static void timer_down(ferry__timers *ts, uint32_t i)
 
 int ferry__timer_arm(ferry__timers *ts, ferry__timer *t, uint64_t when_us)
 {
+	if (ts->running && when_us <= ts->run_now)
+		when_us = ts->run_now + 1;
 	if (t->slot != 0) {
 		uint64_t old = t->when_us;
 		t->when_us = when_us;
@@ -107,15 +109,15 @@ uint64_t ferry__timers_next(const ferry__timers *ts)
 
 int ferry__timers_run(ferry__timers *ts, uint64_t now_us)
 {
-	/* Bound the pass by the count present at entry, so timers re-armed
-	 * as already due by their own handlers wait for the next pass. */
 	int fired = 0;
-	uint32_t budget = ts->n;
-	while (budget-- > 0 && ts->n > 0 && ts->heap[0]->when_us <= now_us) {
+	ts->running = true;
+	ts->run_now = now_us;
+	while (ts->n > 0 && ts->heap[0]->when_us <= now_us) {
 		ferry__timer *t = ts->heap[0];
 		ferry__timer_cancel(ts, t);
 		fired++;
 		t->fn(t);
 	}
+	ts->running = false;
 	return fired;
 }

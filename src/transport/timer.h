@@ -4,6 +4,7 @@
  * warming up), so arming never allocates in steady state. */
 #ifndef FERRY_TIMER_H
 #define FERRY_TIMER_H
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct ferry__timer ferry__timer;
@@ -17,6 +18,8 @@ struct ferry__timer {
 typedef struct ferry__timers {
 	ferry__timer **heap;
 	uint32_t n, cap;
+	bool running;     /* inside ferry__timers_run */
+	uint64_t run_now; /* its now_us */
 } ferry__timers;
 
 int ferry__timers_init(ferry__timers *ts, uint32_t cap);
@@ -29,9 +32,10 @@ static inline int ferry__timer_armed(const ferry__timer *t) { return t->slot != 
 /* Earliest expiry, or UINT64_MAX. */
 uint64_t ferry__timers_next(const ferry__timers *ts);
 /* Fire every timer due at now_us (each disarmed before its fn runs, so fn
- * may re-arm it). Timers armed by fn for a time <= now wait for the next
- * call, so a handler that re-arms itself as already due cannot loop
- * forever. Returns the number fired. */
+ * may re-arm it). A timer armed during the run for a time <= now_us is
+ * moved to now_us + 1: it fires at the next run, never twice in one, so a
+ * handler that re-arms itself as already due cannot loop or starve the
+ * other due timers. Returns the number fired. */
 int ferry__timers_run(ferry__timers *ts, uint64_t now_us);
 
 #endif

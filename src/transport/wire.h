@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/err.h"
+
 #define FERRY_WIRE_MAGIC 0xFE77u   /* bytes 0x77 0xFE on the wire */
 #define FERRY_WIRE_VERSION 1u
 #define FERRY_WIRE_HDR_BYTES 40u
@@ -73,7 +75,10 @@ static inline uint32_t ferry__wire_nfrags(uint32_t msg_len, uint32_t frag_bytes)
  * absolute value (library codes stay below 65536). */
 static inline uint16_t ferry__wire_status(int status)
 {
-	return status >= 0 || status < -65535 ? 0 : (uint16_t)-status;
+	if (status >= 0)
+		return 0;
+	/* A code that does not fit must not travel as success. */
+	return status < -65535 ? (uint16_t)-FERRY_EPROTO : (uint16_t)-status;
 }
 static inline int ferry__wire_unstatus(uint16_t aux) { return -(int)aux; }
 

@@ -301,10 +301,17 @@ static void test_bad_length(void **state)
 	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_BAD_LENGTH);
 	assert_int_equal(decode(&h, 499, &back), FERRY_WIRE_BAD_LENGTH);
 
-	/* frag >= nfrags. */
+	/* frag >= nfrags, whatever the payload and flags. */
 	h.frag = 3;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
 	assert_int_equal(decode(&h, 500, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_BAD_LENGTH);
+	h.flags = 0;
+	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 500, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_BAD_LENGTH);
+	h.frag = 4;
+	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_BAD_LENGTH);
 	h.frag = UINT32_MAX;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
 	h = data_hdr(0);
@@ -352,6 +359,13 @@ static void test_bad_length(void **state)
 	assert_int_equal(decode(&h, 65535, &back), FERRY_WIRE_OK);
 	h.frag = 65537;
 	h.flags = FERRY_FLAG_LAST;
+	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
+	h.flags = 0;
+	assert_int_equal(decode(&h, 65535, &back), FERRY_WIRE_BAD_LENGTH);
+	h = data_hdr(0);
+	h.frag = 1;
+	h.flags = 0;
+	h.frag_bytes = 0;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
 
 	/* Other types carry any payload. */

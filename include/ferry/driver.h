@@ -107,13 +107,15 @@ typedef struct ferry_dgram_ops {
 	 * by the bytes payload yields (may be NULL: header only). Gathers; file
 	 * regions are read with pread into driver memory. The driver owns a ring
 	 * of transmit slots and never makes the caller wait per packet: it may
-	 * return before the bytes leave. Payload memory is borrowed until the
-	 * next flush() on this endpoint returns (the driver may reference rather
-	 * than copy it); the core flushes every endpoint once per poll
-	 * iteration. When the ring is full the driver flushes itself; if the
-	 * kernel/NIC still cannot take the packet it returns -EAGAIN (counted;
-	 * the packet is not sent; datagram transports treat it as a loss).
-	 * Errors: -EMSGSIZE (over max_payload), -EAGAIN, -errno. Never blocks. */
+	 * return before the bytes leave (loopback delivers at once). Payload
+	 * memory is borrowed until the next flush() on this endpoint returns
+	 * (the driver may reference rather than copy it); the core flushes
+	 * every endpoint once per poll iteration. When the ring is full the
+	 * driver flushes itself. Packets the kernel/NIC refuses at flush time
+	 * (a full socket buffer) are dropped and counted by the driver, like a
+	 * loss on the wire: datagram transports recover or time out.
+	 * Errors: -EMSGSIZE (over max_payload), -EINVAL (bad address),
+	 * -ENOMEM, -errno (file read). Never blocks. */
 	int (*send)(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	            size_t hdr_len, ferry_buf_iter *payload);
 

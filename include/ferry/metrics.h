@@ -2,7 +2,9 @@
  *
  * Counters are kept per context (no sharing between threads, no atomics on
  * the fast path). Names are dotted paths: "transport.calls_started",
- * "ep.0.udp.tx_pkts", "ep.0.udp.sendmmsg_calls". The dump format is one
+ * "ep.3.udp.tx_pkts", "ep.3.udp.sendmmsg_calls", where 3 is the port's
+ * number in its context (assigned at open, in order, never reused). The
+ * dump format is one
  * "name value" line per counter, in a stable order, which the plot scripts
  * read. The remote START/STOP/DUMP service arrives with ferry-bench. */
 #ifndef FERRY_METRICS_H

@@ -91,9 +91,10 @@ FERRY_API void ferry_session_close(ferry_session *s);
  * response. Runs on the context's thread, exactly once per accepted call. */
 typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 
-/* Start a call. Its packets are queued at once and leave at the end of
- * the context's next poll pass (with everything else queued in that pass:
- * one sendmmsg). opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
+/* Start a call. Its packets are queued at once; drivers that batch push
+ * them out at the latest at the end of the context's next poll pass, with
+ * everything else queued in that pass (udp: sendmmsg). Call
+ * ferry_ctx_poll() to make progress. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
  * now + timeout_us (0 = the default, FERRY_DEFAULT_TIMEOUT_US). req is owned
  * by ferry until cb runs; resp must be empty and stays the caller's.
  * Returns 0 (cb will run) or negative (cb will not run): FERRY_EAGAIN when
@@ -121,14 +122,16 @@ typedef void (*ferry_handler_cb)(void *arg, ferry_rpc *rpc);
 FERRY_API int ferry_server_create(ferry_ctx *ctx, ferry_server **out);
 /* Stop listening and destroy; requests not yet replied to are dropped. */
 FERRY_API void ferry_server_destroy(ferry_server *srv);
-/* Listen on one more locator (several are allowed). port=0 binds an
- * ephemeral port; ferry_server_locator() tells which. */
+/* Listen on one more locator (up to FERRY_SERVER_LISTEN_MAX = 16, then
+ * -EMFILE). port=0 binds an ephemeral port; ferry_server_locator() tells
+ * which. */
 FERRY_API int ferry_server_listen(ferry_server *srv, const char *locator);
 /* The i-th bound locator, written to out. Returns its length or
  * -ERANGE (no such listener / too small). */
 FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out,
                                    size_t len);
-/* Register the handler for opcode (replaces an earlier one). */
+/* Register the handler for opcode (replaces an earlier one). Opcodes below
+ * FERRY_OPCODE_USER_MIN are reserved for built-in services: -EINVAL. */
 FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
                                   ferry_handler_cb cb, void *arg);
 

@@ -7,10 +7,13 @@
 #include "../buffer/alloc.h"
 #include "core.h"
 
-/* A call submitted from a foreign thread, carried to the owner. */
+/* A call submitted from a foreign thread, carried to the owner. It names
+ * the session by slot and generation: the session may be closed before the
+ * owner gets to it. */
 typedef struct call_handoff {
 	ferry__handoff ho;
-	ferry_session *s;
+	uint32_t index;
+	uint64_t gen;
 	ferry_buf *req, *resp;
 	uint64_t timeout_us;
 	ferry_call_cb cb;
@@ -69,6 +72,7 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 		return -ENOMEM;
 	s->ctx = ctx;
 	s->index = idx;
+	s->gen = ++ctx->session_gen;
 	s->tp = loc.transport;
 	s->nchan = FERRY_CHANNELS_DEFAULT;
 	rc = ferry__port_open(ctx, &loc, false, &s->port);
@@ -120,13 +124,22 @@ static bool session_has_free_chan(const ferry_session *s)
 
 static void call_handoff_run(ferry_ctx *ctx, ferry__handoff *h)
 {
-	(void)ctx;
 	call_handoff *ch = (call_handoff *)h;
-	int rc = ferry_call(ch->s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
-	                    ch->cb, ch->arg);
-	/* The caller was told 0: report a synchronous failure through cb. */
-	if (rc != 0)
+	ferry_session *s = ch->index < ctx->nsessions ? ctx->sessions[ch->index] : NULL;
+	int rc = s != NULL && s->gen == ch->gen
+	                 ? ferry_call(s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
+	                              ch->cb, ch->arg)
+	                 : FERRY_ECANCELED;
+	/* The caller was told 0: report a failure here through cb, as any
+	 * failed call is reported (counted, empty response, in callback
+	 * context). */
+	if (rc != 0) {
+		ctx->cnt.calls_failed++;
+		ferry_buf_reset(ch->resp);
+		ctx->depth++;
 		ch->cb(ch->arg, rc, ch->resp);
+		ctx->depth--;
+	}
 	ferry__free(ch);
 }
 
@@ -145,7 +158,8 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
 		if (ch == NULL)
 			return -ENOMEM;
-		*ch = (call_handoff){.ho.fn = call_handoff_run, .s = s, .req = req,
+		*ch = (call_handoff){.ho.fn = call_handoff_run, .index = s->index,
+		                     .gen = s->gen, .req = req,
 		                     .resp = resp, .timeout_us = timeout_us,
 		                     .cb = cb, .arg = arg, .opcode = opcode};
 		ferry__handoff_push(ctx, &ch->ho);
@@ -170,12 +184,12 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->timeout_us = timeout_us ? timeout_us : FERRY_DEFAULT_TIMEOUT_US;
 	c->next = NULL;
 	c->timer.fn = call_deadline;
-	ctx->cnt.calls_started++;
 	ctx->now_us = ferry__clock_us();
 	if (ferry__timer_arm(&ctx->timers, &c->timer, ctx->now_us + c->timeout_us) != 0) {
 		call_put(ctx, c);
 		return -ENOMEM;
 	}
+	ctx->cnt.calls_started++;
 	if (free_chan) {
 		call_launch(s, c);
 		return 0;

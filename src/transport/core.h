@@ -35,6 +35,7 @@ struct ferry__handoff {
  * client session or a server). */
 typedef struct ferry__port {
 	ferry_ctx *ctx;
+	uint32_t id;              /* stable, for metric names ("ep.<id>.udp.") */
 	struct ferry__port *next; /* ctx->ports */
 	ferry_ep *ep;             /* outermost endpoint */
 	ferry_ep *eps[FERRY_LOC_MAX_LAYERS]; /* outermost first */
@@ -81,6 +82,8 @@ typedef struct ferry__chan {
 struct ferry_session {
 	ferry_ctx *ctx;
 	uint32_t index; /* slot in ctx->sessions: the client hint */
+	uint64_t gen;   /* unique per context: foreign-thread calls find the
+	                 * session by (index, gen), never by a stale pointer */
 	ferry__port *port;
 	ferry_addr peer;
 	const ferry__transport_ops *tp;
@@ -157,6 +160,8 @@ struct ferry_ctx {
 	ferry_server *servers;
 	ferry_session **sessions;
 	uint32_t nsessions, sessions_cap;
+	uint64_t session_gen;
+	uint32_t port_ids; /* stable port numbers for metric names */
 	ferry__call *free_calls;
 	struct ferry_rpc *free_rpcs;
 	struct ferry_rpc *rpcs_out; /* with handlers, not yet replied */

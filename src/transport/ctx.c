@@ -270,6 +270,7 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 	if (p == NULL)
 		return -ENOMEM;
 	p->ctx = ctx;
+	p->id = ctx->port_ids++;
 	p->tp = loc->transport;
 	p->server = server;
 	char err[FERRY_ERRMSG_BYTES] = "";
@@ -504,13 +505,12 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 	CTX_STAT(loans_released_remote);
 	CTX_STAT(tx_dropped);
 #undef CTX_STAT
-	int i = 0;
-	for (ferry__port *p = ctx->ports; p != NULL; p = p->next, i++) {
+	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->dead)
 			continue;
 		for (int j = 0; j < p->neps; j++) {
 			char prefix[64];
-			snprintf(prefix, sizeof(prefix), "ep.%d.%s", i,
+			snprintf(prefix, sizeof(prefix), "ep.%u.%s", p->id,
 			         p->eps[j]->drv->name);
 			ctx_stat_ep(cb, arg, prefix, p->eps[j]);
 			struct ctx_prefixed pre = {cb, arg, prefix};

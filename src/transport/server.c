@@ -63,7 +63,7 @@ int ferry_server_listen(ferry_server *srv, const char *locator)
 		return FERRY_EWRONGTHREAD;
 	ctx->errmsg[0] = '\0';
 	if (srv->nports == FERRY_SERVER_LISTEN_MAX)
-		return ferry__set_errmsg(ctx, FERRY_EAGAIN,
+		return ferry__set_errmsg(ctx, -EMFILE,
 		                         "a server listens on at most %d locators",
 		                         FERRY_SERVER_LISTEN_MAX);
 	ferry_loc loc;
@@ -94,7 +94,8 @@ int ferry_server_locator(ferry_server *srv, int i, char *out, size_t len)
 int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
                         void *arg)
 {
-	if (cb == NULL)
+	/* Opcodes below FERRY_OPCODE_USER_MIN belong to built-in services. */
+	if (cb == NULL || opcode < FERRY_OPCODE_USER_MIN)
 		return -EINVAL;
 	ferry__handler **block = &srv->handlers[opcode >> 8];
 	if (*block == NULL) {

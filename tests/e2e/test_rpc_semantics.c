@@ -275,6 +275,65 @@ static void test_queue_bound(void **st)
 	ferry_ctx_destroy(e.ctx);
 }
 
+struct block_server {
+	char loc[256];
+	volatile int ready, stop;
+};
+
+static void *block_server_thread(void *arg)
+{
+	struct block_server *b = arg;
+	ferry_ctx_opts o = {.poll_mode = FERRY_POLL_BLOCK, .cpu = -1};
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	if (ferry_ctx_create(&o, &ctx) != 0 || ferry_server_create(ctx, &srv) != 0)
+		return NULL;
+	tu_server_handlers(srv);
+	if (ferry_server_listen(srv, "unreliable+loopback") != 0)
+		return NULL;
+	ferry_server_locator(srv, 0, b->loc, sizeof(b->loc));
+	__atomic_store_n(&b->ready, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
+		ferry_ctx_poll(ctx, -1); /* sleeps in epoll until a packet comes */
+	ferry_ctx_destroy(ctx);
+	return NULL;
+}
+
+/* A server context blocked in epoll on another thread is woken by the
+ * loopback driver's eventfd for every request. */
+static void test_block_mode_cross_thread(void **st)
+{
+	(void)st;
+	static struct block_server b;
+	memset(&b, 0, sizeof(b));
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, block_server_thread, &b), 0);
+	while (!__atomic_load_n(&b.ready, __ATOMIC_ACQUIRE))
+		;
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, b.loc, &s), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	for (int i = 0; i < 200; i++) {
+		ferry_buf_reset(&req);
+		tu_fill(ferry_buf_alloc(&req, 100), 100, (uint64_t)i);
+		/* only the driver's eventfd can wake the server in time */
+		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000), 0);
+		assert_int_equal(tu_check(&resp, 100, (uint64_t)i), -1);
+		ferry_buf_reset(&resp);
+	}
+	/* One more call wakes the server to see the stop flag. */
+	__atomic_store_n(&b.stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000), 0);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_ctx_destroy(ctx);
+	pthread_join(t, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_too_big),
 		cmocka_unit_test(test_close_and_destroy_complete_calls),
 		cmocka_unit_test(test_queue_bound),
+		cmocka_unit_test(test_block_mode_cross_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

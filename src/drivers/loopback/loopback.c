@@ -6,13 +6,17 @@
  * flush, poll, release, resolve, caps, ctl, in that order.
  *
  * Locking: the endpoint table and every inbox are guarded by one mutex, so
- * endpoints on different threads can talk. This driver is for tests and
- * examples; the real drivers keep locks off the fast path. */
+ * endpoints on different threads can talk; an eventfd per endpoint, written
+ * when its inbox goes from empty to non-empty, wakes a context in block
+ * mode. This driver is for tests and examples; the real drivers keep locks
+ * off the fast path. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "../../buffer/alloc.h"
 #include "../../transport/locator.h"
@@ -31,7 +35,7 @@ typedef struct lb_slot {
 } lb_slot;
 
 typedef struct lb_counters {
-	uint64_t delivered, no_peer, pool_full;
+	uint64_t delivered, no_peer, pool_full, too_big;
 } lb_counters;
 
 typedef struct lb_ep {
@@ -49,7 +53,7 @@ typedef struct lb_ep {
 } lb_ep;
 
 static pthread_mutex_t lb_lock = PTHREAD_MUTEX_INITIALIZER;
-static lb_ep *lb_table[LB_PORTS_MAX]; /* port - LB_EPHEMERAL_MIN ... see lb_find */
+static lb_ep *lb_table[LB_PORTS_MAX]; /* open endpoints, any order */
 
 static lb_ep *lb_of(ferry_ep *ep) { return ferry_container_of(ep, lb_ep, base); }
 
@@ -75,6 +79,9 @@ static int lb_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	    (rc = ferry__loc_u64(loc, "rxslots", 16, 1u << 20, LB_SLOTS_DEFAULT,
 	                         &slots, ep->errmsg, sizeof(ep->errmsg))) != 0)
 		return rc;
+	ep->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ep->fd < 0)
+		return -errno;
 	l->max_payload = (uint32_t)mtu;
 	l->nslots = (uint32_t)slots;
 	l->mem_len = (size_t)l->nslots * l->max_payload;
@@ -131,6 +138,9 @@ static void lb_close(ferry_ep *ep)
 	if (l->mem != NULL)
 		munmap(l->mem, l->mem_len);
 	ferry__free(l->slots);
+	if (ep->fd >= 0)
+		close(ep->fd);
+	ep->fd = -1;
 }
 
 static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
@@ -146,9 +156,14 @@ static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	memcpy(&port, to->u.bytes, sizeof(port));
 	pthread_mutex_lock(&lb_lock);
 	lb_ep *dst = lb_find(port);
-	if (dst == NULL || hdr_len + plen > dst->max_payload) {
+	if (dst == NULL) {
 		/* Nobody listening: the packet vanishes, as on a network. */
 		l->cnt.no_peer++;
+		pthread_mutex_unlock(&lb_lock);
+		return 0;
+	}
+	if (hdr_len + plen > dst->max_payload) {
+		dst->cnt.too_big++;
 		pthread_mutex_unlock(&lb_lock);
 		return 0;
 	}
@@ -181,10 +196,14 @@ static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	s->pkt.src.len = sizeof(uint32_t);
 	memcpy(s->pkt.src.u.bytes, &l->port, sizeof(uint32_t));
 	s->next = NULL;
-	if (dst->inbox_tail != NULL)
+	if (dst->inbox_tail != NULL) {
 		dst->inbox_tail->next = s;
-	else
+	} else {
 		dst->inbox = s;
+		uint64_t one = 1;
+		ssize_t w = write(dst->base.fd, &one, sizeof(one));
+		(void)w; /* EAGAIN: already signalled */
+	}
 	dst->inbox_tail = s;
 	dst->cnt.delivered++;
 	pthread_mutex_unlock(&lb_lock);
@@ -211,8 +230,12 @@ static int lb_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 		l->inbox = s->next;
 		pkts[n++] = &s->pkt;
 	}
-	if (l->inbox == NULL)
+	if (l->inbox == NULL) {
 		l->inbox_tail = NULL;
+		uint64_t v;
+		ssize_t r = read(ep->fd, &v, sizeof(v)); /* re-arm the wake-up */
+		(void)r;
+	}
 	pthread_mutex_unlock(&lb_lock);
 	return n;
 }
@@ -267,6 +290,7 @@ static int lb_ctl(ferry_ep *ep, int op, void *arg)
 		c->cb(c->arg, "delivered", l->cnt.delivered);
 		c->cb(c->arg, "no_peer", l->cnt.no_peer);
 		c->cb(c->arg, "pool_full", l->cnt.pool_full);
+		c->cb(c->arg, "too_big", l->cnt.too_big);
 		return 0;
 	}
 	return -ENOTSUP;

@@ -82,7 +82,12 @@ static int lossy_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	                         &l->delay_us, m, ml)) != 0 ||
 	    (rc = ferry__loc_u64(loc, "seed", 0, UINT64_MAX, 1, &seed, m, ml)) != 0)
 		return rc;
-	l->rng = seed * 0x9E3779B97F4A7C15ull + 1; /* never zero */
+	/* splitmix64 of the seed; xorshift must not start from zero. */
+	uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	z ^= z >> 31;
+	l->rng = z != 0 ? z : 0x9E3779B97F4A7C15ull;
 	l->reorder_slot = -1;
 	ferry_caps ic;
 	ep->inner->drv->dgram->caps(ep->inner, &ic);
@@ -161,8 +166,9 @@ static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		return -EMSGSIZE;
 	l->cnt.seen++;
 	int rc = 0;
-	/* One draw per fault kind, always in this order, so decisions depend
-	 * only on the seed and the packet count. */
+	/* One draw per fault kind, always in this order (a corruption takes one
+	 * more, for the bit), so decisions depend only on the seed and the
+	 * sequence of packets. */
 	double d_drop = lossy_draw(l), d_dup = lossy_draw(l),
 	       d_corrupt = lossy_draw(l), d_delay = lossy_draw(l),
 	       d_reorder = lossy_draw(l);
@@ -189,10 +195,16 @@ static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 			                         : ep->wake_at_us;
 		} else {
 			l->cnt.reordered++;
-			if (l->reorder_slot < 0)
+			if (l->reorder_slot < 0) {
+				/* Held until the next send, or delay_us if none comes. */
 				l->reorder_slot = (int)(h - l->held);
-			else /* already holding one back: this one goes now */
+				h->due_us = lossy_now(l) + l->delay_us;
+				ep->wake_at_us = ep->wake_at_us == 0 || h->due_us < ep->wake_at_us
+				                         ? h->due_us
+				                         : ep->wake_at_us;
+			} else { /* already holding one back: this one goes now */
 				rc = lossy_send_held(l, h);
+			}
 		}
 	} else {
 		ferry_buf_iter saved = payload != NULL ? *payload : (ferry_buf_iter){0};
@@ -221,10 +233,13 @@ static void lossy_send_due(lossy_ep *l)
 	uint64_t now = lossy_now(l), next = 0;
 	for (int i = 0; i < LOSSY_HELD_SLOTS; i++) {
 		lossy_held *h = &l->held[i];
-		if (h->state != LOSSY_WAITING || i == l->reorder_slot)
+		if (h->state != LOSSY_WAITING)
 			continue;
-		if (h->due_us <= now)
+		if (h->due_us <= now) {
+			if (i == l->reorder_slot)
+				l->reorder_slot = -1;
 			lossy_send_held(l, h);
+		}
 		else if (next == 0 || h->due_us < next)
 			next = h->due_us;
 	}

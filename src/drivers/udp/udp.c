@@ -44,7 +44,7 @@ typedef struct udp_rx_slot {
 
 typedef struct udp_counters {
 	uint64_t sendmmsg_calls, sendmmsg_pkts, recvmmsg_calls, recvmmsg_pkts;
-	uint64_t tx_eagain, tx_ring_full, tx_bounce_copies, rx_pool_empty,
+	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, rx_pool_empty,
 		rx_truncated, sockbuf_forced;
 } udp_counters;
 
@@ -212,11 +212,10 @@ static int udp_flush(ferry_ep *ep)
 			/* The socket buffer is full: the rest is lost, like a full
 			 * NIC queue. The payload is not ours to keep. */
 			u->cnt.tx_eagain += u->tx_n - done;
-			ep->cnt.tx_errors += u->tx_n - done;
 			break;
 		}
 		/* A per-destination error: skip that packet, send the rest. */
-		ep->cnt.tx_errors++;
+		u->cnt.tx_send_errors++;
 		done++;
 	}
 	int sent = (int)done;
@@ -381,6 +380,7 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(recvmmsg_calls);
 		UDP_CNT(recvmmsg_pkts);
 		UDP_CNT(tx_eagain);
+		UDP_CNT(tx_send_errors);
 		UDP_CNT(tx_ring_full);
 		UDP_CNT(tx_bounce_copies);
 		UDP_CNT(rx_pool_empty);

@@ -295,6 +295,8 @@ static void *block_server_thread(void *arg)
 	__atomic_store_n(&b->ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
 		ferry_ctx_poll(ctx, -1); /* sleeps in epoll until a packet comes */
+	for (int i = 0; i < 10; i++) /* answer the call that woke us */
+		ferry_ctx_poll(ctx, 0);
 	ferry_ctx_destroy(ctx);
 	return NULL;
 }

@@ -144,7 +144,7 @@ typedef struct ferry__ctx_counters {
 	uint64_t rx_short, rx_bad_magic, rx_bad_version, rx_bad_type,
 		rx_bad_length;
 	uint64_t rx_unknown_session, rx_stale, rx_dup_frag, rx_ahead_frag,
-		rx_mismatch, rx_no_handler, rx_too_big, rx_reasm_full;
+		rx_mismatch, rx_nomem, rx_no_handler, rx_too_big, rx_reasm_full;
 	uint64_t handoffs, loans_released_remote;
 	uint64_t tx_dropped;
 } ferry__ctx_counters;

@@ -432,6 +432,9 @@ int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us)
 		ctx_drain_handoff(ctx);
 		events++;
 	}
+	/* Packets queued outside a pass (ferry_call from application code)
+	 * leave before we look for answers: one receive syscall sooner. */
+	ctx_flush_ports(ctx, &dead);
 	ctx->now_us = ferry__clock_us();
 	events += ctx_poll_ports(ctx, &dead);
 	ctx->now_us = ferry__clock_us();
@@ -498,6 +501,7 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 	CTX_STAT(rx_dup_frag);
 	CTX_STAT(rx_ahead_frag);
 	CTX_STAT(rx_mismatch);
+	CTX_STAT(rx_nomem);
 	CTX_STAT(rx_no_handler);
 	CTX_STAT(rx_too_big);
 	CTX_STAT(rx_reasm_full);

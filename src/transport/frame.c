@@ -49,6 +49,20 @@ void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
 	ferry__ep_release(pkt);
 }
 
+void ferry__frame_refused(ferry__port *port, ferry_pkt *pkt, int reasm_verdict)
+{
+	ferry__ctx_counters *c = &port->ctx->cnt;
+	if (reasm_verdict == FERRY_REASM_DUP)
+		c->rx_dup_frag++;
+	else if (reasm_verdict == FERRY_REASM_AHEAD)
+		c->rx_ahead_frag++;
+	else if (reasm_verdict == FERRY_REASM_NOMEM)
+		c->rx_nomem++;
+	else
+		c->rx_mismatch++;
+	ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+}
+
 uint32_t ferry__frame_bytes(const ferry__port *port)
 {
 	uint32_t b = port->caps.max_payload > FERRY_WIRE_HDR_BYTES

@@ -16,6 +16,10 @@ int ferry__frame_send(ferry__port *port, const ferry_addr *to,
 /* Count a refused packet under its reason and give it back. */
 void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict);
 
+/* Count a fragment reassembly refused (enum ferry_reasm_verdict < 0) and
+ * give it back. */
+void ferry__frame_refused(ferry__port *port, ferry_pkt *pkt, int reasm_verdict);
+
 /* Payload bytes per fragment for a port: what fits after the header, capped
  * by the 16-bit frag_bytes field. */
 uint32_t ferry__frame_bytes(const ferry__port *port);

@@ -36,7 +36,7 @@ static void fill(uint8_t *b, int seq)
 {
 	/* seq and its complement: no single bit flip keeps them consistent. */
 	for (int i = 0; i < 64; i++)
-		b[i] = (uint8_t)(seq * 31 + i);
+		b[i] = (uint8_t)((unsigned)seq * 31u + (unsigned)i);
 	int inv = ~seq;
 	memcpy(b, &seq, sizeof(seq));
 	memcpy(b + sizeof(seq), &inv, sizeof(inv));

@@ -85,15 +85,8 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 		ferry__call_complete(c, 0);
 		return;
 	}
-	if (r < 0) {
-		if (r == FERRY_REASM_DUP)
-			ctx->cnt.rx_dup_frag++;
-		else if (r == FERRY_REASM_AHEAD)
-			ctx->cnt.rx_ahead_frag++;
-		else
-			ctx->cnt.rx_mismatch++;
-		ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
-	}
+	if (r < 0)
+		ferry__frame_refused(port, pkt, r);
 }
 
 /* The response (or an error status) back to the client. */
@@ -246,15 +239,8 @@ static void unrel_server_pkt(ferry__port *port, ferry_pkt *pkt)
 		ferry__server_dispatch(rpc);
 		return;
 	}
-	if (r < 0) {
-		if (r == FERRY_REASM_DUP)
-			ctx->cnt.rx_dup_frag++;
-		else if (r == FERRY_REASM_AHEAD)
-			ctx->cnt.rx_ahead_frag++;
-		else
-			ctx->cnt.rx_mismatch++;
-		ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
-	}
+	if (r < 0)
+		ferry__frame_refused(port, pkt, r);
 }
 
 const ferry__transport_ops ferry__unreliable_ops = {

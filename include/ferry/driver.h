@@ -173,14 +173,31 @@ typedef int (*ferry_on_header_cb)(void *arg, ferry_conn *conn, const void *hdr,
                                   size_t hdr_len, size_t body_len,
                                   ferry_body_sink *sink);
 typedef struct ferry_stream_ops {
+	/* Start connecting to peer; the connection is usable once conn_cb
+	 * reports FERRY_CONN_UP. Never blocks (the handshake completes in
+	 * poll). Errors: FERRY_EBADLOC, -errno. Owner thread. */
 	int (*connect)(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out);
+	/* Take one pending inbound connection (listening endpoints), or
+	 * -EAGAIN. Never blocks. */
 	int (*accept)(ferry_ep *ep, ferry_conn **out);
+	/* Queue one message: hdr (copied) then the payload (borrowed until the
+	 * message is fully written; the transport keeps the buffer until then).
+	 * Gathers; partial writes resume in poll, never blocking the context;
+	 * file regions go out natively where the driver can (splice:
+	 * sendfile). Errors: FERRY_EPEERDEAD (connection gone), -EAGAIN
+	 * (backpressure: the per-connection queue is full), -errno. */
 	int (*send_msg)(ferry_conn *conn, const void *hdr, size_t hdr_len,
 	                ferry_buf_iter *payload);
+	/* Make progress on every connection: resume writes, read headers (then
+	 * on_header names the body's sink), fill bodies, report connection
+	 * events. Returns events handled or -errno. Never blocks. */
 	int (*poll)(ferry_ep *ep, int max);
+	/* Give back a pooled body loan. Exactly once; owner thread. */
 	void (*release)(ferry_ep *ep, void *loan);
 	void (*caps)(ferry_ep *ep, ferry_caps *out);
 	int (*ctl)(ferry_ep *ep, int op, void *arg);
+	/* Close every connection (pending calls are the transport's to fail)
+	 * and the endpoint. Safe after a failed open. */
 	void (*close)(ferry_ep *ep);
 } ferry_stream_ops;
 

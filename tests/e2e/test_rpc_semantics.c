@@ -275,6 +275,45 @@ static void test_queue_bound(void **st)
 	ferry_ctx_destroy(e.ctx);
 }
 
+/* One server, several locators at once: each answers, and each reports
+ * the locator it bound. */
+static void test_multi_listen(void **st)
+{
+	(void)st;
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_server_create(ctx, &srv), 0);
+	tu_server_handlers(srv);
+	const char *locs[] = {"unreliable+udp:host=127.0.0.1,port=0",
+	                      "unreliable+udp:host=::1,port=0", "unreliable+loopback",
+	                      "unreliable+lossy+loopback:seed=3"};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(ferry_server_listen(srv, locs[i]), 0);
+	char bound[256];
+	assert_int_equal(ferry_server_locator(srv, 4, bound, sizeof(bound)), -ERANGE);
+	assert_int_equal(ferry_server_locator(srv, 0, bound, 8), -ERANGE);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	for (int i = 0; i < 4; i++) {
+		assert_true(ferry_server_locator(srv, i, bound, sizeof(bound)) > 0);
+		assert_non_null(strstr(bound, "port="));
+		assert_null(strstr(bound, "port=0,"));
+		ferry_session *s;
+		assert_int_equal(ferry_session_open(ctx, bound, &s), 0);
+		ferry_buf_reset(&req);
+		tu_fill(ferry_buf_alloc(&req, 5000), 5000, (uint64_t)i);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000), 0);
+		assert_int_equal(tu_check(&resp, 5000, (uint64_t)i), -1);
+		ferry_buf_reset(&resp);
+		ferry_session_close(s);
+	}
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_ctx_destroy(ctx);
+}
+
 struct block_server {
 	char loc[256];
 	volatile int ready, stop;
@@ -345,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_close_and_destroy_complete_calls),
 		cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_block_mode_cross_thread),
+		cmocka_unit_test(test_multi_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,9 @@ typedef struct udp_counters {
 typedef struct udp_ep {
 	ferry_ep base;
 	int family;
+	bool listening;
+	bool connected;  /* client socket connected to its one peer */
+	ferry_addr peer; /* ... this one: sends to it carry no address */
 	uint32_t max_payload;
 	uint32_t slot_bytes;
 	struct sockaddr_storage local;
@@ -109,6 +112,7 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	                         0, &mtu, msg, sizeof(ep->errmsg))) != 0)
 		goto bad;
 	u->family = ss.ss_family;
+	u->listening = listen;
 	int fd = socket(u->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -270,10 +274,14 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	}
 	if (bounced > 0)
 		s->iov[niov++] = (struct iovec){s->bounce, bounced};
-	s->to = *to;
 	struct msghdr *m = &u->tx_msgs[u->tx_n].msg_hdr;
-	*m = (struct msghdr){.msg_name = s->to.u.bytes, .msg_namelen = s->to.len,
-	                     .msg_iov = s->iov, .msg_iovlen = (size_t)niov};
+	*m = (struct msghdr){.msg_iov = s->iov, .msg_iovlen = (size_t)niov};
+	if (!u->connected || to->len != u->peer.len ||
+	    memcmp(to->u.bytes, u->peer.u.bytes, to->len) != 0) {
+		s->to = *to;
+		m->msg_name = s->to.u.bytes;
+		m->msg_namelen = s->to.len;
+	}
 	u->tx_n++;
 	return 0;
 }
@@ -351,6 +359,14 @@ static int udp_resolve(ferry_ep *ep, const ferry_loc *peer, ferry_addr *out)
 	memset(out, 0, sizeof(*out));
 	memcpy(out->u.bytes, &ss, sl);
 	out->len = sl;
+	/* A client endpoint talks to one server: connecting it caches the
+	 * route (no lookup per sendmmsg), filters what it receives to that
+	 * peer, and surfaces ICMP errors. */
+	if (!u->listening && !u->connected &&
+	    connect(ep->fd, (struct sockaddr *)&ss, sl) == 0) {
+		u->connected = true;
+		u->peer = *out;
+	}
 	return 0;
 }
 

@@ -60,7 +60,9 @@ typedef struct ferry_ctx_opts {
  * (spin, no pinning). 0 or -errno. */
 FERRY_API int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out);
 /* Destroy: closes servers and sessions (their calls complete with
- * FERRY_ECANCELED first) and endpoints. Owner thread only. */
+ * FERRY_ECANCELED first) and endpoints. Owner thread only. Every rpc handed
+ * to a handler must have been replied to first: an rpc still held by
+ * application code (a worker thread) would outlive the context. */
 FERRY_API void ferry_ctx_destroy(ferry_ctx *ctx);
 /* One run-to-completion pass: handoff queue, endpoints, timers, flush.
  * In block mode, when the pass found no work, waits up to timeout_us for

@@ -111,9 +111,14 @@ static void call_launch(ferry_session *s, ferry__call *c)
 	c->chan = (uint8_t)ch;
 	c->rpc_id = s->chan[ch].rpc_id;
 	c->state = FERRY_CALL_ACTIVE;
+	FERRY_TRACE(s->ctx, "call start op=%llu rpc=%llu", c->opcode, c->rpc_id);
 	int rc = s->tp->call_start(c);
-	if (rc != 0)
+	if (rc != 0) {
 		ferry__call_complete(c, rc);
+		return;
+	}
+	if (c->opcode >= FERRY_OPCODE_USER_MIN)
+		s->ctx->cnt.requests_sent++;
 }
 
 static bool session_has_free_chan(const ferry_session *s)
@@ -127,7 +132,7 @@ static void call_handoff_run(ferry_ctx *ctx, ferry__handoff *h)
 	call_handoff *ch = (call_handoff *)h;
 	ferry_session *s = ch->index < ctx->nsessions ? ctx->sessions[ch->index] : NULL;
 	int rc = s != NULL && s->gen == ch->gen
-	                 ? ferry_call(s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
+	                 ? ferry__call_any(s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
 	                              ch->cb, ch->arg)
 	                 : FERRY_ECANCELED;
 	/* The caller was told 0: report a failure here through cb, as any
@@ -147,8 +152,16 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
                ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                void *arg)
 {
-	if (s == NULL || req == NULL || resp == NULL || cb == NULL ||
-	    opcode < FERRY_OPCODE_USER_MIN)
+	if (opcode < FERRY_OPCODE_USER_MIN)
+		return -EINVAL;
+	return ferry__call_any(s, opcode, req, resp, timeout_us, cb, arg);
+}
+
+int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                    ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                    void *arg)
+{
+	if (s == NULL || req == NULL || resp == NULL || cb == NULL)
 		return -EINVAL;
 	ferry_ctx *ctx = s->ctx;
 	if (s->closing)
@@ -184,12 +197,16 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->timeout_us = timeout_us ? timeout_us : FERRY_DEFAULT_TIMEOUT_US;
 	c->next = NULL;
 	c->timer.fn = call_deadline;
-	ctx->now_us = ferry__clock_us();
+	ferry__ctx_tick(ctx);
+	c->start_ns = ctx->now_ns;
 	if (ferry__timer_arm(&ctx->timers, &c->timer, ctx->now_us + c->timeout_us) != 0) {
 		call_put(ctx, c);
 		return -ENOMEM;
 	}
-	ctx->cnt.calls_started++;
+	if (opcode >= FERRY_OPCODE_USER_MIN)
+		ctx->cnt.calls_started++;
+	else
+		ctx->cnt.builtin_calls++;
 	if (free_chan) {
 		call_launch(s, c);
 		return 0;
@@ -236,12 +253,18 @@ void ferry__call_complete(ferry__call *c, int status)
 	} else if (c->state == FERRY_CALL_QUEUED) {
 		session_unqueue(s, c);
 	}
-	if (status == 0)
-		ctx->cnt.calls_ok++;
-	else
-		ctx->cnt.calls_failed++;
-	if (status == FERRY_ETIMEDOUT)
-		ctx->cnt.calls_timedout++;
+	if (c->opcode >= FERRY_OPCODE_USER_MIN) {
+		if (status == 0) {
+			ctx->cnt.calls_completed++;
+			/* ns clock of this pass: no extra clock read per call */
+			ferry_hist_record(&ctx->hist_call, ctx->now_ns - c->start_ns);
+		} else {
+			ctx->cnt.calls_failed++;
+		}
+		if (status == FERRY_ETIMEDOUT)
+			ctx->cnt.calls_timedout++;
+	}
+	FERRY_TRACE(ctx, "call done rpc=%llu status=%lld", c->rpc_id, (int64_t)status);
 	if (status != 0)
 		ferry_buf_reset(c->resp);
 	ferry_call_cb cb = c->cb;
@@ -261,6 +284,13 @@ void ferry__call_complete(ferry__call *c, int status)
 	ctx->depth++;
 	cb(arg, status, resp);
 	ctx->depth--;
+}
+
+void ferry__call_response(ferry__call *c, int status)
+{
+	if (c->opcode >= FERRY_OPCODE_USER_MIN)
+		c->s->ctx->cnt.responses_received++;
+	ferry__call_complete(c, status);
 }
 
 static void call_deadline(ferry__timer *t)
@@ -315,6 +345,14 @@ static void call_sync_cb(void *arg, int status, ferry_buf *resp)
 int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
                     ferry_buf *resp, uint64_t timeout_us)
 {
+	if (opcode < FERRY_OPCODE_USER_MIN)
+		return -EINVAL;
+	return ferry__call_sync_any(s, opcode, req, resp, timeout_us);
+}
+
+int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                         ferry_buf *resp, uint64_t timeout_us)
+{
 	if (s == NULL)
 		return -EINVAL;
 	ferry_ctx *ctx = s->ctx;
@@ -323,7 +361,7 @@ int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	if (ctx->depth > 0)
 		return FERRY_EWOULDDEADLOCK;
 	struct call_sync cs = {false, 0};
-	int rc = ferry_call(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
+	int rc = ferry__call_any(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
 	if (rc != 0)
 		return rc;
 	while (!cs.done) {

@@ -10,7 +10,9 @@
 #include <sys/types.h>
 
 #include "ferry/driver.h"
+#include "ferry/metrics.h"
 #include "ferry/rpc.h"
+#include "../../metrics/trace.h"
 #include "locator.h"
 #include "reasm.h"
 #include "timer.h"
@@ -66,6 +68,7 @@ typedef struct ferry__call {
 	ferry_call_cb cb;
 	void *arg;
 	uint64_t timeout_us;
+	uint64_t start_ns;   /* for rpc.call_ns */
 	ferry__timer timer;  /* deadline */
 	uint32_t rpc_id;
 	uint16_t opcode;
@@ -118,6 +121,7 @@ struct ferry_rpc {
 	uint8_t chan;
 	uint8_t state;
 	int status;
+	uint64_t start_ns;      /* request complete, for rpc.handler_ns */
 	ferry__timer timer;     /* reassembly expiry */
 	ferry__reasm rx;
 	ferry_buf req, resp;
@@ -135,18 +139,47 @@ struct ferry_server {
 	int nports;
 	ferry__handler *handlers[256]; /* by opcode >> 8, lazily allocated */
 	uint32_t rpcs_out;             /* rpcs handed out and not replied */
+	ferry_metrics_snap *m_start, *m_stop; /* metrics service interval */
 };
 
-/* Transport-level counters of a context. */
+/* Counters of a context: X(field, "dotted.name"). Plain integers touched
+ * only by the owner thread; ferry_ctx_stats() reads them on demand. Requests
+ * and responses count application calls only; built-in services (opcodes
+ * below 16) are counted apart. */
+#define FERRY_RPC_COUNTERS(X)                                                  \
+	X(calls_started, "rpc.calls_started")                                  \
+	X(calls_completed, "rpc.calls_completed")                              \
+	X(calls_failed, "rpc.calls_failed")                                    \
+	X(calls_timedout, "rpc.calls_timedout")                                \
+	X(requests_sent, "rpc.requests_sent")                                  \
+	X(responses_received, "rpc.responses_received")                        \
+	X(requests_received, "rpc.requests_received")                          \
+	X(responses_sent, "rpc.responses_sent")                                \
+	X(builtin_calls, "rpc.builtin.calls_started")                          \
+	X(builtin_requests, "rpc.builtin.requests_received")                   \
+	X(builtin_responses, "rpc.builtin.responses_sent")                     \
+	X(no_handler, "rpc.no_handler")                                        \
+	X(handoffs, "rpc.handoffs")                                            \
+	X(loans_released_remote, "rpc.loans_released_remote")                  \
+	X(tx_dropped, "rpc.tx_dropped")                                        \
+	X(rx_short, "rpc.drop.short")                                          \
+	X(rx_bad_magic, "rpc.drop.bad_magic")                                  \
+	X(rx_bad_version, "rpc.drop.bad_version")                              \
+	X(rx_bad_type, "rpc.drop.bad_type")                                    \
+	X(rx_bad_length, "rpc.drop.bad_length")                                \
+	X(rx_unknown_session, "rpc.drop.unknown_session")                      \
+	X(rx_stale, "rpc.drop.stale")                                          \
+	X(rx_dup_frag, "rpc.drop.dup_fragment")                                \
+	X(rx_ahead_frag, "rpc.drop.ahead_fragment")                            \
+	X(rx_mismatch, "rpc.drop.mismatch")                                    \
+	X(rx_nomem, "rpc.drop.nomem")                                          \
+	X(rx_too_big, "rpc.drop.too_big")                                      \
+	X(rx_reasm_full, "rpc.drop.reassembly_full")
+
 typedef struct ferry__ctx_counters {
-	uint64_t calls_started, calls_ok, calls_failed, calls_timedout;
-	uint64_t rpcs_handled, rpcs_builtin, replies_sent;
-	uint64_t rx_short, rx_bad_magic, rx_bad_version, rx_bad_type,
-		rx_bad_length;
-	uint64_t rx_unknown_session, rx_stale, rx_dup_frag, rx_ahead_frag,
-		rx_mismatch, rx_nomem, rx_no_handler, rx_too_big, rx_reasm_full;
-	uint64_t handoffs, loans_released_remote;
-	uint64_t tx_dropped;
+#define FERRY_CNT_FIELD_(field, name) uint64_t field;
+	FERRY_RPC_COUNTERS(FERRY_CNT_FIELD_)
+#undef FERRY_CNT_FIELD_
 } ferry__ctx_counters;
 
 struct ferry_ctx {
@@ -155,6 +188,7 @@ struct ferry_ctx {
 	int epfd, evfd;
 	int depth;           /* >0 while running a handler or callback */
 	uint64_t now_us;
+	uint64_t now_ns;     /* the same instant, in ns */
 	ferry__timers timers;
 	ferry__port *ports;
 	ferry_server *servers;
@@ -170,8 +204,13 @@ struct ferry_ctx {
 	ferry_pkt *ho_pkts;  /* loans released on other threads */
 	atomic_int ho_pending;
 	ferry__ctx_counters cnt;
+	ferry_hist hist_call, hist_handler;
 	char errmsg[FERRY_ERRMSG_BYTES];
+	ferry__trace trace;
 };
+
+/* Trace points of the core: static format strings, two arguments. */
+#define FERRY_TRACE(ctx, fmt, a, b) ferry__trace_rec(&(ctx)->trace, fmt, (uint64_t)(a), (uint64_t)(b))
 
 /* ctx.c */
 pid_t ferry__tid(void);
@@ -184,12 +223,25 @@ int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void ferry__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t ferry__clock_us(void);
+uint64_t ferry__clock_ns(void);
+/* Read the clock into ctx->now_ns / now_us. */
+void ferry__ctx_tick(ferry_ctx *ctx);
 int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
                      ferry__port **out);
 void ferry__port_close(ferry__port *port);
 
 /* call.c: client side */
 void ferry__call_complete(ferry__call *c, int status);
+/* A response (or the server's error status) arrived for c: count it, then
+ * complete. */
+void ferry__call_response(ferry__call *c, int status);
+/* ferry_call / ferry_call_sync without the reserved-opcode check: the
+ * built-in services' client side. */
+int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                    ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                    void *arg);
+int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                         ferry_buf *resp, uint64_t timeout_us);
 void ferry__sessions_close_all(ferry_ctx *ctx);
 
 /* server.c */
@@ -197,6 +249,12 @@ struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx);
 void ferry__rpc_put(ferry_ctx *ctx, struct ferry_rpc *rpc);
 void ferry__server_dispatch(struct ferry_rpc *rpc);
 void ferry__servers_destroy_all(ferry_ctx *ctx);
+int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
+                                 ferry_handler_cb cb, void *arg);
+
+/* metrics/service.c */
+int ferry__metrics_service_register(ferry_server *srv);
+void ferry__metrics_service_fini(ferry_server *srv);
 
 /* drivers/ep.c: the thin wrappers every call to a driver goes through. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,

@@ -54,11 +54,32 @@ pid_t ferry__tid(void)
 	return tid;
 }
 
-uint64_t ferry__clock_us(void)
+uint64_t ferry__clock_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ferry__clock_us(void) { return ferry__clock_ns() / 1000u; }
+
+void ferry__ctx_tick(ferry_ctx *ctx)
+{
+	ctx->now_ns = ferry__clock_ns();
+	ctx->now_us = ctx->now_ns / 1000u;
+}
+
+void ferry_trace(ferry_ctx *ctx, const char *fmt, uint64_t a, uint64_t b)
+{
+	ferry__trace_rec(&ctx->trace, fmt, a, b);
+}
+
+int ferry_trace_dump(ferry_ctx *ctx, FILE *f) { return ferry__trace_dump(&ctx->trace, f); }
+
+void ferry_ctx_histograms(ferry_ctx *ctx, ferry_hist_cb cb, void *arg)
+{
+	cb(arg, "rpc.call_ns", &ctx->hist_call);
+	cb(arg, "rpc.handler_ns", &ctx->hist_handler);
 }
 
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
@@ -95,7 +116,8 @@ int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out)
 	ctx->epfd = ctx->evfd = -1;
 	ctx->owner_tid = ferry__tid();
 	ctx->poll_mode = o.poll_mode;
-	ctx->now_us = ferry__clock_us();
+	ferry__ctx_tick(ctx);
+	ferry__trace_init(&ctx->trace);
 	pthread_mutex_init(&ctx->ho_lock, NULL);
 	if (ferry__timers_init(&ctx->timers, FERRY_TIMERS_INITIAL) != 0)
 		goto fail;
@@ -359,6 +381,7 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 		int n = ferry__ep_poll(p->ep, pkts, FERRY_POLL_BATCH);
 		if (n <= 0)
 			continue;
+		FERRY_TRACE(ctx, "rx batch port=%llu n=%llu", p->id, n);
 		events += n;
 		for (int i = 0; i < n; i++) {
 			if (p->dead) /* closed by a callback in this batch */
@@ -375,8 +398,10 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 static void ctx_flush_ports(ferry_ctx *ctx, bool *dead)
 {
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
-		if (p->ep->tx_pending)
-			ferry__ep_flush(p->ep);
+		if (p->ep->tx_pending) {
+			int n = ferry__ep_flush(p->ep);
+			FERRY_TRACE(ctx, "flush port=%llu n=%lld", p->id, (int64_t)n);
+		}
 		/* Replies are borrowed by the driver until the flush: only now
 		 * may their buffers go back to the pool. */
 		while (p->done != NULL) {
@@ -435,9 +460,9 @@ int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us)
 	/* Packets queued outside a pass (ferry_call from application code)
 	 * leave before we look for answers: one receive syscall sooner. */
 	ctx_flush_ports(ctx, &dead);
-	ctx->now_us = ferry__clock_us();
+	ferry__ctx_tick(ctx);
 	events += ctx_poll_ports(ctx, &dead);
-	ctx->now_us = ferry__clock_us();
+	ferry__ctx_tick(ctx);
 	events += ferry__timers_run(&ctx->timers, ctx->now_us);
 	ctx_flush_ports(ctx, &dead);
 	if (dead)
@@ -447,23 +472,23 @@ int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us)
 	return events;
 }
 
-static void ctx_stat_ep(ferry_stat_cb cb, void *arg, const char *prefix,
-                        ferry_ep *ep)
+static void ctx_stat_ep(ferry_stat_cb cb, void *arg, ferry_ep *ep)
 {
 	char name[128];
-#define CTX_EP_STAT(field)                                                     \
-	snprintf(name, sizeof(name), "%s.%s", prefix, #field);                 \
+	const char *d = ep->drv->name;
+#define CTX_EP_STAT(field, label)                                               \
+	snprintf(name, sizeof(name), "%s.%s", d, label);                       \
 	cb(arg, name, ep->cnt.field)
-	CTX_EP_STAT(tx_pkts);
-	CTX_EP_STAT(tx_bytes);
-	CTX_EP_STAT(tx_errors);
-	CTX_EP_STAT(rx_pkts);
-	CTX_EP_STAT(rx_bytes);
-	CTX_EP_STAT(rx_dropped);
-	CTX_EP_STAT(polls);
-	CTX_EP_STAT(polls_nonempty);
+	CTX_EP_STAT(tx_pkts, "tx_packets");
+	CTX_EP_STAT(tx_bytes, "tx_bytes");
+	CTX_EP_STAT(tx_errors, "tx_errors");
+	CTX_EP_STAT(rx_pkts, "rx_packets");
+	CTX_EP_STAT(rx_bytes, "rx_bytes");
+	CTX_EP_STAT(rx_dropped, "rx_dropped");
+	CTX_EP_STAT(polls, "polls");
+	CTX_EP_STAT(polls_nonempty, "polls_nonempty");
 #undef CTX_EP_STAT
-	snprintf(name, sizeof(name), "%s.loans_out", prefix);
+	snprintf(name, sizeof(name), "%s.loans_out", d);
 	cb(arg, name, ep->loans_out);
 }
 
@@ -481,45 +506,23 @@ static void ctx_prefixed_cb(void *arg, const char *name, uint64_t value)
 	p->cb(p->arg, full, value);
 }
 
+/* Layer-first names: "rpc.*" from the context, "<driver>.*" from every
+ * endpoint (several endpoints of one driver report the same names; readers
+ * sum them). */
 void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 {
-#define CTX_STAT(field) cb(arg, "transport." #field, ctx->cnt.field)
-	CTX_STAT(calls_started);
-	CTX_STAT(calls_ok);
-	CTX_STAT(calls_failed);
-	CTX_STAT(calls_timedout);
-	CTX_STAT(rpcs_handled);
-	CTX_STAT(rpcs_builtin);
-	CTX_STAT(replies_sent);
-	CTX_STAT(rx_short);
-	CTX_STAT(rx_bad_magic);
-	CTX_STAT(rx_bad_version);
-	CTX_STAT(rx_bad_type);
-	CTX_STAT(rx_bad_length);
-	CTX_STAT(rx_unknown_session);
-	CTX_STAT(rx_stale);
-	CTX_STAT(rx_dup_frag);
-	CTX_STAT(rx_ahead_frag);
-	CTX_STAT(rx_mismatch);
-	CTX_STAT(rx_nomem);
-	CTX_STAT(rx_no_handler);
-	CTX_STAT(rx_too_big);
-	CTX_STAT(rx_reasm_full);
-	CTX_STAT(handoffs);
-	CTX_STAT(loans_released_remote);
-	CTX_STAT(tx_dropped);
-#undef CTX_STAT
+#define CTX_STAT_(field, name) cb(arg, name, ctx->cnt.field);
+	FERRY_RPC_COUNTERS(CTX_STAT_)
+#undef CTX_STAT_
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->dead)
 			continue;
 		for (int j = 0; j < p->neps; j++) {
-			char prefix[64];
-			snprintf(prefix, sizeof(prefix), "ep.%u.%s", p->id,
-			         p->eps[j]->drv->name);
-			ctx_stat_ep(cb, arg, prefix, p->eps[j]);
-			struct ctx_prefixed pre = {cb, arg, prefix};
+			ferry_ep *ep = p->eps[j];
+			ctx_stat_ep(cb, arg, ep);
+			struct ctx_prefixed pre = {cb, arg, ep->drv->name};
 			struct ferry_ctl_counters cc = {ctx_prefixed_cb, &pre};
-			p->eps[j]->drv->dgram->ctl(p->eps[j], FERRY_CTL_COUNTERS, &cc);
+			ep->drv->dgram->ctl(ep, FERRY_CTL_COUNTERS, &cc);
 		}
 	}
 }

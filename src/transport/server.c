@@ -16,6 +16,13 @@ int ferry_server_create(ferry_ctx *ctx, ferry_server **out)
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->ctx = ctx;
+	int rc = ferry__metrics_service_register(srv);
+	if (rc != 0) {
+		for (int i = 0; i < 256; i++)
+			ferry__free(srv->handlers[i]);
+		ferry__free(srv);
+		return rc;
+	}
 	srv->next = ctx->servers;
 	ctx->servers = srv;
 	*out = srv;
@@ -40,6 +47,7 @@ void ferry_server_destroy(ferry_server *srv)
 	}
 	for (int i = 0; i < 256; i++)
 		ferry__free(srv->handlers[i]);
+	ferry__metrics_service_fini(srv);
 	/* rpcs still with the application are orphaned: their replies are
 	 * dropped (the port and server are gone) and they go back to the pool. */
 	for (ferry_rpc *r = ctx->rpcs_out; r != NULL; r = r->out_next)
@@ -91,11 +99,10 @@ int ferry_server_locator(ferry_server *srv, int i, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ERANGE : n;
 }
 
-int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
-                        void *arg)
+int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
+                                 ferry_handler_cb cb, void *arg)
 {
-	/* Opcodes below FERRY_OPCODE_USER_MIN belong to built-in services. */
-	if (cb == NULL || opcode < FERRY_OPCODE_USER_MIN)
+	if (cb == NULL)
 		return -EINVAL;
 	ferry__handler **block = &srv->handlers[opcode >> 8];
 	if (*block == NULL) {
@@ -105,6 +112,15 @@ int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
 	}
 	(*block)[opcode & 0xff] = (ferry__handler){cb, arg};
 	return 0;
+}
+
+int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
+                        void *arg)
+{
+	/* Opcodes below FERRY_OPCODE_USER_MIN belong to built-in services. */
+	if (opcode < FERRY_OPCODE_USER_MIN)
+		return -EINVAL;
+	return ferry__server_handle_builtin(srv, opcode, cb, arg);
 }
 
 struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx)
@@ -122,6 +138,7 @@ struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx)
 	r->ctx = ctx;
 	r->next = NULL;
 	r->status = 0;
+	r->ho.fn = NULL;
 	return r;
 }
 
@@ -148,15 +165,17 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	ferry__handler *block = srv->handlers[rpc->opcode >> 8];
 	ferry__handler *h = block != NULL ? &block[rpc->opcode & 0xff] : NULL;
 	rpc->state = FERRY_RPC_HANDLER;
+	rpc->start_ns = ctx->now_ns;
+	if (rpc->opcode < FERRY_OPCODE_USER_MIN)
+		ctx->cnt.builtin_requests++;
+	else
+		ctx->cnt.requests_received++;
+	FERRY_TRACE(ctx, "dispatch op=%llu rpc=%llu", rpc->opcode, rpc->rpc_id);
 	if (h == NULL || h->cb == NULL) {
-		ctx->cnt.rx_no_handler++;
+		ctx->cnt.no_handler++;
 		ferry_rpc_reply(rpc, FERRY_ENOHANDLER);
 		return;
 	}
-	if (rpc->opcode < FERRY_OPCODE_USER_MIN)
-		ctx->cnt.rpcs_builtin++;
-	else
-		ctx->cnt.rpcs_handled++;
 	srv->rpcs_out++;
 	rpc->out_prev = NULL;
 	rpc->out_next = ctx->rpcs_out;
@@ -198,10 +217,19 @@ static void rpc_reply_owner(ferry_rpc *rpc)
 		ferry_buf_reset(&rpc->resp);
 		rpc->status = FERRY_ETOOBIG;
 	}
-	/* The request's loans can go back to the driver right away. */
-	ferry_buf_reset(&rpc->req);
+	/* The request stays until the flush too (with the rpc): a response
+	 * may reference request bytes (zero-copy echo). */
 	rpc->port->tp->server_reply(rpc);
-	ctx->cnt.replies_sent++;
+	if (rpc->opcode >= FERRY_OPCODE_USER_MIN) {
+		ctx->cnt.responses_sent++;
+		/* A deferred reply reads the clock; an immediate one uses the
+		 * pass's. */
+		uint64_t now = rpc->ho.fn != NULL ? ferry__clock_ns() : ctx->now_ns;
+		ferry_hist_record(&ctx->hist_handler, now - rpc->start_ns);
+	} else {
+		ctx->cnt.builtin_responses++;
+	}
+	FERRY_TRACE(ctx, "reply rpc=%llu status=%lld", rpc->rpc_id, (int64_t)rpc->status);
 	rpc->state = FERRY_RPC_DONE;
 	rpc->next = rpc->port->done;
 	rpc->port->done = rpc;

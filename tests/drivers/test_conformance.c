@@ -309,13 +309,13 @@ static void test_malformed_dropped(void **s)
 	pkt[3] = 77;
 	ferry__ep_send(raw->ep, &to, pkt, FERRY_WIRE_HDR_BYTES, NULL);
 	ferry__ep_flush(raw->ep);
-	const char *names[] = {"transport.rx_short", "transport.rx_bad_magic",
-	                       "transport.rx_bad_version", "transport.rx_bad_length",
-	                       "transport.rx_bad_type"};
+	const char *names[] = {"rpc.drop.short", "rpc.drop.bad_magic",
+	                       "rpc.drop.bad_version", "rpc.drop.bad_length",
+	                       "rpc.drop.bad_type"};
 	uint64_t v = 0;
 	for (int spins = 0; spins < 100000 && v < 1; spins++) {
 		ferry_ctx_poll(ctx, 0);
-		ferry_metrics_get(ctx, "transport.rx_bad_type", &v);
+		ferry_metrics_get(ctx, "rpc.drop.bad_type", &v);
 	}
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		assert_int_equal(ferry_metrics_get(ctx, names[i], &v), 0);

@@ -44,7 +44,7 @@ int main(int argc, char **argv)
 	while (!stop)
 		ferry_ctx_poll(ctx, 100000);
 	uint64_t loans = 0;
-	ferry_metrics_get(ctx, "ep.0.udp.loans_out", &loans);
+	ferry_metrics_get(ctx, "udp.loans_out", &loans);
 	ferry_ctx_destroy(ctx);
 	return loans == 0 ? 0 : 5;
 }

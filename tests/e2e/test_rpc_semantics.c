@@ -121,7 +121,7 @@ static void test_foreign_thread(void **st)
 	tu_fill(ferry_buf_alloc(&req, 40000), 40000, 9);
 	assert_int_equal(ferry_call_sync(e.s, TEST_OP_ECHO, &req, &held, 1000000), 0);
 	uint64_t before = 0, after = 0;
-	ferry_metrics_get(e.ctx, "transport.loans_released_remote", &before);
+	ferry_metrics_get(e.ctx, "rpc.loans_released_remote", &before);
 
 	struct foreign f = {.e = &e, .held = &held};
 	ferry_buf_init(&f.req);
@@ -137,10 +137,10 @@ static void test_foreign_thread(void **st)
 	assert_int_equal(f.done, 1);
 	assert_int_equal(f.status, 0);
 	assert_int_equal(tu_check(&f.resp, 3000, 5), -1);
-	ferry_metrics_get(e.ctx, "transport.loans_released_remote", &after);
+	ferry_metrics_get(e.ctx, "rpc.loans_released_remote", &after);
 	assert_true(after > before);
 	uint64_t loans = 1;
-	ferry_metrics_get(e.ctx, "ep.0.loopback.loans_out", &loans);
+	ferry_metrics_get(e.ctx, "loopback.loans_out", &loans);
 	ferry_buf_fini(&f.req);
 	ferry_buf_fini(&f.resp);
 	ferry_buf_fini(&req);

@@ -35,7 +35,7 @@ typedef struct lb_slot {
 } lb_slot;
 
 typedef struct lb_counters {
-	uint64_t delivered, no_peer, pool_full, too_big;
+	uint64_t delivered, no_peer, pool_full, too_big, copy_bytes;
 } lb_counters;
 
 typedef struct lb_ep {
@@ -193,6 +193,7 @@ static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		off += seg.len;
 	}
 	s->pkt.len = (uint32_t)off;
+	l->cnt.copy_bytes += off; /* the one user-space copy of this driver */
 	s->pkt.src.len = sizeof(uint32_t);
 	memcpy(s->pkt.src.u.bytes, &l->port, sizeof(uint32_t));
 	s->next = NULL;
@@ -291,6 +292,7 @@ static int lb_ctl(ferry_ep *ep, int op, void *arg)
 		c->cb(c->arg, "no_peer", l->cnt.no_peer);
 		c->cb(c->arg, "pool_full", l->cnt.pool_full);
 		c->cb(c->arg, "too_big", l->cnt.too_big);
+		c->cb(c->arg, "copy_bytes", l->cnt.copy_bytes);
 		return 0;
 	}
 	return -ENOTSUP;

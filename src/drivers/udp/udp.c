@@ -44,7 +44,7 @@ typedef struct udp_rx_slot {
 
 typedef struct udp_counters {
 	uint64_t sendmmsg_calls, sendmmsg_pkts, recvmmsg_calls, recvmmsg_pkts;
-	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, rx_pool_empty,
+	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, tx_copy_bytes, rx_pool_empty,
 		rx_truncated, sockbuf_forced;
 } udp_counters;
 
@@ -271,6 +271,7 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		}
 		bounced += seg.len;
 		u->cnt.tx_bounce_copies++;
+		u->cnt.tx_copy_bytes += seg.len;
 	}
 	if (bounced > 0)
 		s->iov[niov++] = (struct iovec){s->bounce, bounced};
@@ -399,6 +400,7 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(tx_send_errors);
 		UDP_CNT(tx_ring_full);
 		UDP_CNT(tx_bounce_copies);
+		UDP_CNT(tx_copy_bytes);
 		UDP_CNT(rx_pool_empty);
 		UDP_CNT(rx_truncated);
 		UDP_CNT(sockbuf_forced);

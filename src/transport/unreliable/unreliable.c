@@ -67,7 +67,7 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	}
 	if (h.aux != 0) {
 		ferry__ep_release(pkt);
-		ferry__call_complete(c, ferry__wire_unstatus(h.aux));
+		ferry__call_response(c, ferry__wire_unstatus(h.aux));
 		return;
 	}
 	if (h.msg_len > port->msg_max) {
@@ -82,7 +82,7 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	                         pkt->data + FERRY_WIRE_HDR_BYTES,
 	                         pkt->len - FERRY_WIRE_HDR_BYTES);
 	if (r == FERRY_REASM_COMPLETE) {
-		ferry__call_complete(c, 0);
+		ferry__call_response(c, 0);
 		return;
 	}
 	if (r < 0)

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
 
-TEST_PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev)
+TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev
+	libbenchmark-dev gnuplot-nox)
+BENCH_PKGS=("${TEST_PKGS[@]}" ucx-utils)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'ferry.sh: %s\n' "$*" >&2; exit 1; }
@@ -97,8 +99,8 @@ cmd_test() {
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
-	log "release suites: unit drivers e2e"
-	run_suites build/release unit drivers e2e
+	log "release suites: unit drivers e2e bench-smoke"
+	run_suites build/release unit drivers e2e bench-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
 	log "asan suites: unit drivers e2e"
@@ -109,16 +111,25 @@ cmd_test() {
 }
 
 cmd_bench() {
-	echo "ferry.sh bench: ferry-bench is not built yet; it arrives with the" \
-		"benchmark issue (see README). Nothing was run." >&2
-	exit 1
+	local quick=()
+	[ "${1:-}" = "--quick" ] && quick=(--quick)
+	need_pkgs "${BENCH_PKGS[@]}"
+	log "release build"
+	setup_build build/release -Dbuildtype=release
+	ninja -C build/release >/dev/null
+	local out=$ROOT/out/bench
+	mkdir -p "$out"
+	log "sweep ${quick[*]:-(full: all sizes, spin and block)} -> $out"
+	build/release/bench/ferry-bench sweep "${quick[@]}" --out "$out" --plots "$ROOT/plots"
+	log "results: $out/results.csv   plots: $out/*.png, $out/*.svg"
+	log "microbenchmarks: build/release/bench/micro/ferry-micro --benchmark_min_time=0.2"
 }
 
 case "${1:-}" in
 test) cmd_test ;;
-bench) cmd_bench ;;
+bench) cmd_bench "${2:-}" ;;
 *)
-	echo "usage: ./ferry.sh test | bench" >&2
+	echo "usage: ./ferry.sh test | bench [--quick]" >&2
 	exit 2
 	;;
 esac

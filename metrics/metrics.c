@@ -3,6 +3,7 @@
  * docs/METRICS.md. Everything here runs on demand, off the fast path. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -105,10 +106,23 @@ ferry_metrics_snap *ferry__metrics_snap_dup(const ferry_metrics_snap *s)
 	return d;
 }
 
+/* Gauges are levels, not counts: an interval keeps the later value. */
+static bool metrics_is_gauge(const char *name)
+{
+	static const char *const gauges[] = {".loans_out", ".rx_free", ".max_payload"};
+	size_t n = strlen(name);
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+		size_t k = strlen(gauges[i]);
+		if (n >= k && strcmp(name + n - k, gauges[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 void ferry_metrics_snap_sub(ferry_metrics_snap *later, const ferry_metrics_snap *earlier)
 {
 	for (int i = 0; i < later->ncounters; i++)
-		for (int j = 0; j < earlier->ncounters; j++)
+		for (int j = 0; j < earlier->ncounters && !metrics_is_gauge(later->c[i].name); j++)
 			if (strcmp(later->c[i].name, earlier->c[j].name) == 0) {
 				later->c[i].value -= earlier->c[j].value;
 				break;

@@ -4,6 +4,7 @@
  * under rpc.builtin.* and never as application requests. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../src/buffer/alloc.h"
 #include "../src/transport/core.h"
@@ -40,9 +41,16 @@ static void svc_dump(void *arg, ferry_rpc *rpc)
 	}
 	if (srv->m_start != NULL)
 		ferry_metrics_snap_sub(s, srv->m_start);
+	/* The caller may name the scope (the request body); default: the
+	 * server's first locator. */
 	char scope[FERRY_LOC_MAX_BYTES + 8];
-	snprintf(scope, sizeof(scope), "server:%s",
-	         srv->nports > 0 ? srv->ports[0]->bound : "");
+	ferry_buf *req = ferry_rpc_request(rpc);
+	size_t n = ferry_buf_len(req) < sizeof(scope) - 1 ? ferry_buf_len(req) : sizeof(scope) - 1;
+	if (n > 0 && ferry_buf_copy_out(req, 0, n, scope) == (ssize_t)n)
+		scope[n] = '\0';
+	else
+		snprintf(scope, sizeof(scope), "server:%s",
+		         srv->nports > 0 ? srv->ports[0]->bound : "");
 	int rc = ferry_metrics_snap_json_buf(s, scope, ferry_rpc_response(rpc));
 	ferry_metrics_snap_free(s);
 	ferry_rpc_reply(rpc, rc < 0 ? rc : 0);
@@ -65,11 +73,15 @@ void ferry__metrics_service_fini(ferry_server *srv)
 	srv->m_start = srv->m_stop = NULL;
 }
 
-static int svc_call(ferry_session *s, uint16_t op, ferry_buf *out)
+static int svc_call(ferry_session *s, uint16_t op, const char *arg, ferry_buf *out)
 {
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
+	if (arg != NULL && ferry_buf_append(&req, arg, strlen(arg)) != 0) {
+		ferry_buf_fini(&req);
+		return -ENOMEM;
+	}
 	int rc = ferry__call_sync_any(s, op, &req, out != NULL ? out : &resp,
 	                              METRICS_CALL_TIMEOUT_US);
 	ferry_buf_fini(&req);
@@ -79,15 +91,15 @@ static int svc_call(ferry_session *s, uint16_t op, ferry_buf *out)
 
 int ferry_metrics_remote_start(ferry_session *s)
 {
-	return svc_call(s, FERRY_OP_METRICS_START, NULL);
+	return svc_call(s, FERRY_OP_METRICS_START, NULL, NULL);
 }
 
 int ferry_metrics_remote_stop(ferry_session *s)
 {
-	return svc_call(s, FERRY_OP_METRICS_STOP, NULL);
+	return svc_call(s, FERRY_OP_METRICS_STOP, NULL, NULL);
 }
 
-int ferry_metrics_remote_dump(ferry_session *s, ferry_buf *out)
+int ferry_metrics_remote_dump(ferry_session *s, const char *scope, ferry_buf *out)
 {
-	return svc_call(s, FERRY_OP_METRICS_DUMP, out);
+	return svc_call(s, FERRY_OP_METRICS_DUMP, scope, out);
 }

@@ -230,6 +230,9 @@ struct ferry_ep {
 	ferry_ep *inner;      /* wrapped endpoint (wrappers only) */
 	int fd;               /* readable when poll() may return work, or -1;
 	                       * block mode waits on it (set by open) */
+	bool sleeps;          /* set by the core before open: the context sleeps
+	                       * on fd (block mode), so readiness must be
+	                       * signalled; in spin mode a driver may skip it */
 	uint32_t loans_out;   /* packets loaned and not yet released */
 	bool tx_pending;      /* send() queued packets that flush() must push */
 	uint64_t wake_at_us;  /* a driver with timed work (lossy delays) sets

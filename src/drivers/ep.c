@@ -33,6 +33,7 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 		ep->drv = d;
 		ep->ctx = ctx;
 		ep->fd = -1;
+		ep->sleeps = ctx->poll_mode == FERRY_POLL_BLOCK;
 		ep->inner = i + 1 < n ? eps[i + 1] : NULL;
 		ferry_loc sub;
 		ferry__loc_sub(loc, i, &sub);

@@ -37,7 +37,7 @@ struct ferry__handoff {
  * client session or a server). */
 typedef struct ferry__port {
 	ferry_ctx *ctx;
-	uint32_t id;              /* stable, for metric names ("ep.<id>.udp.") */
+	uint32_t id;              /* stable port number (trace events) */
 	struct ferry__port *next; /* ctx->ports */
 	ferry_ep *ep;             /* outermost endpoint */
 	ferry_ep *eps[FERRY_LOC_MAX_LAYERS]; /* outermost first */

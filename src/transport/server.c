@@ -165,7 +165,7 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	ferry__handler *block = srv->handlers[rpc->opcode >> 8];
 	ferry__handler *h = block != NULL ? &block[rpc->opcode & 0xff] : NULL;
 	rpc->state = FERRY_RPC_HANDLER;
-	rpc->start_ns = ctx->now_ns;
+	rpc->start_ns = ferry__clock_ns(); /* vDSO, no syscall */
 	if (rpc->opcode < FERRY_OPCODE_USER_MIN)
 		ctx->cnt.builtin_requests++;
 	else
@@ -222,10 +222,7 @@ static void rpc_reply_owner(ferry_rpc *rpc)
 	rpc->port->tp->server_reply(rpc);
 	if (rpc->opcode >= FERRY_OPCODE_USER_MIN) {
 		ctx->cnt.responses_sent++;
-		/* A deferred reply reads the clock; an immediate one uses the
-		 * pass's. */
-		uint64_t now = rpc->ho.fn != NULL ? ferry__clock_ns() : ctx->now_ns;
-		ferry_hist_record(&ctx->hist_handler, now - rpc->start_ns);
+		ferry_hist_record(&ctx->hist_handler, ferry__clock_ns() - rpc->start_ns);
 	} else {
 		ctx->cnt.builtin_responses++;
 	}

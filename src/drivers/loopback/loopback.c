@@ -12,6 +12,7 @@
  * off the fast path. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -49,6 +50,8 @@ typedef struct lb_ep {
 	lb_slot *free;                 /* guarded by lb_lock */
 	lb_slot *inbox, *inbox_tail;   /* guarded by lb_lock */
 	uint32_t since_flush;          /* packets sent since the last flush */
+	bool signalled;                /* eventfd written and not yet read
+	                                * (guarded by lb_lock) */
 	lb_counters cnt;
 } lb_ep;
 
@@ -201,9 +204,12 @@ static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		dst->inbox_tail->next = s;
 	} else {
 		dst->inbox = s;
-		uint64_t one = 1;
-		ssize_t w = write(dst->base.fd, &one, sizeof(one));
-		(void)w; /* EAGAIN: already signalled */
+		if (!dst->signalled && dst->base.sleeps) {
+			uint64_t one = 1;
+			ssize_t w = write(dst->base.fd, &one, sizeof(one));
+			(void)w;
+			dst->signalled = true;
+		}
 	}
 	dst->inbox_tail = s;
 	dst->cnt.delivered++;
@@ -233,9 +239,12 @@ static int lb_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 	}
 	if (l->inbox == NULL) {
 		l->inbox_tail = NULL;
-		uint64_t v;
-		ssize_t r = read(ep->fd, &v, sizeof(v)); /* re-arm the wake-up */
-		(void)r;
+		if (l->signalled) { /* re-arm the wake-up: syscalls only when used */
+			uint64_t v;
+			ssize_t r = read(ep->fd, &v, sizeof(v));
+			(void)r;
+			l->signalled = false;
+		}
 	}
 	pthread_mutex_unlock(&lb_lock);
 	return n;

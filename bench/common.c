@@ -1,0 +1,291 @@
+/* Shared ferry-bench helpers (see common.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+int bench_parse_sizes(const char *s, uint64_t *out, int max)
+{
+	int n = 0;
+	const char *p = s;
+	while (*p != '\0') {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(p, &end, 10);
+		if (end == p || errno != 0 || *p == '-') {
+			fprintf(stderr, "ferry-bench: bad size in '%s'\n", s);
+			return -1;
+		}
+		if (*end == 'k' || *end == 'K')
+			v *= 1024, end++;
+		else if (*end == 'm' || *end == 'M')
+			v *= 1048576, end++;
+		if (*end != ',' && *end != '\0') {
+			fprintf(stderr, "ferry-bench: bad size in '%s'\n", s);
+			return -1;
+		}
+		if (n == max) {
+			fprintf(stderr, "ferry-bench: more than %d sizes\n", max);
+			return -1;
+		}
+		out[n++] = v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	if (n == 0)
+		fprintf(stderr, "ferry-bench: no sizes in '%s'\n", s);
+	return n == 0 ? -1 : n;
+}
+
+double bench_parse_duration(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || v < 0)
+		return -1;
+	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+		return v;
+	if (strcmp(end, "ms") == 0)
+		return v / 1e3;
+	if (strcmp(end, "us") == 0)
+		return v / 1e6;
+	return -1;
+}
+
+int bench_parse_op(const char *s)
+{
+	if (strcmp(s, "read") == 0)
+		return BENCH_OP_READ;
+	if (strcmp(s, "write") == 0)
+		return BENCH_OP_WRITE;
+	if (strcmp(s, "echo") == 0)
+		return BENCH_OP_ECHO;
+	return -1;
+}
+
+const char *bench_op_name(int op)
+{
+	return op == BENCH_OP_READ ? "read" : op == BENCH_OP_WRITE ? "write" : "echo";
+}
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_pid_cpu_ns(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	unsigned long long ns = 0;
+	if (fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	fclose(f);
+	return ns;
+}
+
+int bench_pin(int cpu)
+{
+	if (cpu < 0)
+		return 0;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
+}
+
+void bench_samples_add(bench_samples *s, uint64_t ns)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 1 << 16;
+		uint64_t *v = realloc(s->v, cap * sizeof(*v));
+		if (v == NULL)
+			return; /* keep what we have: percentiles of a prefix */
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = ns;
+}
+
+void bench_samples_free(bench_samples *s)
+{
+	free(s->v);
+	*s = (bench_samples){0};
+}
+
+static int bench_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void bench_samples_sort(bench_samples *s)
+{
+	if (s->n > 1)
+		qsort(s->v, s->n, sizeof(*s->v), bench_cmp_u64);
+}
+
+uint64_t bench_samples_q(const bench_samples *s, double q)
+{
+	if (s->n == 0)
+		return 0;
+	size_t i = (size_t)(q * (double)(s->n - 1) + 0.5);
+	return s->v[i < s->n ? i : s->n - 1];
+}
+
+void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
+                         uint64_t errors, double seconds, uint64_t client_cpu_ns,
+                         uint64_t server_cpu_ns)
+{
+	bench_samples_sort(s);
+	r->ops = ops;
+	r->errors = errors;
+	r->seconds = seconds;
+	r->min_us = bench_samples_q(s, 0) / 1e3;
+	r->median_us = bench_samples_q(s, 0.5) / 1e3;
+	r->p90_us = bench_samples_q(s, 0.9) / 1e3;
+	r->p99_us = bench_samples_q(s, 0.99) / 1e3;
+	r->p999_us = bench_samples_q(s, 0.999) / 1e3;
+	r->max_us = bench_samples_q(s, 1) / 1e3;
+	r->ops_per_s = seconds > 0 ? (double)ops / seconds : 0;
+	r->mb_per_s = r->ops_per_s * (double)r->size / 1e6;
+	r->client_cpu_us_per_op = ops > 0 ? (double)client_cpu_ns / 1e3 / (double)ops : -1;
+	r->server_cpu_us_per_op =
+		ops > 0 && server_cpu_ns > 0 ? (double)server_cpu_ns / 1e3 / (double)ops : -1;
+}
+
+void bench_result_json(FILE *f, const bench_result *r)
+{
+	fprintf(f,
+	        "{\"transport\":\"%s\",\"poll\":\"%s\",\"mode\":\"%s\",\"op\":\"%s\","
+	        "\"size\":%llu,\"ops\":%llu,\"errors\":%llu,\"seconds\":%.6f,"
+	        "\"min_us\":%.3f,\"median_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,"
+	        "\"p999_us\":%.3f,\"max_us\":%.3f,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,"
+	        "\"client_cpu_us_per_op\":%.3f,\"server_cpu_us_per_op\":%.3f}\n",
+	        r->transport, r->poll, r->mode, r->op, (unsigned long long)r->size,
+	        (unsigned long long)r->ops, (unsigned long long)r->errors, r->seconds,
+	        r->min_us, r->median_us, r->p90_us, r->p99_us, r->p999_us, r->max_us,
+	        r->ops_per_s, r->mb_per_s, r->client_cpu_us_per_op, r->server_cpu_us_per_op);
+	fflush(f);
+}
+
+/* Our own lines only: flat object, string or number values. */
+static const char *json_field(const char *line, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(line, pat);
+	return p == NULL ? NULL : p + strlen(pat);
+}
+
+static int json_str(const char *line, const char *key, char *out, size_t len)
+{
+	const char *p = json_field(line, key);
+	if (p == NULL || *p != '"')
+		return -1;
+	p++;
+	size_t n = strcspn(p, "\"");
+	if (n >= len)
+		return -1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static int json_num(const char *line, const char *key, double *out)
+{
+	const char *p = json_field(line, key);
+	if (p == NULL)
+		return -1;
+	char *end;
+	*out = strtod(p, &end);
+	return end == p ? -1 : 0;
+}
+
+int bench_result_parse(const char *line, bench_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	double size, ops, errors;
+	if (json_str(line, "transport", r->transport, sizeof(r->transport)) ||
+	    json_str(line, "poll", r->poll, sizeof(r->poll)) ||
+	    json_str(line, "mode", r->mode, sizeof(r->mode)) ||
+	    json_str(line, "op", r->op, sizeof(r->op)) || json_num(line, "size", &size) ||
+	    json_num(line, "ops", &ops) || json_num(line, "errors", &errors) ||
+	    json_num(line, "seconds", &r->seconds) || json_num(line, "min_us", &r->min_us) ||
+	    json_num(line, "median_us", &r->median_us) || json_num(line, "p90_us", &r->p90_us) ||
+	    json_num(line, "p99_us", &r->p99_us) || json_num(line, "p999_us", &r->p999_us) ||
+	    json_num(line, "max_us", &r->max_us) || json_num(line, "ops_per_s", &r->ops_per_s) ||
+	    json_num(line, "mb_per_s", &r->mb_per_s) ||
+	    json_num(line, "client_cpu_us_per_op", &r->client_cpu_us_per_op) ||
+	    json_num(line, "server_cpu_us_per_op", &r->server_cpu_us_per_op))
+		return -1;
+	r->size = (uint64_t)size;
+	r->ops = (uint64_t)ops;
+	r->errors = (uint64_t)errors;
+	return 0;
+}
+
+void bench_csv_header(FILE *f)
+{
+	fprintf(f, "transport,poll,mode,size,median_us,p99_us,ops_per_s,mb_per_s,"
+	           "client_cpu_us_per_op,server_cpu_us_per_op,raw_ref,ratio_vs_raw\n");
+}
+
+static void csv_num(FILE *f, double v, const char *fmt)
+{
+	if (v < 0) /* unknown */
+		return;
+	fprintf(f, fmt, v);
+}
+
+void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double ratio)
+{
+	fprintf(f, "%s,%s,%s,%llu,%.3f,%.3f,%.1f,%.3f,", r->transport, r->poll, r->mode,
+	        (unsigned long long)r->size, r->median_us, r->p99_us, r->ops_per_s,
+	        r->mb_per_s);
+	csv_num(f, r->client_cpu_us_per_op, "%.3f");
+	fputc(',', f);
+	csv_num(f, r->server_cpu_us_per_op, "%.3f");
+	fprintf(f, ",%s,", raw_ref != NULL ? raw_ref : "");
+	csv_num(f, ratio, "%.4f");
+	fputc('\n', f);
+}
+
+bool bench_tty(void) { return isatty(2) == 1; }
+
+void bench_progress(const char *fmt, ...)
+{
+	if (!bench_tty())
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("\r\033[K", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
+void bench_progress_done(void)
+{
+	if (bench_tty())
+		fputs("\r\033[K", stderr);
+}

@@ -1,0 +1,902 @@
+/* ferry-bench sweep: every transport this machine can run, against the raw
+ * socket baselines (and UCX over TCP as a peer when ucx_perftest is
+ * installed), server and client pinned to different cores. Runs of a
+ * transport and of its raw baseline at the same size alternate in short
+ * slices, and a row's ratio is the median of the paired slice ratios, so
+ * machine noise mostly cancels. Writes DIR/results.csv (the documented
+ * columns), DIR/results.json (every slice), DIR/metrics.csv (packets and
+ * copies per call from both sides' metrics), then renders the plots.
+ *
+ * CSV consistency: for a transport row, median_us is the raw row's median
+ * times the median paired ratio (latency), and mb_per_s the raw row's times
+ * the ratio (throughput), so ratio_vs_raw can be recomputed from the CSV
+ * alone; the directly measured medians are in results.json. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "ferry/driver.h"
+#include "ferry/ferry.h"
+
+#define SWEEP_SLICES_MAX 16
+#define SWEEP_ROWS_MAX 256
+#define SWEEP_RAW_UDP_MAX 65507u
+#define SWEEP_TPUT_INFLIGHT_BYTES (4u << 20) /* throughput: cap bytes in flight */
+#define SWEEP_TPUT_CONCURRENCY 8
+
+/* Transports the sweep knows, in display order. A row runs when its bottom
+ * driver is registered and its probe passes. */
+static const struct sweep_transport {
+	const char *stack;  /* the locator stack: the CSV's transport column */
+	const char *listen; /* server locator */
+	const char *driver; /* bottom driver to probe */
+	bool datagram;      /* raw_ref raw-udp up to 65507 B */
+} sweep_transports[] = {
+	{"unreliable+udp", "unreliable+udp:host=127.0.0.1,port=0", "udp", true},
+};
+#define SWEEP_NTRANSPORTS ((int)(sizeof(sweep_transports) / sizeof(sweep_transports[0])))
+
+typedef struct sweep_cfg {
+	const char *out, *plots, *exe;
+	bool quick, tiny, peer, plot;
+	int nsizes, npolls, slices;
+	uint64_t sizes[BENCH_SIZES_MAX];
+	const char *polls[2];
+	double slice_s, warmup_s;
+	int cpu_client, cpu_server;
+	const char *only; /* comma list of transports, or NULL */
+} sweep_cfg;
+
+/* A row of results.csv being collected: every slice's result. */
+typedef struct sweep_row {
+	char transport[96];
+	char poll[8], mode[16];
+	uint64_t size;
+	const char *raw_ref; /* NULL for raw rows */
+	int n;
+	bench_result slice[SWEEP_SLICES_MAX];
+	double pair_ratio[SWEEP_SLICES_MAX];
+	int npairs;
+	bench_result agg;
+	double ratio;
+} sweep_row;
+
+static sweep_row sweep_rows[SWEEP_ROWS_MAX];
+static int sweep_nrows;
+
+/* Child processes ---------------------------------------------------------------*/
+
+typedef struct sweep_child {
+	pid_t pid;
+	int fd;          /* the child's stdout */
+	size_t len;      /* bytes read ahead in buf (stdio would hide them from poll) */
+	char buf[8192];
+} sweep_child;
+
+static int sweep_spawn(char *const argv[], char *const envp_extra[], int cpu,
+                       sweep_child *c)
+{
+	int fds[2];
+	if (pipe(fds) != 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		for (int i = 0; envp_extra != NULL && envp_extra[i] != NULL; i++)
+			putenv(envp_extra[i]);
+		if (cpu >= 0)
+			bench_pin(cpu);
+		execvp(argv[0], argv);
+		fprintf(stderr, "ferry-bench sweep: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	c->pid = pid;
+	c->fd = fds[0];
+	c->len = 0;
+	return 0;
+}
+
+/* Read one line within timeout_s; 0, -ETIMEDOUT or -EPIPE (EOF). */
+static int sweep_readline(sweep_child *c, char *line, size_t len, double timeout_s)
+{
+	uint64_t end = bench_now_ns() + (uint64_t)(timeout_s * 1e9);
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		if (nl != NULL) {
+			size_t n = (size_t)(nl - c->buf);
+			snprintf(line, len, "%.*s", (int)n, c->buf);
+			c->len -= n + 1;
+			memmove(c->buf, nl + 1, c->len);
+			return 0;
+		}
+		if (c->len == sizeof(c->buf)) /* a line longer than the buffer */
+			c->len = 0;
+		uint64_t now = bench_now_ns();
+		if (now >= end)
+			return -ETIMEDOUT;
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)((end - now) / 1000000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -ETIMEDOUT;
+		ssize_t got = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -EPIPE;
+		c->len += (size_t)got;
+	}
+}
+
+static int sweep_reap(sweep_child *c, bool kill_it, struct rusage *ru)
+{
+	if (kill_it)
+		kill(c->pid, SIGTERM);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	int st = 0;
+	struct rusage dummy;
+	wait4(c->pid, &st, 0, ru != NULL ? ru : &dummy);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Servers ---------------------------------------------------------------------------*/
+
+typedef struct sweep_servers {
+	sweep_child ferry;
+	char ferry_loc[SWEEP_NTRANSPORTS][640];
+	bool ferry_ok[SWEEP_NTRANSPORTS];
+	sweep_child raw_udp, raw_tcp;
+	int raw_udp_port, raw_tcp_port;
+} sweep_servers;
+
+static bool sweep_transport_runnable(const struct sweep_transport *t, char *why, size_t len)
+{
+	const ferry_driver_ops *d = ferry_driver_find(t->driver);
+	if (d == NULL) {
+		snprintf(why, len, "driver %s not built", t->driver);
+		return false;
+	}
+	if (d->probe != NULL && d->probe(why, len) != 0)
+		return false;
+	return true;
+}
+
+static int sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_servers *sv,
+                               const bool *use)
+{
+	char *argv[4 + 2 * SWEEP_NTRANSPORTS + 6];
+	int a = 0;
+	argv[a++] = (char *)cfg->exe;
+	argv[a++] = "server";
+	for (int i = 0; i < SWEEP_NTRANSPORTS; i++)
+		if (use[i]) {
+			argv[a++] = "--listen";
+			argv[a++] = (char *)sweep_transports[i].listen;
+		}
+	argv[a++] = "--poll";
+	argv[a++] = (char *)poll;
+	argv[a] = NULL;
+	char line[600];
+	if (sweep_spawn(argv, NULL, cfg->cpu_server, &sv->ferry) != 0)
+		return -1;
+	for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
+		sv->ferry_ok[i] = false;
+		if (!use[i])
+			continue;
+		if (sweep_readline(&sv->ferry, line, sizeof(line), 10) != 0)
+			return -1;
+		snprintf(sv->ferry_loc[i], sizeof(sv->ferry_loc[i]), "%s", line);
+		sv->ferry_ok[i] = true;
+	}
+	if (sweep_readline(&sv->ferry, line, sizeof(line), 10) != 0 || strcmp(line, "ready") != 0)
+		return -1;
+	const char *protos[2] = {"udp", "tcp"};
+	for (int k = 0; k < 2; k++) {
+		sweep_child *c = k == 0 ? &sv->raw_udp : &sv->raw_tcp;
+		char *rargv[] = {(char *)cfg->exe, "raw", "--proto", (char *)protos[k],
+		                 "--listen", "127.0.0.1:0", "--poll", (char *)poll, NULL};
+		if (sweep_spawn(rargv, NULL, cfg->cpu_server, c) != 0 ||
+		    sweep_readline(c, line, sizeof(line), 10) != 0 ||
+		    strncmp(line, "port=", 5) != 0)
+			return -1;
+		*(k == 0 ? &sv->raw_udp_port : &sv->raw_tcp_port) = atoi(line + 5);
+	}
+	return 0;
+}
+
+/* Spinning servers would share the server core and time-slice each other
+ * (a 3x loss of throughput, invisible in the median). Only the server a
+ * slice talks to runs; the others are stopped (SIGSTOP), sockets intact. */
+enum { SWEEP_SRV_NONE = 0, SWEEP_SRV_FERRY, SWEEP_SRV_RAW_UDP, SWEEP_SRV_RAW_TCP };
+
+static void sweep_focus(sweep_servers *sv, int which)
+{
+	const struct {
+		pid_t pid;
+		int id;
+	} all[] = {{sv->ferry.pid, SWEEP_SRV_FERRY},
+	           {sv->raw_udp.pid, SWEEP_SRV_RAW_UDP},
+	           {sv->raw_tcp.pid, SWEEP_SRV_RAW_TCP}};
+	for (int i = 0; i < 3; i++)
+		if (all[i].pid > 0 && all[i].id != which)
+			kill(all[i].pid, SIGSTOP);
+	for (int i = 0; i < 3; i++)
+		if (all[i].pid > 0 && all[i].id == which)
+			kill(all[i].pid, SIGCONT);
+}
+
+static void sweep_stop_servers(sweep_servers *sv)
+{
+	/* stopped servers must run again to act on SIGTERM */
+	pid_t pids[3] = {sv->ferry.pid, sv->raw_udp.pid, sv->raw_tcp.pid};
+	for (int i = 0; i < 3; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGCONT);
+	if (sv->ferry.pid > 0)
+		sweep_reap(&sv->ferry, true, NULL);
+	if (sv->raw_udp.pid > 0)
+		sweep_reap(&sv->raw_udp, true, NULL);
+	if (sv->raw_tcp.pid > 0)
+		sweep_reap(&sv->raw_tcp, true, NULL);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* Slices ------------------------------------------------------------------------------*/
+
+static int sweep_concurrency(const char *mode, uint64_t size)
+{
+	if (strcmp(mode, "throughput") != 0)
+		return 1;
+	uint64_t c = size > 0 ? SWEEP_TPUT_INFLIGHT_BYTES / size : SWEEP_TPUT_CONCURRENCY;
+	return c < 1 ? 1 : c > SWEEP_TPUT_CONCURRENCY ? SWEEP_TPUT_CONCURRENCY : (int)c;
+}
+
+/* Run one measuring child and parse its one JSON result line. */
+static int sweep_measure(const sweep_cfg *cfg, char **argv, bench_result *r)
+{
+	sweep_child c;
+	if (sweep_spawn(argv, NULL, cfg->cpu_client, &c) != 0)
+		return -1;
+	char line[2048];
+	int rc = sweep_readline(&c, line, sizeof(line), cfg->slice_s + cfg->warmup_s + 20);
+	int st = sweep_reap(&c, rc != 0, NULL);
+	if (rc != 0 || bench_result_parse(line, r) != 0) {
+		fprintf(stderr, "ferry-bench sweep: %s %s: no result (exit %d)\n", argv[1],
+		        argv[2], st);
+		return -1;
+	}
+	return 0;
+}
+
+static int sweep_slice_ferry(const sweep_cfg *cfg, sweep_servers *sv, int ti,
+                             const char *poll, const char *mode, uint64_t size,
+                             bench_result *r)
+{
+	char sizes[32], dur[32], warm[32], conc[16], cpu[16], pid[16], sm[PATH_MAX],
+		cm[PATH_MAX];
+	snprintf(sizes, sizeof(sizes), "%llu", (unsigned long long)size);
+	snprintf(dur, sizeof(dur), "%.3f", cfg->slice_s);
+	snprintf(warm, sizeof(warm), "%.3f", cfg->warmup_s);
+	snprintf(conc, sizeof(conc), "%d", sweep_concurrency(mode, size));
+	snprintf(cpu, sizeof(cpu), "%d", cfg->cpu_client);
+	snprintf(pid, sizeof(pid), "%d", (int)sv->ferry.pid);
+	snprintf(sm, sizeof(sm), "%s/server-metrics.jsonl", cfg->out);
+	snprintf(cm, sizeof(cm), "%s/client-metrics.jsonl", cfg->out);
+	char *argv[] = {(char *)cfg->exe, "client", "--connect", (char *)sv->ferry_loc[ti],
+	                "--label", (char *)sweep_transports[ti].stack, "--op", "read",
+	                "--sizes", sizes, "--duration", dur, "--warmup", warm,
+	                "--mode", (char *)mode, "--concurrency", conc, "--poll", (char *)poll,
+	                "--json", "-", "--server-metrics", sm, "--client-metrics", cm,
+	                NULL};
+	(void)cpu;
+	(void)pid;
+	sweep_focus(sv, SWEEP_SRV_FERRY);
+	return sweep_measure(cfg, argv, r);
+}
+
+static int sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
+                           const char *poll, const char *mode, uint64_t size,
+                           bench_result *r)
+{
+	char sizes[32], dur[32], warm[32], conn[64], pid[16];
+	snprintf(sizes, sizeof(sizes), "%llu", (unsigned long long)size);
+	snprintf(dur, sizeof(dur), "%.3f", cfg->slice_s);
+	snprintf(warm, sizeof(warm), "%.3f", cfg->warmup_s);
+	snprintf(conn, sizeof(conn), "127.0.0.1:%d", udp ? sv->raw_udp_port : sv->raw_tcp_port);
+	snprintf(pid, sizeof(pid), "%d", (int)(udp ? sv->raw_udp.pid : sv->raw_tcp.pid));
+	char *argv[] = {(char *)cfg->exe, "raw", "--proto", udp ? "udp" : "tcp",
+	                "--connect", conn, "--op", "read", "--sizes", sizes,
+	                "--duration", dur, "--warmup", warm, "--mode", (char *)mode,
+	                "--poll", (char *)poll, "--server-pid", pid, "--json", "-", NULL};
+	sweep_focus(sv, udp ? SWEEP_SRV_RAW_UDP : SWEEP_SRV_RAW_TCP);
+	return sweep_measure(cfg, argv, r);
+}
+
+static int sweep_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	int port = -1;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* UCX over TCP: ucx_perftest's server serves one test and exits, so each
+ * slice starts one. Its latency is half a round trip: doubled here. Its
+ * MB are 2^20 bytes: converted to 10^6. CPU per op comes from both
+ * processes' rusage (setup included: an overestimate). */
+static int sweep_slice_ucx(const sweep_cfg *cfg, const char *mode, uint64_t size,
+                           uint64_t *iters, bench_result *r)
+{
+	char port[16], sz[32], n[32], w[32], cs[16], cc[16];
+	snprintf(port, sizeof(port), "%d", sweep_free_port());
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	snprintf(n, sizeof(n), "%llu", (unsigned long long)*iters);
+	snprintf(w, sizeof(w), "%llu", (unsigned long long)(*iters / 10 + 1));
+	snprintf(cs, sizeof(cs), "%d", cfg->cpu_server < 0 ? 0 : cfg->cpu_server);
+	snprintf(cc, sizeof(cc), "%d", cfg->cpu_client < 0 ? 0 : cfg->cpu_client);
+	char *env[] = {"UCX_TLS=tcp", "UCX_NET_DEVICES=lo", "UCX_WARN_UNUSED_ENV_VARS=n", NULL};
+	char *sargv[] = {"ucx_perftest", "-p", port, "-c", cs, NULL};
+	bool lat = strcmp(mode, "latency") == 0;
+	char *cargv[] = {"ucx_perftest", "127.0.0.1", "-p", port, "-t", lat ? "tag_lat" : "tag_bw",
+	                 "-s", sz, "-n", n, "-w", w, "-c", cc, "-f", "-v", NULL};
+	sweep_child s, c;
+	if (sweep_spawn(sargv, env, -1, &s) != 0)
+		return -1;
+	usleep(200000); /* let the server listen */
+	uint64_t t0 = bench_now_ns();
+	if (sweep_spawn(cargv, env, -1, &c) != 0) {
+		sweep_reap(&s, true, NULL);
+		return -1;
+	}
+	char line[512], last[512] = "";
+	while (sweep_readline(&c, line, sizeof(line), cfg->slice_s * 20 + 20) == 0)
+		snprintf(last, sizeof(last), "%s", line);
+	struct rusage cru, sru;
+	sweep_reap(&c, false, &cru);
+	double wall = (double)(bench_now_ns() - t0) / 1e9;
+	sweep_reap(&s, true, &sru);
+	/* iterations,50.0_percentile_lat,avg_lat,overall_lat,avg_bw,overall_bw,avg_mr,overall_mr */
+	unsigned long long it;
+	double p50, avg_lat, overall_lat, avg_bw, overall_bw;
+	if (sscanf(last, "%llu,%lf,%lf,%lf,%lf,%lf", &it, &p50, &avg_lat, &overall_lat, &avg_bw,
+	           &overall_bw) != 6 || it == 0) {
+		fprintf(stderr, "ferry-bench sweep: ucx_perftest gave no result ('%s')\n", last);
+		return -1;
+	}
+	memset(r, 0, sizeof(*r));
+	snprintf(r->transport, sizeof(r->transport), "peer-ucx-tcp");
+	snprintf(r->mode, sizeof(r->mode), "%s", mode);
+	snprintf(r->op, sizeof(r->op), "read");
+	r->size = size;
+	r->ops = it;
+	r->seconds = lat ? (double)it * 2 * overall_lat / 1e6 : (double)it * (double)size / (overall_bw * 1048576.0);
+	r->median_us = lat ? 2 * p50 : 0;
+	r->p99_us = -1;
+	r->min_us = r->p90_us = r->p999_us = r->max_us = r->median_us;
+	r->mb_per_s = lat ? (double)size / (2 * p50) : overall_bw * 1.048576;
+	r->ops_per_s = lat ? 1e6 / (2 * p50) : r->mb_per_s * 1e6 / (double)(size ? size : 1);
+	r->client_cpu_us_per_op = (cru.ru_utime.tv_sec + cru.ru_stime.tv_sec) * 1e6 +
+	                          cru.ru_utime.tv_usec + cru.ru_stime.tv_usec;
+	r->client_cpu_us_per_op /= (double)it;
+	r->server_cpu_us_per_op = ((sru.ru_utime.tv_sec + sru.ru_stime.tv_sec) * 1e6 +
+	                           sru.ru_utime.tv_usec + sru.ru_stime.tv_usec) / (double)it;
+	/* aim the next slice at the slice length */
+	double per = wall > 0.3 ? (wall - 0.2) / (double)it : 0;
+	if (per > 0)
+		*iters = (uint64_t)(cfg->slice_s / per) + 100;
+	return 0;
+}
+
+/* Rows and aggregation ------------------------------------------------------------*/
+
+static sweep_row *sweep_row_get(const char *transport, const char *poll, const char *mode,
+                                uint64_t size, const char *raw_ref)
+{
+	for (int i = 0; i < sweep_nrows; i++) {
+		sweep_row *w = &sweep_rows[i];
+		if (strcmp(w->transport, transport) == 0 && strcmp(w->poll, poll) == 0 &&
+		    strcmp(w->mode, mode) == 0 && w->size == size)
+			return w;
+	}
+	if (sweep_nrows == SWEEP_ROWS_MAX)
+		return NULL;
+	sweep_row *w = &sweep_rows[sweep_nrows++];
+	memset(w, 0, sizeof(*w));
+	snprintf(w->transport, sizeof(w->transport), "%s", transport);
+	snprintf(w->poll, sizeof(w->poll), "%s", poll);
+	snprintf(w->mode, sizeof(w->mode), "%s", mode);
+	w->size = size;
+	w->raw_ref = raw_ref;
+	return w;
+}
+
+static void sweep_row_add(sweep_row *w, const bench_result *r)
+{
+	if (w != NULL && w->n < SWEEP_SLICES_MAX)
+		w->slice[w->n++] = *r;
+}
+
+static int sweep_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double sweep_median(double *v, int n)
+{
+	if (n == 0)
+		return -1;
+	qsort(v, (size_t)n, sizeof(*v), sweep_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Median of one field over a row's slices (negative = unknown, skipped). */
+static double sweep_field_median(const sweep_row *w, size_t off)
+{
+	double v[SWEEP_SLICES_MAX];
+	int n = 0;
+	for (int i = 0; i < w->n; i++) {
+		double x = *(const double *)((const char *)&w->slice[i] + off);
+		if (x >= 0)
+			v[n++] = x;
+	}
+	return sweep_median(v, n);
+}
+
+static void sweep_aggregate(sweep_row *w)
+{
+	bench_result *a = &w->agg;
+	*a = w->slice[0];
+	a->ops = a->errors = 0;
+	for (int i = 0; i < w->n; i++)
+		a->ops += w->slice[i].ops, a->errors += w->slice[i].errors;
+#define SWEEP_MED(f) a->f = sweep_field_median(w, offsetof(bench_result, f))
+	SWEEP_MED(median_us);
+	SWEEP_MED(p99_us);
+	SWEEP_MED(ops_per_s);
+	SWEEP_MED(mb_per_s);
+	SWEEP_MED(client_cpu_us_per_op);
+	SWEEP_MED(server_cpu_us_per_op);
+#undef SWEEP_MED
+}
+
+static sweep_row *sweep_find(const char *transport, const char *poll, const char *mode,
+                             uint64_t size)
+{
+	for (int i = 0; i < sweep_nrows; i++)
+		if (strcmp(sweep_rows[i].transport, transport) == 0 &&
+		    strcmp(sweep_rows[i].poll, poll) == 0 && strcmp(sweep_rows[i].mode, mode) == 0 &&
+		    sweep_rows[i].size == size)
+			return &sweep_rows[i];
+	return NULL;
+}
+
+/* A row's ratio is the median of its paired ratios; its headline number is
+ * the raw row's times that ratio (see the top of this file). */
+static void sweep_finish_rows(void)
+{
+	for (int i = 0; i < sweep_nrows; i++)
+		sweep_aggregate(&sweep_rows[i]);
+	for (int i = 0; i < sweep_nrows; i++) {
+		sweep_row *w = &sweep_rows[i];
+		if (w->raw_ref == NULL) {
+			w->ratio = 1;
+			continue;
+		}
+		sweep_row *raw = sweep_find(w->raw_ref, w->poll, w->mode, w->size);
+		double pr[SWEEP_SLICES_MAX];
+		memcpy(pr, w->pair_ratio, sizeof(pr));
+		w->ratio = sweep_median(pr, w->npairs);
+		if (raw == NULL || w->ratio <= 0) {
+			w->ratio = -1;
+			continue;
+		}
+		if (strcmp(w->mode, "latency") == 0) {
+			w->agg.median_us = raw->agg.median_us * w->ratio;
+		} else {
+			w->agg.mb_per_s = raw->agg.mb_per_s * w->ratio;
+			w->agg.ops_per_s = w->size > 0 ? w->agg.mb_per_s * 1e6 / (double)w->size
+			                               : w->agg.ops_per_s;
+		}
+	}
+}
+
+static double sweep_pair(const char *mode, const bench_result *t, const bench_result *raw)
+{
+	if (strcmp(mode, "latency") == 0)
+		return raw->median_us > 0 && t->median_us > 0 ? t->median_us / raw->median_us : -1;
+	return raw->mb_per_s > 0 && t->mb_per_s >= 0 ? t->mb_per_s / raw->mb_per_s : -1;
+}
+
+/* Metrics: sum the interval dumps per (transport, poll, mode, size) into
+ * packets and copy bytes per call. */
+typedef struct sweep_msum {
+	char key[160];
+	double calls, ctx, crx, srx, stx, copy;
+} sweep_msum;
+
+static double sweep_json_counter(const char *line, const char *suffix_or_name, bool suffix)
+{
+	/* sum every counter whose name equals (or ends with) the key */
+	double sum = 0;
+	const char *p = strstr(line, "\"counters\":{");
+	if (p == NULL)
+		return 0;
+	p += strlen("\"counters\":{");
+	while (*p == '"') {
+		const char *q = strchr(p + 1, '"');
+		if (q == NULL)
+			break;
+		size_t n = (size_t)(q - p - 1), k = strlen(suffix_or_name);
+		bool hit = suffix ? n >= k && memcmp(q - k, suffix_or_name, k) == 0
+		                  : n == k && memcmp(p + 1, suffix_or_name, k) == 0;
+		char *end;
+		double v = strtod(q + 2, &end);
+		if (hit)
+			sum += v;
+		p = end;
+		if (*p == ',')
+			p++;
+	}
+	return sum;
+}
+
+static sweep_msum *sweep_msum_get(sweep_msum *sums, int *nsums, const char *key)
+{
+	for (int i = 0; i < *nsums; i++)
+		if (strcmp(sums[i].key, key) == 0)
+			return &sums[i];
+	if (*nsums == SWEEP_ROWS_MAX)
+		return NULL;
+	sweep_msum *m = &sums[(*nsums)++];
+	memset(m, 0, sizeof(*m));
+	snprintf(m->key, sizeof(m->key), "%s", key);
+	return m;
+}
+
+/* Both files carry scopes "<side>:T:poll:mode:op:size" (server side
+ * "bench", client side "client"), one line per measured slice. */
+static void sweep_metrics_csv(const sweep_cfg *cfg)
+{
+	static sweep_msum sums[SWEEP_ROWS_MAX];
+	static char line[1 << 16];
+	int nsums = 0;
+	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
+	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
+	char path[PATH_MAX];
+	for (int side = 0; side < 2; side++) {
+		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			const char *s = strstr(line, prefix[side]);
+			char t[96], poll[8], mode[16], op[8], key[160];
+			unsigned long long size;
+			/* transport stacks contain no ':' */
+			if (s == NULL || sscanf(s + strlen(prefix[side]),
+			                        "%95[^:]:%7[^:]:%15[^:]:%7[^:]:%llu", t, poll, mode,
+			                        op, &size) != 5)
+				continue;
+			snprintf(key, sizeof(key), "%s,%s,%s,%llu", t, poll, mode, size);
+			sweep_msum *m = sweep_msum_get(sums, &nsums, key);
+			if (m == NULL)
+				continue;
+			if (side == 0) {
+				m->calls += sweep_json_counter(line, "rpc.requests_received", false);
+				m->srx += sweep_json_counter(line, ".rx_packets", true);
+				m->stx += sweep_json_counter(line, ".tx_packets", true);
+			} else {
+				m->ctx += sweep_json_counter(line, ".tx_packets", true);
+				m->crx += sweep_json_counter(line, ".rx_packets", true);
+			}
+			m->copy += sweep_json_counter(line, "copy_bytes", true);
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/metrics.csv", cfg->out);
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return;
+	fprintf(f, "transport,poll,mode,size,calls,client_tx_packets_per_call,"
+	           "client_rx_packets_per_call,server_rx_packets_per_call,"
+	           "server_tx_packets_per_call,copy_bytes_per_call\n");
+	for (int i = 0; i < nsums; i++) {
+		sweep_msum *m = &sums[i];
+		if (m->calls <= 0)
+			continue;
+		fprintf(f, "%s,%.0f,%.3f,%.3f,%.3f,%.3f,%.1f\n", m->key, m->calls, m->ctx / m->calls,
+		        m->crx / m->calls, m->srx / m->calls, m->stx / m->calls, m->copy / m->calls);
+	}
+	fclose(f);
+}
+
+/* Output --------------------------------------------------------------------------------*/
+
+static int sweep_write(const sweep_cfg *cfg)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/results.csv", cfg->out);
+	FILE *f = fopen(path, "w");
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	bench_csv_header(f);
+	for (int i = 0; i < sweep_nrows; i++) {
+		sweep_row *w = &sweep_rows[i];
+		if (w->n == 0 || (w->raw_ref != NULL && w->ratio < 0))
+			continue;
+		bench_csv_row(f, &w->agg, w->raw_ref != NULL ? w->raw_ref : w->transport, w->ratio);
+	}
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/results.json", cfg->out);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "[\n");
+	bool first = true;
+	for (int i = 0; i < sweep_nrows; i++)
+		for (int k = 0; k < sweep_rows[i].n; k++) {
+			fprintf(f, "%s", first ? "" : ",\n");
+			first = false;
+			bench_result_json(f, &sweep_rows[i].slice[k]);
+			fseek(f, -1, SEEK_CUR); /* drop the newline inside the array */
+		}
+	fprintf(f, "\n]\n");
+	fclose(f);
+	return 0;
+}
+
+static void sweep_table(FILE *f)
+{
+	fprintf(f, "\n%-16s %-5s %-10s %8s %11s %11s %11s %9s %9s %7s\n", "transport", "poll",
+	        "mode", "size", "median_us", "p99_us", "MB/s", "cli_cpu", "srv_cpu", "ratio");
+	for (int i = 0; i < sweep_nrows; i++) {
+		sweep_row *w = &sweep_rows[i];
+		if (w->n == 0)
+			continue;
+		fprintf(f, "%-16s %-5s %-10s %8llu %11.2f %11.2f %11.1f %9.2f %9.2f %7.3f%s\n",
+		        w->transport, w->poll, w->mode, (unsigned long long)w->size, w->agg.median_us,
+		        w->agg.p99_us, w->agg.mb_per_s, w->agg.client_cpu_us_per_op,
+		        w->agg.server_cpu_us_per_op, w->ratio,
+		        w->agg.errors ? " (errors)" : "");
+	}
+}
+
+static int sweep_plots(const sweep_cfg *cfg)
+{
+	char cmd[PATH_MAX * 2 + 64];
+	snprintf(cmd, sizeof(cmd), "sh '%s/all.sh' '%s'", cfg->plots, cfg->out);
+	int st = system(cmd);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static void sweep_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: ferry-bench sweep --out DIR [--quick | --tiny] [--plots DIR]\n"
+	        "         [--no-peer] [--no-plots] [--transports a,b] [--slices K]\n"
+	        "         [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
+	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX over\n"
+	        "TCP when ucx_perftest is installed), latency and throughput, READ of each\n"
+	        "size; runs of a transport and its raw baseline alternate in short slices\n"
+	        "and the ratio is the median of the paired ratios.\n"
+	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point (< 2 min)\n"
+	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test)\n"
+	        "  default   sizes 64,1k,4k,16k,64k,256k,1m, spin and block (< 10 min)\n"
+	        "Writes DIR/results.csv, results.json, metrics.csv, *-metrics.jsonl and\n"
+	        "the plots (gnuplot, scripts from --plots, default ./plots).\n");
+}
+
+static bool sweep_have_ucx(void)
+{
+	return system("command -v ucx_perftest >/dev/null 2>&1") == 0;
+}
+
+int bench_sweep_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"out", required_argument, NULL, 'o'},
+		{"quick", no_argument, NULL, 'q'},
+		{"tiny", no_argument, NULL, 't'},
+		{"plots", required_argument, NULL, 'P'},
+		{"no-peer", no_argument, NULL, 'N'},
+		{"no-plots", no_argument, NULL, 'X'},
+		{"transports", required_argument, NULL, 'T'},
+		{"slices", required_argument, NULL, 'k'},
+		{"slice", required_argument, NULL, 's'},
+		{"cpus", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	sweep_cfg cfg = {.plots = "plots", .peer = true, .plot = true, .cpu_client = 0,
+	                 .cpu_server = 1};
+	double slice = -1;
+	int slices = -1, o;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'o': cfg.out = optarg; break;
+		case 'q': cfg.quick = true; break;
+		case 't': cfg.tiny = true; break;
+		case 'P': cfg.plots = optarg; break;
+		case 'N': cfg.peer = false; break;
+		case 'X': cfg.plot = false; break;
+		case 'T': cfg.only = optarg; break;
+		case 'k': slices = atoi(optarg); break;
+		case 's': slice = bench_parse_duration(optarg); break;
+		case 'c':
+			if (sscanf(optarg, "%d,%d", &cfg.cpu_client, &cfg.cpu_server) != 2)
+				goto bad;
+			break;
+		case 'h': sweep_usage(stdout); return 0;
+		default: goto bad;
+		}
+	}
+	if (cfg.out == NULL)
+		goto bad;
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		cfg.cpu_client = cfg.cpu_server = -1; /* nothing to pin apart */
+	static char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return 1;
+	exe[n] = '\0';
+	cfg.exe = exe;
+	mkdir(cfg.out, 0755);
+	if (cfg.tiny) {
+		cfg.nsizes = bench_parse_sizes("64,4k", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.npolls = 1, cfg.polls[0] = "spin";
+		cfg.slices = 3, cfg.slice_s = 0.08, cfg.warmup_s = 0.02;
+	} else if (cfg.quick) {
+		cfg.nsizes = bench_parse_sizes("64,64k,1m", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.npolls = 1, cfg.polls[0] = "spin";
+		cfg.slices = 5, cfg.slice_s = 0.15, cfg.warmup_s = 0.03;
+	} else {
+		cfg.nsizes = bench_parse_sizes("64,1k,4k,16k,64k,256k,1m", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.npolls = 2, cfg.polls[0] = "spin", cfg.polls[1] = "block";
+		cfg.slices = 5, cfg.slice_s = 0.25, cfg.warmup_s = 0.05;
+	}
+	if (slices > 0)
+		cfg.slices = slices < SWEEP_SLICES_MAX ? slices : SWEEP_SLICES_MAX;
+	if (slice > 0)
+		cfg.slice_s = slice;
+	bool peer = cfg.peer && !cfg.tiny && sweep_have_ucx();
+	if (cfg.peer && !cfg.tiny && !peer)
+		fprintf(stderr, "ferry-bench sweep: ucx_perftest not found: no UCX row "
+		                "(apt-get install ucx-utils)\n");
+
+	bool use[SWEEP_NTRANSPORTS];
+	for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
+		char why[160] = "";
+		use[i] = sweep_transport_runnable(&sweep_transports[i], why, sizeof(why));
+		if (use[i] && cfg.only != NULL) {
+			char list[512];
+			snprintf(list, sizeof(list), ",%s,", cfg.only);
+			char want[128];
+			snprintf(want, sizeof(want), ",%s,", sweep_transports[i].stack);
+			use[i] = strstr(list, want) != NULL;
+			snprintf(why, sizeof(why), "not in --transports");
+		}
+		if (!use[i])
+			fprintf(stderr, "ferry-bench sweep: skipping %s: %s\n",
+			        sweep_transports[i].stack, why);
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/server-metrics.jsonl", cfg.out);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/client-metrics.jsonl", cfg.out);
+	unlink(path);
+
+	const char *modes[2] = {"latency", "throughput"};
+	int total = 0, done = 0, failures = 0;
+	for (int p = 0; p < cfg.npolls; p++)
+		for (int m = 0; m < 2; m++)
+			for (int s = 0; s < cfg.nsizes; s++)
+				for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++)
+					total += (t < SWEEP_NTRANSPORTS ? use[t] : peer) ? cfg.slices : 0;
+	uint64_t t_start = bench_now_ns();
+	for (int p = 0; p < cfg.npolls; p++) {
+		const char *poll = cfg.polls[p];
+		sweep_servers sv;
+		memset(&sv, 0, sizeof(sv));
+		if (sweep_start_servers(&cfg, poll, &sv, use) != 0) {
+			fprintf(stderr, "ferry-bench sweep: servers did not start\n");
+			sweep_stop_servers(&sv);
+			return 1;
+		}
+		for (int m = 0; m < 2; m++)
+			for (int s = 0; s < cfg.nsizes; s++) {
+				const char *mode = modes[m];
+				uint64_t size = cfg.sizes[s];
+				uint64_t ucx_iters = strcmp(mode, "latency") == 0 ? 2000 : 500;
+				for (int k = 0; k < cfg.slices; k++)
+					for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++) {
+						bool is_peer = t == SWEEP_NTRANSPORTS;
+						if (is_peer ? !peer : !use[t])
+							continue;
+						bool dg = !is_peer && sweep_transports[t].datagram &&
+						          size <= SWEEP_RAW_UDP_MAX;
+						const char *ref = dg ? "raw-udp" : "raw-tcp";
+						const char *name = is_peer ? "peer-ucx-tcp" : sweep_transports[t].stack;
+						bench_progress("[%d/%d %.0fs] %s %s %s %llu B, slice %d/%d", done + 1,
+						               total, (double)(bench_now_ns() - t_start) / 1e9, name,
+						               poll, mode, (unsigned long long)size, k + 1, cfg.slices);
+						bench_result rr, tr;
+						/* alternate which side goes first */
+						int rc_raw = -1, rc_t = -1;
+						for (int side = 0; side < 2; side++) {
+							bool raw_now = (side == 0) == (k % 2 == 0);
+							if (raw_now)
+								rc_raw = sweep_slice_raw(&cfg, &sv, dg, poll, mode, size, &rr);
+							else if (is_peer)
+								sweep_focus(&sv, SWEEP_SRV_NONE),
+								rc_t = sweep_slice_ucx(&cfg, mode, size, &ucx_iters, &tr);
+							else
+								rc_t = sweep_slice_ferry(&cfg, &sv, t, poll, mode, size, &tr);
+						}
+						done++;
+						if (rc_raw == 0) {
+							snprintf(rr.poll, sizeof(rr.poll), "%s", poll);
+							sweep_row_add(sweep_row_get(ref, poll, mode, size, NULL), &rr);
+						}
+						if (rc_t != 0) {
+							failures++;
+							continue;
+						}
+						snprintf(tr.poll, sizeof(tr.poll), "%s", poll);
+						sweep_row *w = sweep_row_get(name, poll, mode, size, ref);
+						sweep_row_add(w, &tr);
+						double pr = rc_raw == 0 ? sweep_pair(mode, &tr, &rr) : -1;
+						if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
+							w->pair_ratio[w->npairs++] = pr;
+					}
+			}
+		sweep_stop_servers(&sv);
+	}
+	bench_progress_done();
+	sweep_finish_rows();
+	if (sweep_write(&cfg) != 0)
+		return 1;
+	sweep_metrics_csv(&cfg);
+	sweep_table(stdout);
+	printf("\n%d slices in %.1f s (%d failed); results in %s/results.csv\n", done,
+	       (double)(bench_now_ns() - t_start) / 1e9, failures, cfg.out);
+	if (cfg.plot) {
+		if (sweep_plots(&cfg) != 0) {
+			fprintf(stderr, "ferry-bench sweep: plotting failed\n");
+			return 1;
+		}
+		printf("plots in %s/\n", cfg.out);
+	}
+	return failures > 0 && failures == done ? 1 : 0;
+bad:
+	sweep_usage(stderr);
+	return 2;
+}

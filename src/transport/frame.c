@@ -9,6 +9,12 @@ int ferry__frame_send(ferry__port *port, const ferry_addr *to,
 {
 	uint32_t len = (uint32_t)ferry_buf_len(msg);
 	uint32_t n = ferry__wire_nfrags(len, frag_bytes);
+	/* Equal fragments, not full ones and a runt: on loopback a big
+	 * datagram followed by a small one cost 27 us against 15 us for two
+	 * halves (ferry-bench, 32868 B with a 32 KB cap); the kernel's
+	 * per-datagram memory accounting seems to be the reason. */
+	if (n > 1)
+		frag_bytes = (uint32_t)(((uint64_t)len + n - 1) / n);
 	if (last >= n)
 		last = n - 1;
 	h->msg_len = len;

@@ -7,7 +7,9 @@
 #include "wire.h"
 
 /* Send fragments [first, last] of msg (all of them: 0, UINT32_MAX) with
- * header template h (frag, flags LAST and msg_len filled in here). Returns
+ * header template h (frag, flags LAST, msg_len and frag_bytes filled in
+ * here). frag_bytes is the cap: a message is cut into the fewest fragments
+ * under it, all of equal size but the last (at most n-1 bytes shorter). Returns
  * packets queued, or the first driver error (later fragments not sent). */
 int ferry__frame_send(ferry__port *port, const ferry_addr *to,
                       ferry_wire_hdr *h, ferry_buf *msg, uint32_t frag_bytes,

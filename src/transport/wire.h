@@ -43,7 +43,8 @@ typedef struct ferry_wire_hdr {
 	uint32_t frag;       /* fragment index */
 	uint32_t msg_len;    /* message payload bytes (all fragments) */
 	uint16_t frag_bytes; /* sender's payload bytes per full fragment */
-	uint16_t aux;        /* DATA response: status; ACK: bitmap words */
+	uint16_t aux;        /* DATA request: sender's fragment cap; DATA
+	                      * response: status; ACK: bitmap words */
 } ferry_wire_hdr;
 
 void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES]);

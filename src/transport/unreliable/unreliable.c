@@ -38,6 +38,7 @@ static int unrel_call_start(ferry__call *c)
 		.opcode = c->opcode,
 		.client_hint = s->index,
 		.rpc_id = c->rpc_id,
+		.aux = (uint16_t)s->frag_bytes, /* our cap, for the response */
 	};
 	int rc = ferry__frame_send(s->port, &s->peer, &h, c->req, s->frag_bytes, 0,
 	                           UINT32_MAX);
@@ -156,7 +157,8 @@ static ferry_rpc *unrel_rpc_new(ferry__port *port, ferry_pkt *pkt,
 	/* Answer in fragments no larger than the client sends: its path MTU
 	 * governs, whatever this side could do. */
 	uint32_t mine = ferry__frame_bytes(port);
-	rpc->frag_bytes = h->frag_bytes != 0 && h->frag_bytes < mine ? h->frag_bytes : mine;
+	uint32_t theirs = h->aux != 0 ? h->aux : h->frag_bytes;
+	rpc->frag_bytes = theirs != 0 && theirs < mine ? theirs : mine;
 	rpc->state = FERRY_RPC_RECEIVING;
 	return rpc;
 }

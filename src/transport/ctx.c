@@ -48,7 +48,7 @@ const char *ferry_version(void) { return FERRY_VERSION_STRING; }
 
 pid_t ferry__tid(void)
 {
-	static __thread pid_t tid;
+	static __thread pid_t tid __attribute__((tls_model("initial-exec")));
 	if (tid == 0)
 		tid = (pid_t)syscall(SYS_gettid);
 	return tid;

@@ -73,9 +73,13 @@ typedef struct udp_ep {
 	udp_rx_slot *rx;
 	uint32_t *rx_free;
 	uint32_t rx_slots, rx_nfree;
+	/* Posted slots, like a NIC's receive ring: rx_msgs[0..rx_nposted) are
+	 * ready for recvmmsg, so an empty poll sets nothing up; positions that
+	 * receive are refilled from the free list. */
 	struct mmsghdr rx_msgs[UDP_RX_BATCH_MAX];
 	struct iovec rx_iov[UDP_RX_BATCH_MAX];
-	uint32_t rx_take[UDP_RX_BATCH_MAX];
+	uint32_t rx_posted[UDP_RX_BATCH_MAX];
+	uint32_t rx_nposted;
 	udp_counters cnt;
 } udp_ep;
 
@@ -295,44 +299,67 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	return 0;
 }
 
+/* Post slot idx at position i of the receive array. */
+static void udp_post(udp_ep *u, uint32_t i, uint32_t idx)
+{
+	udp_rx_slot *s = &u->rx[idx];
+	u->rx_posted[i] = idx;
+	u->rx_iov[i] = (struct iovec){s->mem, u->slot_bytes};
+	u->rx_msgs[i].msg_hdr = (struct msghdr){
+		.msg_name = s->pkt.src.u.bytes,
+		.msg_namelen = FERRY_ADDR_BYTES,
+		.msg_iov = &u->rx_iov[i],
+		.msg_iovlen = 1,
+	};
+}
+
+/* Keep the posted array contiguous and as full as the free list allows:
+ * holes left by received packets (positions < hole_end) are refilled, and
+ * when slots run short the array shrinks from its tail. */
+static void udp_refill(udp_ep *u, uint32_t hole_end)
+{
+	uint32_t i = 0;
+	for (; i < hole_end && u->rx_nfree > 0; i++)
+		udp_post(u, i, u->rx_free[--u->rx_nfree]);
+	if (i < hole_end) {
+		/* Out of slots: close the gap with the tail of the array. */
+		uint32_t keep = u->rx_nposted - hole_end;
+		for (uint32_t k = 0; k < keep; k++)
+			udp_post(u, i + k, u->rx_posted[hole_end + k]);
+		u->rx_nposted = i + keep;
+		return;
+	}
+	while (u->rx_nposted < UDP_RX_BATCH_MAX && u->rx_nfree > 0) {
+		udp_post(u, u->rx_nposted, u->rx_free[--u->rx_nfree]);
+		u->rx_nposted++;
+	}
+}
+
 static int udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 {
 	udp_ep *u = udp_of(ep);
+	if (u->rx_nposted < UDP_RX_BATCH_MAX && u->rx_nfree > 0)
+		udp_refill(u, 0);
 	uint32_t n = (uint32_t)max;
-	if (n > UDP_RX_BATCH_MAX)
-		n = UDP_RX_BATCH_MAX;
-	if (n > u->rx_nfree)
-		n = u->rx_nfree;
+	if (n > u->rx_nposted)
+		n = u->rx_nposted;
 	if (n == 0) {
 		u->cnt.rx_pool_empty++;
 		return 0;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t idx = u->rx_free[u->rx_nfree - 1 - i];
-		udp_rx_slot *s = &u->rx[idx];
-		u->rx_take[i] = idx;
-		u->rx_iov[i] = (struct iovec){s->mem, u->slot_bytes};
-		u->rx_msgs[i].msg_hdr = (struct msghdr){
-			.msg_name = s->pkt.src.u.bytes,
-			.msg_namelen = FERRY_ADDR_BYTES,
-			.msg_iov = &u->rx_iov[i],
-			.msg_iovlen = 1,
-		};
 	}
 	int r = recvmmsg(ep->fd, u->rx_msgs, n, MSG_DONTWAIT, NULL);
 	if (r < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	u->cnt.recvmmsg_calls++;
 	u->cnt.recvmmsg_pkts += (uint64_t)r;
-	/* The first r candidate slots were filled; hand up the good ones and
-	 * put truncated ones straight back. */
-	u->rx_nfree -= (uint32_t)r;
+	/* Hand up the filled slots; a truncated datagram's slot goes back to
+	 * the free list and is posted again by the refill. */
 	int out = 0;
 	for (int i = 0; i < r; i++) {
-		udp_rx_slot *s = &u->rx[u->rx_take[i]];
+		udp_rx_slot *s = &u->rx[u->rx_posted[i]];
 		if (u->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
 			u->cnt.rx_truncated++;
-			u->rx_free[u->rx_nfree++] = u->rx_take[i];
+			u->rx_free[u->rx_nfree++] = u->rx_posted[i];
 			continue;
 		}
 		s->pkt.data = s->mem;
@@ -340,6 +367,7 @@ static int udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 		s->pkt.src.len = u->rx_msgs[i].msg_hdr.msg_namelen;
 		pkts[out++] = &s->pkt;
 	}
+	udp_refill(u, (uint32_t)r);
 	return out;
 }
 
@@ -414,7 +442,7 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(sockbuf_forced);
 #undef UDP_CNT
 		c->cb(c->arg, "max_payload", u->max_payload);
-		c->cb(c->arg, "rx_free", u->rx_nfree);
+		c->cb(c->arg, "rx_free", u->rx_nfree + u->rx_nposted);
 		return 0;
 	}
 	return -ENOTSUP;

@@ -7,6 +7,11 @@
  * columns), DIR/results.json (every slice), DIR/metrics.csv (packets and
  * copies per call from both sides' metrics), then renders the plots.
  *
+ * Operations: latency rows are ECHO ping-pongs (size bytes each way, like
+ * ucx_perftest's tag_lat and the raw ping-pong); throughput rows are READs
+ * (size bytes server to client per call, like a one-way stream: tag_bw and
+ * the raw streams).
+ *
  * CSV consistency: for a transport row, median_us is the raw row's median
  * times the median paired ratio (latency), and mb_per_s the raw row's times
  * the ratio (throughput), so ratio_vs_raw can be recomputed from the CSV
@@ -303,7 +308,8 @@ static int sweep_slice_ferry(const sweep_cfg *cfg, sweep_servers *sv, int ti,
 	snprintf(sm, sizeof(sm), "%s/server-metrics.jsonl", cfg->out);
 	snprintf(cm, sizeof(cm), "%s/client-metrics.jsonl", cfg->out);
 	char *argv[] = {(char *)cfg->exe, "client", "--connect", (char *)sv->ferry_loc[ti],
-	                "--label", (char *)sweep_transports[ti].stack, "--op", "read",
+	                "--label", (char *)sweep_transports[ti].stack, "--op",
+	                strcmp(mode, "latency") == 0 ? "echo" : "read",
 	                "--sizes", sizes, "--duration", dur, "--warmup", warm,
 	                "--mode", (char *)mode, "--concurrency", conc, "--poll", (char *)poll,
 	                "--json", "-", "--server-metrics", sm, "--client-metrics", cm,
@@ -325,7 +331,8 @@ static int sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
 	snprintf(conn, sizeof(conn), "127.0.0.1:%d", udp ? sv->raw_udp_port : sv->raw_tcp_port);
 	snprintf(pid, sizeof(pid), "%d", (int)(udp ? sv->raw_udp.pid : sv->raw_tcp.pid));
 	char *argv[] = {(char *)cfg->exe, "raw", "--proto", udp ? "udp" : "tcp",
-	                "--connect", conn, "--op", "read", "--sizes", sizes,
+	                "--connect", conn, "--op", strcmp(mode, "latency") == 0 ? "echo" : "read",
+	                "--sizes", sizes,
 	                "--duration", dur, "--warmup", warm, "--mode", (char *)mode,
 	                "--poll", (char *)poll, "--server-pid", pid, "--json", "-", NULL};
 	sweep_focus(sv, udp ? SWEEP_SRV_RAW_UDP : SWEEP_SRV_RAW_TCP);
@@ -392,7 +399,7 @@ static int sweep_slice_ucx(const sweep_cfg *cfg, const char *mode, uint64_t size
 	memset(r, 0, sizeof(*r));
 	snprintf(r->transport, sizeof(r->transport), "peer-ucx-tcp");
 	snprintf(r->mode, sizeof(r->mode), "%s", mode);
-	snprintf(r->op, sizeof(r->op), "read");
+	snprintf(r->op, sizeof(r->op), "%s", lat ? "echo" : "read");
 	r->size = size;
 	r->ops = it;
 	r->seconds = lat ? (double)it * 2 * overall_lat / 1e6 : (double)it * (double)size / (overall_bw * 1048576.0);
@@ -705,8 +712,9 @@ static void sweep_usage(FILE *f)
 	        "         [--no-peer] [--no-plots] [--transports a,b] [--slices K]\n"
 	        "         [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
 	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX over\n"
-	        "TCP when ucx_perftest is installed), latency and throughput, READ of each\n"
-	        "size; runs of a transport and its raw baseline alternate in short slices\n"
+	        "TCP when ucx_perftest is installed): latency (ECHO ping-pong) and\n"
+	        "throughput (READ); runs of a transport and its raw baseline alternate in\n"
+	        "short slices\n"
 	        "and the ratio is the median of the paired ratios.\n"
 	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point (< 2 min)\n"
 	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test)\n"
@@ -820,7 +828,10 @@ int bench_sweep_main(int argc, char **argv)
 		for (int m = 0; m < 2; m++)
 			for (int s = 0; s < cfg.nsizes; s++)
 				for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++)
-					total += (t < SWEEP_NTRANSPORTS ? use[t] : peer) ? cfg.slices : 0;
+					total += (t < SWEEP_NTRANSPORTS ? use[t]
+					                                : peer && strcmp(cfg.polls[p], "spin") == 0)
+					                 ? cfg.slices
+					                 : 0;
 	uint64_t t_start = bench_now_ns();
 	for (int p = 0; p < cfg.npolls; p++) {
 		const char *poll = cfg.polls[p];
@@ -839,7 +850,8 @@ int bench_sweep_main(int argc, char **argv)
 				for (int k = 0; k < cfg.slices; k++)
 					for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++) {
 						bool is_peer = t == SWEEP_NTRANSPORTS;
-						if (is_peer ? !peer : !use[t])
+						/* ucx_perftest always spins: no block-mode peer row */
+						if (is_peer ? !peer || strcmp(poll, "spin") != 0 : !use[t])
 							continue;
 						bool dg = !is_peer && sweep_transports[t].datagram &&
 						          size <= SWEEP_RAW_UDP_MAX;

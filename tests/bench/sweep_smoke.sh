@@ -13,6 +13,9 @@ command -v gnuplot >/dev/null || {
 	esac
 	echo "SKIP: gnuplot not installed"; exit 77
 }
+for c in server client raw sweep; do
+	"$bench" "$c" --help | grep -q usage || { echo "FAIL: $c --help"; exit 1; }
+done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$bench" sweep --tiny --out "$out" --plots "$plots"

@@ -87,8 +87,11 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 		goto fail_port;
 	}
 	rc = s->tp->session_init(s);
-	if (rc != 0)
+	if (rc != 0) {
+		if (s->tp->session_fini != NULL)
+			s->tp->session_fini(s);
 		goto fail_port;
+	}
 	ctx->sessions[idx] = s;
 	if (idx == ctx->nsessions)
 		ctx->nsessions++;
@@ -246,8 +249,8 @@ void ferry__call_complete(ferry__call *c, int status)
 		ferry__chan *ch = &s->chan[c->chan];
 		if (ch->rx.active)
 			ferry__reasm_abort(&ch->rx);
-		if (status != 0 && s->tp->call_abort != NULL)
-			s->tp->call_abort(c);
+		if (s->tp->call_end != NULL)
+			s->tp->call_end(c, status);
 		ch->call = NULL;
 		s->busy_mask &= ~(1ull << c->chan);
 	} else if (c->state == FERRY_CALL_QUEUED) {
@@ -273,14 +276,7 @@ void ferry__call_complete(ferry__call *c, int status)
 	call_put(ctx, c);
 	/* Start the next queued call before the callback, so a callback that
 	 * issues a call queues behind the ones already waiting. */
-	while (!s->closing && s->q_head != NULL && session_has_free_chan(s)) {
-		ferry__call *next = s->q_head;
-		s->q_head = next->next;
-		if (s->q_head == NULL)
-			s->q_tail = NULL;
-		s->qlen--;
-		call_launch(s, next);
-	}
+	ferry__session_kick(s);
 	ctx->depth++;
 	cb(arg, status, resp);
 	ctx->depth--;
@@ -299,12 +295,27 @@ static void call_deadline(ferry__timer *t)
 	ferry__call_complete(c, FERRY_ETIMEDOUT);
 }
 
+void ferry__session_kick(ferry_session *s)
+{
+	while (!s->closing && !s->failing && s->q_head != NULL && session_has_free_chan(s)) {
+		ferry__call *next = s->q_head;
+		s->q_head = next->next;
+		if (s->q_head == NULL)
+			s->q_tail = NULL;
+		s->qlen--;
+		call_launch(s, next);
+	}
+}
+
+/* Fail the calls present now; calls that callbacks start meanwhile are
+ * left alone (bounded: no loop even if every callback retries). */
 static void session_fail_calls(ferry_session *s, int status)
 {
 	for (uint32_t ch = 0; ch < FERRY_CHANNELS_MAX; ch++)
-		if (s->chan[ch].call != NULL)
+		if (s->chan[ch].call != NULL && s->chan[ch].call->state == FERRY_CALL_ACTIVE)
 			ferry__call_complete(s->chan[ch].call, status);
-	while (s->q_head != NULL)
+	uint32_t n = s->qlen;
+	while (n-- > 0 && s->q_head != NULL)
 		ferry__call_complete(s->q_head, status);
 }
 
@@ -318,8 +329,18 @@ void ferry_session_close(ferry_session *s)
 	s->closing = true;
 	ctx->sessions[s->index] = NULL;
 	session_fail_calls(s, FERRY_ECANCELED);
+	if (s->tp->session_fini != NULL)
+		s->tp->session_fini(s);
 	ferry__port_close(s->port);
 	ferry__free(s);
+}
+
+void ferry__session_fail(ferry_session *s, int status)
+{
+	/* Completions must not relaunch queued calls we are failing. */
+	s->failing = true;
+	session_fail_calls(s, status);
+	s->failing = false;
 }
 
 void ferry__sessions_close_all(ferry_ctx *ctx)

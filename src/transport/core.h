@@ -52,6 +52,7 @@ typedef struct ferry__port {
 	struct ferry_rpc *done; /* rpcs replied this pass, freed after flush */
 	struct ferry_rpc *reasm; /* server: requests being reassembled */
 	uint32_t nreasm;
+	void *tstate;            /* transport's per-port state */
 	char bound[FERRY_LOC_MAX_BYTES];
 } ferry__port;
 
@@ -93,9 +94,11 @@ struct ferry_session {
 	uint32_t frag_bytes; /* payload bytes per fragment we send */
 	uint32_t nchan;
 	bool closing;        /* ferry_session_close() under way */
+	bool failing;        /* ferry__session_fail() under way: no relaunch */
 	uint64_t busy_mask;  /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
+	void *tstate;        /* transport's per-session state */
 	ferry__chan chan[FERRY_CHANNELS_MAX];
 };
 
@@ -114,6 +117,7 @@ struct ferry_rpc {
 	ferry__port *port;
 	struct ferry_rpc *next; /* free list, port->done or port->reasm */
 	ferry__handoff ho;      /* foreign-thread reply */
+	void *tp;               /* transport's link (fast: the server channel) */
 	ferry_addr peer;
 	uint32_t client_hint, rpc_id;
 	uint32_t frag_bytes;    /* response payload bytes per fragment */
@@ -206,6 +210,7 @@ struct ferry_ctx {
 	ferry__ctx_counters cnt;
 	ferry_hist hist_call, hist_handler;
 	char errmsg[FERRY_ERRMSG_BYTES];
+	void *tp_ctx[FERRY_TRANSPORTS_MAX]; /* transports' per-context state */
 	ferry__trace trace;
 };
 
@@ -235,6 +240,10 @@ void ferry__call_complete(ferry__call *c, int status);
 /* A response (or the server's error status) arrived for c: count it, then
  * complete. */
 void ferry__call_response(ferry__call *c, int status);
+/* Channels became available (a session opened): launch queued calls. */
+void ferry__session_kick(ferry_session *s);
+/* Fail every call of s, in flight and queued, with status. */
+void ferry__session_fail(ferry_session *s, int status);
 /* ferry_call / ferry_call_sync without the reserved-opcode check: the
  * built-in services' client side. */
 int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
@@ -247,6 +256,9 @@ void ferry__sessions_close_all(ferry_ctx *ctx);
 /* server.c */
 struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx);
 void ferry__rpc_put(ferry_ctx *ctx, struct ferry_rpc *rpc);
+/* Recycle rpc after the current pass's flush (its buffers may still be
+ * referenced by queued packets). */
+void ferry__rpc_retire(struct ferry_rpc *rpc);
 void ferry__server_dispatch(struct ferry_rpc *rpc);
 void ferry__servers_destroy_all(ferry_ctx *ctx);
 int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,

@@ -76,10 +76,23 @@ void ferry_trace(ferry_ctx *ctx, const char *fmt, uint64_t a, uint64_t b)
 
 int ferry_trace_dump(ferry_ctx *ctx, FILE *f) { return ferry__trace_dump(&ctx->trace, f); }
 
+#define ctx_transports ferry__transports
+
+static void ctx_transports_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
+{
+	for (int i = 0; ctx_transports[i] != NULL; i++)
+		if (ctx_transports[i]->stats != NULL && ctx->tp_ctx[ctx_transports[i]->index] != NULL)
+			ctx_transports[i]->stats(ctx, cb, arg);
+}
+
 void ferry_ctx_histograms(ferry_ctx *ctx, ferry_hist_cb cb, void *arg)
 {
 	cb(arg, "rpc.call_ns", &ctx->hist_call);
 	cb(arg, "rpc.handler_ns", &ctx->hist_handler);
+	for (int i = 0; ctx_transports[i] != NULL; i++)
+		if (ctx_transports[i]->hists != NULL && ctx->tp_ctx[ctx_transports[i]->index] != NULL)
+			ctx_transports[i]->hists(ctx, (void (*)(void *, const char *, const void *))cb,
+			                         arg);
 }
 
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
@@ -179,6 +192,9 @@ void ferry_ctx_destroy(ferry_ctx *ctx)
 		ferry_buf_fini(&r->resp);
 		ferry__free(r);
 	}
+	for (int i = 0; ctx_transports[i] != NULL; i++)
+		if (ctx_transports[i]->ctx_fini != NULL && ctx->tp_ctx[ctx_transports[i]->index] != NULL)
+			ctx_transports[i]->ctx_fini(ctx);
 	ferry__free(ctx->sessions);
 	ferry__timers_fini(&ctx->timers);
 	if (ctx->epfd >= 0)
@@ -514,6 +530,7 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 #define CTX_STAT_(field, name) cb(arg, name, ctx->cnt.field);
 	FERRY_RPC_COUNTERS(CTX_STAT_)
 #undef CTX_STAT_
+	ctx_transports_stats(ctx, cb, arg);
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->dead)
 			continue;

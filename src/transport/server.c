@@ -87,6 +87,11 @@ int ferry_server_listen(ferry_server *srv, const char *locator)
 	if (rc != 0)
 		return rc;
 	port->srv = srv;
+	if (port->tp->server_port_init != NULL &&
+	    (rc = port->tp->server_port_init(port, &loc)) != 0) {
+		ferry__port_close(port);
+		return rc;
+	}
 	srv->ports[srv->nports++] = port;
 	return 0;
 }
@@ -139,6 +144,7 @@ struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx)
 	r->next = NULL;
 	r->status = 0;
 	r->ho.fn = NULL;
+	r->tp = NULL;
 	return r;
 }
 
@@ -219,7 +225,7 @@ static void rpc_reply_owner(ferry_rpc *rpc)
 	}
 	/* The request stays until the flush too (with the rpc): a response
 	 * may reference request bytes (zero-copy echo). */
-	rpc->port->tp->server_reply(rpc);
+	bool kept = rpc->port->tp->server_reply(rpc);
 	if (rpc->opcode >= FERRY_OPCODE_USER_MIN) {
 		ctx->cnt.responses_sent++;
 		ferry_hist_record(&ctx->hist_handler, ferry__clock_ns() - rpc->start_ns);
@@ -228,6 +234,12 @@ static void rpc_reply_owner(ferry_rpc *rpc)
 	}
 	FERRY_TRACE(ctx, "reply rpc=%llu status=%lld", rpc->rpc_id, (int64_t)rpc->status);
 	rpc->state = FERRY_RPC_DONE;
+	if (!kept)
+		ferry__rpc_retire(rpc);
+}
+
+void ferry__rpc_retire(ferry_rpc *rpc)
+{
 	rpc->next = rpc->port->done;
 	rpc->port->done = rpc;
 }

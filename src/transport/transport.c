@@ -4,14 +4,16 @@
 
 #include "transport.h"
 
-static const ferry__transport_ops *const transports[] = {
+const ferry__transport_ops *const ferry__transports[FERRY_TRANSPORTS_MAX + 1] = {
 	&ferry__unreliable_ops,
+	&ferry__fast_ops,
+	NULL,
 };
 
 const ferry__transport_ops *ferry__transport_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++)
-		if (strcmp(transports[i]->name, name) == 0)
-			return transports[i];
+	for (int i = 0; ferry__transports[i] != NULL; i++)
+		if (strcmp(ferry__transports[i]->name, name) == 0)
+			return ferry__transports[i];
 	return NULL;
 }

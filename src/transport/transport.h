@@ -5,6 +5,8 @@
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H
 
+#include <stdbool.h>
+
 #include "ferry/driver.h"
 
 struct ferry__port;
@@ -12,29 +14,46 @@ struct ferry__call;
 struct ferry_session;
 struct ferry_rpc;
 
+#define FERRY_TRANSPORTS_MAX 4
+
 typedef struct ferry__transport_ops {
 	const char *name;
+	int index;               /* slot in ctx->tp_ctx */
 	const char *const *keys; /* locator keys it accepts, NULL-ended */
 	/* Session opened on a client port: set up per-session state. */
 	int (*session_init)(struct ferry_session *s);
+	/* The session is closing (its calls already completed): free state. */
+	void (*session_fini)(struct ferry_session *s);
+	/* A server port opened: set up per-port state (may be NULL). */
+	int (*server_port_init)(struct ferry__port *port, const ferry_loc *loc);
 	/* A call has a channel; put it on the wire. 0 or negative: the core
 	 * then fails the call with that status. */
 	int (*call_start)(struct ferry__call *c);
-	/* A call ended early (deadline, close): drop transport state (partial
-	 * reassembly) for it. */
-	void (*call_abort)(struct ferry__call *c);
+	/* A call ended (any status) while on a channel: stop its timers and
+	 * drop transport state for it. */
+	void (*call_end)(struct ferry__call *c, int status);
 	/* A packet arrived on a client port / a server port. The transport
 	 * takes the packet (releases it or loans it into a buffer). */
 	void (*client_pkt)(struct ferry__port *port, ferry_pkt *pkt);
 	void (*server_pkt)(struct ferry__port *port, ferry_pkt *pkt);
-	/* Send rpc's response (owner thread). */
-	void (*server_reply)(struct ferry_rpc *rpc);
+	/* Send rpc's response (owner thread). Returns true when the transport
+	 * keeps the rpc (a retained reply), false when the core recycles it
+	 * after the flush. */
+	bool (*server_reply)(struct ferry_rpc *rpc);
 	/* The server port is closing: drop transport state tied to it. */
 	void (*server_port_fini)(struct ferry__port *port);
+	/* Report this transport's counters and histograms for ctx. */
+	void (*stats)(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg);
+	void (*hists)(ferry_ctx *ctx, void (*cb)(void *, const char *, const void *), void *arg);
+	/* The context is going away: free its per-context state. */
+	void (*ctx_fini)(ferry_ctx *ctx);
 } ferry__transport_ops;
 
 const ferry__transport_ops *ferry__transport_find(const char *name);
+/* Every transport, NULL-terminated; transports[i]->index == i. */
+extern const ferry__transport_ops *const ferry__transports[FERRY_TRANSPORTS_MAX + 1];
 
 extern const ferry__transport_ops ferry__unreliable_ops;
+extern const ferry__transport_ops ferry__fast_ops;
 
 #endif

@@ -162,7 +162,7 @@ static void test_stack_shape(void **state)
 		{"unreliable+foo", "foo"},
 		{"foo", "foo"},
 		{"unreliable+lossy+foo_2", "foo_2"},
-		{"fast+udp", "fast"}, /* not built (yet) */
+		{"fast+unreliable+udp", "unreliable"}, /* two transports */
 		/* transport not first */
 		{"udp+unreliable", "unreliable"},
 		{"unreliable+unreliable+udp", "unreliable"},

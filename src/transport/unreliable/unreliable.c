@@ -91,7 +91,7 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 }
 
 /* The response (or an error status) back to the client. */
-static void unrel_server_reply(ferry_rpc *rpc)
+static bool unrel_server_reply(ferry_rpc *rpc)
 {
 	ferry_wire_hdr h = {
 		.type = FERRY_PKT_DATA,
@@ -104,6 +104,7 @@ static void unrel_server_reply(ferry_rpc *rpc)
 	};
 	ferry__frame_send(rpc->port, &rpc->peer, &h, &rpc->resp, rpc->frag_bytes,
 	                  0, UINT32_MAX);
+	return false; /* no retained reply: recycled after the flush */
 }
 
 static bool unrel_same_call(const ferry_rpc *r, const ferry_pkt *pkt,
@@ -247,10 +248,10 @@ static void unrel_server_pkt(ferry__port *port, ferry_pkt *pkt)
 
 const ferry__transport_ops ferry__unreliable_ops = {
 	.name = "unreliable",
+	.index = 0,
 	.keys = unrel_keys,
 	.session_init = unrel_session_init,
 	.call_start = unrel_call_start,
-	.call_abort = NULL,
 	.client_pkt = unrel_client_pkt,
 	.server_pkt = unrel_server_pkt,
 	.server_reply = unrel_server_reply,

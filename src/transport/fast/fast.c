@@ -1,0 +1,929 @@
+/* fast: windowed, reliable RPC over datagram drivers (docs/FAST.md).
+ *
+ * Map: sessions (open handshake with a random token and the server's boot
+ * epoch, BAD_SESSION for unknown ones, idle expiry); the client side
+ * (requests out through a window, responses reassembled, acks, probes,
+ * liveness); the server side (per-channel state with the retained reply
+ * that makes execution at-most-once, responses out through a window); the
+ * ops table. Framing, reassembly and drop accounting are shared with
+ * unreliable (frame.c, reasm.c); windows and timers live in window.c and
+ * rto.c. */
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "../../buffer/alloc.h"
+#include "../frame.h"
+#include "fast.h"
+#include "window.h"
+
+static const char *const fast_keys[] = {"maxmsg", "channels", "liveness", "expire", NULL};
+
+static uint64_t fast_random64(void)
+{
+	uint64_t v = 0;
+	while (getrandom(&v, sizeof(v), 0) != sizeof(v) || v == 0)
+		;
+	return v;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* A control packet (ack, open, BAD_SESSION): header and its small payload
+ * go to the driver as one header block, which drivers copy at once (at
+ * most 64 bytes), so nothing is borrowed and batching is undisturbed. */
+#define FAST_CTL_MAX_BYTES 64
+
+static void fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hdr *h,
+                          const uint8_t *payload, size_t len)
+{
+	uint8_t pkt[FAST_CTL_MAX_BYTES];
+	ferry__wire_encode(h, pkt);
+	memcpy(pkt + FERRY_WIRE_HDR_BYTES, payload, len);
+	if (ferry__ep_send(port->ep, to, pkt, FERRY_WIRE_HDR_BYTES + len, NULL) < 0)
+		port->ctx->cnt.tx_dropped++;
+}
+
+/* An ack for a message being received: first missing + the next 64. */
+static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry__reasm *r,
+                          uint32_t first_missing, uint8_t flags)
+{
+	ferry_wire_hdr h;
+	fast_hdr(l, &h, FERRY_PKT_ACK, ch, rpc_id, 0);
+	h.flags |= flags;
+	h.frag = first_missing;
+	h.aux = 1;
+	uint64_t bm = 0;
+	if (r != NULL && r->active)
+		for (uint32_t i = 0; i < 64 && i + 1 < FERRY_REASM_WINDOW; i++) {
+			uint32_t f = first_missing + 1 + i;
+			if (r->ring[f % FERRY_REASM_WINDOW].pkt != NULL)
+				bm |= 1ull << i;
+		}
+	uint8_t p[FAST_ACK_PAYLOAD_BYTES];
+	put64(p, bm);
+	fast_send_ctl(l->port, l->peer, &h, p, sizeof(p));
+	fast_ctx_of(l->port->ctx)->acks_sent++;
+}
+
+static uint32_t fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
+                             uint64_t dflt, int *rc, char *err, size_t err_len)
+{
+	uint64_t v = dflt;
+	if (*rc == 0)
+		*rc = ferry__loc_u64(loc, key, min, max, dflt, &v, err, err_len);
+	return (uint32_t)v;
+}
+
+/* Client side ------------------------------------------------------------------*/
+
+static fast_cs *cs_of(ferry_session *s) { return s->tstate; }
+
+static void cs_open_send(fast_cs *cs)
+{
+	ferry_wire_hdr h;
+	fast_hdr(&cs->l, &h, FERRY_PKT_SESSION_OPEN, 0, 0, 0);
+	h.token = 0;
+	h.server_hint = 0;
+	uint8_t p[FAST_OPEN_PAYLOAD_BYTES];
+	put64(p, cs->nonce);
+	put16(p + 8, (uint16_t)cs->channels_wanted);
+	put16(p + 10, (uint16_t)cs->s->frag_bytes);
+	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
+	fast_ctx_of(cs->s->ctx)->open_sent++;
+}
+
+static void cs_open_timer(ferry__timer *t);
+
+/* (Re)open: a fresh nonce, channels closed until the reply. */
+static void cs_open(fast_cs *cs)
+{
+	ferry_ctx *ctx = cs->s->ctx;
+	cs->state = FAST_CS_OPENING;
+	cs->nonce = fast_random64();
+	cs->s->nchan = 0;
+	cs->open_started_us = ctx->now_us;
+	fast_rto_init(&cs->l.rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
+	cs_open_send(cs);
+	ferry__timer_arm(&ctx->timers, &cs->open_timer, ctx->now_us + cs->l.rto.rto_us);
+}
+
+static void cs_open_timer(ferry__timer *t)
+{
+	fast_cs *cs = ferry_container_of(t, fast_cs, open_timer);
+	ferry_ctx *ctx = cs->s->ctx;
+	if (cs->state != FAST_CS_OPENING)
+		return;
+	if (ctx->now_us - cs->open_started_us > cs->l.liveness_us) {
+		/* Nobody answers: the calls waiting for this session fail, and
+		 * the next ones start a fresh liveness interval. */
+		fast_ctx *f = fast_ctx_of(ctx);
+		f->calls_peerdead += cs->s->qlen;
+		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
+			f->calls_peerdead += cs->s->chan[i].call != NULL;
+		ferry__session_fail(cs->s, FERRY_EPEERDEAD);
+		cs->open_started_us = ctx->now_us;
+	}
+	fast_rto_backoff(&cs->l.rto);
+	cs_open_send(cs);
+	ferry__timer_arm(&ctx->timers, &cs->open_timer, ctx->now_us + cs->l.rto.rto_us);
+}
+
+static void cc_timer(ferry__timer *t);
+
+static int fast_session_init(ferry_session *s)
+{
+	ferry_ctx *ctx = s->ctx;
+	fast_cs *cs = ferry__calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		return -ENOMEM;
+	s->tstate = cs;
+	cs->s = s;
+	s->frag_bytes = ferry__frame_bytes(s->port);
+	if (s->frag_bytes == 0)
+		return ferry__set_errmsg(ctx, -EMSGSIZE, "driver max payload leaves no room for data");
+	fast_ctx_of(ctx);
+	int rc = 0;
+	ferry_loc loc;
+	char err[FERRY_ERRMSG_BYTES];
+	/* The session's locator text is not kept; the port's bound keys are
+	 * the locator's (ctx_port_bound), so parse those for our keys. */
+	if (ferry__loc_parse(s->port->bound, &loc, err, sizeof(err)) != 0)
+		memset(&loc, 0, sizeof(loc));
+	cs->channels_wanted = fast_loc_u32(&loc, "channels", 1, FAST_CHANNELS_GRANT_MAX,
+	                                   FERRY_CHANNELS_DEFAULT, &rc, ctx->errmsg,
+	                                   sizeof(ctx->errmsg));
+	uint32_t live = fast_loc_u32(&loc, "liveness", 1000, 3600000000u, FAST_LIVENESS_US_DEFAULT,
+	                             &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	if (rc != 0)
+		return rc;
+	ferry__ctx_tick(ctx);
+	fast_link_init(&cs->l, s->port, &s->peer, 0, live, ctx->now_us);
+	cs->l.client_hint = s->index;
+	cs->open_timer.fn = cs_open_timer;
+	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
+		cs->ch[i].cs = cs;
+		cs->ch[i].idx = (uint8_t)i;
+		cs->ch[i].timer.fn = cc_timer;
+	}
+	cs_open(cs);
+	return 0;
+}
+
+static void fast_session_fini(ferry_session *s)
+{
+	fast_cs *cs = cs_of(s);
+	if (cs == NULL)
+		return;
+	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
+	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
+		ferry__timer_cancel(&s->ctx->timers, &cs->ch[i].timer);
+	ferry__free(cs);
+	s->tstate = NULL;
+}
+
+/* Put a call's request on the wire (from its first fragment). */
+static void cc_send_request(fast_cchan *cc, ferry__call *c)
+{
+	fast_cs *cs = cc->cs;
+	ferry_ctx *ctx = cs->s->ctx;
+	cc->req_delivered = false;
+	cc->got_response = false;
+	cc->probes = 0;
+	fast_out_start(&cc->out, c->req, cs->s->frag_bytes);
+	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes);
+	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
+}
+
+static int fast_call_start(ferry__call *c)
+{
+	fast_cs *cs = cs_of(c->s);
+	/* A call on an otherwise idle session starts a fresh liveness
+	 * interval (its channel's bit is already set). */
+	if ((cs->s->busy_mask & ~(1ull << c->chan)) == 0)
+		cs->l.last_rx_us = c->s->ctx->now_us;
+	cc_send_request(&cs->ch[c->chan], c);
+	return 0;
+}
+
+static void fast_call_end(ferry__call *c, int status)
+{
+	fast_cs *cs = cs_of(c->s);
+	fast_cchan *cc = &cs->ch[c->chan];
+	ferry__timer_cancel(&c->s->ctx->timers, &cc->timer);
+	cc->out.active = false;
+	cc->done_rpc_id = c->rpc_id;
+	cc->done_nfrags = status == 0 ? c->s->chan[c->chan].rx.nfrags : 0;
+}
+
+/* Liveness: silence past the interval fails every call of the session. */
+static bool cs_check_alive(fast_cs *cs)
+{
+	ferry_ctx *ctx = cs->s->ctx;
+	if (ctx->now_us - cs->l.last_rx_us <= cs->l.liveness_us)
+		return true;
+	fast_ctx *f = fast_ctx_of(ctx);
+	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
+		f->calls_peerdead += cs->s->chan[i].call != NULL;
+	f->calls_peerdead += cs->s->qlen;
+	ferry__session_fail(cs->s, FERRY_EPEERDEAD);
+	return false;
+}
+
+/* A client channel's timer: resend the oldest unacked request fragment,
+ * or probe for a response that has not (fully) come. */
+static void cc_timer(ferry__timer *t)
+{
+	fast_cchan *cc = ferry_container_of(t, fast_cchan, timer);
+	fast_cs *cs = cc->cs;
+	ferry_session *s = cs->s;
+	ferry_ctx *ctx = s->ctx;
+	ferry__call *c = s->chan[cc->idx].call;
+	if (c == NULL || c->state != FERRY_CALL_ACTIVE || cs->state != FAST_CS_OPEN)
+		return;
+	if (!cs_check_alive(cs))
+		return;
+	fast_ctx *f = fast_ctx_of(ctx);
+	fast_rto_backoff(&cs->l.rto);
+	f->rto_backoffs++;
+	ferry__chan *ch = &s->chan[cc->idx];
+	if (!cc->req_delivered && !fast_out_done(&cc->out) && cc->out.base < cc->out.next) {
+		f->retx_timeout++;
+		fast_link_loss(&cs->l, true);
+		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+		              (uint16_t)s->frag_bytes, cc->out.base,
+		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+	} else if (!cc->got_response) {
+		/* The server has (or had) the request: ask where it stands by
+		 * resending its last fragment. */
+		f->retx_probe++;
+		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+		              (uint16_t)s->frag_bytes, cc->out.nfrags - 1,
+		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+	} else {
+		/* Part of the response is here: tell the server what is missing. */
+		f->retx_probe++;
+		fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, FERRY_FLAG_ACK_REQ);
+	}
+	/* A server known to be working on it is probed less often. */
+	uint32_t wait = cs->l.rto.rto_us;
+	if (cc->req_delivered && !cc->got_response && cc->probes++ > 0)
+		wait = FAST_RTO_MAX_US;
+	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + wait);
+}
+
+/* After a reopen, calls still on channels go again from their first byte. */
+static void cs_resend_inflight(fast_cs *cs)
+{
+	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
+		ferry__call *c = cs->s->chan[i].call;
+		if (c == NULL || c->state != FERRY_CALL_ACTIVE)
+			continue;
+		if (cs->s->chan[i].rx.active)
+			ferry__reasm_abort(&cs->s->chan[i].rx);
+		ferry_buf_reset(c->resp);
+		cc_send_request(&cs->ch[i], c);
+	}
+}
+
+static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+{
+	ferry_session *s = cs->s;
+	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_PAYLOAD_BYTES ||
+	    get64(p) != cs->nonce || h->token == 0)
+		return; /* a late duplicate, or not ours */
+	uint64_t epoch = get64(p + 8);
+	uint32_t granted = get16(p + 16);
+	uint32_t cap = get16(p + 18);
+	if (granted == 0 || granted > FERRY_CHANNELS_MAX)
+		return;
+	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
+	cs->l.token = h->token;
+	cs->l.server_hint = h->server_hint;
+	bool restarted = cs->have_epoch && epoch != cs->epoch;
+	cs->epoch = epoch;
+	cs->have_epoch = true;
+	cs->state = FAST_CS_OPEN;
+	if (cap != 0 && cap < s->frag_bytes)
+		s->frag_bytes = cap;
+	s->nchan = granted;
+	fast_ctx_of(s->ctx)->sessions_opened++;
+	if (restarted) {
+		/* A new server instance: what it had in flight may or may not
+		 * have run. Those calls fail; queued ones go to the new one. */
+		fast_ctx *f = fast_ctx_of(s->ctx);
+		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
+			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
+				f->calls_restarted++;
+				ferry__call_complete(s->chan[i].call, FERRY_ERESTARTED);
+			}
+	} else {
+		cs_resend_inflight(cs);
+	}
+	ferry__session_kick(s);
+}
+
+static void cs_bad_session(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+{
+	/* Only a reply to our own packet counts: it echoes our token. */
+	if (cs->state != FAST_CS_OPEN || h->token != cs->l.token ||
+	    len < FAST_BAD_SESSION_PAYLOAD_BYTES)
+		return;
+	fast_ctx_of(cs->s->ctx)->bad_session_received++;
+	fast_ctx_of(cs->s->ctx)->reopens++;
+	uint64_t epoch = get64(p);
+	if (epoch != cs->epoch) {
+		/* Restarted: fail what is in flight now, before reopening. */
+		ferry_session *s = cs->s;
+		fast_ctx *f = fast_ctx_of(s->ctx);
+		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
+			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
+				f->calls_restarted++;
+				ferry__call_complete(s->chan[i].call, FERRY_ERESTARTED);
+			}
+		cs->epoch = epoch;
+	}
+	/* Same epoch: the server expired an idle session; reopen and resend. */
+	cs_open(cs);
+}
+
+static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+{
+	ferry_session *s = cs->s;
+	if (h->channel >= s->nchan || len < FAST_ACK_PAYLOAD_BYTES)
+		return;
+	ferry__call *c = s->chan[h->channel].call;
+	fast_cchan *cc = &cs->ch[h->channel];
+	fast_ctx_of(s->ctx)->acks_received++;
+	if (c == NULL || c->rpc_id != h->rpc_id || c->state != FERRY_CALL_ACTIVE)
+		return;
+	bool hole;
+	fast_out_ack(&cs->l, &cc->out, h->frag, get64(p), &hole);
+	if (h->frag >= cc->out.nfrags)
+		cc->req_delivered = true;
+	if (hole) {
+		fast_ctx_of(s->ctx)->retx_fast++;
+		fast_link_loss(&cs->l, false);
+		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+		              (uint16_t)s->frag_bytes, cc->out.base, FERRY_FLAG_RETX);
+	}
+	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes);
+	ferry__timer_arm(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
+}
+
+static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
+{
+	ferry_session *s = cs->s;
+	ferry__port *port = s->port;
+	ferry_ctx *ctx = s->ctx;
+	if (h->channel >= s->nchan)
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	fast_cchan *cc = &cs->ch[h->channel];
+	ferry__chan *ch = &s->chan[h->channel];
+	ferry__call *c = ch->call;
+	if (c == NULL || c->rpc_id != h->rpc_id || c->state != FERRY_CALL_ACTIVE) {
+		/* A retransmitted tail of a response we already completed: the
+		 * server wants to hear that it arrived. */
+		if (h->rpc_id == cc->done_rpc_id && (h->flags & FERRY_FLAG_ACK_REQ))
+			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL,
+			              cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0);
+		ctx->cnt.rx_stale++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	/* Any response packet acks the whole request (implicitly). */
+	if (!cc->got_response) {
+		cc->got_response = true;
+		cc->req_delivered = true;
+		if (cc->out.nfrags == 1 && !(cc->out.retx & 1))
+			fast_link_sample(&cs->l, cc->out.sent_us[0]);
+		cc->out.active = false;
+	}
+	if (h->aux != 0) {
+		ferry__ep_release(pkt);
+		ferry__call_response(c, ferry__wire_unstatus(h->aux));
+		return;
+	}
+	if (h->msg_len > port->msg_max) {
+		ctx->cnt.rx_too_big++;
+		ferry__ep_release(pkt);
+		ferry__call_complete(c, FERRY_ETOOBIG);
+		return;
+	}
+	if (!ch->rx.active)
+		ferry__reasm_start(&ch->rx, c->resp, h->msg_len, h->frag_bytes);
+	uint32_t before = ch->rx.next;
+	bool ack_req = (h->flags & FERRY_FLAG_ACK_REQ) != 0;
+	bool gap = h->frag > ch->rx.next;
+	int r = ferry__reasm_add(&ch->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
+	                         pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
+	if (r == FERRY_REASM_COMPLETE) {
+		/* A multi-fragment response: say it all came, so the server
+		 * stops its timer (single-fragment ones need no ack). */
+		if (ch->rx.nfrags > 1)
+			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL, ch->rx.nfrags, 0);
+		ferry__call_response(c, 0);
+		return;
+	}
+	if (r < 0) {
+		fast_ctx *f = fast_ctx_of(ctx);
+		if (r == FERRY_REASM_DUP)
+			f->frag_dup++;
+		else if (r == FERRY_REASM_AHEAD)
+			f->frag_out_of_window++;
+		ferry__frame_refused(port, pkt, r);
+		ack_req = true; /* the server is resending: tell it where we are */
+	}
+	/* Ack on request, on a gap (so the server resends at once), and when
+	 * a retransmission filled one. */
+	if (ack_req || gap || (before != ch->rx.next && ch->rx.parked > 0))
+		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0);
+	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
+}
+
+static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
+{
+	ferry_ctx *ctx = port->ctx;
+	ferry_wire_hdr h;
+	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (v != FERRY_WIRE_OK)
+		return ferry__frame_drop(port, pkt, v);
+	ferry_session *s = port->session;
+	fast_cs *cs = s != NULL ? cs_of(s) : NULL;
+	if (cs == NULL || (h.flags & FERRY_FLAG_RESPONSE) == 0 || h.client_hint != s->index) {
+		ctx->cnt.rx_unknown_session++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	const uint8_t *p = pkt->data + FERRY_WIRE_HDR_BYTES;
+	uint32_t len = pkt->len - FERRY_WIRE_HDR_BYTES;
+	if (h.type == FERRY_PKT_SESSION_OPEN_REPLY) {
+		cs_open_reply(cs, &h, p, len);
+		return ferry__ep_release(pkt);
+	}
+	if (h.type == FERRY_PKT_BAD_SESSION) {
+		cs_bad_session(cs, &h, p, len);
+		return ferry__ep_release(pkt);
+	}
+	if (cs->state != FAST_CS_OPEN || h.token != cs->l.token) {
+		ctx->cnt.rx_unknown_session++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	cs->l.last_rx_us = ctx->now_us;
+	if (h.type == FERRY_PKT_ACK) {
+		cs_ack(cs, &h, p, len);
+		return ferry__ep_release(pkt);
+	}
+	if (h.type != FERRY_PKT_DATA) {
+		ctx->cnt.rx_bad_type++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	cs_data(cs, pkt, &h);
+}
+
+/* Server side ------------------------------------------------------------------*/
+
+static void ss_free(fast_sport *sp, fast_ss *ss);
+static void sc_timer(ferry__timer *t);
+
+static void sp_sweep(ferry__timer *t)
+{
+	fast_sport *sp = ferry_container_of(t, fast_sport, sweep);
+	ferry_ctx *ctx = sp->port->ctx;
+	for (uint32_t i = 0; i < sp->used; i++) {
+		fast_ss *ss = sp->table[i];
+		if (ss == NULL || ctx->now_us - ss->l.last_rx_us <= sp->expire_us)
+			continue;
+		bool busy = false;
+		for (uint32_t k = 0; k < ss->nchan; k++)
+			busy |= ss->ch[k].state == FAST_SCH_RECEIVING ||
+			        ss->ch[k].state == FAST_SCH_PROCESSING;
+		if (busy)
+			continue;
+		fast_ctx_of(ctx)->sessions_expired++;
+		ss_free(sp, ss);
+	}
+	uint32_t every = sp->expire_us / 4 > 1000 ? sp->expire_us / 4 : 1000;
+	ferry__timer_arm(&ctx->timers, &sp->sweep, ctx->now_us + every);
+}
+
+static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
+{
+	ferry_ctx *ctx = port->ctx;
+	fast_sport *sp = ferry__calloc(1, sizeof(*sp));
+	if (sp == NULL)
+		return -ENOMEM;
+	int rc = 0;
+	sp->expire_us = fast_loc_u32(loc, "expire", 1000, 3600000000u, FAST_EXPIRE_US_DEFAULT, &rc,
+	                             ctx->errmsg, sizeof(ctx->errmsg));
+	sp->liveness_us = fast_loc_u32(loc, "liveness", 1000, 3600000000u,
+	                               FAST_LIVENESS_US_DEFAULT, &rc, ctx->errmsg,
+	                               sizeof(ctx->errmsg));
+	if (rc != 0) {
+		ferry__free(sp);
+		return rc;
+	}
+	sp->port = port;
+	sp->epoch = fast_random64();
+	sp->sweep.fn = sp_sweep;
+	port->tstate = sp;
+	fast_ctx_of(ctx);
+	ferry__ctx_tick(ctx);
+	ferry__timer_arm(&ctx->timers, &sp->sweep, ctx->now_us + sp->expire_us / 4 + 1000);
+	return 0;
+}
+
+static void sc_release(fast_sch *sc)
+{
+	ferry_ctx *ctx = sc->ss->l.port->ctx;
+	ferry__timer_cancel(&ctx->timers, &sc->timer);
+	sc->out.active = false;
+	if (sc->rpc == NULL)
+		return;
+	if (sc->state == FAST_SCH_PROCESSING) {
+		/* The handler still has it: its reply will be dropped. */
+		sc->rpc->tp = NULL;
+	} else if (sc->state == FAST_SCH_RECEIVING) {
+		ferry__rpc_put(ctx, sc->rpc);
+	} else {
+		ferry__rpc_retire(sc->rpc);
+	}
+	sc->rpc = NULL;
+}
+
+static void ss_free(fast_sport *sp, fast_ss *ss)
+{
+	for (uint32_t k = 0; k < FERRY_CHANNELS_MAX; k++)
+		sc_release(&ss->ch[k]);
+	sp->table[ss->index] = NULL;
+	sp->free[sp->nfree++] = ss->index;
+	ferry__free(ss);
+}
+
+static void fast_server_port_fini(ferry__port *port)
+{
+	fast_sport *sp = port->tstate;
+	if (sp == NULL)
+		return;
+	ferry__timer_cancel(&port->ctx->timers, &sp->sweep);
+	for (uint32_t i = 0; i < sp->used; i++)
+		if (sp->table[i] != NULL)
+			ss_free(sp, sp->table[i]);
+	ferry__free(sp->table);
+	ferry__free(sp->free);
+	ferry__free(sp);
+	port->tstate = NULL;
+}
+
+static void sp_send_bad_session(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *rh)
+{
+	ferry_wire_hdr h = *rh;
+	h.type = FERRY_PKT_BAD_SESSION;
+	h.flags = FERRY_FLAG_RESPONSE;
+	h.frag = h.msg_len = h.frag_bytes = h.aux = 0;
+	uint8_t p[FAST_BAD_SESSION_PAYLOAD_BYTES];
+	put64(p, sp->epoch);
+	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
+	fast_ctx_of(sp->port->ctx)->bad_session_sent++;
+}
+
+static void ss_open_reply(fast_sport *sp, fast_ss *ss)
+{
+	ferry_wire_hdr h;
+	fast_hdr(&ss->l, &h, FERRY_PKT_SESSION_OPEN_REPLY, 0, 0, 0);
+	uint8_t p[FAST_OPEN_REPLY_PAYLOAD_BYTES];
+	put64(p, ss->nonce);
+	put64(p + 8, sp->epoch);
+	put16(p + 16, (uint16_t)ss->nchan);
+	put16(p + 18, (uint16_t)ferry__frame_bytes(sp->port));
+	fast_send_ctl(sp->port, &ss->peer, &h, p, sizeof(p));
+}
+
+static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
+{
+	ferry_ctx *ctx = sp->port->ctx;
+	const uint8_t *p = pkt->data + FERRY_WIRE_HDR_BYTES;
+	if (pkt->len - FERRY_WIRE_HDR_BYTES < FAST_OPEN_PAYLOAD_BYTES)
+		return;
+	uint64_t nonce = get64(p);
+	/* A retried open gets the same session back. */
+	for (uint32_t i = 0; i < sp->used; i++) {
+		fast_ss *ss = sp->table[i];
+		if (ss != NULL && ss->nonce == nonce && ss->l.client_hint == h->client_hint &&
+		    ss->peer.len == pkt->src.len &&
+		    memcmp(ss->peer.u.bytes, pkt->src.u.bytes, pkt->src.len) == 0) {
+			ss_open_reply(sp, ss);
+			return;
+		}
+	}
+	uint32_t idx;
+	if (sp->nfree > 0) {
+		idx = sp->free[--sp->nfree];
+	} else {
+		if (sp->used == FAST_SESSIONS_MAX)
+			return; /* full: the client retries, then gives up */
+		if (sp->used == sp->cap) {
+			uint32_t cap = sp->cap ? 2 * sp->cap : 64;
+			fast_ss **t = ferry__realloc(sp->table, cap * sizeof(*t));
+			if (t == NULL)
+				return;
+			sp->table = t;
+			uint32_t *fr = ferry__realloc(sp->free, cap * sizeof(*fr));
+			if (fr == NULL)
+				return;
+			sp->free = fr;
+			sp->cap = cap;
+		}
+		idx = sp->used++;
+	}
+	fast_ss *ss = ferry__calloc(1, sizeof(*ss));
+	if (ss == NULL) {
+		sp->free[sp->nfree++] = idx;
+		return;
+	}
+	ss->peer = pkt->src;
+	ss->index = idx;
+	ss->nonce = nonce;
+	uint32_t want = get16(p + 8);
+	ss->nchan = want == 0 ? FERRY_CHANNELS_DEFAULT
+	                      : want > FAST_CHANNELS_GRANT_MAX ? FAST_CHANNELS_GRANT_MAX : want;
+	ss->client_cap = get16(p + 10);
+	fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
+	               ctx->now_us);
+	ss->l.token = fast_random64();
+	ss->l.client_hint = h->client_hint;
+	ss->l.server_hint = idx;
+	for (uint32_t k = 0; k < FERRY_CHANNELS_MAX; k++) {
+		ss->ch[k].ss = ss;
+		ss->ch[k].idx = (uint8_t)k;
+		ss->ch[k].timer.fn = sc_timer;
+	}
+	sp->table[idx] = ss;
+	fast_ctx_of(ctx)->sessions_opened++;
+	ss_open_reply(sp, ss);
+}
+
+static uint32_t ss_resp_cap(fast_ss *ss)
+{
+	uint32_t mine = ferry__frame_bytes(ss->l.port);
+	return ss->client_cap != 0 && ss->client_cap < mine ? ss->client_cap : mine;
+}
+
+/* A server channel's timer: resend the oldest unacked response fragment. */
+static void sc_timer(ferry__timer *t)
+{
+	fast_sch *sc = ferry_container_of(t, fast_sch, timer);
+	fast_ss *ss = sc->ss;
+	ferry_ctx *ctx = ss->l.port->ctx;
+	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || fast_out_done(&sc->out))
+		return;
+	/* A silent client: stop pushing; the reply stays for a probe. */
+	if (ctx->now_us - ss->l.last_rx_us > ss->l.liveness_us)
+		return;
+	fast_ctx *f = fast_ctx_of(ctx);
+	f->retx_timeout++;
+	f->rto_backoffs++;
+	fast_rto_backoff(&ss->l.rto);
+	fast_link_loss(&ss->l, true);
+	fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
+	              sc->out.base, FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+}
+
+static bool fast_server_reply(ferry_rpc *rpc)
+{
+	fast_sch *sc = rpc->tp;
+	if (sc == NULL || sc->rpc != rpc)
+		return false; /* the client moved on: nobody wants this reply */
+	fast_ss *ss = sc->ss;
+	ferry_ctx *ctx = ss->l.port->ctx;
+	sc->state = FAST_SCH_REPLIED;
+	sc->status = ferry__wire_status(rpc->status);
+	fast_out_start(&sc->out, &rpc->resp, ss_resp_cap(ss));
+	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, rpc->opcode, sc->status);
+	/* Single-fragment replies are recovered by the client's probe; longer
+	 * ones need the server's own timer for their tail. */
+	if (sc->out.nfrags > 1)
+		ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+	return true; /* retained until the next request on the channel */
+}
+
+static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wire_hdr *h)
+{
+	ferry__port *port = sp->port;
+	ferry_ctx *ctx = port->ctx;
+	if (h->channel >= ss->nchan)
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	fast_sch *sc = &ss->ch[h->channel];
+	int32_t age = (int32_t)(h->rpc_id - sc->rpc_id);
+	bool ack_req = (h->flags & FERRY_FLAG_ACK_REQ) != 0;
+	if (age < 0 || (age == 0 && sc->state == FAST_SCH_IDLE)) {
+		ctx->cnt.rx_stale++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	if (age > 0) {
+		/* A new call on the channel: it acks the previous reply. */
+		sc_release(sc);
+		if (h->msg_len > port->msg_max) {
+			ctx->cnt.rx_too_big++;
+			/* Refuse with a status, like unreliable, once. */
+			if (h->frag == 0) {
+				ferry_rpc *rpc = ferry__rpc_get(ctx);
+				if (rpc != NULL) {
+					rpc->srv = port->srv;
+					rpc->port = port;
+					rpc->peer = ss->peer;
+					rpc->opcode = h->opcode;
+					rpc->rpc_id = h->rpc_id;
+					rpc->chan = h->channel;
+					rpc->tp = sc;
+					sc->rpc = rpc;
+					sc->rpc_id = h->rpc_id;
+					rpc->state = FERRY_RPC_HANDLER;
+					ferry_rpc_reply(rpc, FERRY_ETOOBIG);
+				}
+			}
+			return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+		}
+		ferry_rpc *rpc = ferry__rpc_get(ctx);
+		if (rpc == NULL)
+			return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+		rpc->srv = port->srv;
+		rpc->port = port;
+		rpc->peer = ss->peer;
+		rpc->client_hint = h->client_hint;
+		rpc->rpc_id = h->rpc_id;
+		rpc->chan = h->channel;
+		rpc->opcode = h->opcode;
+		rpc->frag_bytes = ss_resp_cap(ss);
+		rpc->state = FERRY_RPC_RECEIVING;
+		rpc->tp = sc;
+		ferry__reasm_start(&rpc->rx, &rpc->req, h->msg_len, h->frag_bytes);
+		sc->rpc = rpc;
+		sc->rpc_id = h->rpc_id;
+		sc->state = FAST_SCH_RECEIVING;
+	}
+	switch (sc->state) {
+	case FAST_SCH_RECEIVING: {
+		ferry_rpc *rpc = sc->rpc;
+		int r = ferry__reasm_add(&rpc->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
+		                         pkt->data + FERRY_WIRE_HDR_BYTES,
+		                         pkt->len - FERRY_WIRE_HDR_BYTES);
+		if (r == FERRY_REASM_COMPLETE) {
+			sc->state = FAST_SCH_PROCESSING;
+			ferry__server_dispatch(rpc);
+			/* A slow handler: tell the client its request is in. */
+			if (ack_req && sc->state == FAST_SCH_PROCESSING)
+				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0);
+			return;
+		}
+		if (r < 0) {
+			fast_ctx *f = fast_ctx_of(ctx);
+			if (r == FERRY_REASM_DUP)
+				f->frag_dup++;
+			else if (r == FERRY_REASM_AHEAD)
+				f->frag_out_of_window++;
+			ferry__frame_refused(port, pkt, r);
+			ack_req = true;
+		}
+		if (ack_req || h->frag > rpc->rx.next || rpc->rx.parked > 0)
+			fast_send_ack(&ss->l, h->channel, h->rpc_id, &rpc->rx, rpc->rx.next, 0);
+		return;
+	}
+	case FAST_SCH_PROCESSING:
+		/* A duplicate while the handler works: the request is all here. */
+		fast_ctx_of(ctx)->frag_dup++;
+		if (ack_req)
+			fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0);
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	case FAST_SCH_REPLIED:
+		/* The client lacks the reply: answer from the retained one,
+		 * never by running the handler again (at-most-once). */
+		fast_ctx_of(ctx)->retx_dup_request++;
+		if (!fast_out_done(&sc->out) || sc->out.nfrags == 1) {
+			uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
+			fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
+			              f, FERRY_FLAG_RETX);
+		}
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	default:
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+}
+
+static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+{
+	ferry_ctx *ctx = ss->l.port->ctx;
+	if (h->channel >= ss->nchan || len < FAST_ACK_PAYLOAD_BYTES)
+		return;
+	fast_sch *sc = &ss->ch[h->channel];
+	fast_ctx *f = fast_ctx_of(ctx);
+	f->acks_received++;
+	if (sc->state != FAST_SCH_REPLIED || sc->rpc_id != h->rpc_id || !sc->out.active)
+		return;
+	bool hole;
+	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), &hole);
+	if (fast_out_done(&sc->out)) {
+		ferry__timer_cancel(&ctx->timers, &sc->timer);
+		return;
+	}
+	if (hole || (newly == 0 && (h->flags & FERRY_FLAG_ACK_REQ))) {
+		/* A gap the client sees, or a probe: resend the oldest. */
+		if (hole) {
+			f->retx_fast++;
+			fast_link_loss(&ss->l, false);
+		} else {
+			f->retx_probe++;
+		}
+		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
+		              sc->out.base, FERRY_FLAG_RETX);
+	}
+	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status);
+	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+}
+
+static void fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
+{
+	ferry_ctx *ctx = port->ctx;
+	fast_sport *sp = port->tstate;
+	ferry_wire_hdr h;
+	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (v != FERRY_WIRE_OK)
+		return ferry__frame_drop(port, pkt, v);
+	if ((h.flags & FERRY_FLAG_RESPONSE) != 0 || sp == NULL || port->srv == NULL) {
+		ctx->cnt.rx_bad_type++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	if (h.type == FERRY_PKT_SESSION_OPEN) {
+		sp_open(sp, pkt, &h);
+		return ferry__ep_release(pkt);
+	}
+	fast_ss *ss = h.server_hint < sp->used ? sp->table[h.server_hint] : NULL;
+	if (ss == NULL || ss->l.token != h.token || h.token == 0) {
+		ctx->cnt.rx_unknown_session++;
+		sp_send_bad_session(sp, pkt, &h);
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	ss->l.last_rx_us = ctx->now_us;
+	if (h.type == FERRY_PKT_ACK) {
+		ss_ack(ss, &h, pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
+		return ferry__ep_release(pkt);
+	}
+	if (h.type != FERRY_PKT_DATA) {
+		ctx->cnt.rx_bad_type++;
+		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+	}
+	ss_data(sp, ss, pkt, &h);
+}
+
+/* Metrics and the ops table --------------------------------------------------------*/
+
+static void fast_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg)
+{
+	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
+#define FAST_STAT_(field, name) cb(arg, name, f->field);
+	FAST_COUNTERS(FAST_STAT_)
+#undef FAST_STAT_
+}
+
+static void fast_hists(ferry_ctx *ctx, void (*cb)(void *, const char *, const void *), void *arg)
+{
+	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
+	cb(arg, "fast.cwnd_frags", &f->hist_cwnd);
+	cb(arg, "fast.rtt_us", &f->hist_rtt);
+}
+
+static void fast_ctx_fini(ferry_ctx *ctx)
+{
+	ferry__free(ctx->tp_ctx[ferry__fast_ops.index]);
+	ctx->tp_ctx[ferry__fast_ops.index] = NULL;
+}
+
+const ferry__transport_ops ferry__fast_ops = {
+	.name = "fast",
+	.index = 1,
+	.keys = fast_keys,
+	.session_init = fast_session_init,
+	.session_fini = fast_session_fini,
+	.server_port_init = fast_server_port_init,
+	.call_start = fast_call_start,
+	.call_end = fast_call_end,
+	.client_pkt = fast_client_pkt,
+	.server_pkt = fast_server_pkt,
+	.server_reply = fast_server_reply,
+	.server_port_fini = fast_server_port_fini,
+	.stats = fast_stats,
+	.hists = fast_hists,
+	.ctx_fini = fast_ctx_fini,
+};

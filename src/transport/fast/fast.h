@@ -1,0 +1,138 @@
+/* Internal structures of the fast transport (see fast.c and docs/FAST.md). */
+#ifndef FERRY_FAST_H
+#define FERRY_FAST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core.h"
+#include "rto.h"
+
+#define FAST_WINDOW_FRAGS FERRY_REASM_WINDOW  /* what the receiver can park */
+#define FAST_CWND_INITIAL_FRAGS 8
+#define FAST_CWND_MIN_FRAGS 2
+#define FAST_LIVENESS_US_DEFAULT 1000000u     /* silence before EPEERDEAD */
+#define FAST_EXPIRE_US_DEFAULT 60000000u      /* idle server session lifetime */
+#define FAST_CHANNELS_GRANT_MAX FERRY_CHANNELS_MAX
+#define FAST_SESSIONS_MAX 65536u              /* per server port */
+#define FAST_OPEN_PAYLOAD_BYTES 12            /* nonce u64, channels u16, cap u16 */
+#define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
+#define FAST_BAD_SESSION_PAYLOAD_BYTES 8      /* epoch u64 */
+#define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
+
+/* A message being sent: window state over its fragments. */
+typedef struct fast_out {
+	ferry_buf *msg;
+	uint32_t len, cap, nfrags;
+	uint32_t base;  /* first fragment not acked */
+	uint32_t next;  /* first fragment never sent */
+	uint64_t acked; /* bit f % 64 for f in [base, base + 64) */
+	uint64_t retx;  /* same indexing: sent more than once (Karn) */
+	uint64_t sent_us[FAST_WINDOW_FRAGS];
+	bool active;
+} fast_out;
+
+/* What both ends of a session share: addressing, estimator, window. */
+typedef struct fast_link {
+	ferry__port *port;
+	ferry_addr *peer;
+	uint64_t token;
+	uint32_t client_hint, server_hint;
+	uint8_t dir;            /* FERRY_FLAG_RESPONSE on the server side */
+	fast_rto rto;
+	uint32_t cwnd, ssthresh, cwnd_acc;
+	uint64_t last_rx_us;    /* liveness */
+	uint32_t liveness_us;
+} fast_link;
+
+enum { FAST_CS_OPENING = 0, FAST_CS_OPEN = 1 };
+
+struct fast_cs;
+
+typedef struct fast_cchan {
+	struct fast_cs *cs;
+	uint8_t idx;
+	fast_out out;           /* the request */
+	ferry__timer timer;
+	bool req_delivered;     /* the server has the whole request */
+	bool got_response;      /* a response fragment arrived */
+	uint32_t probes;
+	uint32_t done_rpc_id, done_nfrags; /* last completed call: stale acks */
+} fast_cchan;
+
+typedef struct fast_cs {
+	fast_link l;
+	ferry_session *s;
+	int state;
+	uint64_t nonce, epoch;
+	bool have_epoch;
+	uint32_t channels_wanted;
+	ferry__timer open_timer;
+	uint64_t open_started_us;
+	fast_cchan ch[FERRY_CHANNELS_MAX];
+} fast_cs;
+
+enum { FAST_SCH_IDLE = 0, FAST_SCH_RECEIVING, FAST_SCH_PROCESSING, FAST_SCH_REPLIED };
+
+struct fast_ss;
+
+typedef struct fast_sch {
+	struct fast_ss *ss;
+	uint8_t idx;
+	uint8_t state;
+	uint32_t rpc_id;
+	ferry_rpc *rpc;
+	fast_out out;           /* the response */
+	uint16_t status;        /* response status on the wire */
+	ferry__timer timer;
+} fast_sch;
+
+typedef struct fast_ss {
+	fast_link l;
+	ferry_addr peer;
+	uint64_t nonce;         /* of the open that created it: retried opens */
+	uint32_t index, nchan;
+	uint32_t client_cap;
+	fast_sch ch[FERRY_CHANNELS_MAX];
+} fast_ss;
+
+typedef struct fast_sport {
+	ferry__port *port;
+	uint64_t epoch;
+	uint32_t expire_us, liveness_us;
+	fast_ss **table;
+	uint32_t cap, used;
+	uint32_t *free;
+	uint32_t nfree;
+	ferry__timer sweep;
+} fast_sport;
+
+#define FAST_COUNTERS(X)                                                        \
+	X(sessions_opened, "fast.sessions_opened")                             \
+	X(sessions_expired, "fast.sessions_expired")                           \
+	X(open_sent, "fast.open_sent")                                         \
+	X(bad_session_sent, "fast.bad_session_sent")                           \
+	X(bad_session_received, "fast.bad_session_received")                   \
+	X(data_sent, "fast.data_sent")                                         \
+	X(retx_timeout, "fast.retx.timeout")                                   \
+	X(retx_fast, "fast.retx.fast")                                         \
+	X(retx_probe, "fast.retx.probe")                                       \
+	X(retx_dup_request, "fast.retx.dup_request")                           \
+	X(acks_sent, "fast.acks_sent")                                         \
+	X(acks_received, "fast.acks_received")                                 \
+	X(frag_dup, "fast.frag.dup")                                           \
+	X(frag_out_of_window, "fast.frag.out_of_window")                       \
+	X(rto_backoffs, "fast.rto.backoffs")                                   \
+	X(calls_peerdead, "fast.calls.peerdead")                               \
+	X(calls_restarted, "fast.calls.restarted")                             \
+	X(reopens, "fast.reopens")
+
+typedef struct fast_ctx {
+#define FAST_CNT_FIELD_(f, n) uint64_t f;
+	FAST_COUNTERS(FAST_CNT_FIELD_)
+#undef FAST_CNT_FIELD_
+	ferry_hist hist_cwnd;   /* fragments in the window when a burst starts */
+	ferry_hist hist_rtt;    /* us */
+} fast_ctx;
+
+#endif

@@ -1,0 +1,26 @@
+/* Sending side of fast: links, windows, acks, congestion (window.c). */
+#ifndef FERRY_FAST_WINDOW_H
+#define FERRY_FAST_WINDOW_H
+
+#include "../wire.h"
+#include "fast.h"
+
+fast_ctx *fast_ctx_of(ferry_ctx *ctx);
+void fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t dir,
+                    uint32_t liveness_us, uint64_t now_us);
+/* A header for this link: type, direction, token, hints, channel, rpc id. */
+void fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
+              uint32_t rpc_id, uint16_t opcode);
+void fast_out_start(fast_out *o, ferry_buf *msg, uint32_t cap);
+int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+                  uint16_t aux, uint32_t f, uint8_t flags);
+void fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+                   uint16_t aux);
+uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_t bitmap,
+                      bool *hole);
+bool fast_out_done(const fast_out *o);
+/* A loss: halve the window (to the minimum on a timeout). */
+void fast_link_loss(fast_link *l, bool timeout);
+void fast_link_sample(fast_link *l, uint64_t sent_us);
+
+#endif

@@ -99,14 +99,14 @@ cmd_test() {
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
-	log "release suites: unit drivers e2e bench-smoke"
-	run_suites build/release unit drivers e2e bench-smoke
+	log "release suites: unit drivers e2e fault bench-smoke"
+	run_suites build/release unit drivers e2e fault bench-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
-	log "asan suites: unit drivers e2e"
+	log "asan suites: unit drivers e2e fault-asan"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e
+		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan
 	log "suites: $((SECONDS - t2)) s; total $((SECONDS - t0)) s"
 }
 

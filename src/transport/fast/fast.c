@@ -58,13 +58,17 @@ static void fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hd
 }
 
 /* An ack for a message being received: first missing + the next 64. */
+/* echo: the fragment whose arrival caused this ack, plus one (0: none);
+ * it travels in msg_len, which acks do not otherwise use, and lets the
+ * sender time exactly that fragment's round trip. */
 static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry__reasm *r,
-                          uint32_t first_missing, uint8_t flags)
+                          uint32_t first_missing, uint8_t flags, uint32_t echo)
 {
 	ferry_wire_hdr h;
 	fast_hdr(l, &h, FERRY_PKT_ACK, ch, rpc_id, 0);
 	h.flags |= flags;
 	h.frag = first_missing;
+	h.msg_len = echo;
 	h.aux = 1;
 	uint64_t bm = 0;
 	if (r != NULL && r->active)
@@ -276,7 +280,7 @@ static void cc_timer(ferry__timer *t)
 	} else {
 		/* Part of the response is here: tell the server what is missing. */
 		f->retx_probe++;
-		fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, FERRY_FLAG_ACK_REQ);
+		fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, FERRY_FLAG_ACK_REQ, 0);
 	}
 	/* A server known to be working on it is probed less often. */
 	uint32_t wait = cs->l.rto.rto_us;
@@ -370,16 +374,11 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_ctx_of(s->ctx)->acks_received++;
 	if (c == NULL || c->rpc_id != h->rpc_id || c->state != FERRY_CALL_ACTIVE)
 		return;
-	bool hole;
-	fast_out_ack(&cs->l, &cc->out, h->frag, get64(p), &hole);
+	fast_out_ack(&cs->l, &cc->out, h->frag, get64(p), h->msg_len);
 	if (h->frag >= cc->out.nfrags)
 		cc->req_delivered = true;
-	if (hole) {
-		fast_ctx_of(s->ctx)->retx_fast++;
-		fast_link_loss(&cs->l, false);
-		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
-		              (uint16_t)s->frag_bytes, cc->out.base, FERRY_FLAG_RETX);
-	}
+	fast_ctx_of(s->ctx)->retx_fast += fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
+	                                                   c->opcode, (uint16_t)s->frag_bytes);
 	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes);
 	ferry__timer_arm(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
 }
@@ -399,7 +398,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		 * server wants to hear that it arrived. */
 		if (h->rpc_id == cc->done_rpc_id && (h->flags & FERRY_FLAG_ACK_REQ))
 			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL,
-			              cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0);
+			              cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0, 0);
 		ctx->cnt.rx_stale++;
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
@@ -433,7 +432,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		/* A multi-fragment response: say it all came, so the server
 		 * stops its timer (single-fragment ones need no ack). */
 		if (ch->rx.nfrags > 1)
-			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL, ch->rx.nfrags, 0);
+			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL, ch->rx.nfrags, 0, h->frag + 1);
 		ferry__call_response(c, 0);
 		return;
 	}
@@ -446,10 +445,12 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		ferry__frame_refused(port, pkt, r);
 		ack_req = true; /* the server is resending: tell it where we are */
 	}
-	/* Ack on request, on a gap (so the server resends at once), and when
-	 * a retransmission filled one. */
-	if (ack_req || gap || (before != ch->rx.next && ch->rx.parked > 0))
-		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0);
+	/* Ack on request, on a gap (so the server resends at once), when a
+	 * retransmission filled one, and every few fragments (a lost ack must
+	 * not stall the window until a timeout). */
+	if (ack_req || gap || (before != ch->rx.next && ch->rx.parked > 0) ||
+	    (before / FAST_ACK_EVERY_FRAGS != ch->rx.next / FAST_ACK_EVERY_FRAGS))
+		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0, h->frag + 1);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -777,6 +778,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 	switch (sc->state) {
 	case FAST_SCH_RECEIVING: {
 		ferry_rpc *rpc = sc->rpc;
+		uint32_t before = rpc->rx.next;
 		int r = ferry__reasm_add(&rpc->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
 		                         pkt->data + FERRY_WIRE_HDR_BYTES,
 		                         pkt->len - FERRY_WIRE_HDR_BYTES);
@@ -785,7 +787,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			ferry__server_dispatch(rpc);
 			/* A slow handler: tell the client its request is in. */
 			if (ack_req && sc->state == FAST_SCH_PROCESSING)
-				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0);
+				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0, h->frag + 1);
 			return;
 		}
 		if (r < 0) {
@@ -797,15 +799,16 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			ferry__frame_refused(port, pkt, r);
 			ack_req = true;
 		}
-		if (ack_req || h->frag > rpc->rx.next || rpc->rx.parked > 0)
-			fast_send_ack(&ss->l, h->channel, h->rpc_id, &rpc->rx, rpc->rx.next, 0);
+		if (ack_req || h->frag > rpc->rx.next || rpc->rx.parked > 0 ||
+		    before / FAST_ACK_EVERY_FRAGS != rpc->rx.next / FAST_ACK_EVERY_FRAGS)
+			fast_send_ack(&ss->l, h->channel, h->rpc_id, &rpc->rx, rpc->rx.next, 0, h->frag + 1);
 		return;
 	}
 	case FAST_SCH_PROCESSING:
 		/* A duplicate while the handler works: the request is all here. */
 		fast_ctx_of(ctx)->frag_dup++;
 		if (ack_req)
-			fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0);
+			fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, h->frag + 1);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	case FAST_SCH_REPLIED:
 		/* The client lacks the reply: answer from the retained one,
@@ -832,20 +835,17 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	f->acks_received++;
 	if (sc->state != FAST_SCH_REPLIED || sc->rpc_id != h->rpc_id || !sc->out.active)
 		return;
-	bool hole;
-	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), &hole);
+	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);
 	if (fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
 		return;
 	}
-	if (hole || (newly == 0 && (h->flags & FERRY_FLAG_ACK_REQ))) {
-		/* A gap the client sees, or a probe: resend the oldest. */
-		if (hole) {
-			f->retx_fast++;
-			fast_link_loss(&ss->l, false);
-		} else {
-			f->retx_probe++;
-		}
+	uint32_t resent = fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	                                   sc->status);
+	f->retx_fast += resent;
+	if (resent == 0 && newly == 0 && (h->flags & FERRY_FLAG_ACK_REQ)) {
+		/* A probe from a client that lacks the oldest fragment. */
+		f->retx_probe++;
 		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
 		              sc->out.base, FERRY_FLAG_RETX);
 	}

@@ -19,6 +19,7 @@
 #define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
 #define FAST_BAD_SESSION_PAYLOAD_BYTES 8      /* epoch u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
+#define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
 
 /* A message being sent: window state over its fragments. */
 typedef struct fast_out {
@@ -29,6 +30,10 @@ typedef struct fast_out {
 	uint64_t acked; /* bit f % 64 for f in [base, base + 64) */
 	uint64_t retx;  /* same indexing: sent more than once (Karn) */
 	uint64_t sent_us[FAST_WINDOW_FRAGS];
+	uint32_t high;          /* one past the highest fragment known acked */
+	uint32_t recover_until; /* a loss episode lasts until base passes this */
+	uint32_t sample_frag;   /* the fragment whose ack gives an RTT sample */
+	uint64_t sample_sent_us; /* its send time; 0 = none pending */
 	bool active;
 } fast_out;
 

@@ -45,3 +45,11 @@ void fast_rto_backoff(fast_rto *r)
 	r->backoffs++;
 	r->rto_us = rto_clamp(r, 2ull * r->rto_us);
 }
+
+void fast_rto_progress(fast_rto *r)
+{
+	if (r->backoffs == 0)
+		return;
+	r->backoffs = 0;
+	r->rto_us = r->have_sample ? rto_compute(r) : rto_clamp(r, FAST_RTO_INITIAL_US);
+}

@@ -58,6 +58,8 @@ void fast_out_start(fast_out *o, ferry_buf *msg, uint32_t cap)
 	o->nfrags = ferry__wire_nfrags(o->len, cap);
 	o->base = o->next = 0;
 	o->acked = o->retx = 0;
+	o->high = o->recover_until = 0;
+	o->sample_sent_us = 0;
 	o->active = true;
 }
 
@@ -74,8 +76,16 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 	h.aux = aux;
 	int rc = ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, f, f);
 	o->sent_us[f % FAST_WINDOW_FRAGS] = ctx->now_us;
-	if (flags & FERRY_FLAG_RETX)
+	if (flags & FERRY_FLAG_RETX) {
 		o->retx |= out_bit(f);
+		if (o->sample_sent_us != 0 && o->sample_frag == f)
+			o->sample_sent_us = 0; /* Karn: no sample from a resent fragment */
+	} else if (flags & FERRY_FLAG_ACK_REQ) {
+		/* The ack this asks for times the round trip: no other
+		 * fragment's ack does, since acks may be late or lost. */
+		o->sample_frag = f;
+		o->sample_sent_us = ctx->now_us;
+	}
 	fast_ctx_of(ctx)->data_sent++;
 	return rc;
 }
@@ -134,52 +144,83 @@ void fast_link_sample(fast_link *l, uint64_t sent_us)
 	ferry_hist_record(&fast_ctx_of(ctx)->hist_rtt, rtt);
 }
 
-/* Apply an ack. Returns fragments newly acked; *hole is set when the ack
- * shows later fragments received while first_missing (sent, not resent) is
- * not: a loss, resent at once (fast retransmit). */
+/* Apply an ack: fragments below first_missing and those in the bitmap;
+ * echo names the fragment that caused it, plus one. Returns how many were
+ * newly acked. */
 uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_t bitmap,
-                      bool *hole)
+                      uint32_t echo)
 {
-	*hole = false;
 	/* An ack naming a fragment never sent is bogus; one below base is old
 	 * but its bitmap may still be news. */
 	if (!o->active || first_missing > o->next)
 		return 0;
 	uint32_t newly = 0;
-	uint64_t sample_sent = 0;
-	for (uint32_t f = o->base; f < first_missing && f < o->next; f++) {
+	bool sampled = false;
+	for (uint32_t f = o->base; f < first_missing; f++) {
 		if (o->acked & out_bit(f))
 			continue;
 		o->acked |= out_bit(f);
 		newly++;
-		if (!(o->retx & out_bit(f)))
-			sample_sent = o->sent_us[f % FAST_WINDOW_FRAGS];
+		sampled |= o->sample_sent_us != 0 && f == o->sample_frag;
 	}
+	if (first_missing > o->high)
+		o->high = first_missing;
 	for (uint32_t i = 0; i < 64 && bitmap != 0; i++) {
 		if (!(bitmap & (1ull << i)))
 			continue;
 		uint32_t f = first_missing + 1 + i;
 		if (f < o->base || f >= o->next || f - o->base >= FAST_WINDOW_FRAGS)
 			continue;
+		if (f + 1 > o->high)
+			o->high = f + 1;
 		if (o->acked & out_bit(f))
 			continue;
 		o->acked |= out_bit(f);
 		newly++;
-		if (!(o->retx & out_bit(f)))
-			sample_sent = o->sent_us[f % FAST_WINDOW_FRAGS];
+		sampled |= o->sample_sent_us != 0 && f == o->sample_frag;
 	}
 	while (o->base < o->next && (o->acked & out_bit(o->base))) {
 		o->acked &= ~out_bit(o->base);
 		o->retx &= ~out_bit(o->base);
 		o->base++;
 	}
-	if (sample_sent != 0)
-		fast_link_sample(l, sample_sent);
+	/* Time the round trip only from the ack the sample fragment itself
+	 * caused: a late ack that merely covers it (its own ack was lost)
+	 * would add the loss-recovery delay to the estimate. */
+	if (sampled && echo == o->sample_frag + 1)
+		fast_link_sample(l, o->sample_sent_us);
+	if (sampled)
+		o->sample_sent_us = 0;
+	if (newly > 0)
+		fast_rto_progress(&l->rto);
 	link_grow(l, newly);
-	if (bitmap != 0 && first_missing == o->base && first_missing < o->next &&
-	    !(o->retx & out_bit(first_missing)))
-		*hole = true;
 	return newly;
+}
+
+/* Selective recovery: every fragment below the highest one acked that is
+ * still missing and was last sent more than a smoothed round trip ago is
+ * presumed lost and sent again (at most a window's worth per ack). The
+ * window halves once per loss episode, not once per lost fragment. Returns
+ * the number resent. */
+uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+                          uint16_t opcode, uint16_t aux)
+{
+	ferry_ctx *ctx = l->port->ctx;
+	uint64_t guard = l->rto.have_sample ? l->rto.srtt_us : l->rto.rto_us / 2;
+	uint32_t limit = l->cwnd, sent = 0;
+	for (uint32_t f = o->base; f < o->high && f < o->next && sent < limit; f++) {
+		if (o->acked & out_bit(f))
+			continue;
+		if (ctx->now_us - o->sent_us[f % FAST_WINDOW_FRAGS] < guard)
+			continue;
+		if (sent == 0 && o->base >= o->recover_until) {
+			fast_link_loss(l, false);
+			o->recover_until = o->next;
+		}
+		fast_out_send(l, o, ch, rpc_id, opcode, aux, f, FERRY_FLAG_RETX);
+		sent++;
+	}
+	return sent;
 }
 
 bool fast_out_done(const fast_out *o) { return o->base >= o->nfrags; }

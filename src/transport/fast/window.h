@@ -17,7 +17,9 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 void fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
                    uint16_t aux);
 uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_t bitmap,
-                      bool *hole);
+                      uint32_t echo);
+uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+                          uint16_t opcode, uint16_t aux);
 bool fast_out_done(const fast_out *o);
 /* A loss: halve the window (to the minimum on a timeout). */
 void fast_link_loss(fast_link *l, bool timeout);

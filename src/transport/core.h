@@ -165,6 +165,7 @@ struct ferry_server {
 	X(no_handler, "rpc.no_handler")                                        \
 	X(handoffs, "rpc.handoffs")                                            \
 	X(loans_released_remote, "rpc.loans_released_remote")                  \
+	X(loans_leaked, "rpc.loans_leaked")                                    \
 	X(tx_dropped, "rpc.tx_dropped")                                        \
 	X(rx_short, "rpc.drop.short")                                          \
 	X(rx_bad_magic, "rpc.drop.bad_magic")                                  \

@@ -191,6 +191,9 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	ctx->depth++;
 	h->cb(h->arg, rpc);
 	ctx->depth--;
+	/* A handler may take a while: timers armed and packets stamped after it
+	 * must not use the clock of the pass's start. */
+	ferry__ctx_tick(ctx);
 }
 
 ferry_buf *ferry_rpc_request(ferry_rpc *rpc) { return &rpc->req; }
@@ -225,6 +228,8 @@ static void rpc_reply_owner(ferry_rpc *rpc)
 	}
 	/* The request stays until the flush too (with the rpc): a response
 	 * may reference request bytes (zero-copy echo). */
+	if (rpc->ho.fn != NULL)
+		ferry__ctx_tick(ctx); /* a deferred reply: the pass clock may be old */
 	bool kept = rpc->port->tp->server_reply(rpc);
 	if (rpc->opcode >= FERRY_OPCODE_USER_MIN) {
 		ctx->cnt.responses_sent++;

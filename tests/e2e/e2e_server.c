@@ -43,8 +43,14 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	while (!stop)
 		ferry_ctx_poll(ctx, 100000);
-	uint64_t loans = 0;
-	ferry_metrics_get(ctx, "udp.loans_out", &loans);
+	/* Close the server (retained replies go back) and check that every
+	 * endpoint got all its loans back before closing. */
+	ferry_server_destroy(srv);
+	ferry_ctx_poll(ctx, 0);
+	uint64_t leaked = 1;
+	ferry_metrics_get(ctx, "rpc.loans_leaked", &leaked);
 	ferry_ctx_destroy(ctx);
-	return loans == 0 ? 0 : 5;
+	if (leaked != 0)
+		fprintf(stderr, "e2e_server: %llu loans leaked\n", (unsigned long long)leaked);
+	return leaked == 0 ? 0 : 5;
 }

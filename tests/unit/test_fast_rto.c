@@ -142,7 +142,7 @@ static void test_window_grows_without_loss(void **st)
 	assert_int_equal(initial, FAST_CWND_INITIAL_FRAGS);
 	w.ctx->now_us = 1000;
 	while (!fast_out_done(&o)) {
-		fast_out_pump(&w.l, &o, 0, 1, 100, 0);
+		fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 		wenv_drain(&w);
 		w.ctx->now_us += 20;
 		/* the receiver got everything sent so far */
@@ -164,7 +164,7 @@ static void test_window_shrinks_after_loss(void **st)
 	w.ctx->now_us = 1000;
 	/* grow first (three rounds of slow start: 8 + 16 + 32 fragments) */
 	for (int i = 0; i < 3; i++) {
-		fast_out_pump(&w.l, &o, 0, 1, 100, 0);
+		fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 		wenv_drain(&w);
 		w.ctx->now_us += 20;
 		fast_out_ack(&w.l, &o, o.next, 0, o.next);
@@ -172,7 +172,7 @@ static void test_window_shrinks_after_loss(void **st)
 	uint32_t grown = w.l.cwnd;
 	assert_true(grown > FAST_CWND_INITIAL_FRAGS);
 	/* base lost, later fragments arrived: a hole, and the window halves */
-	fast_out_pump(&w.l, &o, 0, 1, 100, 0);
+	fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 	wenv_drain(&w);
 	assert_true(o.next > o.base + 2);
 	w.ctx->now_us += 100000; /* long after: the base is presumed lost */
@@ -197,7 +197,7 @@ static void test_karn(void **st)
 	fast_out o;
 	fast_out_start(&o, &w.msg, 1024);
 	w.ctx->now_us = 1000;
-	fast_out_pump(&w.l, &o, 0, 1, 100, 0);
+	fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 	w.ctx->now_us = 5000;
 	fast_out_send(&w.l, &o, 0, 1, 100, 0, 0, FERRY_FLAG_RETX);
 	wenv_drain(&w);

@@ -208,7 +208,8 @@ static void cc_send_request(fast_cchan *cc, ferry__call *c)
 	cc->got_response = false;
 	cc->probes = 0;
 	fast_out_start(&cc->out, c->req, cs->s->frag_bytes);
-	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes);
+	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes,
+	              UINT32_MAX);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -379,7 +380,8 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		cc->req_delivered = true;
 	fast_ctx_of(s->ctx)->retx_fast += fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
 	                                                   c->opcode, (uint16_t)s->frag_bytes);
-	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes);
+	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes,
+	              UINT32_MAX);
 	ferry__timer_arm(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -497,6 +499,8 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 
 static void ss_free(fast_sport *sp, fast_ss *ss);
 static void sc_timer(ferry__timer *t);
+static fast_sport *sp_of(fast_ss *ss);
+static void sp_unwait(fast_sport *sp, fast_sch *sc);
 
 static void sp_sweep(ferry__timer *t)
 {
@@ -537,6 +541,10 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	}
 	sp->port = port;
 	sp->epoch = fast_random64();
+	uint32_t fb = ferry__frame_bytes(port);
+	sp->credit = fb > 0 ? FAST_PORT_INFLIGHT_BYTES / fb : FAST_WINDOW_FRAGS;
+	if (sp->credit < FAST_WINDOW_FRAGS)
+		sp->credit = FAST_WINDOW_FRAGS;
 	sp->sweep.fn = sp_sweep;
 	port->tstate = sp;
 	fast_ctx_of(ctx);
@@ -548,7 +556,10 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 static void sc_release(fast_sch *sc)
 {
 	ferry_ctx *ctx = sc->ss->l.port->ctx;
+	fast_sport *sp = sp_of(sc->ss);
 	ferry__timer_cancel(&ctx->timers, &sc->timer);
+	sp->inflight -= fast_out_inflight(&sc->out);
+	sp_unwait(sp, sc);
 	sc->out.active = false;
 	if (sc->rpc == NULL)
 		return;
@@ -675,6 +686,60 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss_open_reply(sp, ss);
 }
 
+static fast_sport *sp_of(fast_ss *ss) { return ss->l.port->tstate; }
+
+/* Send what a response's window allows within the port's credit; a
+ * channel that wanted more waits in the port's FIFO. */
+static void sc_pump(fast_sch *sc)
+{
+	fast_ss *ss = sc->ss;
+	fast_sport *sp = sp_of(ss);
+	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
+	sp->inflight += fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	                              sc->status, credit);
+	bool more = sc->out.next < sc->out.nfrags &&
+	            sc->out.next - sc->out.base < (ss->l.cwnd < FAST_WINDOW_FRAGS ? ss->l.cwnd
+	                                                                          : FAST_WINDOW_FRAGS);
+	if (more && !sc->waiting) {
+		sc->waiting = true;
+		sc->wnext = NULL;
+		if (sp->wtail != NULL)
+			sp->wtail->wnext = sc;
+		else
+			sp->whead = sc;
+		sp->wtail = sc;
+	}
+}
+
+/* Credit came back: let waiting channels send, oldest first. */
+static void sp_drain(fast_sport *sp)
+{
+	uint32_t rounds = sp->credit; /* bounded: each pass sends or stops */
+	while (sp->whead != NULL && sp->inflight < sp->credit && rounds-- > 0) {
+		fast_sch *sc = sp->whead;
+		sp->whead = sc->wnext;
+		if (sp->whead == NULL)
+			sp->wtail = NULL;
+		sc->waiting = false;
+		if (sc->state == FAST_SCH_REPLIED && sc->out.active)
+			sc_pump(sc);
+	}
+}
+
+static void sp_unwait(fast_sport *sp, fast_sch *sc)
+{
+	if (!sc->waiting)
+		return;
+	for (fast_sch **pp = &sp->whead, *prev = NULL; *pp != NULL; prev = *pp, pp = &(*pp)->wnext)
+		if (*pp == sc) {
+			*pp = sc->wnext;
+			if (sp->wtail == sc)
+				sp->wtail = prev;
+			break;
+		}
+	sc->waiting = false;
+}
+
 static uint32_t ss_resp_cap(fast_ss *ss)
 {
 	uint32_t mine = ferry__frame_bytes(ss->l.port);
@@ -689,6 +754,11 @@ static void sc_timer(ferry__timer *t)
 	ferry_ctx *ctx = ss->l.port->ctx;
 	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || fast_out_done(&sc->out))
 		return;
+	if (sc->out.base >= sc->out.next) {
+		/* nothing in flight: waiting for port credit, not for an ack */
+		ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+		return;
+	}
 	/* A silent client: stop pushing; the reply stays for a probe. */
 	if (ctx->now_us - ss->l.last_rx_us > ss->l.liveness_us)
 		return;
@@ -712,7 +782,7 @@ static bool fast_server_reply(ferry_rpc *rpc)
 	sc->state = FAST_SCH_REPLIED;
 	sc->status = ferry__wire_status(rpc->status);
 	fast_out_start(&sc->out, &rpc->resp, ss_resp_cap(ss));
-	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, rpc->opcode, sc->status);
+	sc_pump(sc);
 	/* Single-fragment replies are recovered by the client's probe; longer
 	 * ones need the server's own timer for their tail. */
 	if (sc->out.nfrags > 1)
@@ -813,11 +883,19 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 	case FAST_SCH_REPLIED:
 		/* The client lacks the reply: answer from the retained one,
 		 * never by running the handler again (at-most-once). */
-		fast_ctx_of(ctx)->retx_dup_request++;
 		if (!fast_out_done(&sc->out) || sc->out.nfrags == 1) {
+			/* ... but not what is still on its way: a client probing
+			 * while a long response streams (incast) would otherwise
+			 * make us resend its head again and again. */
 			uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
-			fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
-			              f, FERRY_FLAG_RETX);
+			uint64_t age = ctx->now_us - sc->out.sent_us[f % FAST_WINDOW_FRAGS];
+			uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us
+			                                        : ss->l.rto.rto_us / 2;
+			if (sc->out.nfrags == 1 || age >= guard) {
+				fast_ctx_of(ctx)->retx_dup_request++;
+				fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+				              sc->status, f, FERRY_FLAG_RETX);
+			}
 		}
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	default:
@@ -835,9 +913,13 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	f->acks_received++;
 	if (sc->state != FAST_SCH_REPLIED || sc->rpc_id != h->rpc_id || !sc->out.active)
 		return;
+	fast_sport *sp = sp_of(ss);
+	uint32_t before = fast_out_inflight(&sc->out);
 	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);
+	sp->inflight -= before - fast_out_inflight(&sc->out);
 	if (fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
+		sp_drain(sp);
 		return;
 	}
 	uint32_t resent = fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
@@ -849,7 +931,8 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
 		              sc->out.base, FERRY_FLAG_RETX);
 	}
-	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status);
+	sc_pump(sc);
+	sp_drain(sp);
 	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 }
 

@@ -20,6 +20,7 @@
 #define FAST_BAD_SESSION_PAYLOAD_BYTES 8      /* epoch u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
 #define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
+#define FAST_PORT_INFLIGHT_BYTES (4u << 20)   /* response bytes in flight per server port */
 
 /* A message being sent: window state over its fragments. */
 typedef struct fast_out {
@@ -89,6 +90,8 @@ typedef struct fast_sch {
 	ferry_rpc *rpc;
 	fast_out out;           /* the response */
 	uint16_t status;        /* response status on the wire */
+	bool waiting;           /* queued for port credit */
+	struct fast_sch *wnext; /* the port's credit queue */
 	ferry__timer timer;
 } fast_sch;
 
@@ -109,6 +112,10 @@ typedef struct fast_sport {
 	uint32_t cap, used;
 	uint32_t *free;
 	uint32_t nfree;
+	/* Incast bound: response fragments in flight across all sessions of
+	 * the port, and channels waiting for some of that credit (FIFO). */
+	uint32_t inflight, credit;
+	fast_sch *whead, *wtail;
 	ferry__timer sweep;
 } fast_sport;
 

@@ -12,7 +12,7 @@
 
 #define FAST_RTO_MIN_US 1000u        /* loss recovery within a ms on loopback */
 #define FAST_RTO_MAX_US 200000u      /* liveness handles longer silence */
-#define FAST_RTO_INITIAL_US 10000u   /* before any sample */
+#define FAST_RTO_INITIAL_US 20000u   /* before any sample */
 #define FAST_RTO_GRANULARITY_US 50u  /* G: the timer's resolution */
 
 typedef struct fast_rto {

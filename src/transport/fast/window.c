@@ -90,27 +90,40 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 	return rc;
 }
 
-/* New fragments, as far as the window allows. The last fragment of a burst
+/* New fragments, as far as the window (and max_new) allow; returns how
+ * many went out. The last fragment of a burst
  * that leaves fragments unsent asks for an ack (so the window can move);
  * so does the last fragment of a multi-fragment response (so the server
  * learns it can stop). A single-fragment message asks for nothing: the
  * reply (or the next request) is its ack. */
-void fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
-                   uint16_t aux)
+uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+                       uint16_t aux, uint32_t max_new)
 {
 	if (!o->active)
-		return;
+		return 0;
 	uint32_t win = l->cwnd < FAST_WINDOW_FRAGS ? l->cwnd : FAST_WINDOW_FRAGS;
-	if (o->next < o->nfrags && o->next - o->base < win)
+	uint32_t sent = 0;
+	if (o->next < o->nfrags && o->next - o->base < win && max_new > 0)
 		ferry_hist_record(&fast_ctx_of(l->port->ctx)->hist_cwnd, l->cwnd);
-	while (o->next < o->nfrags && o->next - o->base < win) {
+	while (o->next < o->nfrags && o->next - o->base < win && sent < max_new) {
 		uint32_t f = o->next++;
-		bool burst_end = o->next < o->nfrags && o->next - o->base >= win;
+		sent++;
+		bool burst_end = o->next < o->nfrags &&
+		                 (o->next - o->base >= win || sent == max_new);
 		bool last_of_response = o->nfrags > 1 && f + 1 == o->nfrags &&
 		                        (l->dir & FERRY_FLAG_RESPONSE);
 		fast_out_send(l, o, ch, rpc_id, opcode, aux, f,
 		              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
 	}
+	return sent;
+}
+
+/* Fragments sent and not yet acked (in flight). */
+uint32_t fast_out_inflight(const fast_out *o)
+{
+	if (!o->active || o->next <= o->base)
+		return 0;
+	return o->next - o->base - (uint32_t)__builtin_popcountll(o->acked);
 }
 
 /* Congestion: slow start below ssthresh (one fragment per fragment acked,

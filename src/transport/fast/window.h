@@ -14,8 +14,9 @@ void fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
 void fast_out_start(fast_out *o, ferry_buf *msg, uint32_t cap);
 int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
                   uint16_t aux, uint32_t f, uint8_t flags);
-void fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
-                   uint16_t aux);
+uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+                       uint16_t aux, uint32_t max_new);
+uint32_t fast_out_inflight(const fast_out *o);
 uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_t bitmap,
                       uint32_t echo);
 uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,

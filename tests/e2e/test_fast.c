@@ -1,0 +1,384 @@
+/* fast end to end, server in another process (tests/e2e/e2e_server.c):
+ * 16 MiB calls, a server restart (in-flight calls fail with
+ * FERRY_ERESTARTED, queued and later ones succeed), idle expiry (transparent
+ * reopen), dead peers (FERRY_EPEERDEAD within twice the liveness interval,
+ * nothing leaked) and incast (32 sessions reading 1 MiB at once).
+ * argv[1]: the e2e_server executable. */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../common/testutil.h"
+
+static const char *server_exe;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int fd_count(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	while (d != NULL && readdir(d) != NULL)
+		n++;
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
+static pid_t start_server(const char *listen, char *loc, size_t len)
+{
+	pid_t pid = tu_spawn_server(server_exe, listen, "spin", loc, len);
+	assert_true(pid > 0);
+	return pid;
+}
+
+static void test_16mib(void **st)
+{
+	(void)st;
+	char loc[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	size_t n = 16u << 20;
+	for (int i = 0; i < 100; i++) {
+		ferry_buf_reset(&req);
+		tu_fill(ferry_buf_alloc(&req, n), n, (uint64_t)i + 500);
+		int rc = ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 30000000);
+		if (rc != 0)
+			fail_msg("call %d: %s", i, ferry_err_name(rc));
+		assert_int_equal(tu_check(&resp, n, (uint64_t)i + 500), -1);
+		ferry_buf_reset(&resp);
+	}
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
+struct done {
+	int n;
+	int status[64];
+	int done[64];
+};
+
+static void done_cb(void *arg, int status, ferry_buf *resp)
+{
+	(void)resp;
+	int *slot = arg;
+	*slot = status == 0 ? 1 : status;
+}
+
+static void test_restart(void **st)
+{
+	(void)st;
+	char loc[512], loc2[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	ferry_buf req[12], resp[12];
+	int result[12];
+	for (int i = 0; i < 12; i++) {
+		ferry_buf_init(&req[i]);
+		ferry_buf_init(&resp[i]);
+		uint32_t us = 2000000; /* long handlers: in flight when we kill it */
+		ferry_buf_append(&req[i], &us, 4);
+		result[i] = 0;
+	}
+	/* one quick call first: the session is open and the epoch known */
+	ferry_buf q, r;
+	ferry_buf_init(&q);
+	ferry_buf_init(&r);
+	ferry_buf_append(&q, "x", 1);
+	assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &q, &r, 2000000), 0);
+	ferry_buf_reset(&r);
+	/* 8 calls fill the channels, 4 wait in the queue */
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &req[i], &resp[i], 20000000, done_cb,
+		                            &result[i]),
+		                 0);
+	uint64_t t0 = now_us();
+	while (now_us() - t0 < 200000)
+		ferry_ctx_poll(ctx, 1000);
+	/* restart: same port, new process, new epoch */
+	kill(pid, SIGKILL);
+	tu_stop_server(pid);
+	char listen[256];
+	snprintf(listen, sizeof(listen), "fast+udp:host=127.0.0.1,%s", strstr(loc, "port="));
+	pid = start_server(listen, loc2, sizeof(loc2));
+	int pending = 12;
+	t0 = now_us();
+	while (pending > 0 && now_us() - t0 < 15000000) {
+		ferry_ctx_poll(ctx, 1000);
+		pending = 0;
+		for (int i = 0; i < 12; i++)
+			pending += result[i] == 0;
+	}
+	assert_int_equal(pending, 0);
+	for (int i = 0; i < 8; i++)
+		if (result[i] != FERRY_ERESTARTED)
+			fail_msg("in-flight call %d: %s", i, ferry_err_name(result[i]));
+	for (int i = 8; i < 12; i++)
+		if (result[i] != 1)
+			fail_msg("queued call %d: %s", i, ferry_err_name(result[i]));
+	/* and later calls work */
+	assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &q, &r, 2000000), 0);
+	uint64_t v = 0;
+	assert_int_equal(ferry_metrics_get(ctx, "fast.calls.restarted", &v), 0);
+	assert_int_equal(v, 8);
+	for (int i = 0; i < 12; i++) {
+		ferry_buf_fini(&req[i]);
+		ferry_buf_fini(&resp[i]);
+	}
+	ferry_buf_fini(&q);
+	ferry_buf_fini(&r);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
+static void test_idle_expiry(void **st)
+{
+	(void)st;
+	char loc[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,expire=100000", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	ferry_buf q, r;
+	ferry_buf_init(&q);
+	ferry_buf_init(&r);
+	for (int round = 0; round < 3; round++) {
+		ferry_buf_reset(&q);
+		tu_fill(ferry_buf_alloc(&q, 3000), 3000, (uint64_t)round);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &q, &r, 2000000), 0);
+		assert_int_equal(tu_check(&r, 3000, (uint64_t)round), -1);
+		ferry_buf_reset(&r);
+		usleep(400000); /* the server expires the idle session */
+	}
+	uint64_t reopens = 0;
+	assert_int_equal(ferry_metrics_get(ctx, "fast.reopens", &reopens), 0);
+	assert_true(reopens >= 2);
+	ferry_buf_fini(&q);
+	ferry_buf_fini(&r);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
+/* Every call fails with EPEERDEAD within twice the liveness interval. */
+static void run_dead(ferry_ctx *ctx, ferry_session *s, uint64_t liveness_us)
+{
+	enum { N = 12 };
+	ferry_buf req[N], resp[N];
+	int result[N];
+	uint64_t started = now_us();
+	for (int i = 0; i < N; i++) {
+		ferry_buf_init(&req[i]);
+		ferry_buf_init(&resp[i]);
+		ferry_buf_append(&req[i], "ping", 4);
+		result[i] = 0;
+		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &req[i], &resp[i], 60000000, done_cb,
+		                            &result[i]),
+		                 0);
+	}
+	int pending = N;
+	while (pending > 0 && now_us() - started < 10 * liveness_us) {
+		ferry_ctx_poll(ctx, 1000);
+		pending = 0;
+		for (int i = 0; i < N; i++)
+			pending += result[i] == 0;
+	}
+	uint64_t took = now_us() - started;
+	assert_int_equal(pending, 0);
+	for (int i = 0; i < N; i++)
+		if (result[i] != FERRY_EPEERDEAD)
+			fail_msg("call %d: %s", i, ferry_err_name(result[i]));
+	if (took > 2 * liveness_us)
+		fail_msg("took %llu us, liveness %llu us", (unsigned long long)took,
+		         (unsigned long long)liveness_us);
+	for (int i = 0; i < N; i++) {
+		ferry_buf_fini(&req[i]);
+		ferry_buf_fini(&resp[i]);
+	}
+}
+
+static void test_peer_dead(void **st)
+{
+	(void)st;
+	int fds0 = fd_count();
+	char loc[512], lossy[600];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	/* 100% drop from the start: the session never opens */
+	snprintf(lossy, sizeof(lossy), "fast+lossy+%s,drop=1,liveness=200000", strchr(loc, '+') + 1);
+	ferry_session *s;
+	assert_int_equal(ferry_session_open(ctx, lossy, &s), 0);
+	run_dead(ctx, s, 200000);
+	ferry_session_close(s);
+	/* an open session whose server goes silent (stopped) */
+	snprintf(lossy, sizeof(lossy), "%s,liveness=200000", loc);
+	assert_int_equal(ferry_session_open(ctx, lossy, &s), 0);
+	ferry_buf q, r;
+	ferry_buf_init(&q);
+	ferry_buf_init(&r);
+	ferry_buf_append(&q, "x", 1);
+	assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &q, &r, 2000000), 0);
+	kill(pid, SIGSTOP);
+	run_dead(ctx, s, 200000);
+	kill(pid, SIGCONT);
+	/* the server is back: the next call works */
+	ferry_buf_reset(&r);
+	assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &q, &r, 2000000), 0);
+	ferry_buf_fini(&q);
+	ferry_buf_fini(&r);
+	uint64_t loans = 1;
+	ferry_metrics_get(ctx, "udp.loans_out", &loans);
+	assert_int_equal(loans, 0);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+	assert_int_equal(fd_count(), fds0);
+}
+
+/* Incast: 32 sessions read 1 MiB each from one server at once. */
+#define INCAST 32
+static ferry_buf inc_resp[INCAST];
+static int inc_done[INCAST];
+static size_t inc_seen_at_first[INCAST];
+static int inc_first = -1;
+
+static void incast_cb(void *arg, int status, ferry_buf *resp)
+{
+	int i = (int)(intptr_t)arg;
+	(void)resp;
+	inc_done[i] = status == 0 ? 1 : status;
+	if (inc_first < 0) {
+		inc_first = i;
+		for (int k = 0; k < INCAST; k++)
+			inc_seen_at_first[k] = ferry_buf_len(&inc_resp[k]);
+		inc_seen_at_first[i] = 1u << 20;
+	}
+}
+
+static void test_incast(void **st)
+{
+	(void)st;
+	char loc[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	ferry_session *s[INCAST];
+	ferry_buf req[INCAST];
+	for (int i = 0; i < INCAST; i++) {
+		assert_int_equal(ferry_session_open(ctx, loc, &s[i]), 0);
+		ferry_buf_init(&req[i]);
+		ferry_buf_init(&inc_resp[i]);
+		uint32_t size = 1u << 20;
+		uint64_t seed = (uint64_t)i;
+		ferry_buf_append(&req[i], &size, 4);
+		ferry_buf_append(&req[i], &seed, 8);
+	}
+	/* open every session first, so the reads start together */
+	ferry_buf q, r;
+	ferry_buf_init(&q);
+	ferry_buf_init(&r);
+	ferry_buf_append(&q, "x", 1);
+	for (int i = 0; i < INCAST; i++) {
+		assert_int_equal(ferry_call_sync(s[i], TEST_OP_ECHO, &q, &r, 2000000), 0);
+		ferry_buf_reset(&r);
+	}
+	assert_int_equal(ferry_metrics_remote_start(s[0]), 0);
+	uint64_t t0 = now_us();
+	for (int i = 0; i < INCAST; i++)
+		assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &req[i], &inc_resp[i], 20000000,
+		                            incast_cb, (void *)(intptr_t)i),
+		                 0);
+	int pending = INCAST;
+	while (pending > 0 && now_us() - t0 < 20000000) {
+		ferry_ctx_poll(ctx, 1000);
+		pending = 0;
+		for (int i = 0; i < INCAST; i++)
+			pending += inc_done[i] == 0;
+	}
+	uint64_t took = now_us() - t0;
+	assert_int_equal(pending, 0);
+	for (int i = 0; i < INCAST; i++) {
+		assert_int_equal(inc_done[i], 1);
+		assert_int_equal(tu_check(&inc_resp[i], 1u << 20, (uint64_t)i), -1);
+	}
+	double mean = 0;
+	for (int i = 0; i < INCAST; i++)
+		mean += (double)inc_seen_at_first[i] / INCAST;
+	for (int i = 0; i < INCAST; i++)
+		if ((double)inc_seen_at_first[i] < mean / 3)
+			fail_msg("session %d had %zu bytes when the first finished (mean %.0f)", i,
+			         inc_seen_at_first[i], mean);
+	assert_int_equal(ferry_metrics_remote_stop(s[0]), 0);
+	ferry_buf dump;
+	ferry_buf_init(&dump);
+	assert_int_equal(ferry_metrics_remote_dump(s[0], NULL, &dump), 0);
+	size_t dl = ferry_buf_len(&dump);
+	char *text = strndup(ferry_buf_range(&dump, 0, dl), dl);
+	double sent = 0, retx = 0;
+	const char *keys[] = {"\"fast.retx.timeout\":", "\"fast.retx.fast\":", "\"fast.retx.probe\":",
+	                      "\"fast.retx.dup_request\":"};
+	const char *p = strstr(text, "\"fast.data_sent\":");
+	assert_non_null(p);
+	sent = strtod(p + strlen("\"fast.data_sent\":"), NULL);
+	for (int k = 0; k < 4; k++)
+		if ((p = strstr(text, keys[k])) != NULL)
+			retx += strtod(p + strlen(keys[k]), NULL);
+	if (getenv("FERRY_TEST_DUMP") != NULL)
+		fprintf(stderr, "%s\n", text);
+	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data packets %.0f, "
+	       "retransmitted %.0f (%.2f%%)\n",
+	       INCAST, took / 1e3, INCAST * 1048576.0 / took, sent, retx, 100 * retx / sent);
+	assert_true(retx < 0.1 * sent);
+	free(text);
+	ferry_buf_fini(&dump);
+	for (int i = 0; i < INCAST; i++) {
+		ferry_buf_fini(&req[i]);
+		ferry_buf_fini(&inc_resp[i]);
+	}
+	ferry_buf_fini(&q);
+	ferry_buf_fini(&r);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	server_exe = argv[1];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_16mib),
+		cmocka_unit_test(test_restart),
+		cmocka_unit_test(test_idle_expiry),
+		cmocka_unit_test(test_peer_dead),
+		cmocka_unit_test(test_incast),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

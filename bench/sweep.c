@@ -49,6 +49,7 @@ static const struct sweep_transport {
 	const char *driver; /* bottom driver to probe */
 	bool datagram;      /* raw_ref raw-udp up to 65507 B */
 } sweep_transports[] = {
+	{"fast+udp", "fast+udp:host=127.0.0.1,port=0", "udp", true},
 	{"unreliable+udp", "unreliable+udp:host=127.0.0.1,port=0", "udp", true},
 };
 #define SWEEP_NTRANSPORTS ((int)(sizeof(sweep_transports) / sizeof(sweep_transports[0])))

@@ -8,7 +8,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
 
 TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev
-	libbenchmark-dev gnuplot-nox)
+	libbenchmark-dev gnuplot-nox iproute2 nftables)
 BENCH_PKGS=("${TEST_PKGS[@]}" ucx-utils)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }

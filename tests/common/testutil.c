@@ -179,8 +179,34 @@ static void tu_slow(void *arg, ferry_rpc *rpc)
 	pthread_detach(t);
 }
 
+static uint8_t tu_once_runs[TEST_ONCE_IDS];
+
+static void tu_once(void *arg, ferry_rpc *rpc)
+{
+	uint32_t id = 0;
+	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &id) == 4 && id < TEST_ONCE_IDS &&
+	    tu_once_runs[id] < 255)
+		tu_once_runs[id]++;
+	tu_echo(arg, rpc);
+}
+
+static void tu_once_report(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	uint32_t once = 0, more = 0;
+	for (uint32_t i = 0; i < TEST_ONCE_IDS; i++) {
+		once += tu_once_runs[i] == 1;
+		more += tu_once_runs[i] > 1;
+	}
+	ferry_buf_append(ferry_rpc_response(rpc), &once, 4);
+	ferry_buf_append(ferry_rpc_response(rpc), &more, 4);
+	ferry_rpc_reply(rpc, 0);
+}
+
 void tu_server_handlers(ferry_server *srv)
 {
+	ferry_server_handle(srv, TEST_OP_ONCE, tu_once, NULL);
+	ferry_server_handle(srv, TEST_OP_ONCE_REPORT, tu_once_report, NULL);
 	ferry_server_handle(srv, TEST_OP_ECHO, tu_echo, NULL);
 	ferry_server_handle(srv, TEST_OP_SIZED, tu_sized, NULL);
 	ferry_server_handle(srv, TEST_OP_SLOW, tu_slow, NULL);

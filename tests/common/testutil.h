@@ -14,6 +14,9 @@
 #define TEST_OP_ECHO 100    /* response = request */
 #define TEST_OP_SIZED 101   /* request: u32 size, u64 seed; response: pattern */
 #define TEST_OP_SLOW 102    /* request: u32 microseconds; replies later from a thread */
+#define TEST_OP_ONCE 103    /* echo; request starts with a u32 id counted per id */
+#define TEST_OP_ONCE_REPORT 104 /* response: u32 ids run exactly once, u32 ids run more */
+#define TEST_ONCE_IDS 65536
 
 /* Deterministic bytes: byte i of pattern (seed) — distinct per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);

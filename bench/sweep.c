@@ -645,6 +645,100 @@ static void sweep_metrics_csv(const sweep_cfg *cfg)
 	fclose(f);
 }
 
+/* Histograms of the transports' own metrics (window size, RTT), summed over
+ * every measured slice per (transport, poll, side): DIR/histograms.csv for
+ * plots/hist.gp. Bucket edges are the same in every dump, so counts add. */
+#define SWEEP_HIST_BUCKETS 512
+typedef struct sweep_hsum {
+	char key[128]; /* transport,poll,side,name */
+	uint64_t lower[SWEEP_HIST_BUCKETS], count[SWEEP_HIST_BUCKETS];
+	int n;
+} sweep_hsum;
+
+static void sweep_hist_add(sweep_hsum *h, uint64_t lower, uint64_t count)
+{
+	for (int i = 0; i < h->n; i++)
+		if (h->lower[i] == lower) {
+			h->count[i] += count;
+			return;
+		}
+	if (h->n < SWEEP_HIST_BUCKETS) {
+		h->lower[h->n] = lower;
+		h->count[h->n++] = count;
+	}
+}
+
+static void sweep_histograms_csv(const sweep_cfg *cfg)
+{
+	static sweep_hsum sums[64];
+	static char line[1 << 16];
+	int nsums = 0;
+	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
+	const char *sides[2] = {"server", "client"};
+	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
+	const char *names[] = {"fast.rtt_us", "fast.cwnd_frags"};
+	char path[PATH_MAX];
+	for (int side = 0; side < 2; side++) {
+		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			const char *sc = strstr(line, prefix[side]);
+			char t[96], poll[8];
+			if (sc == NULL || sscanf(sc + strlen(prefix[side]), "%95[^:]:%7[^:]", t, poll) != 2)
+				continue;
+			for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+				char pat[64];
+				snprintf(pat, sizeof(pat), "\"%s\":{\"bounds\":[", names[k]);
+				const char *b = strstr(line, pat);
+				if (b == NULL)
+					continue;
+				b += strlen(pat);
+				const char *c = strstr(b, "\"counts\":[");
+				if (c == NULL)
+					continue;
+				c += strlen("\"counts\":[");
+				char key[128];
+				snprintf(key, sizeof(key), "%s,%s,%s,%s", t, poll, sides[side], names[k]);
+				sweep_hsum *h = NULL;
+				for (int i = 0; i < nsums; i++)
+					if (strcmp(sums[i].key, key) == 0)
+						h = &sums[i];
+				if (h == NULL && nsums < 64) {
+					h = &sums[nsums++];
+					memset(h, 0, sizeof(*h));
+					snprintf(h->key, sizeof(h->key), "%s", key);
+				}
+				if (h == NULL)
+					continue;
+				/* bounds has one more entry than counts */
+				while (*c != ']' && *b != ']') {
+					char *e1, *e2;
+					uint64_t lower = strtoull(b, &e1, 10), count = strtoull(c, &e2, 10);
+					if (e1 == b || e2 == c)
+						break;
+					sweep_hist_add(h, lower, count);
+					b = *e1 == ',' ? e1 + 1 : e1;
+					c = *e2 == ',' ? e2 + 1 : e2;
+				}
+			}
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/histograms.csv", cfg->out);
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return;
+	fprintf(f, "transport,poll,side,name,lower,count\n");
+	for (int i = 0; i < nsums; i++)
+		for (int k = 0; k < sums[i].n; k++)
+			if (sums[i].count[k] > 0)
+				fprintf(f, "%s,%llu,%llu\n", sums[i].key, (unsigned long long)sums[i].lower[k],
+				        (unsigned long long)sums[i].count[k]);
+	fclose(f);
+}
+
 /* Output --------------------------------------------------------------------------------*/
 
 static int sweep_write(const sweep_cfg *cfg)
@@ -898,6 +992,7 @@ int bench_sweep_main(int argc, char **argv)
 	if (sweep_write(&cfg) != 0)
 		return 1;
 	sweep_metrics_csv(&cfg);
+	sweep_histograms_csv(&cfg);
 	sweep_table(stdout);
 	printf("\n%d slices in %.1f s (%d failed); results in %s/results.csv\n", done,
 	       (double)(bench_now_ns() - t_start) / 1e9, failures, cfg.out);

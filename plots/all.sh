@@ -26,7 +26,7 @@ stamp=$(mktemp)
 trap 'rm -f "$stamp"' EXIT
 status=0
 for poll in $polls; do
-	for script in latency throughput ratio cpu metrics; do
+	for script in latency throughput ratio cpu metrics hist; do
 		if ! gnuplot -e "dir='$dir'; poll='$poll'" "$here/$script.gp"; then
 			echo "$0: gnuplot $script.gp failed (poll=$poll)" >&2
 			status=1

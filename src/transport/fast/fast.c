@@ -83,6 +83,18 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 	fast_ctx_of(l->port->ctx)->acks_sent++;
 }
 
+/* A fragment reassembly refused: counted (fast's own counters and the
+ * core's rpc.drop.*) and given back. */
+static void fast_refused(ferry__port *port, ferry_pkt *pkt, int verdict)
+{
+	fast_ctx *f = fast_ctx_of(port->ctx);
+	if (verdict == FERRY_REASM_DUP)
+		f->frag_dup++;
+	else if (verdict == FERRY_REASM_AHEAD)
+		f->frag_out_of_window++;
+	ferry__frame_refused(port, pkt, verdict);
+}
+
 static uint32_t fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
                              uint64_t dflt, int *rc, char *err, size_t err_len)
 {
@@ -439,12 +451,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		return;
 	}
 	if (r < 0) {
-		fast_ctx *f = fast_ctx_of(ctx);
-		if (r == FERRY_REASM_DUP)
-			f->frag_dup++;
-		else if (r == FERRY_REASM_AHEAD)
-			f->frag_out_of_window++;
-		ferry__frame_refused(port, pkt, r);
+		fast_refused(port, pkt, r);
 		ack_req = true; /* the server is resending: tell it where we are */
 	}
 	/* Ack on request, on a gap (so the server resends at once), when a
@@ -861,12 +868,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			return;
 		}
 		if (r < 0) {
-			fast_ctx *f = fast_ctx_of(ctx);
-			if (r == FERRY_REASM_DUP)
-				f->frag_dup++;
-			else if (r == FERRY_REASM_AHEAD)
-				f->frag_out_of_window++;
-			ferry__frame_refused(port, pkt, r);
+			fast_refused(port, pkt, r);
 			ack_req = true;
 		}
 		if (ack_req || h->frag > rpc->rx.next || rpc->rx.parked > 0 ||

@@ -575,6 +575,31 @@ static double sweep_json_counter(const char *line, const char *suffix_or_name, b
 	return sum;
 }
 
+/* Both metric files carry one JSON line per measured slice, scoped
+ * "<side>:T:poll:mode:op:size" (server side "bench", client side "client").
+ * Call fn for every such line with the text after "<side>:". */
+typedef void (*sweep_dump_fn)(void *arg, int side, const char *line, const char *scope);
+
+static void sweep_each_dump(const sweep_cfg *cfg, sweep_dump_fn fn, void *arg)
+{
+	static char line[1 << 16];
+	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
+	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
+	char path[PATH_MAX];
+	for (int side = 0; side < 2; side++) {
+		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			const char *sc = strstr(line, prefix[side]);
+			if (sc != NULL)
+				fn(arg, side, line, sc + strlen(prefix[side]));
+		}
+		fclose(f);
+	}
+}
+
 static sweep_msum *sweep_msum_get(sweep_msum *sums, int *nsums, const char *key)
 {
 	for (int i = 0; i < *nsums; i++)
@@ -588,46 +613,43 @@ static sweep_msum *sweep_msum_get(sweep_msum *sums, int *nsums, const char *key)
 	return m;
 }
 
-/* Both files carry scopes "<side>:T:poll:mode:op:size" (server side
- * "bench", client side "client"), one line per measured slice. */
+struct sweep_msums {
+	sweep_msum sums[SWEEP_ROWS_MAX];
+	int n;
+};
+
+static void sweep_metrics_line(void *arg, int side, const char *line, const char *scope)
+{
+	struct sweep_msums *ms = arg;
+	char t[96], poll[8], mode[16], op[8], key[160];
+	unsigned long long size;
+	/* transport stacks contain no ':' */
+	if (sscanf(scope, "%95[^:]:%7[^:]:%15[^:]:%7[^:]:%llu", t, poll, mode, op, &size) != 5)
+		return;
+	snprintf(key, sizeof(key), "%s,%s,%s,%llu", t, poll, mode, size);
+	sweep_msum *m = sweep_msum_get(ms->sums, &ms->n, key);
+	if (m == NULL)
+		return;
+	if (side == 0) {
+		m->calls += sweep_json_counter(line, "rpc.requests_received", false);
+		m->srx += sweep_json_counter(line, ".rx_packets", true);
+		m->stx += sweep_json_counter(line, ".tx_packets", true);
+	} else {
+		m->ctx += sweep_json_counter(line, ".tx_packets", true);
+		m->crx += sweep_json_counter(line, ".rx_packets", true);
+	}
+	m->copy += sweep_json_counter(line, "copy_bytes", true);
+}
+
+/* Packets and copy bytes per call, per (transport, poll, mode, size). */
 static void sweep_metrics_csv(const sweep_cfg *cfg)
 {
-	static sweep_msum sums[SWEEP_ROWS_MAX];
-	static char line[1 << 16];
-	int nsums = 0;
-	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
-	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
+	static struct sweep_msums ms;
+	ms.n = 0;
+	sweep_each_dump(cfg, sweep_metrics_line, &ms);
+	sweep_msum *sums = ms.sums;
+	int nsums = ms.n;
 	char path[PATH_MAX];
-	for (int side = 0; side < 2; side++) {
-		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		while (fgets(line, sizeof(line), f) != NULL) {
-			const char *s = strstr(line, prefix[side]);
-			char t[96], poll[8], mode[16], op[8], key[160];
-			unsigned long long size;
-			/* transport stacks contain no ':' */
-			if (s == NULL || sscanf(s + strlen(prefix[side]),
-			                        "%95[^:]:%7[^:]:%15[^:]:%7[^:]:%llu", t, poll, mode,
-			                        op, &size) != 5)
-				continue;
-			snprintf(key, sizeof(key), "%s,%s,%s,%llu", t, poll, mode, size);
-			sweep_msum *m = sweep_msum_get(sums, &nsums, key);
-			if (m == NULL)
-				continue;
-			if (side == 0) {
-				m->calls += sweep_json_counter(line, "rpc.requests_received", false);
-				m->srx += sweep_json_counter(line, ".rx_packets", true);
-				m->stx += sweep_json_counter(line, ".tx_packets", true);
-			} else {
-				m->ctx += sweep_json_counter(line, ".tx_packets", true);
-				m->crx += sweep_json_counter(line, ".rx_packets", true);
-			}
-			m->copy += sweep_json_counter(line, "copy_bytes", true);
-		}
-		fclose(f);
-	}
 	snprintf(path, sizeof(path), "%s/metrics.csv", cfg->out);
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
@@ -668,64 +690,64 @@ static void sweep_hist_add(sweep_hsum *h, uint64_t lower, uint64_t count)
 	}
 }
 
+struct sweep_hsums {
+	sweep_hsum sums[64];
+	int n;
+};
+
+static void sweep_hist_line(void *arg, int side, const char *line, const char *scope)
+{
+	struct sweep_hsums *hs = arg;
+	const char *sides[2] = {"server", "client"};
+	const char *names[] = {"fast.rtt_us", "fast.cwnd_frags"};
+	char t[96], poll[8];
+	if (sscanf(scope, "%95[^:]:%7[^:]", t, poll) != 2)
+		return;
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		char pat[64];
+		snprintf(pat, sizeof(pat), "\"%s\":{\"bounds\":[", names[k]);
+		const char *b = strstr(line, pat);
+		if (b == NULL)
+			continue;
+		b += strlen(pat);
+		const char *c = strstr(b, "\"counts\":[");
+		if (c == NULL)
+			continue;
+		c += strlen("\"counts\":[");
+		char key[128];
+		snprintf(key, sizeof(key), "%s,%s,%s,%s", t, poll, sides[side], names[k]);
+		sweep_hsum *h = NULL;
+		for (int i = 0; i < hs->n; i++)
+			if (strcmp(hs->sums[i].key, key) == 0)
+				h = &hs->sums[i];
+		if (h == NULL && hs->n < 64) {
+			h = &hs->sums[hs->n++];
+			memset(h, 0, sizeof(*h));
+			snprintf(h->key, sizeof(h->key), "%s", key);
+		}
+		if (h == NULL)
+			continue;
+		/* bounds has one more entry than counts */
+		while (*c != ']' && *b != ']') {
+			char *e1, *e2;
+			uint64_t lower = strtoull(b, &e1, 10), count = strtoull(c, &e2, 10);
+			if (e1 == b || e2 == c)
+				break;
+			sweep_hist_add(h, lower, count);
+			b = *e1 == ',' ? e1 + 1 : e1;
+			c = *e2 == ',' ? e2 + 1 : e2;
+		}
+	}
+}
+
 static void sweep_histograms_csv(const sweep_cfg *cfg)
 {
-	static sweep_hsum sums[64];
-	static char line[1 << 16];
-	int nsums = 0;
-	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
-	const char *sides[2] = {"server", "client"};
-	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
-	const char *names[] = {"fast.rtt_us", "fast.cwnd_frags"};
+	static struct sweep_hsums hs;
+	hs.n = 0;
+	sweep_each_dump(cfg, sweep_hist_line, &hs);
+	sweep_hsum *sums = hs.sums;
+	int nsums = hs.n;
 	char path[PATH_MAX];
-	for (int side = 0; side < 2; side++) {
-		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		while (fgets(line, sizeof(line), f) != NULL) {
-			const char *sc = strstr(line, prefix[side]);
-			char t[96], poll[8];
-			if (sc == NULL || sscanf(sc + strlen(prefix[side]), "%95[^:]:%7[^:]", t, poll) != 2)
-				continue;
-			for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-				char pat[64];
-				snprintf(pat, sizeof(pat), "\"%s\":{\"bounds\":[", names[k]);
-				const char *b = strstr(line, pat);
-				if (b == NULL)
-					continue;
-				b += strlen(pat);
-				const char *c = strstr(b, "\"counts\":[");
-				if (c == NULL)
-					continue;
-				c += strlen("\"counts\":[");
-				char key[128];
-				snprintf(key, sizeof(key), "%s,%s,%s,%s", t, poll, sides[side], names[k]);
-				sweep_hsum *h = NULL;
-				for (int i = 0; i < nsums; i++)
-					if (strcmp(sums[i].key, key) == 0)
-						h = &sums[i];
-				if (h == NULL && nsums < 64) {
-					h = &sums[nsums++];
-					memset(h, 0, sizeof(*h));
-					snprintf(h->key, sizeof(h->key), "%s", key);
-				}
-				if (h == NULL)
-					continue;
-				/* bounds has one more entry than counts */
-				while (*c != ']' && *b != ']') {
-					char *e1, *e2;
-					uint64_t lower = strtoull(b, &e1, 10), count = strtoull(c, &e2, 10);
-					if (e1 == b || e2 == c)
-						break;
-					sweep_hist_add(h, lower, count);
-					b = *e1 == ',' ? e1 + 1 : e1;
-					c = *e2 == ',' ? e2 + 1 : e2;
-				}
-			}
-		}
-		fclose(f);
-	}
 	snprintf(path, sizeof(path), "%s/histograms.csv", cfg->out);
 	FILE *f = fopen(path, "w");
 	if (f == NULL)

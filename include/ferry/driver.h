@@ -151,53 +151,105 @@ typedef struct ferry_dgram_ops {
 	void (*close)(ferry_ep *ep);
 } ferry_dgram_ops;
 
-/* Stream endpoint ops (tcp, infrc, splice) ----------------------------------
- * Declared here so the contract is complete; the stream transport and its
- * drivers fill these in. Connection events reach the transport through
- * conn_cb; a message is a fixed-size header plus a body. Receive has two
- * phases: the driver reads the header and calls on_header(), which names
- * where the body goes (pooled memory by default, or an fd sink for a call
- * that asked to receive into a file); then the driver fills it. */
+/* Stream endpoint ops (tcp, splice, infrc) ---------------------------------
+ * A stream endpoint carries whole messages over connections: a fixed-size
+ * header (hdr_len bytes, the transport's) followed by a body whose length
+ * the transport reads from the header. The driver frames nothing itself.
+ *
+ * Upcalls: the core sets ep->up and ep->up_arg before open(); the driver
+ * calls them from poll() and flush() (never from inside another op), on the
+ * owner thread.
+ *
+ * Receive has two phases: the driver collects a header and calls
+ * on_header(), which names where the body goes (ferry_body_sink: a buffer
+ * that receives pooled loans, an fd, or nowhere); the driver then fills it
+ * and calls on_body(). Pooled loans are ferry_pkt-backed memory appended
+ * with ferry_buf_append_pkt() and returned through release().
+ *
+ * Connections: connect() returns at once; messages queued before the
+ * handshake completes are written once it does. conn_event() reports
+ * FERRY_CONN_UP, and FERRY_CONN_CLOSED (orderly EOF) or FERRY_CONN_RESET
+ * (error, reset, connect failure or timeout; err says which) exactly once,
+ * after on_sent() has run for every message still queued on it. The
+ * ferry_conn is freed when conn_event(CLOSED/RESET) returns: the transport
+ * keeps no pointer to it past that. */
 typedef struct ferry_conn ferry_conn;
+struct ferry_conn {
+	ferry_ep *ep;
+	void *user;      /* the transport's per-connection state */
+	ferry_addr peer; /* remote address (sockaddr bytes) */
+	/* Set by the transport while a body may go to an fd: the driver then
+	 * reads headers exactly (no read-ahead into the body), so a spliced
+	 * body never passes through user memory. */
+	bool hdr_exact;
+	/* Set by the transport to stop reading from this connection (its
+	 * replies are backed up); cleared to resume. */
+	bool rx_paused;
+};
 enum ferry_conn_event {
 	FERRY_CONN_UP = 1,
 	FERRY_CONN_CLOSED = 2,
 	FERRY_CONN_RESET = 3,
 };
-typedef void (*ferry_conn_cb)(void *arg, ferry_conn *conn, int event);
 typedef struct ferry_body_sink {
-	ferry_buf *buf; /* body bytes appended here (pooled loans) ... */
-	int fd;         /* ... or written to this fd (>= 0) */
+	uint64_t len;   /* body bytes (the transport sets it from the header) */
+	ferry_buf *buf; /* body appended here as pooled loans, or ... */
+	int fd;         /* ... >= 0: body written to this fd ... */
+	int64_t off;    /* ... at this offset (advanced), or -1: at the fd's
+	                 * position */
+	bool discard;   /* ... or read and dropped (buf NULL, fd -1) */
+	/* Set by the driver when the body is complete: bytes of it that went
+	 * to fd by way of user memory (copy fallback or read-ahead). */
+	uint64_t copied;
 } ferry_body_sink;
-typedef int (*ferry_on_header_cb)(void *arg, ferry_conn *conn, const void *hdr,
-                                  size_t hdr_len, size_t body_len,
-                                  ferry_body_sink *sink);
+typedef struct ferry_stream_upcalls {
+	size_t hdr_len; /* header bytes read before on_header */
+	void (*conn_event)(void *arg, ferry_conn *c, int event, int err);
+	/* A header arrived: fill sink. Non-zero = malformed: the driver resets
+	 * the connection (conn_event RESET with that error). */
+	int (*on_header)(void *arg, ferry_conn *c, const uint8_t *hdr,
+	                 ferry_body_sink *sink);
+	/* The body is in the sink (status 0), or writing it to the fd failed
+	 * (-errno; the rest of the body was read and dropped). hdr is the
+	 * header on_header saw. */
+	void (*on_body)(void *arg, ferry_conn *c, const uint8_t *hdr,
+	                ferry_body_sink *sink, int status);
+	/* A message from send_msg is written out, or dropped with its
+	 * connection: its payload is no longer referenced. */
+	void (*on_sent)(void *arg, ferry_conn *c, void *cookie);
+} ferry_stream_upcalls;
+
 typedef struct ferry_stream_ops {
-	/* Start connecting to peer; the connection is usable once conn_cb
-	 * reports FERRY_CONN_UP. Never blocks (the handshake completes in
-	 * poll). Errors: FERRY_EBADLOC, -errno. Owner thread. */
+	/* Start connecting to peer (host/port keys). Never blocks past name
+	 * resolution; the handshake completes in poll(), bounded by the
+	 * driver's connect timeout. Errors: FERRY_EBADLOC, -errno. */
 	int (*connect)(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out);
-	/* Take one pending inbound connection (listening endpoints), or
-	 * -EAGAIN. Never blocks. */
-	int (*accept)(ferry_ep *ep, ferry_conn **out);
-	/* Queue one message: hdr (copied) then the payload (borrowed until the
-	 * message is fully written; the transport keeps the buffer until then).
-	 * Gathers; partial writes resume in poll, never blocking the context;
-	 * file regions go out natively where the driver can (splice:
-	 * sendfile). Errors: FERRY_EPEERDEAD (connection gone), -EAGAIN
-	 * (backpressure: the per-connection queue is full), -errno. */
-	int (*send_msg)(ferry_conn *conn, const void *hdr, size_t hdr_len,
-	                ferry_buf_iter *payload);
-	/* Make progress on every connection: resume writes, read headers (then
-	 * on_header names the body's sink), fill bodies, report connection
-	 * events. Returns events handled or -errno. Never blocks. */
+	/* Queue one message: hdr (copied) then the payload (borrowed until
+	 * on_sent for cookie). Gathers; partial writes resume in flush/poll and
+	 * never block the context; file regions go out natively where the
+	 * driver can (splice: sendfile), else read with pread. Errors:
+	 * FERRY_EPEERDEAD (connection closing), -ENOMEM. */
+	int (*send_msg)(ferry_conn *c, const void *hdr, size_t hdr_len,
+	                ferry_buf_iter *payload, void *cookie);
+	/* Write what is queued, as far as the sockets take it. Never blocks.
+	 * Returns bytes written or -errno. */
+	int (*flush)(ferry_ep *ep);
+	/* Accept, finish connects, read, resume writes, report events through
+	 * the upcalls. Returns events handled (0 = nothing) or -errno. */
 	int (*poll)(ferry_ep *ep, int max);
-	/* Give back a pooled body loan. Exactly once; owner thread. */
-	void (*release)(ferry_ep *ep, void *loan);
+	/* Give back a pooled loan (ferry_buf_append_pkt). Owner thread. */
+	void (*release)(ferry_ep *ep, ferry_pkt *loan);
+	/* The payload of cookie's message must not be referenced any more
+	 * (its call ended early): copy what is still unwritten. on_sent still
+	 * follows. 0 or -ENOMEM. */
+	int (*detach)(ferry_conn *c, void *cookie);
+	/* Close one connection now: queued messages get on_sent, then
+	 * conn_event(CLOSED) runs from inside this call. */
+	void (*conn_close)(ferry_conn *c);
 	void (*caps)(ferry_ep *ep, ferry_caps *out);
 	int (*ctl)(ferry_ep *ep, int op, void *arg);
-	/* Close every connection (pending calls are the transport's to fail)
-	 * and the endpoint. Safe after a failed open. */
+	/* Close every connection (no upcalls) and the endpoint. Safe after a
+	 * failed open. */
 	void (*close)(ferry_ep *ep);
 } ferry_stream_ops;
 
@@ -239,6 +291,10 @@ struct ferry_ep {
 	                       * this to the ctx clock time by which poll() must
 	                       * run again; 0 = no timed work. Block mode honours
 	                       * it. */
+	/* Stream endpoints: the transport's upcalls (set by the core before
+	 * open). */
+	const ferry_stream_upcalls *up;
+	void *up_arg;
 	ferry_ep_counters cnt;
 	char errmsg[160];     /* why open()/resolve() failed, naming the bad
 	                       * key or value (the core reports it) */
@@ -249,6 +305,12 @@ FERRY_API const ferry_driver_ops *ferry_driver_find(const char *name);
 /* Number of registered drivers and the i-th (for listing and tests). */
 FERRY_API int ferry_driver_count(void);
 FERRY_API const ferry_driver_ops *ferry_driver_at(int i);
+
+/* Append n bytes at data, inside the loaned packet pkt, to b as a loan:
+ * pkt is released (ferry's release op, on its context's thread, through
+ * the handoff queue from other threads) when the chunk leaves b. One call
+ * per loan; counts ep->loans_out. 0 or -ENOMEM (nothing taken). */
+FERRY_API int ferry_buf_append_pkt(ferry_buf *b, ferry_pkt *pkt, void *data, size_t n);
 
 /* Locator access for drivers: the value of key, or NULL when absent. */
 FERRY_API const char *ferry_loc_get(const ferry_loc *loc, const char *key);

@@ -112,6 +112,30 @@ FERRY_API int ferry_call_sync(ferry_session *s, uint16_t opcode,
                               ferry_buf *req, ferry_buf *resp,
                               uint64_t timeout_us);
 
+/* Receiving a response body into a file descriptor instead of a buffer:
+ * what a file download or a FUSE read wants. On the splice driver the
+ * bytes go socket -> pipe -> fd with splice(2) and never enter user memory
+ * (when the fd allows it: see docs/drivers/splice.md); on every other
+ * transport the same call works by copying. */
+typedef struct ferry_fd_sink {
+	int fd;           /* destination; borrowed until the callback runs */
+	int64_t off;      /* write at this offset (pwrite-like), or -1: at the
+	                   * fd's current position */
+	uint64_t written; /* out, before the callback: body bytes written */
+	uint64_t copied;  /* out: of those, bytes that passed through user
+	                   * memory on their way to fd */
+} ferry_fd_sink;
+/* As ferry_call, with the response body written to sink->fd; the callback
+ * gets an empty resp. A failed write to the fd fails the call with its
+ * -errno (bytes already written stay written). Owner thread only
+ * (FERRY_EWRONGTHREAD). sink is borrowed until the callback. */
+FERRY_API int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                                 ferry_fd_sink *sink, uint64_t timeout_us,
+                                 ferry_call_cb cb, void *arg);
+FERRY_API int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode,
+                                      ferry_buf *req, ferry_fd_sink *sink,
+                                      uint64_t timeout_us);
+
 #define FERRY_DEFAULT_TIMEOUT_US 5000000ull
 #define FERRY_OPCODE_USER_MIN 16 /* opcodes below are built-in services */
 #define FERRY_MSG_MAX_BYTES_DEFAULT (64u << 20) /* payload cap */

@@ -11,6 +11,7 @@
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already
  * open. On failure everything opened so far is closed, outermost first. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
+                         const ferry_stream_upcalls *up, void *up_arg,
                          ferry_ep **eps, int *neps, char *err, size_t err_len)
 {
 	int n = loc->ndrv;
@@ -35,13 +36,15 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 		ep->fd = -1;
 		ep->sleeps = ctx->poll_mode == FERRY_POLL_BLOCK;
 		ep->inner = i + 1 < n ? eps[i + 1] : NULL;
+		ep->up = up;
+		ep->up_arg = up_arg;
 		ferry_loc sub;
 		ferry__loc_sub(loc, i, &sub);
 		rc = d->open(ep, &sub, flags);
 		if (rc != 0) {
 			snprintf(err, err_len, "%s: %s", d->name,
 			         ep->errmsg[0] != '\0' ? ep->errmsg : ferry_strerror(rc));
-			d->dgram->close(ep);
+			ferry__ep_close(ep);
 			ferry__free(ep);
 			goto fail;
 		}
@@ -52,7 +55,7 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 fail:
 	/* eps[i+1 .. n-1] are open. */
 	for (int j = n - *neps; j < n; j++) {
-		eps[j]->drv->dgram->close(eps[j]);
+		ferry__ep_close(eps[j]);
 		ferry__free(eps[j]);
 	}
 	*neps = 0;
@@ -62,7 +65,7 @@ fail:
 void ferry__ep_close_stack(ferry_ep **eps, int neps)
 {
 	for (int i = 0; i < neps; i++) {
-		eps[i]->drv->dgram->close(eps[i]);
+		ferry__ep_close(eps[i]);
 		ferry__free(eps[i]);
 		eps[i] = NULL;
 	}
@@ -111,5 +114,59 @@ void ferry__ep_release(ferry_pkt *pkt)
 {
 	ferry_ep *ep = pkt->ep;
 	ep->loans_out--;
-	ep->drv->dgram->release(ep, pkt);
+	if (ep->drv->kind == FERRY_DRIVER_STREAM)
+		ep->drv->stream->release(ep, pkt);
+	else
+		ep->drv->dgram->release(ep, pkt);
+}
+
+/* Ops both kinds have, whichever table holds them. */
+void ferry__ep_close(ferry_ep *ep)
+{
+	if (ep->drv->kind == FERRY_DRIVER_STREAM)
+		ep->drv->stream->close(ep);
+	else
+		ep->drv->dgram->close(ep);
+}
+
+void ferry__ep_caps(ferry_ep *ep, ferry_caps *out)
+{
+	if (ep->drv->kind == FERRY_DRIVER_STREAM)
+		ep->drv->stream->caps(ep, out);
+	else
+		ep->drv->dgram->caps(ep, out);
+}
+
+int ferry__ep_ctl(ferry_ep *ep, int op, void *arg)
+{
+	return ep->drv->kind == FERRY_DRIVER_STREAM ? ep->drv->stream->ctl(ep, op, arg)
+	                                             : ep->drv->dgram->ctl(ep, op, arg);
+}
+
+/* Stream endpoints: the wrapper counts what every driver would. */
+int ferry__ep_stream_poll(ferry_ep *ep, int max)
+{
+	int n = ep->drv->stream->poll(ep, max);
+	ep->cnt.polls++;
+	if (n > 0)
+		ep->cnt.polls_nonempty++;
+	return n;
+}
+
+int ferry__ep_stream_flush(ferry_ep *ep)
+{
+	ep->tx_pending = false;
+	int rc = ep->drv->stream->flush(ep);
+	if (rc < 0)
+		ep->cnt.tx_errors++;
+	return rc;
+}
+
+int ferry_buf_append_pkt(ferry_buf *b, ferry_pkt *pkt, void *data, size_t n)
+{
+	pkt->ep->loans_out++;
+	int rc = ferry_buf_append_loan(b, data, n, ferry__pkt_loan_release, pkt);
+	if (rc != 0)
+		pkt->ep->loans_out--;
+	return rc;
 }

@@ -9,6 +9,8 @@
 extern const ferry_driver_ops ferry__udp_driver;
 extern const ferry_driver_ops ferry__loopback_driver;
 extern const ferry_driver_ops ferry__lossy_driver;
+extern const ferry_driver_ops ferry__tcp_driver;
+extern const ferry_driver_ops ferry__splice_driver;
 
 static const ferry_driver_ops *const registry[] = {
 #if FERRY_HAVE_UDP
@@ -19,6 +21,12 @@ static const ferry_driver_ops *const registry[] = {
 #endif
 #if FERRY_HAVE_LOSSY
 	&ferry__lossy_driver,
+#endif
+#if FERRY_HAVE_TCP
+	&ferry__tcp_driver,
+#endif
+#if FERRY_HAVE_SPLICE
+	&ferry__splice_driver,
 #endif
 };
 

@@ -3,6 +3,7 @@
  * calls on the wire; everything about their lifetime lives here. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../buffer/alloc.h"
 #include "core.h"
@@ -40,6 +41,14 @@ static void call_put(ferry_ctx *ctx, ferry__call *c)
 
 static void call_deadline(ferry__timer *t);
 
+static void session_port_put(ferry_session *s)
+{
+	if (s->tp->session_port_put != NULL)
+		s->tp->session_port_put(s);
+	else
+		ferry__port_close(s->port);
+}
+
 int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 {
 	if (!ferry__on_owner(ctx))
@@ -49,10 +58,6 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0)
 		return rc;
-	if (loc.transport == NULL)
-		return ferry__set_errmsg(ctx, FERRY_EBADLOC,
-		                         "stream transports are not built yet: '%s'",
-		                         loc.layer[0]);
 	/* A slot in the session table; its index is the client hint. */
 	uint32_t idx = 0;
 	while (idx < ctx->nsessions && ctx->sessions[idx] != NULL)
@@ -75,16 +80,23 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 	s->gen = ++ctx->session_gen;
 	s->tp = loc.transport;
 	s->nchan = FERRY_CHANNELS_DEFAULT;
-	rc = ferry__port_open(ctx, &loc, false, &s->port);
-	if (rc != 0)
-		goto fail;
-	s->port->session = s;
-	rc = s->port->ep->drv->dgram->resolve(s->port->ep, &loc, &s->peer);
-	if (rc != 0) {
-		ferry__set_errmsg(ctx, rc, "%s: %s", s->port->ep->drv->name,
-		                  s->port->ep->errmsg[0] != '\0' ? s->port->ep->errmsg
-		                                                  : ferry_strerror(rc));
-		goto fail_port;
+	if (s->tp->session_port != NULL) {
+		/* The transport shares ports between sessions to one peer. */
+		if ((rc = s->tp->session_port(s, &loc)) != 0)
+			goto fail;
+	} else {
+		rc = ferry__port_open(ctx, &loc, false, &s->port);
+		if (rc != 0)
+			goto fail;
+		s->port->session = s;
+		rc = s->port->ep->drv->dgram->resolve(s->port->ep, &loc, &s->peer);
+		if (rc != 0) {
+			ferry__set_errmsg(ctx, rc, "%s: %s", s->port->ep->drv->name,
+			                  s->port->ep->errmsg[0] != '\0'
+			                          ? s->port->ep->errmsg
+			                          : ferry_strerror(rc));
+			goto fail_port;
+		}
 	}
 	rc = s->tp->session_init(s);
 	if (rc != 0) {
@@ -98,7 +110,7 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 	*out = s;
 	return 0;
 fail_port:
-	ferry__port_close(s->port);
+	session_port_put(s);
 fail:
 	ferry__free(s);
 	return rc;
@@ -160,15 +172,39 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	return ferry__call_any(s, opcode, req, resp, timeout_us, cb, arg);
 }
 
+static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                       ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                       void *arg, ferry_fd_sink *sink);
+
 int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
                     ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                     void *arg)
 {
-	if (s == NULL || req == NULL || resp == NULL || cb == NULL)
+	if (resp == NULL)
+		return -EINVAL;
+	return call_submit(s, opcode, req, resp, timeout_us, cb, arg, NULL);
+}
+
+int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                       ferry_fd_sink *sink, uint64_t timeout_us, ferry_call_cb cb,
+                       void *arg)
+{
+	if (opcode < FERRY_OPCODE_USER_MIN || sink == NULL || sink->fd < 0)
+		return -EINVAL;
+	return call_submit(s, opcode, req, NULL, timeout_us, cb, arg, sink);
+}
+
+static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                       ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                       void *arg, ferry_fd_sink *sink)
+{
+	if (s == NULL || req == NULL || cb == NULL)
 		return -EINVAL;
 	ferry_ctx *ctx = s->ctx;
 	if (s->closing)
 		return FERRY_ECANCELED;
+	if (!ferry__on_owner(ctx) && sink != NULL)
+		return FERRY_EWRONGTHREAD;
 	if (!ferry__on_owner(ctx)) {
 		/* Documented slow path: one allocation per foreign-thread call. */
 		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
@@ -183,7 +219,7 @@ int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	}
 	if (ferry_buf_len(req) > s->port->msg_max)
 		return FERRY_ETOOBIG;
-	if (ferry_buf_len(resp) != 0)
+	if (resp != NULL && ferry_buf_len(resp) != 0)
 		return -EINVAL;
 	bool free_chan = session_has_free_chan(s);
 	if (!free_chan && s->qlen >= FERRY_SESSION_QUEUE_MAX)
@@ -191,6 +227,17 @@ int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	ferry__call *c = call_get(ctx);
 	if (c == NULL)
 		return -ENOMEM;
+	if (sink != NULL) {
+		if (c->sink_buf == NULL) {
+			if ((c->sink_buf = ferry__malloc(sizeof(*c->sink_buf))) == NULL) {
+				call_put(ctx, c);
+				return -ENOMEM;
+			}
+			ferry_buf_init(c->sink_buf);
+		}
+		resp = c->sink_buf;
+		sink->written = sink->copied = 0;
+	}
 	c->s = s;
 	c->opcode = opcode;
 	c->req = req;
@@ -199,6 +246,8 @@ int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->arg = arg;
 	c->timeout_us = timeout_us ? timeout_us : FERRY_DEFAULT_TIMEOUT_US;
 	c->next = NULL;
+	c->sink = sink;
+	c->sink_done = false;
 	c->timer.fn = call_deadline;
 	ferry__ctx_tick(ctx);
 	c->start_ns = ctx->now_ns;
@@ -237,6 +286,60 @@ static void session_unqueue(ferry_session *s, ferry__call *c)
 	s->qlen--;
 }
 
+/* Write all of b to fd at *off (advanced; -1 = the fd's position). */
+static int sink_write_buf(ferry_buf *b, int fd, int64_t *off, uint64_t *done)
+{
+	ferry_buf_iter it;
+	ferry_buf_seg seg;
+	ferry_buf_iter_init(&it, b, 0, ferry_buf_len(b));
+	uint8_t bounce[16384];
+	while (ferry_buf_iter_next(&it, &seg)) {
+		size_t at = 0;
+		while (at < seg.len) {
+			const void *src = (const uint8_t *)seg.data + at;
+			size_t n = seg.len - at;
+			if (seg.kind == FERRY_CHUNK_FILE) {
+				n = n < sizeof(bounce) ? n : sizeof(bounce);
+				ssize_t r = pread(seg.fd, bounce, n, seg.file_off + (off_t)at);
+				if (r <= 0)
+					return r < 0 ? -errno : -EIO;
+				n = (size_t)r;
+				src = bounce;
+			}
+			ssize_t w = *off >= 0 ? pwrite(fd, src, n, *off) : write(fd, src, n);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return w < 0 ? -errno : -EIO;
+			at += (size_t)w;
+			*done += (uint64_t)w;
+			if (*off >= 0)
+				*off += w;
+		}
+	}
+	return 0;
+}
+
+/* A call into an fd completes: unless the transport wrote the body there
+ * itself, copy the response buffer to the fd now. */
+static int call_sink_finish(ferry__call *c, int status)
+{
+	ferry_ctx *ctx = c->s->ctx;
+	ferry_fd_sink *k = c->sink;
+	ctx->cnt.sink_calls++;
+	if (status == 0 && !c->sink_done) {
+		int64_t off = k->off;
+		uint64_t before = k->written;
+		status = sink_write_buf(c->resp, k->fd, &off, &k->written);
+		k->copied += k->written - before;
+	}
+	ctx->cnt.sink_bytes += k->written;
+	ctx->cnt.sink_copied += k->copied;
+	ferry_buf_reset(c->resp);
+	c->sink = NULL;
+	return status;
+}
+
 /* Finish a call: free its channel (launching the next queued call), run the
  * callback exactly once. On failure the response buffer is emptied, so a
  * failed call never delivers partial data. */
@@ -267,6 +370,8 @@ void ferry__call_complete(ferry__call *c, int status)
 		if (status == FERRY_ETIMEDOUT)
 			ctx->cnt.calls_timedout++;
 	}
+	if (c->sink != NULL)
+		status = call_sink_finish(c, status);
 	FERRY_TRACE(ctx, "call done rpc=%llu status=%lld", c->rpc_id, (int64_t)status);
 	if (status != 0)
 		ferry_buf_reset(c->resp);
@@ -331,7 +436,7 @@ void ferry_session_close(ferry_session *s)
 	session_fail_calls(s, FERRY_ECANCELED);
 	if (s->tp->session_fini != NULL)
 		s->tp->session_fini(s);
-	ferry__port_close(s->port);
+	session_port_put(s);
 	ferry__free(s);
 }
 
@@ -371,6 +476,31 @@ int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	return ferry__call_sync_any(s, opcode, req, resp, timeout_us);
 }
 
+static int call_sync_wait(ferry_ctx *ctx, struct call_sync *cs)
+{
+	while (!cs->done) {
+		int rc = ferry_ctx_poll(ctx, -1);
+		if (rc < 0)
+			return rc;
+	}
+	return cs->status;
+}
+
+int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                            ferry_fd_sink *sink, uint64_t timeout_us)
+{
+	if (s == NULL)
+		return -EINVAL;
+	ferry_ctx *ctx = s->ctx;
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	if (ctx->depth > 0)
+		return FERRY_EWOULDDEADLOCK;
+	struct call_sync cs = {false, 0};
+	int rc = ferry_call_into_fd(s, opcode, req, sink, timeout_us, call_sync_cb, &cs);
+	return rc != 0 ? rc : call_sync_wait(ctx, &cs);
+}
+
 int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us)
 {
@@ -383,12 +513,5 @@ int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		return FERRY_EWOULDDEADLOCK;
 	struct call_sync cs = {false, 0};
 	int rc = ferry__call_any(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
-	if (rc != 0)
-		return rc;
-	while (!cs.done) {
-		rc = ferry_ctx_poll(ctx, -1);
-		if (rc < 0)
-			return rc;
-	}
-	return cs.status;
+	return rc != 0 ? rc : call_sync_wait(ctx, &cs);
 }

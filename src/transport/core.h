@@ -44,6 +44,7 @@ typedef struct ferry__port {
 	int neps;
 	const ferry__transport_ops *tp;
 	bool server;
+	bool stream;           /* bottom driver is a stream driver */
 	bool dead;             /* closed; freed after the current poll pass */
 	ferry_session *session; /* client port */
 	ferry_server *srv;     /* server port */
@@ -71,6 +72,14 @@ typedef struct ferry__call {
 	uint64_t timeout_us;
 	uint64_t start_ns;   /* for rpc.call_ns */
 	ferry__timer timer;  /* deadline */
+	/* ferry_call_into_fd: the response body goes to sink->fd. A stream
+	 * transport that writes it there itself sets sink_done; otherwise the
+	 * core copies resp (then sink_buf, allocated once per call object) to
+	 * the fd at completion. */
+	ferry_fd_sink *sink;
+	ferry_buf *sink_buf;
+	bool sink_done;
+	uint32_t tp_word;    /* transport's use (stream: connection generation) */
 	uint32_t rpc_id;
 	uint16_t opcode;
 	uint8_t chan;
@@ -179,7 +188,10 @@ struct ferry_server {
 	X(rx_mismatch, "rpc.drop.mismatch")                                    \
 	X(rx_nomem, "rpc.drop.nomem")                                          \
 	X(rx_too_big, "rpc.drop.too_big")                                      \
-	X(rx_reasm_full, "rpc.drop.reassembly_full")
+	X(rx_reasm_full, "rpc.drop.reassembly_full")                          \
+	X(sink_calls, "rpc.sink.calls")                                        \
+	X(sink_bytes, "rpc.sink.bytes")                                        \
+	X(sink_copied, "rpc.sink.copied_bytes")
 
 typedef struct ferry__ctx_counters {
 #define FERRY_CNT_FIELD_(field, name) uint64_t field;
@@ -271,7 +283,13 @@ void ferry__metrics_service_fini(ferry_server *srv);
 
 /* drivers/ep.c: the thin wrappers every call to a driver goes through. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
+                         const ferry_stream_upcalls *up, void *up_arg,
                          ferry_ep **eps, int *neps, char *err, size_t err_len);
+void ferry__ep_close(ferry_ep *ep);
+void ferry__ep_caps(ferry_ep *ep, ferry_caps *out);
+int ferry__ep_ctl(ferry_ep *ep, int op, void *arg);
+int ferry__ep_stream_poll(ferry_ep *ep, int max);
+int ferry__ep_stream_flush(ferry_ep *ep);
 void ferry__ep_close_stack(ferry_ep **eps, int neps);
 int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
                    size_t hdr_len, ferry_buf_iter *payload);

@@ -183,6 +183,10 @@ void ferry_ctx_destroy(ferry_ctx *ctx)
 	while (ctx->free_calls != NULL) {
 		ferry__call *c = ctx->free_calls;
 		ctx->free_calls = c->next;
+		if (c->sink_buf != NULL) {
+			ferry_buf_fini(c->sink_buf);
+			ferry__free(c->sink_buf);
+		}
 		ferry__free(c);
 	}
 	while (ctx->free_rpcs != NULL) {
@@ -282,7 +286,7 @@ static void ctx_port_bound(ferry__port *p, const ferry_loc *loc)
 {
 	char keys[FERRY_LOC_MAX_BYTES] = "";
 	struct ferry_ctl_locator bl = {keys, sizeof(keys)};
-	if (p->ep->drv->dgram->ctl(p->ep, FERRY_CTL_BOUND_LOCATOR, &bl) != 0)
+	if (ferry__ep_ctl(p->ep, FERRY_CTL_BOUND_LOCATOR, &bl) != 0)
 		keys[0] = '\0';
 	const char *colon = strchr(loc->text, ':');
 	int stack_len = colon != NULL ? (int)(colon - loc->text) : (int)strlen(loc->text);
@@ -313,13 +317,15 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 	p->server = server;
 	char err[FERRY_ERRMSG_BYTES] = "";
 	int rc = ferry__ep_open_stack(ctx, loc, server ? FERRY_EP_LISTEN : 0,
-	                              p->eps, &p->neps, err, sizeof(err));
+	                              p->tp->upcalls, p, p->eps, &p->neps, err,
+	                              sizeof(err));
 	if (rc != 0) {
 		ferry__free(p);
 		return ferry__set_errmsg(ctx, rc, "%s", err);
 	}
 	p->ep = p->eps[0];
-	p->ep->drv->dgram->caps(p->ep, &p->caps);
+	p->stream = p->ep->drv->kind == FERRY_DRIVER_STREAM;
+	ferry__ep_caps(p->ep, &p->caps);
 	uint64_t msg_max;
 	rc = ferry__loc_u64(loc, "maxmsg", 0, UINT32_MAX,
 	                    FERRY_MSG_MAX_BYTES_DEFAULT, &msg_max, ctx->errmsg,
@@ -359,7 +365,7 @@ static void ctx_port_free(ferry_ctx *ctx, ferry__port *p)
 {
 	if (p->tp->server_port_fini != NULL && p->server)
 		p->tp->server_port_fini(p);
-	if (p->ep->tx_pending)
+	if (p->ep->tx_pending && !p->stream)
 		ferry__ep_flush(p->ep);
 	while (p->done != NULL) {
 		struct ferry_rpc *r = p->done;
@@ -398,6 +404,12 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			*dead = true;
 			continue;
 		}
+		if (p->stream) {
+			/* Stream drivers deliver through the transport's upcalls. */
+			int n = ferry__ep_stream_poll(p->ep, FERRY_POLL_BATCH);
+			events += n > 0 ? n : 0;
+			continue;
+		}
 		int n = ferry__ep_poll(p->ep, pkts, FERRY_POLL_BATCH);
 		if (n <= 0)
 			continue;
@@ -419,7 +431,7 @@ static void ctx_flush_ports(ferry_ctx *ctx, bool *dead)
 {
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->ep->tx_pending) {
-			int n = ferry__ep_flush(p->ep);
+			int n = p->stream ? ferry__ep_stream_flush(p->ep) : ferry__ep_flush(p->ep);
 			FERRY_TRACE(ctx, "flush port=%llu n=%lld", p->id, (int64_t)n);
 		}
 		/* Replies are borrowed by the driver until the flush: only now
@@ -543,7 +555,7 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 			ctx_stat_ep(cb, arg, ep);
 			struct ctx_prefixed pre = {cb, arg, ep->drv->name};
 			struct ferry_ctl_counters cc = {ctx_prefixed_cb, &pre};
-			ep->drv->dgram->ctl(ep, FERRY_CTL_COUNTERS, &cc);
+			ferry__ep_ctl(ep, FERRY_CTL_COUNTERS, &cc);
 		}
 	}
 }

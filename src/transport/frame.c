@@ -40,7 +40,7 @@ int ferry__frame_send(ferry__port *port, const ferry_addr *to,
 	return sent;
 }
 
-void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
+void ferry__frame_count_drop(ferry__port *port, int verdict)
 {
 	ferry__ctx_counters *c = &port->ctx->cnt;
 	switch (verdict) {
@@ -52,6 +52,11 @@ void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
 	default: break;
 	}
 	port->ep->cnt.rx_dropped++;
+}
+
+void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
+{
+	ferry__frame_count_drop(port, verdict);
 	ferry__ep_release(pkt);
 }
 

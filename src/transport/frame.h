@@ -15,6 +15,9 @@ int ferry__frame_send(ferry__port *port, const ferry_addr *to,
                       ferry_wire_hdr *h, ferry_buf *msg, uint32_t frag_bytes,
                       uint32_t first, uint32_t last);
 
+/* Count a refused packet or message under its reason (rpc.drop.*). */
+void ferry__frame_count_drop(ferry__port *port, int verdict);
+
 /* Count a refused packet under its reason and give it back. */
 void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict);
 

@@ -109,6 +109,8 @@ static int loc_stack(ferry_loc *loc, const char *stack, char *err,
 		return loc_fail(err, err_len,
 		                "'%s' wraps datagram drivers only, not '%s'",
 		                loc->drv[0]->name, bottom->name);
+	if (bottom->kind == FERRY_DRIVER_STREAM)
+		loc->transport = &ferry__stream_ops;
 	return 0;
 }
 

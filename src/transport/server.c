@@ -78,10 +78,6 @@ int ferry_server_listen(ferry_server *srv, const char *locator)
 	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0)
 		return rc;
-	if (loc.transport == NULL)
-		return ferry__set_errmsg(ctx, FERRY_EBADLOC,
-		                         "stream transports are not built yet: '%s'",
-		                         loc.layer[0]);
 	ferry__port *port;
 	rc = ferry__port_open(ctx, &loc, true, &port);
 	if (rc != 0)

@@ -20,6 +20,16 @@ typedef struct ferry__transport_ops {
 	const char *name;
 	int index;               /* slot in ctx->tp_ctx */
 	const char *const *keys; /* locator keys it accepts, NULL-ended */
+	/* Implied by the driver (stream), never named in a locator. */
+	bool implicit;
+	/* Stream transports: upcalls their ports' endpoints get (arg = port). */
+	const ferry_stream_upcalls *upcalls;
+	/* Optional: find or open the client port of session s (ports shared
+	 * between sessions to one peer) and resolve the peer. Without it the
+	 * core opens one port per session. 0 or negative (errmsg set). */
+	int (*session_port)(struct ferry_session *s, const ferry_loc *loc);
+	/* Optional, with session_port: s no longer uses its port. */
+	void (*session_port_put)(struct ferry_session *s);
 	/* Session opened on a client port: set up per-session state. */
 	int (*session_init)(struct ferry_session *s);
 	/* The session is closing (its calls already completed): free state. */
@@ -55,5 +65,6 @@ extern const ferry__transport_ops *const ferry__transports[FERRY_TRANSPORTS_MAX 
 
 extern const ferry__transport_ops ferry__unreliable_ops;
 extern const ferry__transport_ops ferry__fast_ops;
+extern const ferry__transport_ops ferry__stream_ops;
 
 #endif

@@ -36,10 +36,8 @@ void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTE
 	put16(out + 38, h->aux);
 }
 
-int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
+static int wire_fields(const uint8_t *p, ferry_wire_hdr *h)
 {
-	if (len < FERRY_WIRE_HDR_BYTES)
-		return FERRY_WIRE_SHORT;
 	if (get16(p) != FERRY_WIRE_MAGIC)
 		return FERRY_WIRE_BAD_MAGIC;
 	if (p[2] != FERRY_WIRE_VERSION)
@@ -58,6 +56,29 @@ int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
 	h->aux = get16(p + 38);
 	if (h->type >= FERRY_PKT_TYPE_COUNT || (h->flags & ~FERRY_FLAG_KNOWN) != 0)
 		return FERRY_WIRE_BAD_TYPE;
+	return FERRY_WIRE_OK;
+}
+
+int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h)
+{
+	int v = wire_fields(p, h);
+	if (v != FERRY_WIRE_OK)
+		return v;
+	if (h->type != FERRY_PKT_DATA)
+		return FERRY_WIRE_BAD_TYPE;
+	if (h->frag != 0 || h->frag_bytes != 0 || (h->flags & FERRY_FLAG_LAST) == 0 ||
+	    (h->flags & (FERRY_FLAG_ACK_REQ | FERRY_FLAG_RETX)) != 0)
+		return FERRY_WIRE_BAD_LENGTH;
+	return FERRY_WIRE_OK;
+}
+
+int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
+{
+	if (len < FERRY_WIRE_HDR_BYTES)
+		return FERRY_WIRE_SHORT;
+	int v = wire_fields(p, h);
+	if (v != FERRY_WIRE_OK)
+		return v;
 	if (h->type == FERRY_PKT_DATA) {
 		size_t payload = len - FERRY_WIRE_HDR_BYTES;
 		uint32_t n = ferry__wire_nfrags(h->msg_len, h->frag_bytes);

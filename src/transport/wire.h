@@ -64,6 +64,10 @@ enum ferry_wire_verdict {
  * Returns a verdict. */
 int ferry__wire_decode(const uint8_t *pkt, size_t len, ferry_wire_hdr *h);
 
+/* Decode a stream message header (FERRY_WIRE_HDR_BYTES at p): DATA only,
+ * one whole message (frag 0, LAST set, frag_bytes 0, no ACK_REQ/RETX). */
+int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h);
+
 /* Fragments of a message: at least one, even for an empty message. */
 static inline uint32_t ferry__wire_nfrags(uint32_t msg_len, uint32_t frag_bytes)
 {

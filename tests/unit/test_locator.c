@@ -367,7 +367,8 @@ static void test_every_declared_key_accepted(void **state)
 		const ferry_driver_ops *d = ferry_driver_at(i);
 		for (const char *const *k = d->keys; *k != NULL; k++) {
 			char text[128];
-			snprintf(text, sizeof(text), "unreliable+%s%s:%s=1", d->name,
+			snprintf(text, sizeof(text), "%s%s%s:%s=1",
+			         d->kind == FERRY_DRIVER_STREAM ? "" : "unreliable+", d->name,
 			         d->wrapper ? "+loopback" : "", *k);
 			ferry_loc l;
 			parse_ok(text, &l);
@@ -380,6 +381,23 @@ static void test_every_declared_key_accepted(void **state)
 		ferry_loc l;
 		parse_ok(text, &l);
 	}
+#if FERRY_HAVE_TCP
+	/* A stream driver brings the stream transport and its keys. */
+	for (const char *const *k = ferry__stream_ops.keys; *k != NULL; k++) {
+		char text[128];
+		snprintf(text, sizeof(text), "tcp:%s=1", *k);
+		ferry_loc l;
+		parse_ok(text, &l);
+		assert_ptr_equal(l.transport, &ferry__stream_ops);
+	}
+	char err[ERR_BYTES];
+	ferry_loc l;
+	assert_int_equal(ferry__loc_parse("stream+tcp:port=1", &l, err, sizeof(err)),
+	                 FERRY_EBADLOC);
+	assert_int_equal(ferry__loc_parse("fast+tcp:port=1", &l, err, sizeof(err)),
+	                 FERRY_EBADLOC);
+	assert_non_null(strstr(err, "takes no transport"));
+#endif
 }
 
 /* Typed getters ----------------------------------------------------------*/

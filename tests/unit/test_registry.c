@@ -116,9 +116,11 @@ static void test_ops_complete(void **state)
 			if (o == NULL)
 				fail_msg("stream driver '%s' has no stream ops", d->name);
 			assert_non_null(o->connect);
-			assert_non_null(o->accept);
 			assert_non_null(o->send_msg);
+			assert_non_null(o->flush);
 			assert_non_null(o->poll);
+			assert_non_null(o->detach);
+			assert_non_null(o->conn_close);
 			assert_non_null(o->release);
 			assert_non_null(o->caps);
 			assert_non_null(o->ctl);

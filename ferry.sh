@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
 
-TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev
+TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace
 	libbenchmark-dev gnuplot-nox iproute2 nftables)
 BENCH_PKGS=("${TEST_PKGS[@]}" ucx-utils)
 

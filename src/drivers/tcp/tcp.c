@@ -110,7 +110,7 @@ typedef struct tcp_counters {
 	uint64_t rx_blocks, rx_paused;
 	uint64_t tx_user_bytes, tx_file_copy_bytes, sendfile_calls, sendfile_bytes;
 	uint64_t rx_user_bytes, rx_sink_copy_bytes, splice_calls, splice_bytes, splice_fallbacks;
-	uint64_t detach_copy_bytes;
+	uint64_t detach_copy_bytes, readahead_calls;
 } tcp_counters;
 
 typedef struct tcp_ep {
@@ -425,6 +425,16 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 		m->it = *payload;
 	else
 		memset(&m->it, 0, sizeof(m->it));
+	/* File regions: start the disk read now, so the sendfile or pread at
+	 * write time finds the pages cached instead of stalling the context
+	 * on the disk. */
+	ferry_buf_iter peek = m->it;
+	ferry_buf_seg seg;
+	while (peek.left > 0 && ferry_buf_iter_next(&peek, &seg))
+		if (seg.kind == FERRY_CHUNK_FILE) {
+			posix_fadvise(seg.fd, seg.file_off, (off_t)seg.len, POSIX_FADV_WILLNEED);
+			t->cnt.readahead_calls++;
+		}
 	m->have_seg = false;
 	m->seg_off = 0;
 	m->own = NULL;
@@ -1091,6 +1101,7 @@ static int tcp_ctl(ferry_ep *ep, int op, void *arg)
 		TCP_CNT(splice_bytes);
 		TCP_CNT(splice_fallbacks);
 		TCP_CNT(detach_copy_bytes);
+		TCP_CNT(readahead_calls);
 #undef TCP_CNT
 		c->cb(c->arg, "conns", t->nconns);
 		uint64_t backlog = 0;

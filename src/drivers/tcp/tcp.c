@@ -80,6 +80,7 @@ enum { TCP_CONNECTING = 1, TCP_UP, TCP_DEAD };
 typedef struct tcp_conn {
 	ferry_conn base;
 	struct tcp_conn *next, *prev;
+	struct tcp_conn *grave_next; /* dead, freed at the end of the op */
 	int fd;
 	uint8_t state;
 	bool epout;      /* EPOLLOUT registered */
@@ -121,6 +122,7 @@ typedef struct tcp_ep {
 	struct sockaddr_storage local;
 	uint64_t sndbuf, rcvbuf, connect_timeout_us, backlog_pause;
 	tcp_conn *conns;
+	tcp_conn *grave; /* dead connections an upcall may still be inside */
 	uint32_t nconns, nconnecting, nepout;
 	uint32_t polls;
 	tcp_blk *blk_free, *blk_all;
@@ -243,6 +245,8 @@ static void txm_put(tcp_ep *t, tcp_txm *m)
 static void conn_destroy(tcp_ep *t, tcp_conn *c, int event, int err, bool upcalls)
 {
 	const ferry_stream_upcalls *up = t->base.up;
+	if (c->state == TCP_DEAD)
+		return;
 	if (c->state == TCP_CONNECTING)
 		t->nconnecting--;
 	c->state = TCP_DEAD;
@@ -279,7 +283,19 @@ static void conn_destroy(tcp_ep *t, tcp_conn *c, int event, int err, bool upcall
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	t->nconns--;
-	ferry__free(c);
+	/* An upcall may have closed the connection whose read or write is in
+	 * progress further up the stack: free it when the op returns. */
+	c->grave_next = t->grave;
+	t->grave = c;
+}
+
+static void tcp_reap(tcp_ep *t)
+{
+	while (t->grave != NULL) {
+		tcp_conn *c = t->grave;
+		t->grave = c->grave_next;
+		ferry__free(c);
+	}
 }
 
 /* Open / close ---------------------------------------------------------------*/
@@ -341,6 +357,7 @@ static void tcp_close(ferry_ep *ep)
 	tcp_ep *t = tcp_of(ep);
 	while (t->conns != NULL)
 		conn_destroy(t, t->conns, FERRY_CONN_CLOSED, 0, false);
+	tcp_reap(t);
 	if (t->lfd >= 0)
 		close(t->lfd);
 	if (ep->fd >= 0)
@@ -626,6 +643,8 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 		for (tcp_txm *m = head; m != NULL && left > 0; m = m->next)
 			left -= txm_advance(m, left);
 		conn_sent(t, c);
+		if (c->state == TCP_DEAD)
+			return total;
 		if (!file_first && (size_t)w < want) {
 			t->cnt.tx_partial++;
 			break; /* the socket buffer is full */
@@ -652,6 +671,7 @@ static int tcp_flush(ferry_ep *ep)
 	}
 	/* Anything left waits for writability: flush again next pass. */
 	ep->tx_pending = more;
+	tcp_reap(t);
 	return total;
 }
 
@@ -866,6 +886,8 @@ static int conn_read(tcp_ep *t, tcp_conn *c)
 			if (c->body_left == 0) {
 				body_finish(t, c);
 				done++;
+				if (c->state == TCP_DEAD)
+					return done; /* closed by the upcall */
 			}
 		}
 		if (c->state != TCP_UP)
@@ -883,6 +905,8 @@ static int conn_read(tcp_ep *t, tcp_conn *c)
 			if (c->body_left == 0) {
 				body_finish(t, c);
 				done++;
+				if (c->state == TCP_DEAD)
+					return done;
 				continue;
 			}
 			if (r == 0)
@@ -921,6 +945,8 @@ static int conn_read(tcp_ep *t, tcp_conn *c)
 		c->sink_err = 0;
 		c->sink_fallback = false;
 		int rc = up->on_header(t->base.up_arg, &c->base, c->hdr, &c->sink);
+		if (c->state == TCP_DEAD)
+			return done;
 		if (rc != 0) {
 			conn_fail(t, c, rc);
 			return -1;
@@ -1047,6 +1073,7 @@ static int tcp_poll(ferry_ep *ep, int max)
 	}
 	if (ep->tx_pending)
 		tcp_flush(ep);
+	tcp_reap(t);
 	return events;
 }
 

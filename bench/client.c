@@ -1,12 +1,19 @@
-/* ferry-bench client: calls READ, WRITE or ECHO on a ferry server at each
- * size for a fixed time. Latency mode keeps one call in flight and records
- * every round trip; throughput mode keeps N calls in flight over M sessions.
- * The server's metrics are collected for exactly the measured interval with
- * the built-in START/STOP/DUMP service (its CPU time comes from there). */
+/* ferry-bench client: calls READ, WRITE, ECHO or FILEREAD on a ferry server
+ * at each size for a fixed time. Latency mode keeps one call in flight and
+ * records every round trip; throughput mode keeps N calls in flight over M
+ * sessions. FILEREAD receives each response body into a file descriptor
+ * with ferry_call_into_fd (call k in flight writes at offset k * size of one
+ * sink file) and its rows say mode "fileread". The server's metrics are
+ * collected for exactly the measured interval with the built-in
+ * START/STOP/DUMP service (its CPU time comes from there). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "ferry/ferry.h"
@@ -23,6 +30,7 @@ typedef struct client_cfg {
 	double duration, warmup;
 	uint64_t timeout_us;
 	const char *csv, *json, *server_metrics, *client_metrics;
+	const char *sink;   /* FILEREAD: a directory (a fresh file in it) or a file */
 	pid_t server_pid;
 } client_cfg;
 
@@ -30,6 +38,8 @@ typedef struct client_slot {
 	struct client_run *run;
 	ferry_session *s;
 	ferry_buf req, resp;
+	ferry_fd_sink sink; /* FILEREAD */
+	int index;
 	uint64_t start_ns;
 	bool busy;
 } client_slot;
@@ -38,6 +48,7 @@ typedef struct client_run {
 	const client_cfg *cfg;
 	uint64_t size, end_ns, last_ns;
 	uint64_t ops, errors;
+	int sink_fd;        /* FILEREAD destination, -1 otherwise */
 	bool measuring, stopping;
 	bench_samples samples;
 	client_slot slots[CLIENT_INFLIGHT_MAX];
@@ -45,10 +56,18 @@ typedef struct client_run {
 
 static uint8_t *client_pattern;
 
+/* The mode a row reports: FILEREAD rows are their own mode. */
+static const char *client_mode_name(const client_cfg *cfg)
+{
+	return cfg->op == BENCH_OP_FILEREAD ? "fileread"
+	       : cfg->mode_tput            ? "throughput"
+	                                   : "latency";
+}
+
 static void client_fill_req(const client_cfg *cfg, ferry_buf *req, uint64_t size)
 {
 	ferry_buf_reset(req);
-	if (cfg->op == BENCH_OP_READ) {
+	if (cfg->op == BENCH_OP_READ || cfg->op == BENCH_OP_FILEREAD) {
 		uint32_t s32 = (uint32_t)size;
 		ferry_buf_append(req, &s32, sizeof(s32));
 	} else if (size > 0) {
@@ -57,10 +76,53 @@ static void client_fill_req(const client_cfg *cfg, ferry_buf *req, uint64_t size
 	}
 }
 
-static bool client_resp_ok(const client_cfg *cfg, ferry_buf *resp, uint64_t size)
+static bool client_resp_ok(const client_cfg *cfg, const client_slot *sl, ferry_buf *resp,
+                           uint64_t size)
 {
+	if (cfg->op == BENCH_OP_FILEREAD)
+		return ferry_buf_len(resp) == 0 && sl->sink.written == size;
 	uint64_t want = cfg->op == BENCH_OP_WRITE ? 0 : size;
 	return ferry_buf_len(resp) == want;
+}
+
+/* FILEREAD: call k in flight writes at k * size of the sink file (the
+ * same place every time: the file does not grow). */
+static void client_sink_arm(client_slot *sl)
+{
+	client_run *run = sl->run;
+	sl->sink = (ferry_fd_sink){.fd = run->sink_fd,
+	                           .off = (int64_t)((uint64_t)sl->index * run->size)};
+}
+
+/* Open FILEREAD's destination: a directory gets a fresh file, unlinked at
+ * once; anything else (e.g. /dev/null) is opened for writing as is. */
+static int client_sink_open(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		char tmpl[PATH_MAX];
+		snprintf(tmpl, sizeof(tmpl), "%s/ferry-bench-sink-XXXXXX", path);
+		int fd = mkstemp(tmpl);
+		if (fd >= 0)
+			unlink(tmpl);
+		return fd;
+	}
+	return open(path, O_WRONLY | O_CLOEXEC);
+}
+
+/* The bytes FILEREAD wrote at off: the server's object pattern? Checked
+ * once per size, after the warm-up. Only regular files can be read back. */
+static bool client_sink_check(int fd, int64_t off, uint64_t size)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return true;
+	uint8_t *b = malloc(size ? size : 1);
+	bool ok = b != NULL && pread(fd, b, size, off) == (ssize_t)size;
+	for (uint64_t i = 0; ok && i < size; i++)
+		ok = b[i] == (uint8_t)(i * 131 + 7);
+	free(b);
+	return ok;
 }
 
 static void client_issue(client_slot *sl);
@@ -72,7 +134,7 @@ static void client_done(void *arg, int status, ferry_buf *resp)
 	uint64_t now = bench_now_ns();
 	sl->busy = false;
 	if (run->measuring) {
-		if (status == 0 && client_resp_ok(run->cfg, resp, run->size)) {
+		if (status == 0 && client_resp_ok(run->cfg, sl, resp, run->size)) {
 			run->ops++;
 			bench_samples_add(&run->samples, now - sl->start_ns);
 		} else {
@@ -89,8 +151,15 @@ static void client_issue(client_slot *sl)
 {
 	client_run *run = sl->run;
 	sl->start_ns = bench_now_ns();
-	int rc = ferry_call(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
-	                    run->cfg->timeout_us, client_done, sl);
+	int rc;
+	if (run->cfg->op == BENCH_OP_FILEREAD) {
+		client_sink_arm(sl);
+		rc = ferry_call_into_fd(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->sink,
+		                        run->cfg->timeout_us, client_done, sl);
+	} else {
+		rc = ferry_call(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
+		                run->cfg->timeout_us, client_done, sl);
+	}
 	if (rc == 0) {
 		sl->busy = true;
 		return;
@@ -133,11 +202,18 @@ static void client_latency(ferry_ctx *ctx, client_run *run, uint64_t end_ns)
 	uint64_t next_progress = 0;
 	while (bench_now_ns() < end_ns) {
 		uint64_t t0 = bench_now_ns();
-		int rc = ferry_call_sync(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
-		                         run->cfg->timeout_us);
+		int rc;
+		if (run->cfg->op == BENCH_OP_FILEREAD) {
+			client_sink_arm(sl);
+			rc = ferry_call_into_fd_sync(sl->s, (uint16_t)run->cfg->op, &sl->req,
+			                             &sl->sink, run->cfg->timeout_us);
+		} else {
+			rc = ferry_call_sync(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
+			                     run->cfg->timeout_us);
+		}
 		uint64_t t1 = bench_now_ns();
 		if (run->measuring) {
-			if (rc == 0 && client_resp_ok(run->cfg, &sl->resp, run->size)) {
+			if (rc == 0 && client_resp_ok(run->cfg, sl, &sl->resp, run->size)) {
 				run->ops++;
 				bench_samples_add(&run->samples, t1 - t0);
 			} else {
@@ -179,6 +255,15 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 	else
 		client_latency(ctx, run, now + (uint64_t)(cfg->warmup * 1e9));
 
+	/* FILEREAD: the warm-up's bytes landed where they should (a failed
+	 * check counts as one error of the row). */
+	uint64_t bad_data = 0;
+	if (cfg->op == BENCH_OP_FILEREAD && !client_sink_check(run->sink_fd, 0, run->size)) {
+		fprintf(stderr, "ferry-bench client: fileread %llu B: wrong bytes in the sink\n",
+		        (unsigned long long)run->size);
+		bad_data = 1;
+	}
+
 	ferry_session *ms = run->slots[0].s;
 	bool have_metrics = ferry_metrics_remote_start(ms) == 0;
 	ferry_metrics_snap *local0 = local_f != NULL ? ferry_metrics_snapshot(ctx) : NULL;
@@ -200,7 +285,7 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 			char scope[256];
 			snprintf(scope, sizeof(scope), "client:%s:%s:%s:%s:%llu", cfg->transport,
 			         cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin",
-			         cfg->mode_tput ? "throughput" : "latency", bench_op_name(cfg->op),
+			         client_mode_name(cfg), bench_op_name(cfg->op),
 			         (unsigned long long)run->size);
 			ferry_metrics_snap_sub(local1, local0);
 			ferry_metrics_snap_json(local1, scope, local_f);
@@ -219,7 +304,7 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 		char scope[256];
 		snprintf(scope, sizeof(scope), "bench:%s:%s:%s:%s:%llu", cfg->transport,
 		         cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin",
-		         cfg->mode_tput ? "throughput" : "latency", bench_op_name(cfg->op),
+		         client_mode_name(cfg), bench_op_name(cfg->op),
 		         (unsigned long long)run->size);
 		ferry_buf dump;
 		ferry_buf_init(&dump);
@@ -239,30 +324,35 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 	}
 	snprintf(r->transport, sizeof(r->transport), "%s", cfg->transport);
 	snprintf(r->poll, sizeof(r->poll), "%s", cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin");
-	snprintf(r->mode, sizeof(r->mode), "%s", cfg->mode_tput ? "throughput" : "latency");
+	snprintf(r->mode, sizeof(r->mode), "%s", client_mode_name(cfg));
 	snprintf(r->op, sizeof(r->op), "%s", bench_op_name(cfg->op));
 	r->size = run->size;
 	double secs = (double)(run->last_ns - t0) / 1e9;
-	bench_result_finish(r, &run->samples, run->ops, run->errors, secs, cpu1 - cpu0,
-	                    server_cpu);
+	bench_result_finish(r, &run->samples, run->ops, run->errors + bad_data, secs,
+	                    cpu1 - cpu0, server_cpu);
 	return 0;
 }
 
 static void client_usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: ferry-bench client --connect LOCATOR [--op read|write|echo]\n"
+	        "usage: ferry-bench client --connect LOCATOR [--op read|write|echo|fileread]\n"
 	        "         [--sizes 64,1k,4k,64k,1m] [--duration 3s] [--warmup 0.2s]\n"
 	        "         [--mode latency|throughput] [--concurrency N] [--sessions M]\n"
 	        "         [--poll spin|block] [--cpu N] [--timeout 1s]\n"
 	        "         [--csv FILE] [--json FILE|-] [--server-metrics FILE]\n"
 	        "         [--server-pid PID] [--client-metrics FILE] [--label NAME]\n"
+	        "         [--sink DIR|FILE]\n"
 	        "Latency mode: one call in flight, min/median/p90/p99/p99.9/max RTT.\n"
 	        "Throughput mode: N calls in flight (default 8) over M sessions\n"
 	        "(default 1); ops/s and MB/s (10^6 bytes). Sizes take k (1024) and m\n"
 	        "(1048576). --server-metrics appends the server's metrics for each\n"
 	        "measured interval (one JSON line per size, docs/METRICS.md);\n"
-	        "--client-metrics does the same for this process's own context.\n");
+	        "--client-metrics does the same for this process's own context.\n"
+	        "--op fileread: the server answers with a file region; each body is\n"
+	        "received into --sink (a directory: a fresh unlinked file in it, default\n"
+	        "/dev/shm; or a file such as /dev/null) with ferry_call_into_fd. Its\n"
+	        "rows say mode fileread; --mode still picks 1 or N calls in flight.\n");
 }
 
 static int client_parse(int argc, char **argv, client_cfg *c)
@@ -285,12 +375,13 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		{"server-pid", required_argument, NULL, 'P'},
 		{"client-metrics", required_argument, NULL, 'K'},
 		{"label", required_argument, NULL, 'L'},
+		{"sink", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	*c = (client_cfg){.op = BENCH_OP_READ, .cpu = -1, .concurrency = 8,
 	                  .sessions = 1, .duration = 3, .warmup = 0.2,
-	                  .timeout_us = 1000000};
+	                  .timeout_us = 1000000, .sink = "/dev/shm"};
 	c->nsizes = bench_parse_sizes("64,1k,4k,64k,1m", c->sizes, BENCH_SIZES_MAX);
 	const char *label = NULL;
 	int o;
@@ -346,6 +437,7 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		case 'P': c->server_pid = (pid_t)atoi(optarg); break;
 		case 'K': c->client_metrics = optarg; break;
 		case 'L': label = optarg; break;
+		case 'k': c->sink = optarg; break;
 		case 'h': client_usage(stdout); return 0;
 		default: client_usage(stderr); return 2;
 		}
@@ -407,10 +499,18 @@ int bench_client_main(int argc, char **argv)
 	}
 	client_run *run = calloc(1, sizeof(*run));
 	run->cfg = &cfg;
+	run->sink_fd = -1;
+	if (cfg.op == BENCH_OP_FILEREAD && (run->sink_fd = client_sink_open(cfg.sink)) < 0) {
+		fprintf(stderr, "ferry-bench client: sink %s: %s\n", cfg.sink, strerror(errno));
+		ferry_ctx_destroy(ctx);
+		free(run);
+		return 1;
+	}
 	ferry_session *sess[CLIENT_SESSIONS_MAX];
 	int status = 0;
 	for (int i = 0; i < CLIENT_INFLIGHT_MAX; i++) {
 		run->slots[i].run = run;
+		run->slots[i].index = i;
 		ferry_buf_init(&run->slots[i].req);
 		ferry_buf_init(&run->slots[i].resp);
 	}
@@ -449,6 +549,8 @@ out:
 	for (int i = 0; i < cfg.sessions; i++)
 		ferry_session_close(sess[i]);
 	ferry_ctx_destroy(ctx);
+	if (run->sink_fd >= 0)
+		close(run->sink_fd);
 	free(run);
 	free(client_pattern);
 	if (csv != NULL)

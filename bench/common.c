@@ -67,12 +67,17 @@ int bench_parse_op(const char *s)
 		return BENCH_OP_WRITE;
 	if (strcmp(s, "echo") == 0)
 		return BENCH_OP_ECHO;
+	if (strcmp(s, "fileread") == 0)
+		return BENCH_OP_FILEREAD;
 	return -1;
 }
 
 const char *bench_op_name(int op)
 {
-	return op == BENCH_OP_READ ? "read" : op == BENCH_OP_WRITE ? "write" : "echo";
+	return op == BENCH_OP_READ       ? "read"
+	       : op == BENCH_OP_WRITE    ? "write"
+	       : op == BENCH_OP_FILEREAD ? "fileread"
+	                                 : "echo";
 }
 
 uint64_t bench_now_ns(void)

@@ -15,13 +15,16 @@
 #define BENCH_OP_READ 16  /* request: u32 size; response: the object of that size */
 #define BENCH_OP_WRITE 17 /* request: the bytes; response: empty */
 #define BENCH_OP_ECHO 18  /* response = request */
+#define BENCH_OP_FILEREAD 19 /* request: u32 size; response: a region of a file
+                              * (ferry_buf_append_file), received into an fd
+                              * with ferry_call_into_fd */
 
 /* Parse "64,1k,4k,64k,1m" (k = 1024, m = 1048576). Returns the count or -1
  * with a message on stderr. */
 int bench_parse_sizes(const char *s, uint64_t *out, int max);
 /* Parse "3s", "500ms", "2.5s", "100us" or plain seconds. -1 if bad. */
 double bench_parse_duration(const char *s);
-/* "read" / "write" / "echo" -> BENCH_OP_*, or -1. */
+/* "read" / "write" / "echo" / "fileread" -> BENCH_OP_*, or -1. */
 int bench_parse_op(const char *s);
 const char *bench_op_name(int op);
 
@@ -48,8 +51,8 @@ uint64_t bench_samples_q(const bench_samples *s, double q);
 typedef struct bench_result {
 	char transport[96]; /* locator stack, or raw-udp / raw-tcp / peer-… */
 	char poll[8];       /* spin | block */
-	char mode[16];      /* latency | throughput */
-	char op[8];         /* read | write | echo */
+	char mode[16];      /* latency | throughput | fileread */
+	char op[12];        /* read | write | echo | fileread */
 	uint64_t size;
 	uint64_t ops, errors;
 	double seconds;

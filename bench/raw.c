@@ -1014,8 +1014,8 @@ static int raw_parse(int argc, char **argv, struct raw_opts *o)
 			o->throughput = strcmp(optarg, "throughput") == 0;
 			break;
 		case 'o':
-			if ((o->op = bench_parse_op(optarg)) < 0)
-				goto bad;
+			if ((o->op = bench_parse_op(optarg)) < 0 || o->op == BENCH_OP_FILEREAD)
+				goto bad; /* fileread needs a ferry server */
 			break;
 		case 's':
 			if ((o->nsizes = bench_parse_sizes(optarg, o->sizes,

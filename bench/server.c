@@ -1,14 +1,19 @@
 /* ferry-bench server: listens on one or more locators and serves READ
  * (the stored object of the requested size, sent zero-copy by reference),
- * WRITE (consumes the bytes) and ECHO (the request's own bytes, referenced,
- * not copied). It prints each bound locator on stdout, one per line, then
- * "ready", and serves until SIGTERM or SIGINT. */
+ * WRITE (consumes the bytes), ECHO (the request's own bytes, referenced,
+ * not copied) and FILEREAD (the first size bytes of a file, as a file
+ * region: sendfile on the splice driver, pread + send elsewhere). It prints
+ * each bound locator on stdout, one per line, then "ready", and serves
+ * until SIGTERM or SIGINT. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "ferry/ferry.h"
@@ -56,6 +61,56 @@ static void server_read(void *arg, ferry_rpc *rpc)
 	ferry_rpc_reply(rpc, rc);
 }
 
+/* FILEREAD's file: created in file_dir (default /dev/shm, so the disk is
+ * not what is measured) and unlinked at once, so nothing is left behind
+ * whatever ends the server. It holds the object's bytes and grows to the
+ * largest size asked for; growing only appends, so regions already in
+ * responses stay valid. */
+static const char *server_file_dir = "/dev/shm";
+static int server_file_fd = -1;
+static uint64_t server_file_len;
+
+static int server_file(uint64_t size)
+{
+	if (server_file_fd < 0) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/ferry-bench-file-XXXXXX", server_file_dir);
+		server_file_fd = mkstemp(path);
+		if (server_file_fd < 0)
+			return -errno;
+		unlink(path);
+		server_file_len = 0;
+	}
+	while (server_file_len < size) {
+		ssize_t w = pwrite(server_file_fd, server_obj + server_file_len,
+		                   size - server_file_len, (off_t)server_file_len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		server_file_len += (uint64_t)w;
+	}
+	return 0;
+}
+
+static void server_fileread(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	uint32_t size = 0;
+	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &size) != 4 ||
+	    size > SERVER_OBJECT_MAX_BYTES) {
+		ferry_rpc_reply(rpc, FERRY_EPROTO);
+		return;
+	}
+	int rc = server_object();
+	if (rc == 0)
+		rc = server_file(size);
+	/* the fd stays open for the server's life: longer than any response */
+	if (rc == 0 && size > 0)
+		rc = ferry_buf_append_file(ferry_rpc_response(rpc), server_file_fd, 0, size);
+	ferry_rpc_reply(rpc, rc);
+}
+
 static void server_write(void *arg, ferry_rpc *rpc)
 {
 	(void)arg;
@@ -84,12 +139,15 @@ static void server_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
-	        "                          [--poll spin|block] [--cpu N]\n"
-	        "Serves READ(size), WRITE(bytes) and ECHO on every locator; prints the\n"
-	        "bound locators (port=0 becomes the real port), then 'ready'.\n"
+	        "                          [--poll spin|block] [--cpu N] [--file-dir DIR]\n"
+	        "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
+	        "locator; prints the bound locators (port=0 becomes the real port),\n"
+	        "then 'ready'.\n"
 	        "  --listen LOC   e.g. unreliable+udp:host=127.0.0.1,port=0\n"
 	        "  --poll MODE    spin (default) or block\n"
-	        "  --cpu N        pin the server thread to CPU N\n");
+	        "  --cpu N        pin the server thread to CPU N\n"
+	        "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
+	        "                 unlinked at once, grown to the largest size read)\n");
 }
 
 int bench_server_main(int argc, char **argv)
@@ -98,6 +156,7 @@ int bench_server_main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"poll", required_argument, NULL, 'p'},
 		{"cpu", required_argument, NULL, 'c'},
+		{"file-dir", required_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -121,6 +180,9 @@ int bench_server_main(int argc, char **argv)
 			break;
 		case 'c':
 			cpu = atoi(optarg);
+			break;
+		case 'f':
+			server_file_dir = optarg;
 			break;
 		case 'h':
 			server_usage(stdout);
@@ -149,6 +211,7 @@ int bench_server_main(int argc, char **argv)
 	ferry_server_handle(srv, BENCH_OP_READ, server_read, NULL);
 	ferry_server_handle(srv, BENCH_OP_WRITE, server_write, NULL);
 	ferry_server_handle(srv, BENCH_OP_ECHO, server_echo, NULL);
+	ferry_server_handle(srv, BENCH_OP_FILEREAD, server_fileread, NULL);
 	if (server_object() != 0) {
 		fprintf(stderr, "ferry-bench server: out of memory\n");
 		return 1;
@@ -170,6 +233,8 @@ int bench_server_main(int argc, char **argv)
 	while (!server_stop)
 		ferry_ctx_poll(ctx, 100000);
 	ferry_ctx_destroy(ctx);
+	if (server_file_fd >= 0)
+		close(server_file_fd);
 	free(server_obj);
 	return 0;
 }

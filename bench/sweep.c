@@ -12,10 +12,23 @@
  * (size bytes server to client per call, like a one-way stream: tag_bw and
  * the raw streams).
  *
+ * Baselines: datagram transports compare with raw-udp up to 65507 B and
+ * raw-tcp above; stream transports (tcp, splice) with raw-tcp at every size.
+ *
+ * File reads (mode "fileread"): splice against tcp, the same FILEREAD call
+ * on both (the server answers with a region of a file it made on /dev/shm,
+ * the client receives the body into a /dev/shm file with
+ * ferry_call_into_fd), in alternating slices; the tcp row is the reference
+ * (raw_ref "tcp", ratio 1) and the splice row's ratio is its throughput over
+ * tcp's. These run with poll=block on both sides whatever --quick/--tiny
+ * say: a spinning process burns its core whether it works or not, so its
+ * CPU per op would only restate the wall time, and the CPU per op is the
+ * point (sendfile/splice against pread+send and recv+write copies).
+ *
  * CSV consistency: for a transport row, median_us is the raw row's median
  * times the median paired ratio (latency), and mb_per_s the raw row's times
- * the ratio (throughput), so ratio_vs_raw can be recomputed from the CSV
- * alone; the directly measured medians are in results.json. */
+ * the ratio (throughput, fileread), so ratio_vs_raw can be recomputed from
+ * the CSV alone; the directly measured medians are in results.json. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -28,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,18 +61,28 @@ static const struct sweep_transport {
 	const char *stack;  /* the locator stack: the CSV's transport column */
 	const char *listen; /* server locator */
 	const char *driver; /* bottom driver to probe */
-	bool datagram;      /* raw_ref raw-udp up to 65507 B */
+	bool datagram;      /* raw_ref raw-udp up to 65507 B; else raw-tcp always */
 } sweep_transports[] = {
 	{"fast+udp", "fast+udp:host=127.0.0.1,port=0", "udp", true},
 	{"unreliable+udp", "unreliable+udp:host=127.0.0.1,port=0", "udp", true},
+	{"tcp", "tcp:host=127.0.0.1,port=0", "tcp", false},
+	{"splice", "splice:host=127.0.0.1,port=0", "splice", false},
 };
 #define SWEEP_NTRANSPORTS ((int)(sizeof(sweep_transports) / sizeof(sweep_transports[0])))
 
+/* The file-read comparison: the reference transport and the one compared. */
+#define SWEEP_FILEREAD_REF "tcp"
+#define SWEEP_FILEREAD_ZC "splice"
+#define SWEEP_FILEREAD_POLL "block"
+#define SWEEP_FILEREAD_TIMEOUT "20s"
+#define SWEEP_FILEREAD_DIR "/dev/shm" /* the server's file and the client's sink */
+
 typedef struct sweep_cfg {
 	const char *out, *plots, *exe;
-	bool quick, tiny, peer, plot;
-	int nsizes, npolls, slices;
+	bool quick, tiny, peer, plot, fileread;
+	int nsizes, npolls, slices, nfsizes;
 	uint64_t sizes[BENCH_SIZES_MAX];
+	uint64_t fsizes[BENCH_SIZES_MAX]; /* fileread sizes */
 	const char *polls[2];
 	double slice_s, warmup_s;
 	int cpu_client, cpu_server;
@@ -187,6 +211,21 @@ static bool sweep_transport_runnable(const struct sweep_transport *t, char *why,
 	return true;
 }
 
+/* The raw baseline of transport t at size: datagram transports raw-udp
+ * while a datagram holds size, stream transports raw-tcp at every size. */
+static bool sweep_raw_udp(const struct sweep_transport *t, uint64_t size)
+{
+	return t != NULL && t->datagram && size <= SWEEP_RAW_UDP_MAX;
+}
+
+static int sweep_transport_index(const char *stack)
+{
+	for (int i = 0; i < SWEEP_NTRANSPORTS; i++)
+		if (strcmp(sweep_transports[i].stack, stack) == 0)
+			return i;
+	return -1;
+}
+
 static int sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_servers *sv,
                                const bool *use)
 {
@@ -294,31 +333,38 @@ static int sweep_measure(const sweep_cfg *cfg, char **argv, bench_result *r)
 	return 0;
 }
 
+/* One ferry client slice against the server at loc. op "fileread" runs
+ * as a throughput client (its rows say mode fileread). */
+static int sweep_client(const sweep_cfg *cfg, const char *loc, const char *label,
+                        const char *op, const char *mode, const char *poll,
+                        uint64_t size, bench_result *r)
+{
+	char sizes[32], dur[32], warm[32], conc[16], sm[PATH_MAX], cm[PATH_MAX];
+	bool fileread = strcmp(op, "fileread") == 0;
+	const char *cmode = fileread ? "throughput" : mode;
+	snprintf(sizes, sizeof(sizes), "%llu", (unsigned long long)size);
+	snprintf(dur, sizeof(dur), "%.3f", cfg->slice_s);
+	snprintf(warm, sizeof(warm), "%.3f", cfg->warmup_s);
+	snprintf(conc, sizeof(conc), "%d", sweep_concurrency(cmode, size));
+	snprintf(sm, sizeof(sm), "%s/server-metrics.jsonl", cfg->out);
+	snprintf(cm, sizeof(cm), "%s/client-metrics.jsonl", cfg->out);
+	char *argv[] = {(char *)cfg->exe, "client", "--connect", (char *)loc,
+	                "--label", (char *)label, "--op", (char *)op,
+	                "--sizes", sizes, "--duration", dur, "--warmup", warm,
+	                "--mode", (char *)cmode, "--concurrency", conc, "--poll", (char *)poll,
+	                "--json", "-", "--server-metrics", sm, "--client-metrics", cm,
+	                /* a 64 MiB file read takes tens of ms: give it room */
+	                "--timeout", fileread ? SWEEP_FILEREAD_TIMEOUT : "1s", NULL};
+	return sweep_measure(cfg, argv, r);
+}
+
 static int sweep_slice_ferry(const sweep_cfg *cfg, sweep_servers *sv, int ti,
                              const char *poll, const char *mode, uint64_t size,
                              bench_result *r)
 {
-	char sizes[32], dur[32], warm[32], conc[16], cpu[16], pid[16], sm[PATH_MAX],
-		cm[PATH_MAX];
-	snprintf(sizes, sizeof(sizes), "%llu", (unsigned long long)size);
-	snprintf(dur, sizeof(dur), "%.3f", cfg->slice_s);
-	snprintf(warm, sizeof(warm), "%.3f", cfg->warmup_s);
-	snprintf(conc, sizeof(conc), "%d", sweep_concurrency(mode, size));
-	snprintf(cpu, sizeof(cpu), "%d", cfg->cpu_client);
-	snprintf(pid, sizeof(pid), "%d", (int)sv->ferry.pid);
-	snprintf(sm, sizeof(sm), "%s/server-metrics.jsonl", cfg->out);
-	snprintf(cm, sizeof(cm), "%s/client-metrics.jsonl", cfg->out);
-	char *argv[] = {(char *)cfg->exe, "client", "--connect", (char *)sv->ferry_loc[ti],
-	                "--label", (char *)sweep_transports[ti].stack, "--op",
-	                strcmp(mode, "latency") == 0 ? "echo" : "read",
-	                "--sizes", sizes, "--duration", dur, "--warmup", warm,
-	                "--mode", (char *)mode, "--concurrency", conc, "--poll", (char *)poll,
-	                "--json", "-", "--server-metrics", sm, "--client-metrics", cm,
-	                NULL};
-	(void)cpu;
-	(void)pid;
 	sweep_focus(sv, SWEEP_SRV_FERRY);
-	return sweep_measure(cfg, argv, r);
+	return sweep_client(cfg, sv->ferry_loc[ti], sweep_transports[ti].stack,
+	                    strcmp(mode, "latency") == 0 ? "echo" : "read", mode, poll, size, r);
 }
 
 static int sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
@@ -542,6 +588,115 @@ static double sweep_pair(const char *mode, const bench_result *t, const bench_re
 	return raw->mb_per_s > 0 && t->mb_per_s >= 0 ? t->mb_per_s / raw->mb_per_s : -1;
 }
 
+/* File reads ----------------------------------------------------------------------*/
+
+/* Which fileread transports run: tcp (the reference) must, splice may.
+ * File sizes whose server file plus client sink would not fit in
+ * /dev/shm (64 MiB in a default Docker container) are dropped. */
+static int sweep_fileread_plan(sweep_cfg *cfg, const bool *use, int *ti)
+{
+	struct statvfs vfs;
+	if (cfg->fileread && statvfs(SWEEP_FILEREAD_DIR, &vfs) == 0) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		int n = 0;
+		for (int i = 0; i < cfg->nfsizes; i++) {
+			uint64_t s = cfg->fsizes[i];
+			uint64_t need = s + (uint64_t)sweep_concurrency("throughput", s) * s + (1u << 20);
+			if (need <= avail)
+				cfg->fsizes[n++] = s;
+			else
+				fprintf(stderr,
+				        "ferry-bench sweep: fileread %llu B skipped: %s has %llu MiB "
+				        "free, needs %llu\n",
+				        (unsigned long long)s, SWEEP_FILEREAD_DIR,
+				        (unsigned long long)(avail >> 20), (unsigned long long)(need >> 20));
+		}
+		cfg->nfsizes = n;
+	}
+	if (!cfg->fileread || cfg->nfsizes == 0)
+		return 0;
+	int r = sweep_transport_index(SWEEP_FILEREAD_REF);
+	int z = sweep_transport_index(SWEEP_FILEREAD_ZC);
+	if (r < 0 || !use[r])
+		return 0;
+	ti[0] = r;
+	if (z < 0 || !use[z])
+		return 1;
+	ti[1] = z;
+	return 2;
+}
+
+/* splice vs tcp FILEREAD at each file size, alternating slices against one
+ * blocking server of their own (the other servers are gone by now).
+ * Returns 0, or -1 when that server did not start; *done and *failures
+ * count slices. */
+static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done, int total,
+                          uint64_t t_start, int *failures)
+{
+	const char *poll = SWEEP_FILEREAD_POLL;
+	char *argv[4 + 2 * 2 + 4];
+	int a = 0;
+	argv[a++] = (char *)cfg->exe;
+	argv[a++] = "server";
+	for (int i = 0; i < nt; i++) {
+		argv[a++] = "--listen";
+		argv[a++] = (char *)sweep_transports[ti[i]].listen;
+	}
+	argv[a++] = "--poll";
+	argv[a++] = (char *)poll;
+	argv[a] = NULL;
+	sweep_child srv;
+	char loc[2][640], line[640];
+	if (sweep_spawn(argv, NULL, cfg->cpu_server, &srv) != 0) {
+		fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
+		return -1;
+	}
+	for (int i = 0; i < nt; i++)
+		if (sweep_readline(&srv, loc[i], sizeof(loc[i]), 10) != 0)
+			goto fail;
+	if (sweep_readline(&srv, line, sizeof(line), 10) != 0 || strcmp(line, "ready") != 0)
+		goto fail;
+	const char *ref = sweep_transports[ti[0]].stack;
+	for (int s = 0; s < cfg->nfsizes; s++) {
+		uint64_t size = cfg->fsizes[s];
+		for (int k = 0; k < cfg->slices; k++) {
+			bench_result res[2];
+			int rc[2] = {-1, -1};
+			for (int j = 0; j < nt; j++) {
+				int i = k % 2 == 0 ? j : nt - 1 - j; /* alternate who goes first */
+				const char *name = sweep_transports[ti[i]].stack;
+				bench_progress("[%d/%d %.0fs] %s %s fileread %llu B, slice %d/%d",
+				               *done + 1, total,
+				               (double)(bench_now_ns() - t_start) / 1e9, name, poll,
+				               (unsigned long long)size, k + 1, cfg->slices);
+				rc[i] = sweep_client(cfg, loc[i], name, "fileread", "fileread", poll, size,
+				                     &res[i]);
+				(*done)++;
+				if (rc[i] != 0) {
+					(*failures)++;
+					continue;
+				}
+				snprintf(res[i].poll, sizeof(res[i].poll), "%s", poll);
+				sweep_row_add(sweep_row_get(name, poll, "fileread", size, i == 0 ? NULL : ref),
+				              &res[i]);
+			}
+			if (nt == 2 && rc[0] == 0 && rc[1] == 0) {
+				sweep_row *w = sweep_row_get(sweep_transports[ti[1]].stack, poll,
+				                             "fileread", size, ref);
+				double pr = sweep_pair("fileread", &res[1], &res[0]);
+				if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
+					w->pair_ratio[w->npairs++] = pr;
+			}
+		}
+	}
+	sweep_reap(&srv, true, NULL);
+	return 0;
+fail:
+	fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
+	sweep_reap(&srv, true, NULL);
+	return -1;
+}
+
 /* Metrics: sum the interval dumps per (transport, poll, mode, size) into
  * packets and copy bytes per call. */
 typedef struct sweep_msum {
@@ -621,10 +776,10 @@ struct sweep_msums {
 static void sweep_metrics_line(void *arg, int side, const char *line, const char *scope)
 {
 	struct sweep_msums *ms = arg;
-	char t[96], poll[8], mode[16], op[8], key[160];
+	char t[96], poll[8], mode[16], op[12], key[160];
 	unsigned long long size;
 	/* transport stacks contain no ':' */
-	if (sscanf(scope, "%95[^:]:%7[^:]:%15[^:]:%7[^:]:%llu", t, poll, mode, op, &size) != 5)
+	if (sscanf(scope, "%95[^:]:%7[^:]:%15[^:]:%11[^:]:%llu", t, poll, mode, op, &size) != 5)
 		return;
 	snprintf(key, sizeof(key), "%s,%s,%s,%llu", t, poll, mode, size);
 	sweep_msum *m = sweep_msum_get(ms->sums, &ms->n, key);
@@ -818,6 +973,7 @@ static int sweep_plots(const sweep_cfg *cfg)
 {
 	char cmd[PATH_MAX * 2 + 64];
 	snprintf(cmd, sizeof(cmd), "sh '%s/all.sh' '%s'", cfg->plots, cfg->out);
+	fflush(stdout); /* the table before the plot list, also into a file */
 	int st = system(cmd);
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
@@ -826,16 +982,23 @@ static void sweep_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: ferry-bench sweep --out DIR [--quick | --tiny] [--plots DIR]\n"
-	        "         [--no-peer] [--no-plots] [--transports a,b] [--slices K]\n"
-	        "         [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
+	        "         [--no-peer] [--no-plots] [--no-fileread] [--transports a,b]\n"
+	        "         [--slices K] [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
+	        "       ferry-bench sweep --list\n"
 	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX over\n"
 	        "TCP when ucx_perftest is installed): latency (ECHO ping-pong) and\n"
 	        "throughput (READ); runs of a transport and its raw baseline alternate in\n"
-	        "short slices\n"
-	        "and the ratio is the median of the paired ratios.\n"
-	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point (< 2 min)\n"
-	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test)\n"
-	        "  default   sizes 64,1k,4k,16k,64k,256k,1m, spin and block (< 10 min)\n"
+	        "short slices and the ratio is the median of the paired ratios. Datagram\n"
+	        "transports compare with raw-udp (raw-tcp past 64 KiB), stream transports\n"
+	        "(tcp, splice) with raw-tcp. Then file reads (mode fileread, poll block):\n"
+	        "splice vs tcp serving a /dev/shm file region into a /dev/shm file\n"
+	        "(ferry_call_into_fd), ratio = splice / tcp throughput.\n"
+	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point; fileread 1m,16m\n"
+	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test);\n"
+	        "            fileread 1m\n"
+	        "  default   sizes 64,1k,4k,16k,64k,256k,1m, spin and block (< 10 min);\n"
+	        "            fileread 1m,4m,16m,64m\n"
+	        "  --list    print each transport and whether it would run, then exit\n"
 	        "Writes DIR/results.csv, results.json, metrics.csv, *-metrics.jsonl and\n"
 	        "the plots (gnuplot, scripts from --plots, default ./plots).\n");
 }
@@ -854,6 +1017,8 @@ int bench_sweep_main(int argc, char **argv)
 		{"plots", required_argument, NULL, 'P'},
 		{"no-peer", no_argument, NULL, 'N'},
 		{"no-plots", no_argument, NULL, 'X'},
+		{"no-fileread", no_argument, NULL, 'F'},
+		{"list", no_argument, NULL, 'L'},
 		{"transports", required_argument, NULL, 'T'},
 		{"slices", required_argument, NULL, 'k'},
 		{"slice", required_argument, NULL, 's'},
@@ -861,10 +1026,11 @@ int bench_sweep_main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	sweep_cfg cfg = {.plots = "plots", .peer = true, .plot = true, .cpu_client = 0,
-	                 .cpu_server = 1};
+	sweep_cfg cfg = {.plots = "plots", .peer = true, .plot = true, .fileread = true,
+	                 .cpu_client = 0, .cpu_server = 1};
 	double slice = -1;
 	int slices = -1, o;
+	bool list = false;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'o': cfg.out = optarg; break;
@@ -873,6 +1039,8 @@ int bench_sweep_main(int argc, char **argv)
 		case 'P': cfg.plots = optarg; break;
 		case 'N': cfg.peer = false; break;
 		case 'X': cfg.plot = false; break;
+		case 'F': cfg.fileread = false; break;
+		case 'L': list = true; break;
 		case 'T': cfg.only = optarg; break;
 		case 'k': slices = atoi(optarg); break;
 		case 's': slice = bench_parse_duration(optarg); break;
@@ -884,10 +1052,20 @@ int bench_sweep_main(int argc, char **argv)
 		default: goto bad;
 		}
 	}
-	if (cfg.out == NULL)
+	if (cfg.out == NULL && !list)
 		goto bad;
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		cfg.cpu_client = cfg.cpu_server = -1; /* nothing to pin apart */
+	if (list) {
+		/* one line per transport: stack, yes|no, why not */
+		for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
+			char why[160] = "";
+			bool ok = sweep_transport_runnable(&sweep_transports[i], why, sizeof(why));
+			printf("%s %s%s%s\n", sweep_transports[i].stack, ok ? "yes" : "no",
+			       ok ? "" : " ", why);
+		}
+		return 0;
+	}
 	static char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
@@ -897,14 +1075,17 @@ int bench_sweep_main(int argc, char **argv)
 	mkdir(cfg.out, 0755);
 	if (cfg.tiny) {
 		cfg.nsizes = bench_parse_sizes("64,4k", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.nfsizes = bench_parse_sizes("1m", cfg.fsizes, BENCH_SIZES_MAX);
 		cfg.npolls = 1, cfg.polls[0] = "spin";
 		cfg.slices = 3, cfg.slice_s = 0.08, cfg.warmup_s = 0.02;
 	} else if (cfg.quick) {
 		cfg.nsizes = bench_parse_sizes("64,64k,1m", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.nfsizes = bench_parse_sizes("1m,16m", cfg.fsizes, BENCH_SIZES_MAX);
 		cfg.npolls = 1, cfg.polls[0] = "spin";
 		cfg.slices = 5, cfg.slice_s = 0.15, cfg.warmup_s = 0.03;
 	} else {
 		cfg.nsizes = bench_parse_sizes("64,1k,4k,16k,64k,256k,1m", cfg.sizes, BENCH_SIZES_MAX);
+		cfg.nfsizes = bench_parse_sizes("1m,4m,16m,64m", cfg.fsizes, BENCH_SIZES_MAX);
 		cfg.npolls = 2, cfg.polls[0] = "spin", cfg.polls[1] = "block";
 		cfg.slices = 5, cfg.slice_s = 0.25, cfg.warmup_s = 0.05;
 	}
@@ -949,6 +1130,13 @@ int bench_sweep_main(int argc, char **argv)
 					                                : peer && strcmp(cfg.polls[p], "spin") == 0)
 					                 ? cfg.slices
 					                 : 0;
+	int fti[2];
+	int nfile = sweep_fileread_plan(&cfg, use, fti);
+	if (cfg.fileread && cfg.nfsizes > 0 && nfile < 2)
+		fprintf(stderr, "ferry-bench sweep: %s\n",
+		        nfile == 0 ? "no fileread rows (needs the tcp transport)"
+		                   : "fileread: no splice row, tcp alone");
+	total += nfile * cfg.nfsizes * cfg.slices;
 	uint64_t t_start = bench_now_ns();
 	for (int p = 0; p < cfg.npolls; p++) {
 		const char *poll = cfg.polls[p];
@@ -970,8 +1158,7 @@ int bench_sweep_main(int argc, char **argv)
 						/* ucx_perftest always spins: no block-mode peer row */
 						if (is_peer ? !peer || strcmp(poll, "spin") != 0 : !use[t])
 							continue;
-						bool dg = !is_peer && sweep_transports[t].datagram &&
-						          size <= SWEEP_RAW_UDP_MAX;
+						bool dg = sweep_raw_udp(is_peer ? NULL : &sweep_transports[t], size);
 						const char *ref = dg ? "raw-udp" : "raw-tcp";
 						const char *name = is_peer ? "peer-ucx-tcp" : sweep_transports[t].stack;
 						bench_progress("[%d/%d %.0fs] %s %s %s %llu B, slice %d/%d", done + 1,
@@ -1009,6 +1196,8 @@ int bench_sweep_main(int argc, char **argv)
 			}
 		sweep_stop_servers(&sv);
 	}
+	if (nfile > 0 && sweep_fileread(&cfg, fti, nfile, &done, total, t_start, &failures) != 0)
+		failures++;
 	bench_progress_done();
 	sweep_finish_rows();
 	if (sweep_write(&cfg) != 0)

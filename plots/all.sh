@@ -1,9 +1,11 @@
 #!/bin/sh
 # plots/all.sh DIR [poll...]: draw every figure of plots/*.gp from
 # DIR/results.csv and DIR/metrics.csv into DIR (PNG and SVG), once per poll
-# mode: the ones given, or else every poll mode found in results.csv
-# (spin when it has no rows). Prints the files written; exits non-zero if
-# any gnuplot run fails.
+# mode: the ones given, or else every poll mode of the latency and
+# throughput rows of results.csv (spin when it has none). The file-read
+# figure (fileread.gp) is drawn once per poll mode of the fileread rows
+# (the sweep measures those with poll block), and not at all without such
+# rows. Prints the files written; exits non-zero if any gnuplot run fails.
 set -u
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
 	echo "usage: $0 DIR [poll...]" >&2
@@ -17,8 +19,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 case $dir in *"'"*) echo "$0: DIR must not contain a single quote" >&2; exit 2 ;; esac
 
 polls=$*
+fpolls=$(awk -F, 'NR > 1 && $3 == "fileread" && $2 != "" { print $2 }' "$dir/results.csv" 2>/dev/null | sort -u)
 if [ -z "$polls" ]; then
-	polls=$(awk -F, 'NR > 1 && $2 != "" { print $2 }' "$dir/results.csv" 2>/dev/null | sort -u)
+	polls=$(awk -F, 'NR > 1 && $2 != "" && $3 != "fileread" { print $2 }' "$dir/results.csv" 2>/dev/null | sort -u)
 	[ -n "$polls" ] || polls=spin
 fi
 
@@ -32,6 +35,12 @@ for poll in $polls; do
 			status=1
 		fi
 	done
+done
+for poll in $fpolls; do
+	if ! gnuplot -e "dir='$dir'; poll='$poll'" "$here/fileread.gp"; then
+		echo "$0: gnuplot fileread.gp failed (poll=$poll)" >&2
+		status=1
+	fi
 done
 find "$dir" -maxdepth 1 -type f \( -name '*.png' -o -name '*.svg' \) -newer "$stamp" | sort
 exit $status

@@ -182,9 +182,6 @@ struct ferry_conn {
 	 * reads headers exactly (no read-ahead into the body), so a spliced
 	 * body never passes through user memory. */
 	bool hdr_exact;
-	/* Set by the transport to stop reading from this connection (its
-	 * replies are backed up); cleared to resume. */
-	bool rx_paused;
 };
 enum ferry_conn_event {
 	FERRY_CONN_UP = 1,
@@ -203,7 +200,7 @@ typedef struct ferry_body_sink {
 	uint64_t copied;
 } ferry_body_sink;
 typedef struct ferry_stream_upcalls {
-	size_t hdr_len; /* header bytes read before on_header */
+	size_t hdr_len; /* header bytes read before on_header (tcp: 1-64) */
 	void (*conn_event)(void *arg, ferry_conn *c, int event, int err);
 	/* A header arrived: fill sink. Non-zero = malformed: the driver resets
 	 * the connection (conn_event RESET with that error). */
@@ -228,7 +225,9 @@ typedef struct ferry_stream_ops {
 	 * on_sent for cookie). Gathers; partial writes resume in flush/poll and
 	 * never block the context; file regions go out natively where the
 	 * driver can (splice: sendfile), else read with pread. Errors:
-	 * FERRY_EPEERDEAD (connection closing), -ENOMEM. */
+	 * FERRY_EPEERDEAD (connection closing), -ENOMEM, -EIO (a file region
+	 * that had to be read now could not be). Backpressure is the driver's:
+	 * it stops reading a connection whose replies are backed up. */
 	int (*send_msg)(ferry_conn *c, const void *hdr, size_t hdr_len,
 	                ferry_buf_iter *payload, void *cookie);
 	/* Write what is queued, as far as the sockets take it. Never blocks.
@@ -241,7 +240,7 @@ typedef struct ferry_stream_ops {
 	void (*release)(ferry_ep *ep, ferry_pkt *loan);
 	/* The payload of cookie's message must not be referenced any more
 	 * (its call ended early): copy what is still unwritten. on_sent still
-	 * follows. 0 or -ENOMEM. */
+	 * follows. 1 (copied), 0 (no queued message for cookie) or -ENOMEM. */
 	int (*detach)(ferry_conn *c, void *cookie);
 	/* Close one connection now: queued messages get on_sent, then
 	 * conn_event(CLOSED) runs from inside this call. */

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # bench-smoke: a tiny sweep end to end. Checks that results.csv has exactly
 # the documented columns, that every ratio_vs_raw recomputes from the raw
-# rows of the same CSV, that the plots were written (PNG non-empty, SVG axis
-# labels carry units) and that gnuplot exits 0 when run again.
+# rows of the same CSV, that every transport the build has (sweep --list:
+# the udp ones, and the stream drivers tcp and splice when built) has its
+# rows, stream ones against raw-tcp, that the file-read comparison (mode
+# fileread, splice vs tcp) is there when tcp is built, that the plots were
+# written (PNG non-empty, SVG axis labels carry units) and that gnuplot
+# exits 0 when run again.
 # usage: sweep_smoke.sh FERRY_BENCH PLOTS_DIR
 set -euo pipefail
 bench=$1
@@ -51,13 +55,35 @@ END {
 	exit bad > 0
 }' "$out/results.csv"
 
-# Every transport row is there for both modes and both sizes.
+# Every transport row is there for both modes and both sizes: the udp one
+# always, the stream drivers when built (their baseline is raw-tcp).
+built=$("$bench" sweep --list | awk '$2 == "yes" { print $1 }')
+for t in tcp splice; do
+	"$bench" sweep --list | grep -q "^$t " || { echo "FAIL: sweep --list has no $t"; exit 1; }
+done
 for mode in latency throughput; do
 	for size in 64 4096; do
 		grep -q "^unreliable+udp,spin,$mode,$size," "$out/results.csv" ||
 			{ echo "FAIL: no unreliable+udp $mode $size row"; exit 1; }
+		for t in tcp splice; do
+			case " $(echo $built) " in *" $t "*) ;; *) continue ;; esac
+			grep -q "^$t,spin,$mode,$size,.*,raw-tcp,[0-9.]*$" "$out/results.csv" ||
+				{ echo "FAIL: no $t $mode $size row against raw-tcp"; exit 1; }
+		done
 	done
 done
+# File reads: tcp is the reference (ratio 1), splice compared with it.
+case " $(echo $built) " in
+*" tcp "*)
+	grep -q '^tcp,block,fileread,1048576,.*,tcp,1\.0000$' "$out/results.csv" ||
+		{ echo "FAIL: no tcp fileread reference row"; exit 1; }
+	case " $(echo $built) " in *" splice "*)
+		grep -q '^splice,block,fileread,1048576,.*,tcp,[0-9.]*$' "$out/results.csv" ||
+			{ echo "FAIL: no splice fileread row against tcp"; exit 1; }
+	esac
+	[ -s "$out/fileread-block.png" ] || { echo "FAIL: no fileread-block.png"; exit 1; }
+	;;
+esac
 
 pngs=$(find "$out" -name '*.png' -size +1k | wc -l)
 [ "$pngs" -ge 2 ] || { echo "FAIL: only $pngs non-empty PNGs"; exit 1; }

@@ -1,10 +1,12 @@
 /* Shared test helpers (see testutil.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,8 +83,7 @@ void tu_skip_or_fail(const char *cap, const char *why)
 	exit(77);
 }
 
-pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
-                      char *out, size_t out_len)
+pid_t tu_spawn_argv(char *const argv[], char *out, size_t out_len)
 {
 	int fds[2];
 	if (pipe(fds) != 0)
@@ -94,7 +95,7 @@ pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		execl(exe, exe, locator, mode, (char *)NULL);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -109,6 +110,13 @@ pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
 	fclose(f);
 	out[strcspn(out, "\n")] = '\0';
 	return pid;
+}
+
+pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
+                      char *out, size_t out_len)
+{
+	char *argv[] = {(char *)exe, (char *)locator, (char *)mode, NULL};
+	return tu_spawn_argv(argv, out, out_len);
 }
 
 int tu_stop_server(pid_t pid)
@@ -203,8 +211,84 @@ static void tu_once_report(void *arg, ferry_rpc *rpc)
 	ferry_rpc_reply(rpc, 0);
 }
 
+/* Files TEST_OP_FILE opened. A response holding a file region borrows the
+ * fd until the buffer is reset, which happens inside the library after the
+ * reply: simplest is to keep every fd open until the process exits. A path
+ * whose file was replaced (another inode) gets a new entry. */
+static struct {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	char path[256];
+} tu_files[TEST_FILE_FDS_MAX];
+static int tu_nfiles;
+
+static void tu_files_close(void)
+{
+	for (int i = 0; i < tu_nfiles; i++)
+		close(tu_files[i].fd);
+	tu_nfiles = 0;
+}
+
+static int tu_file_fd(const char *path, off_t *size)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	*size = st.st_size;
+	for (int i = 0; i < tu_nfiles; i++)
+		if (tu_files[i].dev == st.st_dev && tu_files[i].ino == st.st_ino &&
+		    strcmp(tu_files[i].path, path) == 0)
+			return tu_files[i].fd;
+	if (tu_nfiles == TEST_FILE_FDS_MAX)
+		return -EMFILE;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (tu_nfiles == 0)
+		atexit(tu_files_close);
+	tu_files[tu_nfiles].fd = fd;
+	tu_files[tu_nfiles].dev = st.st_dev;
+	tu_files[tu_nfiles].ino = st.st_ino;
+	snprintf(tu_files[tu_nfiles].path, sizeof(tu_files[0].path), "%s", path);
+	tu_nfiles++;
+	return fd;
+}
+
+static void tu_file(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint64_t hdr[2];
+	char path[256];
+	size_t plen = ferry_buf_len(req) - (ferry_buf_len(req) >= 16 ? 16 : 0);
+	if (ferry_buf_len(req) <= 16 || plen >= sizeof(path) ||
+	    ferry_buf_copy_out(req, 0, 16, hdr) != 16 ||
+	    ferry_buf_copy_out(req, 16, plen, path) != (ssize_t)plen) {
+		ferry_rpc_reply(rpc, FERRY_EPROTO);
+		return;
+	}
+	path[plen] = '\0';
+	off_t size = 0;
+	int fd = tu_file_fd(path, &size);
+	if (fd < 0) {
+		ferry_rpc_reply(rpc, fd);
+		return;
+	}
+	/* A region past the end of the file is refused here: the drivers
+	 * expect the bytes to exist. */
+	if (hdr[0] > (uint64_t)size || hdr[1] > (uint64_t)size - hdr[0]) {
+		ferry_rpc_reply(rpc, -EINVAL);
+		return;
+	}
+	int rc = ferry_buf_append_file(ferry_rpc_response(rpc), fd, (off_t)hdr[0],
+	                               (size_t)hdr[1]);
+	ferry_rpc_reply(rpc, rc);
+}
+
 void tu_server_handlers(ferry_server *srv)
 {
+	ferry_server_handle(srv, TEST_OP_FILE, tu_file, NULL);
 	ferry_server_handle(srv, TEST_OP_ONCE, tu_once, NULL);
 	ferry_server_handle(srv, TEST_OP_ONCE_REPORT, tu_once_report, NULL);
 	ferry_server_handle(srv, TEST_OP_ECHO, tu_echo, NULL);

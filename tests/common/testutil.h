@@ -16,7 +16,10 @@
 #define TEST_OP_SLOW 102    /* request: u32 microseconds; replies later from a thread */
 #define TEST_OP_ONCE 103    /* echo; request starts with a u32 id counted per id */
 #define TEST_OP_ONCE_REPORT 104 /* response: u32 ids run exactly once, u32 ids run more */
+#define TEST_OP_FILE 105    /* request: u64 offset, u64 len, path; response: that
+                             * file region (ferry_buf_append_file) */
 #define TEST_ONCE_IDS 65536
+#define TEST_FILE_FDS_MAX 32 /* files TEST_OP_FILE keeps open (until exit) */
 
 /* Deterministic bytes: byte i of pattern (seed) — distinct per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);
@@ -31,6 +34,9 @@ void tu_skip_or_fail(const char *cap, const char *why) __attribute__((noreturn))
  * stdout into out. Returns the child's pid or -1. */
 pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
                       char *out, size_t out_len);
+/* The same for any command line (argv[0] is run as given, e.g. a wrapper
+ * such as strace in front of the server). */
+pid_t tu_spawn_argv(char *const argv[], char *out, size_t out_len);
 /* SIGTERM the child and reap it; returns its exit status (0 = clean). */
 int tu_stop_server(pid_t pid);
 

@@ -132,7 +132,11 @@ typedef struct tcp_ep {
 	tcp_blk *blk_free, *blk_all;
 	uint32_t nblks;
 	tcp_txm *txm_free;
-	uint8_t *scratch; /* pread bounce (tcp file regions) */
+	uint8_t *scratch; /* pread bounce (tcp file regions) ... */
+	tcp_conn *scr_conn; /* ... holding [scr_pos, scr_len) of scr_fd at */
+	int scr_fd;         /* file offset scr_foff, not yet sent */
+	off_t scr_foff;
+	size_t scr_pos, scr_len;
 	tcp_counters cnt;
 } tcp_ep;
 
@@ -267,6 +271,8 @@ static void conn_destroy(tcp_ep *t, tcp_conn *c, int event, int err, bool upcall
 	}
 	c->txq_tail = NULL;
 	c->backlog = 0;
+	if (t->scr_conn == c)
+		t->scr_conn = NULL;
 	if (event == FERRY_CONN_CLOSED)
 		t->cnt.conns_closed++;
 	else
@@ -323,6 +329,11 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags, boo
 	                         sizeof(ep->errmsg))) != 0)
 		return rc;
 	t->connect_timeout_us = ct_ms * 1000;
+	if (ep->up == NULL || ep->up->hdr_len == 0 || ep->up->hdr_len > TCP_HDR_MAX) {
+		snprintf(msg, sizeof(ep->errmsg), "stream header must be 1-%u bytes",
+		         TCP_HDR_MAX);
+		return -EINVAL;
+	}
 	ep->fd = epoll_create1(EPOLL_CLOEXEC);
 	if (ep->fd < 0)
 		return -errno;
@@ -451,10 +462,15 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 		/* Small: copy it whole (file regions with pread). */
 		uint32_t at = (uint32_t)hdr_len;
 		while (m->it.left > 0 && ferry_buf_iter_next(&m->it, &seg)) {
-			if (seg.kind != FERRY_CHUNK_FILE)
+			if (seg.kind != FERRY_CHUNK_FILE) {
 				memcpy(m->hdr + at, seg.data, seg.len);
-			else if (pread(seg.fd, m->hdr + at, seg.len, seg.file_off) != (ssize_t)seg.len)
-				memset(m->hdr + at, 0, seg.len); /* keep the stream framed */
+			} else if (pread(seg.fd, m->hdr + at, seg.len, seg.file_off) !=
+			           (ssize_t)seg.len) {
+				/* Nothing is queued yet: refuse, as a datagram send would. */
+				m->next = t->txm_free;
+				t->txm_free = m;
+				return -EIO;
+			}
 			at += (uint32_t)seg.len;
 		}
 		m->hdr_len = at;
@@ -565,22 +581,40 @@ static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
 		t->cnt.sendfile_calls++;
 		if (n > 0)
 			t->cnt.sendfile_bytes += (uint64_t)n;
+		if (n == 0 && len > 0) {
+			errno = EIO; /* the file is shorter than the region */
+			return -1;
+		}
 		return n;
 	}
 	if (t->scratch == NULL && (t->scratch = ferry__malloc(TCP_SCRATCH_BYTES)) == NULL)
 		return -1;
-	if (len > TCP_SCRATCH_BYTES)
-		len = TCP_SCRATCH_BYTES;
-	ssize_t r = pread(m->seg.fd, t->scratch, len, off);
-	if (r <= 0) {
-		if (r == 0)
-			errno = EIO;
-		return -1;
+	/* What an earlier pread left unsent (a full socket) is sent first:
+	 * each file byte is read once. */
+	if (t->scr_conn != c || t->scr_fd != m->seg.fd || t->scr_foff != off ||
+	    t->scr_pos == t->scr_len) {
+		if (len > TCP_SCRATCH_BYTES)
+			len = TCP_SCRATCH_BYTES;
+		ssize_t r = pread(m->seg.fd, t->scratch, len, off);
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		t->cnt.tx_file_copy_bytes += (uint64_t)r;
+		t->scr_conn = c;
+		t->scr_fd = m->seg.fd;
+		t->scr_foff = off;
+		t->scr_pos = 0;
+		t->scr_len = (size_t)r;
 	}
-	t->cnt.tx_file_copy_bytes += (uint64_t)r;
-	ssize_t n = send(c->fd, t->scratch, (size_t)r, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n > 0)
+	ssize_t n = send(c->fd, t->scratch + t->scr_pos, t->scr_len - t->scr_pos,
+	                 MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0) {
 		t->cnt.tx_user_bytes += (uint64_t)n;
+		t->scr_pos += (size_t)n;
+		t->scr_foff += n;
+	}
 	return n;
 }
 
@@ -663,6 +697,8 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 			conn_fail(t, c, errno == EPIPE || errno == ECONNRESET ? FERRY_EPEERDEAD : -errno);
 			return -1;
 		}
+		if (w == 0)
+			break; /* no progress: try again on the next flush */
 		size_t left = (size_t)w;
 		c->backlog -= (uint64_t)w;
 		total += w;
@@ -730,7 +766,7 @@ static int tcp_detach(ferry_conn *fc, void *cookie)
 		m->own_len = rest;
 		m->own_off = 0;
 		t->cnt.detach_copy_bytes += rest;
-		return 0;
+		return 1;
 	}
 	return 0;
 }

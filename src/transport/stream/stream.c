@@ -211,7 +211,7 @@ static void stream_call_end(ferry__call *c, int status)
 	/* The request may still sit in the driver's queue, borrowing the
 	 * caller's buffer, which the caller gets back now. */
 	if (status != 0 && cp->conn != NULL &&
-	    sops(c->s->port)->detach(cp->conn, c) == 0)
+	    sops(c->s->port)->detach(cp->conn, c) == 1)
 		sctx(c->s->ctx)->detached++;
 }
 

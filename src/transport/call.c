@@ -486,8 +486,9 @@ static int call_sync_wait(ferry_ctx *ctx, struct call_sync *cs)
 	return cs->status;
 }
 
-int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                            ferry_fd_sink *sink, uint64_t timeout_us)
+/* Both synchronous wrappers: submit (resp or sink), then poll until done. */
+static int call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                     ferry_fd_sink *sink, uint64_t timeout_us)
 {
 	if (s == NULL)
 		return -EINVAL;
@@ -497,21 +498,22 @@ int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	if (ctx->depth > 0)
 		return FERRY_EWOULDDEADLOCK;
 	struct call_sync cs = {false, 0};
-	int rc = ferry_call_into_fd(s, opcode, req, sink, timeout_us, call_sync_cb, &cs);
+	int rc = sink != NULL
+	                 ? ferry_call_into_fd(s, opcode, req, sink, timeout_us, call_sync_cb, &cs)
+	                 : ferry__call_any(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
 	return rc != 0 ? rc : call_sync_wait(ctx, &cs);
+}
+
+int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                            ferry_fd_sink *sink, uint64_t timeout_us)
+{
+	if (sink == NULL)
+		return -EINVAL;
+	return call_sync(s, opcode, req, NULL, sink, timeout_us);
 }
 
 int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us)
 {
-	if (s == NULL)
-		return -EINVAL;
-	ferry_ctx *ctx = s->ctx;
-	if (!ferry__on_owner(ctx))
-		return FERRY_EWRONGTHREAD;
-	if (ctx->depth > 0)
-		return FERRY_EWOULDDEADLOCK;
-	struct call_sync cs = {false, 0};
-	int rc = ferry__call_any(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
-	return rc != 0 ? rc : call_sync_wait(ctx, &cs);
+	return call_sync(s, opcode, req, resp, NULL, timeout_us);
 }

@@ -295,3 +295,27 @@ void tu_server_handlers(ferry_server *srv)
 	ferry_server_handle(srv, TEST_OP_SIZED, tu_sized, NULL);
 	ferry_server_handle(srv, TEST_OP_SLOW, tu_slow, NULL);
 }
+
+struct tu_counter_find {
+	const char *name;
+	uint64_t value;
+	bool found;
+};
+
+static void tu_counter_cb(void *arg, const char *name, uint64_t value)
+{
+	struct tu_counter_find *c = arg;
+	if (strcmp(name, c->name) == 0)
+		c->value = value, c->found = true;
+}
+
+bool tu_driver_counter(ferry_ep *ep, const char *name, uint64_t *out)
+{
+	struct tu_counter_find c = {name, 0, false};
+	struct ferry_ctl_counters cc = {tu_counter_cb, &c};
+	int rc = ep->drv->kind == FERRY_DRIVER_STREAM
+	                 ? ep->drv->stream->ctl(ep, FERRY_CTL_COUNTERS, &cc)
+	                 : ep->drv->dgram->ctl(ep, FERRY_CTL_COUNTERS, &cc);
+	*out = c.value;
+	return rc == 0 && c.found;
+}

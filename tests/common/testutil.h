@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ferry/driver.h"
 #include "ferry/ferry.h"
 
 /* Opcodes the test server answers. */
@@ -39,6 +40,10 @@ pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
 pid_t tu_spawn_argv(char *const argv[], char *out, size_t out_len);
 /* SIGTERM the child and reap it; returns its exit status (0 = clean). */
 int tu_stop_server(pid_t pid);
+
+/* A driver-specific counter of ep (FERRY_CTL_COUNTERS, either driver
+ * kind): true and *out when the driver reports name. */
+bool tu_driver_counter(ferry_ep *ep, const char *name, uint64_t *out);
 
 /* Install handlers for the test opcodes on srv. */
 void tu_server_handlers(ferry_server *srv);

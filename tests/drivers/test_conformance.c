@@ -194,26 +194,11 @@ static void test_file_payload(void **s)
 	pair_close(&p);
 }
 
-struct counter_find {
-	const char *name;
-	uint64_t value;
-	int found;
-};
-
-static void counter_cb(void *arg, const char *name, uint64_t value)
-{
-	struct counter_find *c = arg;
-	if (strcmp(name, c->name) == 0)
-		c->value = value, c->found = 1;
-}
-
 static uint64_t driver_counter(ferry_ep *ep, const char *name, int *found)
 {
-	struct counter_find c = {name, 0, 0};
-	struct ferry_ctl_counters cc = {counter_cb, &c};
-	ep->drv->dgram->ctl(ep, FERRY_CTL_COUNTERS, &cc);
-	*found = c.found;
-	return c.value;
+	uint64_t v;
+	*found = tu_driver_counter(ep, name, &v);
+	return v;
 }
 
 /* A burst: queued sends go out in batches; receives come in batches; loans

@@ -167,28 +167,14 @@ static void side_ok(const side *s)
 }
 
 /* Counters ------------------------------------------------------------------*/
-struct counter_find {
-	const char *name;
-	uint64_t value;
-	int found;
-};
-
-static void counter_cb(void *arg, const char *name, uint64_t value)
-{
-	struct counter_find *c = arg;
-	if (strcmp(name, c->name) == 0)
-		c->value = value, c->found = 1;
-}
-
 static uint64_t cnt(ferry_ep *ep, const char *name)
 {
-	struct counter_find c = {name, 0, 0};
-	struct ferry_ctl_counters cc = {counter_cb, &c};
-	if (ferry__ep_ctl(ep, FERRY_CTL_COUNTERS, &cc) != 0 || !c.found) {
+	uint64_t v;
+	if (!tu_driver_counter(ep, name, &v)) {
 		fprintf(stderr, "counter %s missing\n", name);
 		return UINT64_MAX / 2; /* fails any == or < check loudly */
 	}
-	return c.value;
+	return v;
 }
 
 static uint64_t written_bytes(ferry_ep *ep)

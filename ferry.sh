@@ -8,7 +8,10 @@ cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
 
 TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace
-	libbenchmark-dev gnuplot-nox iproute2 nftables)
+	libbenchmark-dev gnuplot-nox iproute2 nftables libibverbs-dev ibverbs-providers)
+# The Soft-RoCE VM that runs the ib suite (../shared/tools/ibvm) installs its
+# own host packages (qemu, busybox, perftest) on first use.
+IBVM=$ROOT/../shared/tools/ibvm/run-in-ibvm
 BENCH_PKGS=("${TEST_PKGS[@]}" ucx-utils)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -103,11 +106,38 @@ cmd_test() {
 	run_suites build/release unit drivers e2e fault bench-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
+	local t3=$SECONDS
+	run_ib_suite build/release
+	log "ib suite: $((SECONDS - t3)) s"
 	log "asan suites: unit drivers e2e fault-asan"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan
 	log "suites: $((SECONDS - t2)) s; total $((SECONDS - t0)) s"
+}
+
+# True when FERRY_REQUIRE names the capability (then a skip is a failure).
+required() { [[ ",${FERRY_REQUIRE:-}," == *",$1,"* ]]; }
+
+# Suite ib: the InfiniBand drivers against a real (software) verbs device,
+# inside the Soft-RoCE VM, in one boot on the release build. On the host the
+# suite is never run (its tests would only skip there).
+run_ib_suite() {
+	local dir=$1
+	if ! grep -Eq 'FERRY_HAVE_INF(UD|RC) 1' "$dir/ferry_config.h"; then
+		required ibverbs && die "ib drivers not built (libibverbs-dev missing?)"
+		log "ib suite: no InfiniBand driver built, skipped"
+		return 0
+	fi
+	if [ ! -x "$IBVM" ]; then
+		required ibvm && die "ib suite: $IBVM not found"
+		log "ib suite: $IBVM not found, skipped"
+		return 0
+	fi
+	log "ib suite inside the Soft-RoCE VM (run-in-ibvm, TCG)"
+	IBVM_ACCEL=${IBVM_ACCEL:-tcg} IBVM_MEM=${IBVM_MEM:-2048} "$IBVM" \
+		"FERRY_REQUIRE=ibverbs meson test -C $dir --no-rebuild --print-errorlogs --suite ib \
+		--timeout-multiplier ${FERRY_TIMEOUT_MULT:-1}"
 }
 
 cmd_bench() {
@@ -122,6 +152,12 @@ cmd_bench() {
 	log "sweep ${quick[*]:-(full: all sizes, spin and block)} -> $out"
 	build/release/bench/ferry-bench sweep "${quick[@]}" --out "$out" --plots "$ROOT/plots"
 	log "results: $out/results.csv   plots: $out/*.png, $out/*.svg"
+	if grep -Eq 'FERRY_HAVE_INF(UD|RC) 1' build/release/ferry_config.h && [ -x "$IBVM" ]; then
+		log "InfiniBand drivers inside the Soft-RoCE VM (bench/ib_vm.sh) -> $out/ib.csv"
+		IBVM_ACCEL=${IBVM_ACCEL:-tcg} IBVM_MEM=${IBVM_MEM:-2048} "$IBVM" \
+			"bash bench/ib_vm.sh build/release out/bench" ||
+			log "ib bench failed (see above); the loopback results stand"
+	fi
 	log "microbenchmarks: build/release/bench/micro/ferry-micro --benchmark_min_time=0.2"
 }
 

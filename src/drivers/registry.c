@@ -11,6 +11,8 @@ extern const ferry_driver_ops ferry__loopback_driver;
 extern const ferry_driver_ops ferry__lossy_driver;
 extern const ferry_driver_ops ferry__tcp_driver;
 extern const ferry_driver_ops ferry__splice_driver;
+extern const ferry_driver_ops ferry__infud_driver;
+extern const ferry_driver_ops ferry__infrc_driver;
 
 static const ferry_driver_ops *const registry[] = {
 #if FERRY_HAVE_UDP
@@ -27,6 +29,12 @@ static const ferry_driver_ops *const registry[] = {
 #endif
 #if FERRY_HAVE_SPLICE
 	&ferry__splice_driver,
+#endif
+#if FERRY_HAVE_INFUD
+	&ferry__infud_driver,
+#endif
+#if FERRY_HAVE_INFRC
+	&ferry__infrc_driver,
 #endif
 };
 

@@ -24,6 +24,7 @@
 
 typedef struct client_cfg {
 	const char *connect;
+	char connect_pcap[1024]; /* connect with pcap=FILE added (--pcap) */
 	char transport[96];
 	int op, mode_tput, poll, cpu, concurrency, sessions, nsizes;
 	uint64_t sizes[BENCH_SIZES_MAX];
@@ -342,7 +343,7 @@ static void client_usage(FILE *f)
 	        "         [--poll spin|block] [--cpu N] [--timeout 1s]\n"
 	        "         [--csv FILE] [--json FILE|-] [--server-metrics FILE]\n"
 	        "         [--server-pid PID] [--client-metrics FILE] [--label NAME]\n"
-	        "         [--sink DIR|FILE]\n"
+	        "         [--sink DIR|FILE] [--pcap FILE]\n"
 	        "Latency mode: one call in flight, min/median/p90/p99/p99.9/max RTT.\n"
 	        "Throughput mode: N calls in flight (default 8) over M sessions\n"
 	        "(default 1); ops/s and MB/s (10^6 bytes). Sizes take k (1024) and m\n"
@@ -352,7 +353,9 @@ static void client_usage(FILE *f)
 	        "--op fileread: the server answers with a file region; each body is\n"
 	        "received into --sink (a directory: a fresh unlinked file in it, default\n"
 	        "/dev/shm; or a file such as /dev/null) with ferry_call_into_fd. Its\n"
-	        "rows say mode fileread; --mode still picks 1 or N calls in flight.\n");
+	        "rows say mode fileread; --mode still picks 1 or N calls in flight.\n"
+	        "--pcap FILE captures this client's packets (adds pcap=FILE to the\n"
+	        "locator; docs/CAPTURE.md).\n");
 }
 
 static int client_parse(int argc, char **argv, client_cfg *c)
@@ -376,6 +379,7 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		{"client-metrics", required_argument, NULL, 'K'},
 		{"label", required_argument, NULL, 'L'},
 		{"sink", required_argument, NULL, 'k'},
+		{"pcap", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -384,6 +388,7 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 	                  .timeout_us = 1000000, .sink = "/dev/shm"};
 	c->nsizes = bench_parse_sizes("64,1k,4k,64k,1m", c->sizes, BENCH_SIZES_MAX);
 	const char *label = NULL;
+	const char *pcap = NULL;
 	int o;
 	double d;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -438,6 +443,7 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		case 'K': c->client_metrics = optarg; break;
 		case 'L': label = optarg; break;
 		case 'k': c->sink = optarg; break;
+		case 'A': pcap = optarg; break;
 		case 'h': client_usage(stdout); return 0;
 		default: client_usage(stderr); return 2;
 		}
@@ -445,6 +451,11 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 	if (c->connect == NULL) {
 		fprintf(stderr, "ferry-bench client: --connect LOCATOR is required\n");
 		return 2;
+	}
+	if (pcap != NULL) {
+		if (bench_loc_pcap(c->connect, pcap, c->connect_pcap, sizeof(c->connect_pcap)) != 0)
+			return 2;
+		c->connect = c->connect_pcap;
 	}
 	const char *colon = strchr(c->connect, ':');
 	size_t n = colon != NULL ? (size_t)(colon - c->connect) : strlen(c->connect);

@@ -294,3 +294,19 @@ void bench_progress_done(void)
 	if (bench_tty())
 		fputs("\r\033[K", stderr);
 }
+
+int bench_loc_pcap(const char *loc, const char *pcap, char *out, size_t len)
+{
+	if (strpbrk(pcap, ",:") != NULL) {
+		fprintf(stderr, "ferry-bench: --pcap '%s': the path may not contain ',' or ':'\n",
+		        pcap);
+		return -1;
+	}
+	const char *colon = strchr(loc, ':');
+	const char *sep = colon == NULL ? ":" : colon[1] == '\0' ? "" : ",";
+	if ((size_t)snprintf(out, len, "%s%spcap=%s", loc, sep, pcap) >= len) {
+		fprintf(stderr, "ferry-bench: --pcap: locator too long\n");
+		return -1;
+	}
+	return 0;
+}

@@ -21,6 +21,10 @@
 
 /* Parse "64,1k,4k,64k,1m" (k = 1024, m = 1048576). Returns the count or -1
  * with a message on stderr. */
+/* loc with ",pcap=FILE" appended (":pcap=FILE" when loc has no keys) into
+ * out: ferry-bench's --pcap. 0, or -1 with a message on stderr (FILE must
+ * not contain ',' or ':', which the locator grammar reserves). */
+int bench_loc_pcap(const char *loc, const char *pcap, char *out, size_t len);
 int bench_parse_sizes(const char *s, uint64_t *out, int max);
 /* Parse "3s", "500ms", "2.5s", "100us" or plain seconds. -1 if bad. */
 double bench_parse_duration(const char *s);

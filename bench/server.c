@@ -140,6 +140,7 @@ static void server_usage(FILE *f)
 	fprintf(f,
 	        "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
 	        "                          [--poll spin|block] [--cpu N] [--file-dir DIR]\n"
+	        "                          [--pcap FILE]\n"
 	        "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
 	        "locator; prints the bound locators (port=0 becomes the real port),\n"
 	        "then 'ready'.\n"
@@ -147,7 +148,9 @@ static void server_usage(FILE *f)
 	        "  --poll MODE    spin (default) or block\n"
 	        "  --cpu N        pin the server thread to CPU N\n"
 	        "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
-	        "                 unlinked at once, grown to the largest size read)\n");
+	        "                 unlinked at once, grown to the largest size read)\n"
+	        "  --pcap FILE    capture every listener's packets to FILE (adds\n"
+	        "                 pcap=FILE to each locator; docs/CAPTURE.md)\n");
 }
 
 int bench_server_main(int argc, char **argv)
@@ -157,10 +160,12 @@ int bench_server_main(int argc, char **argv)
 		{"poll", required_argument, NULL, 'p'},
 		{"cpu", required_argument, NULL, 'c'},
 		{"file-dir", required_argument, NULL, 'f'},
+		{"pcap", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *listen[SERVER_LISTEN_MAX];
+	const char *pcap = NULL;
 	int nlisten = 0, cpu = -1, mode = FERRY_POLL_SPIN, o;
 	while ((o = getopt_long(argc, argv, "l:p:c:h", opts, NULL)) != -1) {
 		switch (o) {
@@ -183,6 +188,9 @@ int bench_server_main(int argc, char **argv)
 			break;
 		case 'f':
 			server_file_dir = optarg;
+			break;
+		case 'P':
+			pcap = optarg;
 			break;
 		case 'h':
 			server_usage(stdout);
@@ -217,6 +225,14 @@ int bench_server_main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < nlisten; i++) {
+		char with_pcap[1024];
+		if (pcap != NULL) {
+			if (bench_loc_pcap(listen[i], pcap, with_pcap, sizeof(with_pcap)) != 0) {
+				ferry_ctx_destroy(ctx);
+				return 2;
+			}
+			listen[i] = with_pcap;
+		}
 		rc = ferry_server_listen(srv, listen[i]);
 		if (rc != 0) {
 			fprintf(stderr, "ferry-bench server: %s: %s (%s)\n", listen[i],

@@ -91,6 +91,12 @@ enum ferry_ctl_op {
 	FERRY_CTL_BOUND_LOCATOR = 1,
 	/* arg: struct ferry_ctl_counters *. Report driver-specific counters. */
 	FERRY_CTL_COUNTERS = 2,
+	/* arg: struct ferry_ctl_addr *. This endpoint's own address (conn
+	 * NULL), or the local address of one stream connection, in the form
+	 * resolve() produces (udp/tcp: sockaddr bytes). Used by packet capture
+	 * to label records; not on any fast path (it may make a syscall).
+	 * Wrappers forward it. -ENOTSUP: capture uses a synthetic address. */
+	FERRY_CTL_LOCAL_ADDR = 3,
 };
 struct ferry_ctl_locator {
 	char *out;
@@ -99,6 +105,10 @@ struct ferry_ctl_locator {
 struct ferry_ctl_counters {
 	ferry_counter_cb cb;
 	void *arg;
+};
+struct ferry_ctl_addr {
+	struct ferry_conn *conn; /* in: NULL = the endpoint */
+	struct ferry_addr addr;  /* out */
 };
 
 /* Datagram endpoint ops ----------------------------------------------------*/

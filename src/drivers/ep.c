@@ -7,6 +7,7 @@
 
 #include "../buffer/alloc.h"
 #include "../transport/core.h"
+#include "capture.h"
 
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already
  * open. On failure everything opened so far is closed, outermost first. */
@@ -17,6 +18,12 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 	int n = loc->ndrv;
 	int rc = 0;
 	*neps = 0;
+	/* Capture (pcap=) taps the bottom endpoint: what really goes on the
+	 * wire, below any wrapper's faults. Off, nothing is installed. */
+	ferry__cap_tap *tap = NULL;
+	rc = ferry__cap_open(loc, &tap, err, err_len);
+	if (rc != 0)
+		return rc;
 	for (int i = n - 1; i >= 0; i--) {
 		const ferry_driver_ops *d = loc->drv[i];
 		char why[128] = "";
@@ -48,11 +55,16 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 			ferry__free(ep);
 			goto fail;
 		}
+		if (tap != NULL) {
+			ferry__cap_attach(tap, ep); /* ep's close releases it */
+			tap = NULL;
+		}
 		eps[i] = ep;
 		(*neps)++;
 	}
 	return 0;
 fail:
+	ferry__cap_close(tap);
 	/* eps[i+1 .. n-1] are open. */
 	for (int j = n - *neps; j < n; j++) {
 		ferry__ep_close(eps[j]);

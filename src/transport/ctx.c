@@ -22,6 +22,7 @@
 
 #include "../buffer/alloc.h"
 #include "core.h"
+#include "../drivers/capture.h"
 
 static ferry_log_cb log_cb;
 static void *log_arg;
@@ -298,6 +299,10 @@ static void ctx_port_bound(ferry__port *p, const ferry_loc *loc)
 		bool have = strncmp(keys, probe, strlen(probe)) == 0;
 		for (const char *c = strchr(keys, ','); c != NULL && !have; c = strchr(c + 1, ','))
 			have = strncmp(c + 1, probe, strlen(probe)) == 0;
+		/* Capture is this process's choice, not part of the address a
+		 * peer should use. */
+		if (strncmp(loc->kv[i].key, "pcap", 4) == 0)
+			have = true;
 		if (!have)
 			n += (size_t)snprintf(p->bound + n, sizeof(p->bound) - n, "%s%s=%s",
 			                      keys[0] != '\0' || i > 0 ? "," : "",
@@ -556,6 +561,7 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 			struct ctx_prefixed pre = {cb, arg, ep->drv->name};
 			struct ferry_ctl_counters cc = {ctx_prefixed_cb, &pre};
 			ferry__ep_ctl(ep, FERRY_CTL_COUNTERS, &cc);
+			ferry__cap_stats(ep, cb, arg);
 		}
 	}
 }

@@ -13,7 +13,8 @@
 #include "transport.h"
 
 /* Keys every stack accepts. */
-static const char *const loc_common_keys[] = {"pcap", NULL};
+static const char *const loc_common_keys[] = {"pcap", "pcap_max", "pcap_files",
+                                               "pcap_snap", NULL};
 
 static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -290,6 +290,16 @@ static void lb_caps(ferry_ep *ep, ferry_caps *out)
 static int lb_ctl(ferry_ep *ep, int op, void *arg)
 {
 	lb_ep *l = lb_of(ep);
+	if (op == FERRY_CTL_LOCAL_ADDR) {
+		/* The same bytes lb_resolve makes for this port. */
+		struct ferry_ctl_addr *a = arg;
+		if (a->conn != NULL)
+			return -EINVAL;
+		memset(&a->addr, 0, sizeof(a->addr));
+		a->addr.len = sizeof(l->port);
+		memcpy(a->addr.u.bytes, &l->port, sizeof(l->port));
+		return 0;
+	}
 	if (op == FERRY_CTL_BOUND_LOCATOR) {
 		struct ferry_ctl_locator *b = arg;
 		int n = snprintf(b->out, b->len, "port=%u", l->port);

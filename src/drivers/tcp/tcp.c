@@ -1152,6 +1152,22 @@ static void tcp_caps(ferry_ep *ep, ferry_caps *out)
 static int tcp_ctl(ferry_ep *ep, int op, void *arg)
 {
 	tcp_ep *t = tcp_of(ep);
+	if (op == FERRY_CTL_LOCAL_ADDR) {
+		struct ferry_ctl_addr *a = arg;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = a->conn != NULL ? conn_of(a->conn)->fd : t->lfd;
+		if (fd < 0)
+			return -ENOTSUP;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+			return -errno;
+		if (sl > FERRY_ADDR_BYTES)
+			return -ERANGE;
+		memset(&a->addr, 0, sizeof(a->addr));
+		memcpy(a->addr.u.bytes, &ss, sl);
+		a->addr.len = sl;
+		return 0;
+	}
 	if (op == FERRY_CTL_BOUND_LOCATOR) {
 		struct ferry_ctl_locator *l = arg;
 		if (!t->listening)

@@ -521,6 +521,23 @@ static void udp_caps(ferry_ep *ep, ferry_caps *out)
 static int udp_ctl(ferry_ep *ep, int op, void *arg)
 {
 	udp_ep *u = udp_of(ep);
+	if (op == FERRY_CTL_LOCAL_ADDR) {
+		/* Asked afresh: once connect() has picked a route, the socket
+		 * has a real source address instead of the wildcard. */
+		struct ferry_ctl_addr *a = arg;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (a->conn != NULL)
+			return -EINVAL;
+		if (getsockname(ep->fd, (struct sockaddr *)&ss, &sl) != 0)
+			return -errno;
+		if (sl > FERRY_ADDR_BYTES)
+			return -ERANGE;
+		memset(&a->addr, 0, sizeof(a->addr));
+		memcpy(a->addr.u.bytes, &ss, sl);
+		a->addr.len = sl;
+		return 0;
+	}
 	if (op == FERRY_CTL_BOUND_LOCATOR) {
 		struct ferry_ctl_locator *l = arg;
 		return ferry__inet_locator((struct sockaddr *)&u->local, l->out, l->len) < 0

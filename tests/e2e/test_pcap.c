@@ -297,7 +297,9 @@ static void test_fast(void **st)
 	/* Multi-fragment calls happened: more DATA than calls each way. */
 	assert_true(cnt(&c, "fast.data_sent") > PCAP_CALLS);
 	assert_true(cnt(sv, "fast.data_sent") > PCAP_CALLS);
-	assert_int_equal(d.retx_c2s + d.retx_s2c, 0);
+	/* No zero-retransmission check: a loaded machine can delay a poll past
+	 * the RTO (a spurious retransmission is still counted in data_sent
+	 * above, so the counts hold); test_lossy checks how they decode. */
 }
 
 /* (b) loss on the client's transmit path (lossy under fast, above udp).

@@ -45,12 +45,11 @@ static const char *const infrc_keys[] = {FERRY_IB_KEYS, "host",     "port",   "c
                                          "large",       "pull_min", "bufsize", "rxbufs",
                                          NULL};
 
-static void conn_fail(infrc_ep *e, infrc_conn *c, int err)
+void ferry__infrc_conn_fail(infrc_ep *e, infrc_conn *c, int err)
 {
 	ferry__infrc_conn_destroy(e, c, FERRY_CONN_RESET, err, true);
 }
 
-static uint32_t sq_used(const infrc_conn *c) { return c->post_seq - c->done_seq; }
 static uint32_t slots_free(const infrc_conn *c)
 {
 	return INFRC_TX_SLOTS - (c->slot_head - c->slot_tail);
@@ -260,7 +259,7 @@ static ssize_t chunk_build(infrc_ep *e, infrc_conn *c, uint8_t *dst, int *type)
 			size_t got = txm_copy_payload(e, m, r->mem, m->len, &err);
 			if (err != 0 || got != m->len) {
 				ferry__infrc_region_put(e, r);
-				conn_fail(e, c, err != 0 ? err : -EIO);
+				ferry__infrc_conn_fail(e, c, err != 0 ? err : -EIO);
 				return -1;
 			}
 			memcpy(dst, m->hdr, m->hdr_len);
@@ -291,7 +290,7 @@ static ssize_t chunk_build(infrc_ep *e, infrc_conn *c, uint8_t *dst, int *type)
 			break;
 		size_t k = txm_pack(e, m, dst + len, c->slot_bytes - len, &err);
 		if (err != 0) {
-			conn_fail(e, c, err);
+			ferry__infrc_conn_fail(e, c, err);
 			return -1;
 		}
 		len += k;
@@ -321,7 +320,7 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 				break;
 			}
 			if (slots_free(c) == 0 ||
-			    sq_used(c) + (uint32_t)n + 1 > INFRC_SQ_DEPTH - INFRC_SQ_RESERVE) {
+			    ferry__infrc_sq_used(c) + (uint32_t)n + 1 > INFRC_SQ_DEPTH - INFRC_SQ_RESERVE) {
 				blocked = true;
 				break;
 			}
@@ -356,7 +355,7 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 			int rc = ibv_post_send(c->qp, wr, &bad);
 			e->cnt.post_calls++;
 			if (rc != 0) {
-				conn_fail(e, c, -rc);
+				ferry__infrc_conn_fail(e, c, -rc);
 				return -1;
 			}
 			c->post_seq += (uint32_t)n;
@@ -378,7 +377,7 @@ static void conn_ctrl(infrc_ep *e, infrc_conn *c)
 {
 	if (c->state != INFRC_C_UP || (c->done_pending == 0 && c->ret < ret_threshold(c)))
 		return;
-	if (c->credits < 1 || sq_used(c) + 2 > INFRC_SQ_DEPTH)
+	if (c->credits < 1 || ferry__infrc_sq_used(c) + 2 > INFRC_SQ_DEPTH)
 		return; /* retried when credits or completions come in */
 	struct ibv_send_wr wr = {.opcode = IBV_WR_SEND_WITH_IMM, .num_sge = 0,
 	                         .send_flags = IBV_SEND_INLINE};
@@ -388,7 +387,7 @@ static void conn_ctrl(infrc_ep *e, infrc_conn *c)
 	int rc = ibv_post_send(c->qp, &wr, &bad);
 	e->cnt.post_calls++;
 	if (rc != 0) {
-		conn_fail(e, c, -rc);
+		ferry__infrc_conn_fail(e, c, -rc);
 		return;
 	}
 	c->post_seq++;
@@ -457,257 +456,6 @@ static void infrc_conn_close(ferry_conn *fc)
 	ferry__infrc_conn_destroy(infrc_of(fc->ep), infrc_conn_of(fc), FERRY_CONN_CLOSED, 0, true);
 }
 
-/* Receive -------------------------------------------------------------------*/
-static void infrc_release(ferry_ep *ep, ferry_pkt *pkt)
-{
-	infrc_ep *e = infrc_of(ep);
-	infrc_loan *l = ferry_container_of(pkt, infrc_loan, pkt);
-	switch (l->kind) {
-	case INFRC_LOAN_RXB:
-		e->rx_loaned--;
-		ferry__infrc_rxb_put(e, (infrc_rxb *)l);
-		break;
-	case INFRC_LOAN_BLK:
-		ferry__infrc_blk_put(e, (infrc_blk *)l);
-		break;
-	default:
-		ferry__infrc_region_put(e, (infrc_region *)l);
-		break;
-	}
-}
-
-static int sink_write(infrc_ep *e, infrc_conn *c, const uint8_t *p, size_t n)
-{
-	ferry_body_sink *k = &c->sink;
-	while (n > 0) {
-		ssize_t w = k->off >= 0 ? pwrite(k->fd, p, n, k->off) : write(k->fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		if (k->off >= 0)
-			k->off += w;
-		k->copied += (uint64_t)w;
-		e->cnt.rx_sink_copy_bytes += (uint64_t)w;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* n body bytes at p, inside receive buffer b, go to the sink. */
-static void body_take(infrc_ep *e, infrc_conn *c, infrc_rxb *b, uint8_t *p, uint32_t n)
-{
-	e->cnt.rx_user_bytes += n;
-	if (c->sink_err != 0)
-		return;
-	if (c->sink.buf != NULL) {
-		if (e->rx_loaned < e->rxbufs / 2) {
-			b->refs++;
-			if (ferry_buf_append_pkt(c->sink.buf, &b->l.pkt, p, n) != 0) {
-				b->refs--;
-				c->sink_err = -ENOMEM;
-				return;
-			}
-			e->rx_loaned++;
-			e->cnt.rx_loans++;
-			return;
-		}
-		/* Half the pool is loaned out: copy, so the SRQ never runs dry
-		 * while a receiver holds big bodies. */
-		while (n > 0) {
-			uint32_t want = n < INFRC_COPY_BLK_BYTES ? n : INFRC_COPY_BLK_BYTES;
-			infrc_blk *k = ferry__infrc_blk_room(e, want < 4096 ? want : 4096);
-			if (k == NULL) {
-				c->sink_err = -ENOMEM;
-				return;
-			}
-			uint32_t room = INFRC_COPY_BLK_BYTES - e->blk_off;
-			uint32_t t = n < room ? n : room;
-			memcpy(k->mem + e->blk_off, p, t);
-			k->refs++;
-			if (ferry_buf_append_pkt(c->sink.buf, &k->l.pkt, k->mem + e->blk_off, t) != 0) {
-				k->refs--;
-				c->sink_err = -ENOMEM;
-				return;
-			}
-			e->blk_off += t;
-			e->cnt.rx_copy_bytes += t;
-			p += t;
-			n -= t;
-		}
-	} else if (c->sink.fd >= 0) {
-		c->sink_err = sink_write(e, c, p, n);
-	}
-}
-
-static void body_finish(infrc_ep *e, infrc_conn *c)
-{
-	c->in_body = false;
-	c->hdr_have = 0;
-	e->base.up->on_body(e->base.up_arg, &c->base, c->hdr, &c->sink, c->sink_err);
-}
-
-/* The header is complete: ask where the body goes. false: the connection
- * is gone (closed by the upcall or reset for a refused header). */
-static bool header_done(infrc_ep *e, infrc_conn *c)
-{
-	c->sink = (ferry_body_sink){.fd = -1, .off = -1};
-	c->sink_err = 0;
-	int rc = e->base.up->on_header(e->base.up_arg, &c->base, c->hdr, &c->sink);
-	if (c->state != INFRC_C_UP)
-		return false;
-	if (rc != 0) {
-		conn_fail(e, c, rc);
-		return false;
-	}
-	if (c->sink.buf == NULL && c->sink.fd < 0)
-		c->sink.discard = true;
-	c->in_body = true;
-	c->body_left = c->sink.len;
-	return true;
-}
-
-static void rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b);
-
-/* The READ of a pulled body completed. */
-static void read_done(infrc_ep *e, infrc_conn *c)
-{
-	infrc_region *r = c->reading;
-	c->reading = NULL;
-	uint64_t len = c->body_left;
-	e->cnt.rdma_reads++;
-	e->cnt.rdma_read_bytes += len;
-	e->cnt.rx_user_bytes += len;
-	if (c->sink_err == 0) {
-		if (c->sink.buf != NULL) {
-			r->refs++;
-			if (ferry_buf_append_pkt(c->sink.buf, &r->l.pkt, r->mem, len) != 0) {
-				r->refs--;
-				c->sink_err = -ENOMEM;
-			}
-		} else if (c->sink.fd >= 0) {
-			c->sink_err = sink_write(e, c, r->mem, len);
-		}
-	}
-	ferry__infrc_region_put(e, r);
-	c->body_left = 0;
-	c->done_pending++;
-	e->base.tx_pending = true; /* the DONE goes out with the next flush */
-	body_finish(e, c);
-	/* Chunks that arrived behind the descriptor. */
-	while (c->state == INFRC_C_UP && c->reading == NULL && c->held != NULL) {
-		infrc_rxb *b = c->held;
-		c->held = b->next;
-		if (c->held == NULL)
-			c->held_tail = NULL;
-		rx_chunk(e, c, b);
-	}
-}
-
-/* A descriptor: header, then {addr, rkey, len} of the body to READ. */
-static void rx_desc(infrc_ep *e, infrc_conn *c, const uint8_t *p, uint32_t len)
-{
-	size_t hl = e->base.up->hdr_len;
-	if (c->in_body || c->hdr_have != 0 || len != hl + INFRC_DESC_BYTES) {
-		conn_fail(e, c, FERRY_EPROTO);
-		return;
-	}
-	memcpy(c->hdr, p, hl);
-	uint64_t addr, blen;
-	uint32_t rkey;
-	memcpy(&addr, p + hl, 8);
-	memcpy(&rkey, p + hl + 8, 4);
-	memcpy(&blen, p + hl + 16, 8);
-	addr = be64toh(addr);
-	rkey = be32toh(rkey);
-	blen = be64toh(blen);
-	c->hdr_have = (uint32_t)hl;
-	if (!header_done(e, c))
-		return;
-	if (c->sink.len != blen) {
-		conn_fail(e, c, FERRY_EPROTO);
-		return;
-	}
-	infrc_region *r = NULL;
-	if (!c->sink.discard && blen > 0) {
-		r = ferry__infrc_region_get(e, blen);
-		if (r == NULL)
-			c->sink_err = -ENOMEM;
-	}
-	if (r == NULL) {
-		/* Nothing to read into: acknowledge at once, the sender frees. */
-		c->body_left = 0;
-		c->done_pending++;
-		e->base.tx_pending = true;
-		body_finish(e, c);
-		return;
-	}
-	struct ibv_sge sge = {.addr = (uintptr_t)r->mem, .length = (uint32_t)blen,
-	                      .lkey = r->mr->lkey};
-	struct ibv_send_wr wr = {.sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_READ,
-	                         .send_flags = IBV_SEND_SIGNALED};
-	struct ibv_send_wr *bad = NULL;
-	wr.wr.rdma.remote_addr = addr;
-	wr.wr.rdma.rkey = rkey;
-	wr.wr_id = ((uint64_t)c->id << 32) | c->post_seq;
-	c->wr_slot[c->post_seq % INFRC_SQ_DEPTH] = 0;
-	c->unsig_run = 0;
-	int rc = blen > UINT32_MAX || sq_used(c) >= INFRC_SQ_DEPTH ? ENOSPC
-	                                                           : ibv_post_send(c->qp, &wr, &bad);
-	e->cnt.post_calls++;
-	if (rc != 0) {
-		ferry__infrc_region_put(e, r);
-		conn_fail(e, c, -rc);
-		return;
-	}
-	c->post_seq++;
-	e->cnt.signaled++;
-	c->reading = r;
-}
-
-/* One received chunk of c's stream (its reference is consumed). */
-static void rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b)
-{
-	uint32_t type = b->imm >> 28;
-	uint8_t *p = b->l.pkt.data;
-	uint32_t len = b->len, off = 0;
-	size_t hl = e->base.up->hdr_len;
-	if (type == INFRC_T_DESC) {
-		rx_desc(e, c, p, len);
-		ferry__infrc_rxb_put(e, b);
-		return;
-	}
-	if (type != INFRC_T_DATA) {
-		ferry__infrc_rxb_put(e, b);
-		conn_fail(e, c, FERRY_EPROTO);
-		return;
-	}
-	while (c->state == INFRC_C_UP && (off < len || (c->in_body && c->body_left == 0))) {
-		if (!c->in_body) {
-			uint32_t k = (uint32_t)(hl - c->hdr_have);
-			if (k > len - off)
-				k = len - off;
-			memcpy(c->hdr + c->hdr_have, p + off, k);
-			c->hdr_have += k;
-			off += k;
-			if (c->hdr_have < hl)
-				break;
-			if (!header_done(e, c))
-				break;
-			continue;
-		}
-		uint32_t k = c->body_left < len - off ? (uint32_t)c->body_left : len - off;
-		if (k > 0)
-			body_take(e, c, b, p + off, k);
-		off += k;
-		c->body_left -= k;
-		if (c->body_left == 0)
-			body_finish(e, c);
-	}
-	ferry__infrc_rxb_put(e, b);
-}
-
 /* Completions -----------------------------------------------------------------*/
 static int wc_err(enum ibv_wc_status s)
 {
@@ -733,7 +481,7 @@ static void wc_recv(infrc_ep *e, const struct ibv_wc *wc)
 		ferry__infrc_rxb_put(e, b);
 		if (c != NULL && wc->status != IBV_WC_WR_FLUSH_ERR) {
 			e->cnt.qp_errors++;
-			conn_fail(e, c, wc_err(wc->status));
+			ferry__infrc_conn_fail(e, c, wc_err(wc->status));
 		}
 		return;
 	}
@@ -742,7 +490,7 @@ static void wc_recv(infrc_ep *e, const struct ibv_wc *wc)
 	if (c == NULL || c->state != INFRC_C_UP || !(wc->wc_flags & IBV_WC_WITH_IMM)) {
 		ferry__infrc_rxb_put(e, b);
 		if (c != NULL && c->state == INFRC_C_UP)
-			conn_fail(e, c, FERRY_EPROTO);
+			ferry__infrc_conn_fail(e, c, FERRY_EPROTO);
 		return;
 	}
 	uint32_t imm = be32toh(wc->imm_data);
@@ -770,7 +518,7 @@ static void wc_recv(infrc_ep *e, const struct ibv_wc *wc)
 			c->held_tail = b;
 			e->cnt.rx_held++;
 		} else {
-			rx_chunk(e, c, b);
+			ferry__infrc_rx_chunk(e, c, b);
 		}
 	}
 	if (done > 0 && c->state == INFRC_C_UP)
@@ -785,7 +533,7 @@ static void wc_send(infrc_ep *e, const struct ibv_wc *wc)
 	if (wc->status != IBV_WC_SUCCESS) {
 		if (wc->status != IBV_WC_WR_FLUSH_ERR)
 			e->cnt.qp_errors++;
-		conn_fail(e, c, wc_err(wc->status));
+		ferry__infrc_conn_fail(e, c, wc_err(wc->status));
 		return;
 	}
 	uint32_t seq = (uint32_t)wc->wr_id;
@@ -798,7 +546,7 @@ static void wc_send(infrc_ep *e, const struct ibv_wc *wc)
 	if (c->txq != NULL || c->done_pending > 0 || c->ret >= ret_threshold(c))
 		e->base.tx_pending = true;
 	if (wc->opcode == IBV_WC_RDMA_READ && c->reading != NULL)
-		read_done(e, c);
+		ferry__infrc_read_done(e, c);
 }
 
 static int cq_drain(infrc_ep *e)
@@ -1055,7 +803,7 @@ static const ferry_stream_ops infrc_stream_ops = {
 	.send_msg = infrc_send_msg,
 	.flush = infrc_flush,
 	.poll = infrc_poll,
-	.release = infrc_release,
+	.release = ferry__infrc_release,
 	.detach = infrc_detach,
 	.conn_close = infrc_conn_close,
 	.caps = infrc_caps,

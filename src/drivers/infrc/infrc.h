@@ -255,7 +255,19 @@ void ferry__infrc_reap(infrc_ep *e);
 /* Setup done on our side: report UP (server side: on READY or first data). */
 void ferry__infrc_conn_up(infrc_ep *e, infrc_conn *c);
 
+/* Send-queue entries posted and not yet known complete. */
+static inline uint32_t ferry__infrc_sq_used(const infrc_conn *c) { return c->post_seq - c->done_seq; }
+
 /* infrc.c */
 void ferry__infrc_txm_put(infrc_ep *e, infrc_txm *m);
+/* Reset c (conn_event RESET with err). */
+void ferry__infrc_conn_fail(infrc_ep *e, infrc_conn *c, int err);
+
+/* infrc_rx.c */
+void ferry__infrc_release(ferry_ep *ep, ferry_pkt *pkt);
+/* A received DATA/descriptor chunk in b: feed the connection's stream. */
+void ferry__infrc_rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b);
+/* The RDMA READ of a pulled body completed. */
+void ferry__infrc_read_done(infrc_ep *e, infrc_conn *c);
 
 #endif

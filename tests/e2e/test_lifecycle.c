@@ -610,8 +610,8 @@ static void test_keepalive_dead_idle_peer(void **st)
 	ferry_session *s;
 	char loc[600];
 	bool stream = is_stream(remote_loc);
-	if (stream)
-		snprintf(loc, sizeof(loc), "%s", r.loc);
+	if (stream) /* the kernel's keepalive too (a killed peer is seen at once) */
+		snprintf(loc, sizeof(loc), "%s,keepalive=1", r.loc);
 	else
 		snprintf(loc, sizeof(loc), "%s,keepalive=%u,liveness=%u", r.loc, KA_US,
 		         KA_LIVENESS_US);

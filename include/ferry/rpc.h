@@ -11,7 +11,15 @@
  * Ownership: on success ferry owns a call's request buffer until the
  * completion callback runs; on failure the caller keeps it. Response bytes
  * are appended to the caller's response buffer, usually as loans of driver
- * memory: reset the buffer when done to give them back. */
+ * memory: reset the buffer when done to give them back.
+ *
+ * fork(): a context belongs to the process that created it. In a child,
+ * every entry point that takes an inherited context, session, server or
+ * rpc returns FERRY_EWRONGTHREAD and changes nothing (ferry_ctx_destroy and
+ * the other void functions do nothing): the child shares the parent's
+ * sockets, and touching them would corrupt the parent's sessions. The
+ * child's copy is reclaimed by exec or exit; it may create contexts of its
+ * own. */
 #ifndef FERRY_RPC_H
 #define FERRY_RPC_H
 
@@ -89,6 +97,23 @@ FERRY_API int ferry_session_open(ferry_ctx *ctx, const char *locator,
 /* Close: calls in flight or queued complete with FERRY_ECANCELED. */
 FERRY_API void ferry_session_close(ferry_session *s);
 
+/* Peer liveness, also of an idle session. A peer found dead is reported,
+ * once, as event FERRY_EPEERDEAD to the session's event callback, and
+ * ferry_session_status() says FERRY_EPEERDEAD until the peer is heard from
+ * again (then it says 0; no event). fast notices an idle peer only with
+ * keepalives on (locator key keepalive=US: a probe after US of silence,
+ * dead after the liveness interval); stream when the connection is lost
+ * (a closed or reset TCP connection at once; a silent one needs the
+ * kernel's keepalive). Calls are not refused meanwhile: the next call tries
+ * the peer again (fast: fails with FERRY_EPEERDEAD within the liveness
+ * interval if it is still dead; stream: reconnects). Owner thread; cb runs
+ * on it in callback context and may close s. */
+typedef void (*ferry_session_event_cb)(void *arg, ferry_session *s, int event);
+FERRY_API void ferry_session_set_event_cb(ferry_session *s, ferry_session_event_cb cb,
+                                          void *arg);
+/* 0, or FERRY_EPEERDEAD while the peer is considered dead. */
+FERRY_API int ferry_session_status(ferry_session *s);
+
 /* Completion: status is 0 or a negative code; on success resp holds the
  * response. Runs on the context's thread, exactly once per accepted call. */
 typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
@@ -105,6 +130,28 @@ typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 FERRY_API int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                          void *arg);
+/* A call that can be canceled. Valid while the context lives; a handle
+ * whose call has completed is recognised as such (ids are never reused). */
+typedef struct ferry_call_handle {
+	void *call;
+	uint64_t id;
+} ferry_call_handle;
+/* As ferry_call, and on success (0) *h names the call. Owner thread only
+ * (FERRY_EWRONGTHREAD: a foreign-thread call is not yet a call when this
+ * returns, so it has nothing to name). */
+FERRY_API int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                           ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
+                           void *arg, ferry_call_handle *h);
+/* Cancel: if the call has not completed, its callback runs with
+ * FERRY_ECANCELED before this returns (0), its loans are given back, and on
+ * fast and stream the server is told (best effort: a handler may poll
+ * ferry_rpc_cancelled). A response arriving later is dropped and counted
+ * (rpc.drop.after_cancel). -ENOENT: the call already completed (its
+ * callback ran, or runs, with the real result) — the callback runs exactly
+ * once either way. Owner thread only: FERRY_EWRONGTHREAD elsewhere. May be
+ * called from callbacks and handlers. */
+FERRY_API int ferry_call_cancel(ferry_ctx *ctx, ferry_call_handle h);
+
 /* Synchronous wrapper: polls the context until the call completes.
  * Returns the call status. FERRY_EWOULDDEADLOCK from inside a handler or
  * callback, FERRY_EWRONGTHREAD from a foreign thread. */
@@ -148,6 +195,13 @@ typedef void (*ferry_handler_cb)(void *arg, ferry_rpc *rpc);
 FERRY_API int ferry_server_create(ferry_ctx *ctx, ferry_server **out);
 /* Stop listening and destroy; requests not yet replied to are dropped. */
 FERRY_API void ferry_server_destroy(ferry_server *srv);
+/* Drain: from now on new requests are answered FERRY_ESHUTDOWN (their
+ * handlers never run); requests already with handlers finish. Polls the
+ * context (owner thread, not from a handler or callback:
+ * FERRY_EWOULDDEADLOCK) until every handler has replied and the replies
+ * are out, or timeout_us passes (FERRY_ETIMEDOUT; the server keeps
+ * draining). The server keeps refusing until it is destroyed. */
+FERRY_API int ferry_server_drain(ferry_server *srv, uint64_t timeout_us);
 /* Listen on one more locator (up to FERRY_SERVER_LISTEN_MAX = 16, then
  * -EMFILE). port=0 binds an ephemeral port; ferry_server_locator() tells
  * which. */
@@ -165,6 +219,10 @@ FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
 FERRY_API ferry_buf *ferry_rpc_request(ferry_rpc *rpc);
 FERRY_API ferry_buf *ferry_rpc_response(ferry_rpc *rpc);
 FERRY_API uint16_t ferry_rpc_opcode(ferry_rpc *rpc);
+/* 1 once the client canceled this call (a CANCEL reached the server), else
+ * 0. From any thread, until the reply: a long handler polls it and may
+ * reply early (the client no longer waits for the answer). */
+FERRY_API int ferry_rpc_cancelled(ferry_rpc *rpc);
 /* Send the response (status 0) or an error status (negative code, which
  * the caller receives as its call status; the body is then dropped). From
  * any thread; exactly once per rpc. After it, rpc must not be touched. */

@@ -53,6 +53,8 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 {
 	if (!ferry__on_owner(ctx))
 		return FERRY_EWRONGTHREAD;
+	if (ctx->destroying)
+		return FERRY_ESHUTDOWN;
 	ctx->errmsg[0] = '\0';
 	ferry_loc loc;
 	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
@@ -174,7 +176,17 @@ int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
 
 static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
                        ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                       void *arg, ferry_fd_sink *sink);
+                       void *arg, ferry_fd_sink *sink, ferry_call_handle *h);
+
+int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                 uint64_t timeout_us, ferry_call_cb cb, void *arg, ferry_call_handle *h)
+{
+	if (opcode < FERRY_OPCODE_USER_MIN || resp == NULL || h == NULL || s == NULL)
+		return -EINVAL;
+	if (!ferry__on_owner(s->ctx))
+		return FERRY_EWRONGTHREAD;
+	return call_submit(s, opcode, req, resp, timeout_us, cb, arg, NULL, h);
+}
 
 int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
                     ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
@@ -182,7 +194,7 @@ int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
 {
 	if (resp == NULL)
 		return -EINVAL;
-	return call_submit(s, opcode, req, resp, timeout_us, cb, arg, NULL);
+	return call_submit(s, opcode, req, resp, timeout_us, cb, arg, NULL, NULL);
 }
 
 int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
@@ -191,16 +203,18 @@ int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
 {
 	if (opcode < FERRY_OPCODE_USER_MIN || sink == NULL || sink->fd < 0)
 		return -EINVAL;
-	return call_submit(s, opcode, req, NULL, timeout_us, cb, arg, sink);
+	return call_submit(s, opcode, req, NULL, timeout_us, cb, arg, sink, NULL);
 }
 
 static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
                        ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                       void *arg, ferry_fd_sink *sink)
+                       void *arg, ferry_fd_sink *sink, ferry_call_handle *h)
 {
 	if (s == NULL || req == NULL || cb == NULL)
 		return -EINVAL;
 	ferry_ctx *ctx = s->ctx;
+	if (ferry__forked(ctx))
+		return FERRY_EWRONGTHREAD;
 	if (s->closing)
 		return FERRY_ECANCELED;
 	if (!ferry__on_owner(ctx) && sink != NULL)
@@ -248,6 +262,7 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->next = NULL;
 	c->sink = sink;
 	c->sink_done = false;
+	c->id = ++ctx->call_ids;
 	c->timer.fn = call_deadline;
 	ferry__ctx_tick(ctx);
 	c->start_ns = ctx->now_ns;
@@ -259,6 +274,8 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		ctx->cnt.calls_started++;
 	else
 		ctx->cnt.builtin_calls++;
+	if (h != NULL)
+		*h = (ferry_call_handle){.call = c, .id = c->id};
 	if (free_chan) {
 		call_launch(s, c);
 		return 0;
@@ -400,6 +417,75 @@ static void call_deadline(ferry__timer *t)
 	ferry__call_complete(c, FERRY_ETIMEDOUT);
 }
 
+int ferry_call_cancel(ferry_ctx *ctx, ferry_call_handle h)
+{
+	if (ctx == NULL || h.call == NULL || h.id == 0)
+		return -EINVAL;
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	/* Call records live in the context's pool until it is destroyed, so
+	 * the pointer stays readable; the id tells whether it is still ours. */
+	ferry__call *c = h.call;
+	if (c->state == FERRY_CALL_FREE || c->id != h.id || c->s->ctx != ctx) {
+		ctx->cnt.cancels_too_late++;
+		return -ENOENT;
+	}
+	ferry_session *s = c->s;
+	if (c->state == FERRY_CALL_ACTIVE) {
+		ferry__chan *ch = &s->chan[c->chan];
+		ch->canceled_rpc_id = c->rpc_id;
+		ch->canceled = true;
+		if (s->tp->call_cancel != NULL)
+			s->tp->call_cancel(c);
+	}
+	ctx->cnt.calls_canceled++;
+	FERRY_TRACE(ctx, "call cancel rpc=%llu id=%llu", c->rpc_id, c->id);
+	ferry__call_complete(c, FERRY_ECANCELED);
+	return 0;
+}
+
+void ferry__call_stale(ferry_session *s, uint32_t chan, uint32_t rpc_id)
+{
+	ferry_ctx *ctx = s->ctx;
+	ctx->cnt.rx_stale++;
+	if (chan < FERRY_CHANNELS_MAX && s->chan[chan].canceled &&
+	    s->chan[chan].canceled_rpc_id == rpc_id)
+		ctx->cnt.late_after_cancel++;
+}
+
+void ferry__session_peer(ferry_session *s, int status)
+{
+	if (s->peer_status == status || s->closing)
+		return;
+	s->peer_status = status;
+	FERRY_TRACE(s->ctx, "session peer idx=%llu status=%lld", s->index, (int64_t)status);
+	if (status == 0)
+		return; /* heard again: cleared silently (no callback) */
+	s->ctx->cnt.peer_dead_events++;
+	if (s->ev_cb != NULL) {
+		s->ctx->depth++;
+		s->ev_cb(s->ev_arg, s, status);
+		s->ctx->depth--;
+	}
+}
+
+void ferry_session_set_event_cb(ferry_session *s, ferry_session_event_cb cb, void *arg)
+{
+	if (s == NULL || !ferry__on_owner(s->ctx))
+		return;
+	s->ev_cb = cb;
+	s->ev_arg = arg;
+}
+
+int ferry_session_status(ferry_session *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (ferry__forked(s->ctx))
+		return FERRY_EWRONGTHREAD;
+	return s->peer_status;
+}
+
 void ferry__session_kick(ferry_session *s)
 {
 	while (!s->closing && !s->failing && s->q_head != NULL && session_has_free_chan(s)) {
@@ -426,7 +512,7 @@ static void session_fail_calls(ferry_session *s, int status)
 
 void ferry_session_close(ferry_session *s)
 {
-	if (s == NULL || s->closing)
+	if (s == NULL || s->closing || !ferry__on_owner(s->ctx))
 		return;
 	ferry_ctx *ctx = s->ctx;
 	/* Callbacks that run below cannot start calls on s (ferry_call says

@@ -80,6 +80,7 @@ typedef struct ferry__call {
 	ferry_buf *sink_buf;
 	bool sink_done;
 	uint32_t tp_word;    /* transport's use (stream: connection generation) */
+	uint64_t id;         /* per-context call number: ferry_call_handle.id */
 	uint32_t rpc_id;
 	uint16_t opcode;
 	uint8_t chan;
@@ -89,6 +90,8 @@ typedef struct ferry__call {
 typedef struct ferry__chan {
 	ferry__call *call; /* NULL = idle */
 	uint32_t rpc_id;   /* last id used on this channel */
+	uint32_t canceled_rpc_id; /* last call canceled here (late responses) */
+	bool canceled;            /* canceled_rpc_id is valid */
 	ferry__reasm rx;   /* response reassembly */
 } ferry__chan;
 
@@ -108,6 +111,9 @@ struct ferry_session {
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
 	void *tstate;        /* transport's per-session state */
+	ferry_session_event_cb ev_cb; /* peer events (FERRY_EPEERDEAD, 0) */
+	void *ev_arg;
+	int peer_status;     /* 0, or FERRY_EPEERDEAD until the peer is heard */
 	ferry__chan chan[FERRY_CHANNELS_MAX];
 };
 
@@ -134,6 +140,7 @@ struct ferry_rpc {
 	uint8_t chan;
 	uint8_t state;
 	int status;
+	atomic_bool cancelled;  /* the client canceled: ferry_rpc_cancelled() */
 	uint64_t start_ns;      /* request complete, for rpc.handler_ns */
 	ferry__timer timer;     /* reassembly expiry */
 	ferry__reasm rx;
@@ -152,6 +159,8 @@ struct ferry_server {
 	int nports;
 	ferry__handler *handlers[256]; /* by opcode >> 8, lazily allocated */
 	uint32_t rpcs_out;             /* rpcs handed out and not replied */
+	bool draining;                 /* ferry_server_drain: new requests get
+	                                * FERRY_ESHUTDOWN */
 	ferry_metrics_snap *m_start, *m_stop; /* metrics service interval */
 };
 
@@ -191,7 +200,14 @@ struct ferry_server {
 	X(rx_reasm_full, "rpc.drop.reassembly_full")                          \
 	X(sink_calls, "rpc.sink.calls")                                        \
 	X(sink_bytes, "rpc.sink.bytes")                                        \
-	X(sink_copied, "rpc.sink.copied_bytes")
+	X(sink_copied, "rpc.sink.copied_bytes")                                \
+	X(calls_canceled, "rpc.calls_canceled")                                \
+	X(cancels_too_late, "rpc.cancels_too_late")                            \
+	X(late_after_cancel, "rpc.drop.after_cancel")                          \
+	X(cancels_received, "rpc.cancels_received")                            \
+	X(cancels_matched, "rpc.cancels_matched")                              \
+	X(drain_refused, "rpc.drain_refused")                                  \
+	X(peer_dead_events, "rpc.peer_dead_events")
 
 typedef struct ferry__ctx_counters {
 #define FERRY_CNT_FIELD_(field, name) uint64_t field;
@@ -201,6 +217,9 @@ typedef struct ferry__ctx_counters {
 
 struct ferry_ctx {
 	pid_t owner_tid;
+	pid_t owner_pid;     /* the creating process: a fork child is refused */
+	bool destroying;     /* ferry_ctx_destroy under way */
+	uint64_t call_ids;   /* last ferry__call.id handed out */
 	int poll_mode;
 	int epfd, evfd;
 	int depth;           /* >0 while running a handler or callback */
@@ -232,6 +251,16 @@ struct ferry_ctx {
 
 /* ctx.c */
 pid_t ferry__tid(void);
+/* This process's pid, cached (refreshed in a fork child by an atfork
+ * handler, which also forgets the cached thread id). */
+pid_t ferry__pid(void);
+/* ctx was inherited across fork(): nothing may touch it here. */
+static inline bool ferry__forked(const ferry_ctx *ctx)
+{
+	return ferry__pid() != ctx->owner_pid;
+}
+/* The owner thread of the owner process (a fork child's thread has a tid
+ * of its own, so it never passes). */
 static inline bool ferry__on_owner(const ferry_ctx *ctx)
 {
 	return ferry__tid() == ctx->owner_tid;
@@ -257,6 +286,13 @@ void ferry__call_response(ferry__call *c, int status);
 void ferry__session_kick(ferry_session *s);
 /* Fail every call of s, in flight and queued, with status. */
 void ferry__session_fail(ferry_session *s, int status);
+/* The peer of s was found dead (status FERRY_EPEERDEAD: reported once to
+ * the session's event callback, which may close s) or heard again (0:
+ * cleared silently, so safe anywhere). */
+void ferry__session_peer(ferry_session *s, int status);
+/* A client port dropped a response nobody waits for: count it (stale, and
+ * after_cancel when it answers a call canceled on that channel). */
+void ferry__call_stale(ferry_session *s, uint32_t chan, uint32_t rpc_id);
 /* ferry_call / ferry_call_sync without the reserved-opcode check: the
  * built-in services' client side. */
 int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,

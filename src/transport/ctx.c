@@ -47,12 +47,34 @@ void ferry__log(int level, const char *fmt, ...)
 
 const char *ferry_version(void) { return FERRY_VERSION_STRING; }
 
+static __thread pid_t ctx_tid __attribute__((tls_model("initial-exec")));
+static pid_t ctx_pid;
+static pthread_once_t ctx_atfork_once = PTHREAD_ONCE_INIT;
+
 pid_t ferry__tid(void)
 {
-	static __thread pid_t tid __attribute__((tls_model("initial-exec")));
-	if (tid == 0)
-		tid = (pid_t)syscall(SYS_gettid);
-	return tid;
+	if (ctx_tid == 0)
+		ctx_tid = (pid_t)syscall(SYS_gettid);
+	return ctx_tid;
+}
+
+pid_t ferry__pid(void)
+{
+	return ctx_pid;
+}
+
+/* In a fork child (its only thread is the one that forked): forget the
+ * parent's cached ids, so inherited contexts see a stranger. */
+static void ctx_atfork_child(void)
+{
+	ctx_tid = 0;
+	ctx_pid = getpid();
+}
+
+static void ctx_atfork_init(void)
+{
+	ctx_pid = getpid();
+	pthread_atfork(NULL, NULL, ctx_atfork_child);
 }
 
 uint64_t ferry__clock_ns(void)
@@ -123,12 +145,14 @@ int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out)
 		if (sched_setaffinity(0, sizeof(set), &set) != 0)
 			return -errno;
 	}
+	pthread_once(&ctx_atfork_once, ctx_atfork_init);
 	ferry_ctx *ctx = ferry__calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return -ENOMEM;
 	int rc = -ENOMEM;
 	ctx->epfd = ctx->evfd = -1;
 	ctx->owner_tid = ferry__tid();
+	ctx->owner_pid = ferry__pid();
 	ctx->poll_mode = o.poll_mode;
 	ferry__ctx_tick(ctx);
 	ferry__trace_init(&ctx->trace);
@@ -170,8 +194,14 @@ static void ctx_sweep_ports(ferry_ctx *ctx);
 
 void ferry_ctx_destroy(ferry_ctx *ctx)
 {
-	if (ctx == NULL)
+	/* A fork child (or a stranger thread) must not close the owner's
+	 * sockets nor run its callbacks: refused, silently (void). */
+	if (ctx == NULL || !ferry__on_owner(ctx) || ctx->destroying)
 		return;
+	/* From here on no session opens; callbacks that run below (every call
+	 * in flight completes with FERRY_ECANCELED, exactly once) cannot start
+	 * calls on closing sessions either. */
+	ctx->destroying = true;
 	/* Work other threads handed over still runs (replies are dropped with
 	 * their servers below, releases return loans). */
 	ctx_drain_handoff(ctx);
@@ -211,6 +241,8 @@ void ferry_ctx_destroy(ferry_ctx *ctx)
 
 void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h)
 {
+	/* Callers check ferry__forked first: a child must not write the
+	 * eventfd it shares with the parent. */
 	h->next = NULL;
 	pthread_mutex_lock(&ctx->ho_lock);
 	if (ctx->ho_tail != NULL)
@@ -238,6 +270,8 @@ void ferry__pkt_loan_release(void *arg, void *data)
 		ferry__ep_release(pkt);
 		return;
 	}
+	if (ferry__forked(ctx))
+		return; /* the child's copy: the parent still owns the real one */
 	pthread_mutex_lock(&ctx->ho_lock);
 	pkt->core_next = ctx->ho_pkts;
 	ctx->ho_pkts = pkt;

@@ -31,7 +31,7 @@ int ferry_server_create(ferry_ctx *ctx, ferry_server **out)
 
 void ferry_server_destroy(ferry_server *srv)
 {
-	if (srv == NULL)
+	if (srv == NULL || !ferry__on_owner(srv->ctx))
 		return;
 	ferry_ctx *ctx = srv->ctx;
 	for (ferry_server **pp = &ctx->servers; *pp != NULL; pp = &(*pp)->next)
@@ -141,6 +141,7 @@ struct ferry_rpc *ferry__rpc_get(ferry_ctx *ctx)
 	r->status = 0;
 	r->ho.fn = NULL;
 	r->tp = NULL;
+	atomic_store_explicit(&r->cancelled, false, memory_order_relaxed);
 	return r;
 }
 
@@ -173,6 +174,18 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	else
 		ctx->cnt.requests_received++;
 	FERRY_TRACE(ctx, "dispatch op=%llu rpc=%llu", rpc->opcode, rpc->rpc_id);
+	if (srv->draining && rpc->opcode >= FERRY_OPCODE_USER_MIN) {
+		/* Draining: new work is refused; built-in services still answer. */
+		ctx->cnt.drain_refused++;
+		ferry_rpc_reply(rpc, FERRY_ESHUTDOWN);
+		return;
+	}
+	if (atomic_load_explicit(&rpc->cancelled, memory_order_relaxed)) {
+		/* Canceled before its handler started (stream: the CANCEL came
+		 * while the body was arriving): the client no longer waits. */
+		ferry_rpc_reply(rpc, FERRY_ECANCELED);
+		return;
+	}
 	if (h == NULL || h->cb == NULL) {
 		ctx->cnt.no_handler++;
 		ferry_rpc_reply(rpc, FERRY_ENOHANDLER);
@@ -195,6 +208,53 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 ferry_buf *ferry_rpc_request(ferry_rpc *rpc) { return &rpc->req; }
 ferry_buf *ferry_rpc_response(ferry_rpc *rpc) { return &rpc->resp; }
 uint16_t ferry_rpc_opcode(ferry_rpc *rpc) { return rpc->opcode; }
+
+int ferry_rpc_cancelled(ferry_rpc *rpc)
+{
+	return rpc != NULL && atomic_load_explicit(&rpc->cancelled, memory_order_relaxed);
+}
+
+static bool server_busy(ferry_server *srv)
+{
+	if (srv->rpcs_out > 0)
+		return true;
+	for (int i = 0; i < srv->nports; i++) {
+		ferry__port *p = srv->ports[i];
+		if (p->done != NULL || p->ep->tx_pending)
+			return true;
+		if (p->tp->server_port_busy != NULL && p->tp->server_port_busy(p))
+			return true;
+	}
+	return false;
+}
+
+int ferry_server_drain(ferry_server *srv, uint64_t timeout_us)
+{
+	if (srv == NULL)
+		return -EINVAL;
+	ferry_ctx *ctx = srv->ctx;
+	if (!ferry__on_owner(ctx))
+		return FERRY_EWRONGTHREAD;
+	if (ctx->depth > 0)
+		return FERRY_EWOULDDEADLOCK;
+	srv->draining = true;
+	ferry__ctx_tick(ctx);
+	uint64_t until = ctx->now_us + timeout_us;
+	for (;;) {
+		/* Poll first: replies queued just now leave in this pass. */
+		int rc = ferry_ctx_poll(ctx, 0);
+		if (rc < 0)
+			return rc;
+		if (!server_busy(srv))
+			return 0;
+		if (ctx->now_us >= until)
+			return FERRY_ETIMEDOUT;
+		if (ctx->poll_mode == FERRY_POLL_BLOCK) {
+			uint64_t left = until - ctx->now_us;
+			ferry_ctx_poll(ctx, (int64_t)(left < 1000 ? left : 1000));
+		}
+	}
+}
 
 static void rpc_reply_owner(ferry_rpc *rpc)
 {
@@ -255,8 +315,10 @@ int ferry_rpc_reply(ferry_rpc *rpc, int status)
 {
 	if (rpc == NULL || rpc->state != FERRY_RPC_HANDLER)
 		return -EINVAL;
-	rpc->status = status > 0 ? 0 : status;
 	ferry_ctx *ctx = rpc->ctx;
+	if (ferry__forked(ctx))
+		return FERRY_EWRONGTHREAD;
+	rpc->status = status > 0 ? 0 : status;
 	if (!ferry__on_owner(ctx)) {
 		rpc->ho.fn = rpc_reply_handoff;
 		ferry__handoff_push(ctx, &rpc->ho);

@@ -39,6 +39,9 @@ typedef struct ferry__transport_ops {
 	/* A call has a channel; put it on the wire. 0 or negative: the core
 	 * then fails the call with that status. */
 	int (*call_start)(struct ferry__call *c);
+	/* Optional: the application cancels c, which is on a channel; tell
+	 * the server (best effort). call_end follows with FERRY_ECANCELED. */
+	void (*call_cancel)(struct ferry__call *c);
 	/* A call ended (any status) while on a channel: stop its timers and
 	 * drop transport state for it. */
 	void (*call_end)(struct ferry__call *c, int status);
@@ -50,6 +53,9 @@ typedef struct ferry__transport_ops {
 	 * keeps the rpc (a retained reply), false when the core recycles it
 	 * after the flush. */
 	bool (*server_reply)(struct ferry_rpc *rpc);
+	/* Optional: true while the server port still has replies on their
+	 * way (ferry_server_drain waits for them). */
+	bool (*server_port_busy)(struct ferry__port *port);
 	/* The server port is closing: drop transport state tied to it. */
 	void (*server_port_fini)(struct ferry__port *port);
 	/* Report this transport's counters and histograms for ctx. */

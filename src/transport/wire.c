@@ -64,8 +64,11 @@ int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h)
 	int v = wire_fields(p, h);
 	if (v != FERRY_WIRE_OK)
 		return v;
-	if (h->type != FERRY_PKT_DATA)
+	if (h->type != FERRY_PKT_DATA && h->type != FERRY_PKT_CANCEL)
 		return FERRY_WIRE_BAD_TYPE;
+	if (h->type == FERRY_PKT_CANCEL &&
+	    (h->msg_len != 0 || (h->flags & FERRY_FLAG_RESPONSE) != 0))
+		return FERRY_WIRE_BAD_LENGTH;
 	if (h->frag != 0 || h->frag_bytes != 0 || (h->flags & FERRY_FLAG_LAST) == 0 ||
 	    (h->flags & (FERRY_FLAG_ACK_REQ | FERRY_FLAG_RETX)) != 0)
 		return FERRY_WIRE_BAD_LENGTH;

@@ -20,7 +20,9 @@ enum ferry_wire_type {
 	FERRY_PKT_SESSION_OPEN = 2,
 	FERRY_PKT_SESSION_OPEN_REPLY = 3,
 	FERRY_PKT_BAD_SESSION = 4,
-	FERRY_PKT_TYPE_COUNT = 5,
+	FERRY_PKT_CANCEL = 5,    /* client gave up on a call (fast, stream) */
+	FERRY_PKT_KEEPALIVE = 6, /* fast: idle-session probe; RESPONSE = answer */
+	FERRY_PKT_TYPE_COUNT = 7,
 };
 
 enum ferry_wire_flag {
@@ -64,8 +66,9 @@ enum ferry_wire_verdict {
  * Returns a verdict. */
 int ferry__wire_decode(const uint8_t *pkt, size_t len, ferry_wire_hdr *h);
 
-/* Decode a stream message header (FERRY_WIRE_HDR_BYTES at p): DATA only,
- * one whole message (frag 0, LAST set, frag_bytes 0, no ACK_REQ/RETX). */
+/* Decode a stream message header (FERRY_WIRE_HDR_BYTES at p): DATA, one
+ * whole message (frag 0, LAST set, frag_bytes 0, no ACK_REQ/RETX), or a
+ * CANCEL (the same, request direction, msg_len 0). */
 int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h);
 
 /* Fragments of a message: at least one, even for an empty message. */

@@ -255,8 +255,13 @@ static void test_bad_type(void **state)
 		h.type = (uint8_t)t;
 		assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
 	}
-	h.type = 5;
+	h.type = 7;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
+	/* CANCEL and KEEPALIVE decode (header only, no length rules). */
+	h.type = FERRY_PKT_CANCEL;
+	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_OK);
+	h.type = FERRY_PKT_KEEPALIVE;
+	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_OK);
 	/* Unknown flag bits, on DATA and on other types. */
 	for (unsigned bit = 0x10; bit <= 0x80; bit <<= 1) {
 		h = data_hdr(0);
@@ -457,6 +462,30 @@ static void test_status(void **state)
 	assert_int_equal(ferry__wire_unstatus(back.aux), FERRY_ETIMEDOUT);
 }
 
+/* Stream headers: CANCEL is a header-only request; DATA rules unchanged. */
+static void test_stream_cancel(void **state)
+{
+	(void)state;
+	uint8_t p[FERRY_WIRE_HDR_BYTES];
+	ferry_wire_hdr h = {.type = FERRY_PKT_CANCEL, .flags = FERRY_FLAG_LAST, .channel = 3,
+	                    .client_hint = 2, .rpc_id = 9}, back;
+	ferry__wire_encode(&h, p);
+	assert_int_equal(ferry__wire_decode_stream(p, &back), FERRY_WIRE_OK);
+	assert_int_equal(back.type, FERRY_PKT_CANCEL);
+	assert_int_equal(back.rpc_id, 9);
+	h.msg_len = 1; /* a CANCEL carries no body */
+	ferry__wire_encode(&h, p);
+	assert_int_equal(ferry__wire_decode_stream(p, &back), FERRY_WIRE_BAD_LENGTH);
+	h.msg_len = 0;
+	h.flags |= FERRY_FLAG_RESPONSE; /* only clients cancel */
+	ferry__wire_encode(&h, p);
+	assert_int_equal(ferry__wire_decode_stream(p, &back), FERRY_WIRE_BAD_LENGTH);
+	h.flags = FERRY_FLAG_LAST;
+	h.type = FERRY_PKT_KEEPALIVE; /* fast only */
+	ferry__wire_encode(&h, p);
+	assert_int_equal(ferry__wire_decode_stream(p, &back), FERRY_WIRE_BAD_TYPE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_empty_message),
 		cmocka_unit_test(test_nfrags),
 		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_stream_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

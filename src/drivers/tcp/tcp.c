@@ -55,8 +55,10 @@
 #define TCP_SCRATCH_BYTES (256u << 10) /* pread bounce for file regions */
 #define TCP_BACKLOG_PAUSE_DEFAULT (16ull << 20)
 
-const char *const ferry__tcp_keys[] = {"host", "port", "sndbuf", "rcvbuf",
-                                       "connect_timeout", "backlog_pause", NULL};
+const char *const ferry__tcp_keys[] = {"host",          "port",          "sndbuf",
+                                       "rcvbuf",        "connect_timeout", "backlog_pause",
+                                       "keepalive",     NULL};
+#define TCP_KEEPALIVE_PROBES 3 /* unanswered probes before the kernel resets */
 
 typedef struct tcp_blk {
 	ferry_pkt pkt;           /* the loan unit (pkt.ep = endpoint) */
@@ -125,6 +127,7 @@ typedef struct tcp_ep {
 	int lfd;         /* listening socket or -1 */
 	struct sockaddr_storage local;
 	uint64_t sndbuf, rcvbuf, connect_timeout_us, backlog_pause;
+	uint64_t keepalive_s; /* TCP keepalive idle/interval, s; 0 = off */
 	tcp_conn *conns;
 	tcp_conn *grave; /* dead connections an upcall may still be inside */
 	uint32_t nconns, nconnecting, nepout;
@@ -238,6 +241,18 @@ static void sock_opts(tcp_ep *t, int fd)
 		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) != 0)
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
 	}
+	if (t->keepalive_s != 0) {
+		/* A silent peer (host gone, path cut) is reset after about
+		 * (1 + TCP_KEEPALIVE_PROBES) x keepalive seconds of silence; the
+		 * transport then sees the connection lost (FERRY_EPEERDEAD). */
+		int v = (int)t->keepalive_s, n = TCP_KEEPALIVE_PROBES;
+		unsigned ut = (unsigned)(t->keepalive_s * (1 + TCP_KEEPALIVE_PROBES) * 1000u);
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &n, sizeof(n));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
 }
 
 static void txm_put(tcp_ep *t, tcp_txm *m)
@@ -321,6 +336,8 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags, boo
 	if ((rc = ferry__loc_u64(loc, "sndbuf", 0, 1u << 30, 0, &t->sndbuf, msg,
 	                         sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "rcvbuf", 0, 1u << 30, 0, &t->rcvbuf, msg,
+	                         sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "keepalive", 0, 32767, 0, &t->keepalive_s, msg,
 	                         sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "connect_timeout", 1, 3600000, 5000, &ct_ms, msg,
 	                         sizeof(ep->errmsg))) != 0 ||

@@ -17,7 +17,8 @@
 #include "fast.h"
 #include "window.h"
 
-static const char *const fast_keys[] = {"maxmsg", "channels", "liveness", "expire", NULL};
+static const char *const fast_keys[] = {"maxmsg",   "channels",  "liveness",
+                                        "expire",   "keepalive", NULL};
 
 static uint64_t fast_random64(void)
 {
@@ -52,7 +53,8 @@ static void fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hd
 {
 	uint8_t pkt[FAST_CTL_MAX_BYTES];
 	ferry__wire_encode(h, pkt);
-	memcpy(pkt + FERRY_WIRE_HDR_BYTES, payload, len);
+	if (len > 0)
+		memcpy(pkt + FERRY_WIRE_HDR_BYTES, payload, len);
 	if (ferry__ep_send(port->ep, to, pkt, FERRY_WIRE_HDR_BYTES + len, NULL) < 0)
 		port->ctx->cnt.tx_dropped++;
 }
@@ -160,6 +162,32 @@ static void cs_open_timer(ferry__timer *t)
 
 static void cc_timer(ferry__timer *t);
 
+/* Keepalive (idle sessions): every keepalive_us, a session with no call
+ * sends KEEPALIVE when it has heard nothing for that long; silence past the
+ * liveness interval reports FERRY_EPEERDEAD to the session's event
+ * callback (calls in flight have their own liveness check). */
+static void cs_ka_timer(ferry__timer *t)
+{
+	fast_cs *cs = ferry_container_of(t, fast_cs, ka_timer);
+	ferry_session *s = cs->s;
+	ferry_ctx *ctx = s->ctx;
+	bool dead = false;
+	if (s->busy_mask == 0 && s->qlen == 0 && cs->state == FAST_CS_OPEN) {
+		uint64_t quiet = ctx->now_us - cs->l.last_rx_us;
+		if (quiet > cs->l.liveness_us)
+			dead = true;
+		if (quiet >= cs->keepalive_us) {
+			ferry_wire_hdr h;
+			fast_hdr(&cs->l, &h, FERRY_PKT_KEEPALIVE, 0, 0, 0);
+			fast_send_ctl(cs->l.port, cs->l.peer, &h, NULL, 0);
+			fast_ctx_of(ctx)->keepalives_sent++;
+		}
+	}
+	ferry__timer_arm(&ctx->timers, &cs->ka_timer, ctx->now_us + cs->keepalive_us);
+	if (dead)
+		ferry__session_peer(s, FERRY_EPEERDEAD); /* last: the callback may close s */
+}
+
 static int fast_session_init(ferry_session *s)
 {
 	ferry_ctx *ctx = s->ctx;
@@ -184,12 +212,21 @@ static int fast_session_init(ferry_session *s)
 	                                   sizeof(ctx->errmsg));
 	uint32_t live = fast_loc_u32(&loc, "liveness", 1000, 3600000000u, FAST_LIVENESS_US_DEFAULT,
 	                             &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	cs->keepalive_us = fast_loc_u32(&loc, "keepalive", 0, 3600000000u,
+	                                FAST_KEEPALIVE_US_DEFAULT, &rc, ctx->errmsg,
+	                                sizeof(ctx->errmsg));
+	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
+		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
+		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
 	if (rc != 0)
 		return rc;
 	ferry__ctx_tick(ctx);
 	fast_link_init(&cs->l, s->port, &s->peer, 0, live, ctx->now_us);
 	cs->l.client_hint = s->index;
 	cs->open_timer.fn = cs_open_timer;
+	cs->ka_timer.fn = cs_ka_timer;
+	if (cs->keepalive_us != 0)
+		ferry__timer_arm(&ctx->timers, &cs->ka_timer, ctx->now_us + cs->keepalive_us);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
 		cs->ch[i].cs = cs;
 		cs->ch[i].idx = (uint8_t)i;
@@ -205,6 +242,7 @@ static void fast_session_fini(ferry_session *s)
 	if (cs == NULL)
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
+	ferry__timer_cancel(&s->ctx->timers, &cs->ka_timer);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 		ferry__timer_cancel(&s->ctx->timers, &cs->ch[i].timer);
 	ferry__free(cs);
@@ -234,6 +272,21 @@ static int fast_call_start(ferry__call *c)
 		cs->l.last_rx_us = c->s->ctx->now_us;
 	cc_send_request(&cs->ch[c->chan], c);
 	return 0;
+}
+
+/* Tell the server, once and best effort, that nobody waits for this call:
+ * a handler may stop early, a partial request or a retained reply is
+ * freed. A lost CANCEL costs only the handler's work. */
+static void fast_call_cancel(ferry__call *c)
+{
+	fast_cs *cs = cs_of(c->s);
+	fast_cchan *cc = &cs->ch[c->chan];
+	if (cs->state != FAST_CS_OPEN || cc->out.next == 0)
+		return; /* nothing reached the wire: nothing to take back */
+	ferry_wire_hdr h;
+	fast_hdr(&cs->l, &h, FERRY_PKT_CANCEL, c->chan, c->rpc_id, c->opcode);
+	fast_send_ctl(cs->l.port, cs->l.peer, &h, NULL, 0);
+	fast_ctx_of(c->s->ctx)->cancels_sent++;
 }
 
 static void fast_call_end(ferry__call *c, int status)
@@ -328,6 +381,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	if (granted == 0 || granted > FERRY_CHANNELS_MAX)
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
+	cs->l.last_rx_us = s->ctx->now_us; /* heard: keepalive counts from here */
 	cs->l.token = h->token;
 	cs->l.server_hint = h->server_hint;
 	bool restarted = cs->have_epoch && epoch != cs->epoch;
@@ -413,7 +467,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		if (h->rpc_id == cc->done_rpc_id && (h->flags & FERRY_FLAG_ACK_REQ))
 			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL,
 			              cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0, 0);
-		ctx->cnt.rx_stale++;
+		ferry__call_stale(s, h->channel, h->rpc_id);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
 	/* Any response packet acks the whole request (implicitly). */
@@ -491,6 +545,11 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
 	cs->l.last_rx_us = ctx->now_us;
+	ferry__session_peer(s, 0); /* heard (again) */
+	if (h.type == FERRY_PKT_KEEPALIVE) {
+		fast_ctx_of(ctx)->keepalives_answered++;
+		return ferry__ep_release(pkt);
+	}
 	if (h.type == FERRY_PKT_ACK) {
 		cs_ack(cs, &h, p, len);
 		return ferry__ep_release(pkt);
@@ -938,6 +997,50 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 }
 
+/* The client canceled a call: a handler at work sees ferry_rpc_cancelled;
+ * a request still arriving, or a reply kept for retransmission, is freed
+ * (the channel goes idle: what else comes for that call is stale). */
+static void ss_cancel(fast_ss *ss, const ferry_wire_hdr *h)
+{
+	ferry_ctx *ctx = ss->l.port->ctx;
+	ctx->cnt.cancels_received++;
+	if (h->channel >= ss->nchan)
+		return;
+	fast_sch *sc = &ss->ch[h->channel];
+	if (sc->rpc_id != h->rpc_id || sc->rpc == NULL)
+		return;
+	ctx->cnt.cancels_matched++;
+	if (sc->state == FAST_SCH_PROCESSING) {
+		atomic_store_explicit(&sc->rpc->cancelled, true, memory_order_relaxed);
+		return;
+	}
+	if (sc->state == FAST_SCH_RECEIVING || sc->state == FAST_SCH_REPLIED) {
+		sc_release(sc);
+		sc->state = FAST_SCH_IDLE;
+	}
+}
+
+/* Drain: a multi-fragment reply still being pushed to a live client. */
+static bool fast_server_port_busy(ferry__port *port)
+{
+	fast_sport *sp = port->tstate;
+	if (sp == NULL)
+		return false;
+	ferry_ctx *ctx = port->ctx;
+	for (uint32_t i = 0; i < sp->used; i++) {
+		fast_ss *ss = sp->table[i];
+		if (ss == NULL || ctx->now_us - ss->l.last_rx_us > ss->l.liveness_us)
+			continue;
+		for (uint32_t k = 0; k < ss->nchan; k++) {
+			fast_sch *sc = &ss->ch[k];
+			if (sc->state == FAST_SCH_REPLIED && sc->out.active && sc->out.nfrags > 1 &&
+			    !fast_out_done(&sc->out))
+				return true;
+		}
+	}
+	return false;
+}
+
 static void fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 {
 	ferry_ctx *ctx = port->ctx;
@@ -963,6 +1066,17 @@ static void fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	ss->l.last_rx_us = ctx->now_us;
 	if (h.type == FERRY_PKT_ACK) {
 		ss_ack(ss, &h, pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
+		return ferry__ep_release(pkt);
+	}
+	if (h.type == FERRY_PKT_CANCEL) {
+		ss_cancel(ss, &h);
+		return ferry__ep_release(pkt);
+	}
+	if (h.type == FERRY_PKT_KEEPALIVE) {
+		ferry_wire_hdr r;
+		fast_hdr(&ss->l, &r, FERRY_PKT_KEEPALIVE, 0, 0, 0);
+		fast_send_ctl(port, &ss->peer, &r, NULL, 0);
+		fast_ctx_of(ctx)->keepalives_received++;
 		return ferry__ep_release(pkt);
 	}
 	if (h.type != FERRY_PKT_DATA) {
@@ -1003,10 +1117,12 @@ const ferry__transport_ops ferry__fast_ops = {
 	.session_fini = fast_session_fini,
 	.server_port_init = fast_server_port_init,
 	.call_start = fast_call_start,
+	.call_cancel = fast_call_cancel,
 	.call_end = fast_call_end,
 	.client_pkt = fast_client_pkt,
 	.server_pkt = fast_server_pkt,
 	.server_reply = fast_server_reply,
+	.server_port_busy = fast_server_port_busy,
 	.server_port_fini = fast_server_port_fini,
 	.stats = fast_stats,
 	.hists = fast_hists,

@@ -13,6 +13,8 @@
 #define FAST_CWND_MIN_FRAGS 2
 #define FAST_LIVENESS_US_DEFAULT 1000000u     /* silence before EPEERDEAD */
 #define FAST_EXPIRE_US_DEFAULT 60000000u      /* idle server session lifetime */
+#define FAST_KEEPALIVE_US_DEFAULT 0u          /* idle-session probes: off */
+#define FAST_KEEPALIVE_US_MIN 1000u
 #define FAST_CHANNELS_GRANT_MAX FERRY_CHANNELS_MAX
 #define FAST_SESSIONS_MAX 65536u              /* per server port */
 #define FAST_OPEN_PAYLOAD_BYTES 12            /* nonce u64, channels u16, cap u16 */
@@ -75,6 +77,8 @@ typedef struct fast_cs {
 	uint32_t channels_wanted;
 	ferry__timer open_timer;
 	uint64_t open_started_us;
+	uint32_t keepalive_us;  /* 0: no keepalives */
+	ferry__timer ka_timer;
 	fast_cchan ch[FERRY_CHANNELS_MAX];
 } fast_cs;
 
@@ -137,7 +141,11 @@ typedef struct fast_sport {
 	X(rto_backoffs, "fast.rto.backoffs")                                   \
 	X(calls_peerdead, "fast.calls.peerdead")                               \
 	X(calls_restarted, "fast.calls.restarted")                             \
-	X(reopens, "fast.reopens")
+	X(reopens, "fast.reopens")                                             \
+	X(cancels_sent, "fast.cancels_sent")                                   \
+	X(keepalives_sent, "fast.keepalives_sent")                             \
+	X(keepalives_answered, "fast.keepalives_answered")                     \
+	X(keepalives_received, "fast.keepalives_received")
 
 typedef struct fast_ctx {
 #define FAST_CNT_FIELD_(f, n) uint64_t f;

@@ -37,7 +37,8 @@ static const char *const stream_keys[] = {"maxmsg", NULL};
 	X(bad_headers, "stream.bad_headers")                                   \
 	X(replies_dropped, "stream.replies_dropped")                           \
 	X(detached, "stream.requests_detached")                                \
-	X(fd_bodies, "stream.fd_bodies")
+	X(fd_bodies, "stream.fd_bodies")                                       \
+	X(cancels_sent, "stream.cancels_sent")
 
 typedef struct stream_cport stream_cport;
 
@@ -191,6 +192,29 @@ static int stream_call_start(ferry__call *c)
 	return stream_hdr_send(port, cp->conn, &h, c->req, c);
 }
 
+/* The application canceled c: a header-only CANCEL follows the request on
+ * its connection (ordered: the server has the request by then), so a
+ * handler still at work sees ferry_rpc_cancelled. */
+static void stream_call_cancel(ferry__call *c)
+{
+	stream_cport *cp = c->s->port->tstate;
+	if (cp == NULL || cp->conn == NULL || c->tp_word != cp->conn_gen)
+		return;
+	ferry_wire_hdr h = {
+		.type = FERRY_PKT_CANCEL,
+		.flags = FERRY_FLAG_LAST,
+		.channel = c->chan,
+		.opcode = c->opcode,
+		.client_hint = c->s->index,
+		.rpc_id = c->rpc_id,
+	};
+	ferry_buf empty;
+	ferry_buf_init(&empty);
+	if (stream_hdr_send(c->s->port, cp->conn, &h, &empty, NULL) == 0)
+		sctx(c->s->ctx)->cancels_sent++;
+	ferry_buf_fini(&empty);
+}
+
 static void stream_call_end(ferry__call *c, int status)
 {
 	(void)status;
@@ -244,6 +268,22 @@ static void stream_cport_lost(stream_cport *cp)
 	}
 }
 
+/* Report the peer's state to every session on the port (a lost connection:
+ * FERRY_EPEERDEAD, also for idle sessions; a new one: 0). Event callbacks
+ * may close sessions, so the table is re-read for each. */
+static void stream_cport_peer(stream_cport *cp, int status)
+{
+	ferry__port *port = cp->port;
+	ferry_ctx *ctx = port->ctx;
+	if (cp->refs == 0)
+		return;
+	for (uint32_t i = 0; i < ctx->nsessions; i++) {
+		ferry_session *s = ctx->sessions[i];
+		if (s != NULL && s->port == port)
+			ferry__session_peer(s, status);
+	}
+}
+
 /* Server ports ---------------------------------------------------------------*/
 static int stream_server_port_init(ferry__port *port, const ferry_loc *loc)
 {
@@ -289,6 +329,17 @@ static void stream_server_port_fini(ferry__port *port)
 	}
 	port->tstate = NULL;
 	ferry__free(sp);
+}
+
+/* Drain: replies still being written (an rpc holds its connection's state
+ * until on_sent). */
+static bool stream_server_port_busy(ferry__port *port)
+{
+	stream_sport *sp = port->tstate;
+	for (stream_sconn *sc = sp != NULL ? sp->conns : NULL; sc != NULL; sc = sc->next)
+		if (sc->conn != NULL && sc->refs > 1)
+			return true;
+	return false;
 }
 
 static bool stream_server_reply(ferry_rpc *rpc)
@@ -363,11 +414,14 @@ static void up_conn_event(void *arg, ferry_conn *conn, int event, int err)
 		return;
 	if (event == FERRY_CONN_UP) {
 		x->conns_up++;
+		stream_cport_peer(cp, 0);
 		return;
 	}
 	x->conns_lost++;
-	if (cp->conn == conn)
+	if (cp->conn == conn) {
 		stream_cport_lost(cp);
+		stream_cport_peer(cp, FERRY_EPEERDEAD);
+	}
 }
 
 static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
@@ -385,6 +439,21 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 		return FERRY_EPROTO; /* a stream cannot resynchronise */
 	}
 	sink->len = h.msg_len;
+	if (h.type == FERRY_PKT_CANCEL) {
+		/* Header only; the request precedes it on the connection, so its
+		 * rpc is with a handler, or already answered. */
+		stream_sconn *sc = conn->user;
+		ctx->cnt.cancels_received++;
+		for (ferry_rpc *r = ctx->rpcs_out; r != NULL; r = r->out_next)
+			if (r->tp == sc && r->client_hint == h.client_hint &&
+			    r->chan == h.channel && r->rpc_id == h.rpc_id) {
+				atomic_store_explicit(&r->cancelled, true, memory_order_relaxed);
+				ctx->cnt.cancels_matched++;
+				break;
+			}
+		sink->discard = true;
+		return 0;
+	}
 	if (port->server) {
 		stream_sconn *sc = conn->user;
 		ferry_rpc *rpc = ferry__rpc_get(ctx);
@@ -419,7 +488,10 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 	if (c == NULL || c->state != FERRY_CALL_ACTIVE || c->rpc_id != h.rpc_id) {
 		/* The call timed out or was closed: read the body and drop it. */
 		x->late_responses++;
-		ctx->cnt.rx_stale++;
+		if (s != NULL && s->port == port)
+			ferry__call_stale(s, h.channel, h.rpc_id);
+		else
+			ctx->cnt.rx_stale++;
 		sink->discard = true;
 		return 0;
 	}
@@ -466,6 +538,7 @@ static void up_on_body(void *arg, ferry_conn *conn, const uint8_t *hdr,
 		return; /* discarded */
 	cp->rx_call = NULL;
 	cp->rx_sink = NULL;
+	ferry__session_peer(c->s, 0); /* heard (again) */
 	if (c->sink != NULL && h.aux == 0 && h.msg_len <= port->msg_max) {
 		c->sink->written = sink->len;
 		c->sink->copied = sink->copied;
@@ -526,8 +599,10 @@ const ferry__transport_ops ferry__stream_ops = {
 	.session_init = stream_session_init,
 	.server_port_init = stream_server_port_init,
 	.call_start = stream_call_start,
+	.call_cancel = stream_call_cancel,
 	.call_end = stream_call_end,
 	.server_reply = stream_server_reply,
+	.server_port_busy = stream_server_port_busy,
 	.server_port_fini = stream_server_port_fini,
 	.stats = stream_stats,
 	.ctx_fini = stream_ctx_fini,

@@ -63,7 +63,7 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	ferry__chan *ch = h.channel < s->nchan ? &s->chan[h.channel] : NULL;
 	ferry__call *c = ch != NULL ? ch->call : NULL;
 	if (c == NULL || c->rpc_id != h.rpc_id) {
-		ctx->cnt.rx_stale++;
+		ferry__call_stale(s, h.channel, h.rpc_id);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
 	if (h.aux != 0) {

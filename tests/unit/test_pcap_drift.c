@@ -197,6 +197,20 @@ static void build(void)
 	e->epoch = rng();
 	put64(e->payload, e->epoch);
 	e->plen = 8;
+
+	e = &pk[npk++];
+	e->what = "CANCEL";
+	random_ids(&e->h);
+	e->h.type = FERRY_PKT_CANCEL;
+	e->h.flags = 0;
+	e->plen = 0;
+
+	e = &pk[npk++];
+	e->what = "KEEPALIVE reply";
+	random_ids(&e->h);
+	e->h.type = FERRY_PKT_KEEPALIVE;
+	e->h.flags = FERRY_FLAG_RESPONSE;
+	e->plen = 0;
 }
 
 /* Ethernet + IPv4 + UDP around a ferry packet. */
@@ -375,7 +389,9 @@ static void check_packet(char **col)
 		      col[C_RETRANSMISSION]);
 	CHECK((strstr(col[C_INFO], "[RETX]") != NULL) == retx, "Info '%s' RETX marking",
 	      col[C_INFO]);
-	const char *tn[] = {"DATA", "ACK", "SESSION_OPEN", "SESSION_OPEN_REPLY", "BAD_SESSION"};
+	const char *tn[] = {"DATA",        "ACK",    "SESSION_OPEN", "SESSION_OPEN_REPLY",
+	                    "BAD_SESSION", "CANCEL", "KEEPALIVE"};
+	_Static_assert(sizeof(tn) / sizeof(tn[0]) == FERRY_PKT_TYPE_COUNT, "a name per type");
 	CHECK(strncmp(col[C_INFO], tn[h->type], strlen(tn[h->type])) == 0, "Info '%s'",
 	      col[C_INFO]);
 

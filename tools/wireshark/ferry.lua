@@ -17,9 +17,11 @@ local HDR = 40
 local MAGIC = 0xFE77
 
 local TYPE_DATA, TYPE_ACK, TYPE_OPEN, TYPE_OPEN_REPLY, TYPE_BAD_SESSION = 0, 1, 2, 3, 4
+local TYPE_CANCEL, TYPE_KEEPALIVE = 5, 6
+local TYPE_MAX = TYPE_KEEPALIVE
 local type_names = {
 	[0] = "DATA", [1] = "ACK", [2] = "SESSION_OPEN", [3] = "SESSION_OPEN_REPLY",
-	[4] = "BAD_SESSION",
+	[4] = "BAD_SESSION", [5] = "CANCEL", [6] = "KEEPALIVE",
 }
 
 local FLAG_RESPONSE, FLAG_ACK_REQ, FLAG_RETX, FLAG_LAST = 0x01, 0x02, 0x04, 0x08
@@ -138,11 +140,11 @@ local function status_name(st)
 	return status_names[st] or tostring(st)
 end
 
--- The header looks like ferry's: magic 77 FE, version 1, type 0-4.
+-- The header looks like ferry's: magic 77 FE, version 1, a known type.
 local function looks_like_ferry(tvb, off)
 	if tvb:len() - off < 4 then return false end
 	return tvb(off, 2):le_uint() == MAGIC and tvb(off + 2, 1):uint() == 1 and
-		tvb(off + 3, 1):uint() <= TYPE_BAD_SESSION
+		tvb(off + 3, 1):uint() <= TYPE_MAX
 end
 
 -- One ferry packet (datagram) or message (stream) at tvb; returns the bytes it took.
@@ -293,6 +295,12 @@ local function dissect_one(tvb, pinfo, root, stream)
 		else
 			st:add_proto_expert_info(ef.short_payload)
 		end
+	elseif ptype == TYPE_CANCEL then
+		info = string.format("CANCEL ch=%d rpc=%d op=%d", channel, rpc_id, tvb(6, 2):le_uint())
+	elseif ptype == TYPE_KEEPALIVE then
+		info = string.format("KEEPALIVE%s client_hint=%d server_hint=%d",
+			response and " reply" or "", tvb(16, 4):le_uint(),
+			tvb(20, 4):le_uint())
 	else -- BAD_SESSION
 		info = string.format("BAD_SESSION ch=%d rpc=%d server_hint=%d", channel, rpc_id,
 			tvb(20, 4):le_uint())

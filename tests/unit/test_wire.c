@@ -255,7 +255,7 @@ static void test_bad_type(void **state)
 		h.type = (uint8_t)t;
 		assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
 	}
-	h.type = 5;
+	h.type = FERRY_PKT_TYPE_COUNT; /* the first unassigned type */
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
 	/* Unknown flag bits, on DATA and on other types. */
 	for (unsigned bit = 0x10; bit <= 0x80; bit <<= 1) {

@@ -140,7 +140,8 @@ static int spoof_send(int raw, uint16_t dport, uint8_t type, const uint8_t *payl
 	put_le(f + 16, r >> 32, 4);  /* client hint */
 	put_le(f + 20, server_hint, 4);
 	put_le(f + 24, 1, 4);        /* rpc id */
-	memcpy(f + 40, payload, plen);
+	if (plen > 0)
+		memcpy(f + 40, payload, plen);
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = ip->daddr};
 	return (int)sendto(raw, pkt, 28 + fast_len, 0, (struct sockaddr *)&to, sizeof(to));
 }

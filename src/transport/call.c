@@ -236,8 +236,10 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	if (resp != NULL && ferry_buf_len(resp) != 0)
 		return -EINVAL;
 	bool free_chan = session_has_free_chan(s);
-	if (!free_chan && s->qlen >= FERRY_SESSION_QUEUE_MAX)
+	if (!free_chan && s->qlen >= (s->queue_max ? s->queue_max : FERRY_SESSION_QUEUE_MAX)) {
+		ctx->cnt.calls_queue_full++;
 		return FERRY_EAGAIN;
+	}
 	ferry__call *c = call_get(ctx);
 	if (c == NULL)
 		return -ENOMEM;

@@ -110,6 +110,7 @@ struct ferry_session {
 	uint64_t busy_mask;  /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
+	uint32_t queue_max;  /* queued calls allowed; 0 = FERRY_SESSION_QUEUE_MAX */
 	void *tstate;        /* transport's per-session state */
 	ferry_session_event_cb ev_cb; /* peer events (FERRY_EPEERDEAD, 0) */
 	void *ev_arg;
@@ -173,6 +174,7 @@ struct ferry_server {
 	X(calls_completed, "rpc.calls_completed")                              \
 	X(calls_failed, "rpc.calls_failed")                                    \
 	X(calls_timedout, "rpc.calls_timedout")                                \
+	X(calls_queue_full, "rpc.calls_queue_full")                            \
 	X(requests_sent, "rpc.requests_sent")                                  \
 	X(responses_received, "rpc.responses_received")                        \
 	X(requests_received, "rpc.requests_received")                          \

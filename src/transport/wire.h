@@ -22,7 +22,8 @@ enum ferry_wire_type {
 	FERRY_PKT_BAD_SESSION = 4,
 	FERRY_PKT_CANCEL = 5,    /* client gave up on a call (fast, stream) */
 	FERRY_PKT_KEEPALIVE = 6, /* fast: idle-session probe; RESPONSE = answer */
-	FERRY_PKT_TYPE_COUNT = 7,
+	FERRY_PKT_SESSION_COOKIE = 7, /* fast: prove your address (stateless open) */
+	FERRY_PKT_TYPE_COUNT = 8,
 };
 
 enum ferry_wire_flag {

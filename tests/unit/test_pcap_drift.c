@@ -57,6 +57,11 @@ static uint64_t rng(void)
 static uint32_t rng_below(uint32_t n) { return (uint32_t)(rng() % n); }
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
 static void put64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
@@ -72,6 +77,7 @@ typedef struct expect {
 	int status;              /* DATA response */
 	uint64_t bitmap;         /* ACK */
 	uint64_t nonce, epoch;   /* session packets */
+	uint64_t cookie;         /* SESSION_OPEN (0 = first open), SESSION_COOKIE */
 	uint16_t channels, cap;  /* SESSION_OPEN(_REPLY) */
 } expect;
 
@@ -166,10 +172,29 @@ static void build(void)
 	e->nonce = rng();
 	e->channels = (uint16_t)rng();
 	e->cap = (uint16_t)rng();
+	e->cookie = rng();
 	put64(e->payload, e->nonce);
 	put16(e->payload + 8, e->channels);
 	put16(e->payload + 10, e->cap);
-	e->plen = 12;
+	put32(e->payload + 12, 0);
+	put64(e->payload + 16, e->cookie);
+	e->plen = 24;
+
+	e = &pk[npk++];
+	e->what = "SESSION_COOKIE";
+	random_ids(&e->h);
+	e->h.type = FERRY_PKT_SESSION_COOKIE;
+	e->h.flags = FERRY_FLAG_RESPONSE;
+	e->h.token = 0;
+	e->h.server_hint = 0;
+	e->h.rpc_id = 0;
+	e->h.channel = 0;
+	e->h.opcode = 0;
+	e->nonce = rng();
+	e->cookie = rng() | 1; /* never 0 */
+	put64(e->payload, e->nonce);
+	put64(e->payload + 8, e->cookie);
+	e->plen = 16;
 
 	e = &pk[npk++];
 	e->what = "SESSION_OPEN_REPLY";
@@ -194,9 +219,10 @@ static void build(void)
 	random_ids(&e->h);
 	e->h.type = FERRY_PKT_BAD_SESSION;
 	e->h.flags = FERRY_FLAG_RESPONSE;
-	e->epoch = rng();
-	put64(e->payload, e->epoch);
-	e->plen = 8;
+	e->epoch = rng(); /* in the header: frag low 32 bits, msg_len high */
+	e->h.frag = (uint32_t)e->epoch;
+	e->h.msg_len = (uint32_t)(e->epoch >> 32);
+	e->plen = 0;
 
 	e = &pk[npk++];
 	e->what = "CANCEL";
@@ -276,7 +302,7 @@ enum {
 	C_RPC_ID, C_FRAG, C_MSG_LEN, C_FRAG_BYTES, C_AUX, C_STATUS, C_CAP, C_RETRANSMISSION,
 	C_ACK_FIRST_MISSING, C_ACK_TRIGGER, C_ACK_BITMAP, C_ACK_RECEIVED, C_EPOCH, C_NONCE,
 	C_CHANNELS_WANTED, C_CHANNELS_GRANTED, C_CLIENT_CAP, C_SERVER_CAP, C_PAYLOAD,
-	C_PAYLOAD_LEN, C_COUNT
+	C_PAYLOAD_LEN, C_COOKIE, C_COUNT
 };
 static const char *const fields[C_COUNT] = {
 	"_ws.col.Protocol", "_ws.col.Info", "ferry.magic", "ferry.version", "ferry.type",
@@ -287,6 +313,7 @@ static const char *const fields[C_COUNT] = {
 	"ferry.ack.first_missing", "ferry.ack.trigger", "ferry.ack.bitmap", "ferry.ack.received",
 	"ferry.epoch", "ferry.nonce", "ferry.channels_wanted", "ferry.channels_granted",
 	"ferry.client_cap", "ferry.server_cap", "ferry.payload", "ferry.payload_len",
+	"ferry.cookie",
 };
 
 static int failures;
@@ -390,7 +417,7 @@ static void check_packet(char **col)
 	CHECK((strstr(col[C_INFO], "[RETX]") != NULL) == retx, "Info '%s' RETX marking",
 	      col[C_INFO]);
 	const char *tn[] = {"DATA",        "ACK",    "SESSION_OPEN", "SESSION_OPEN_REPLY",
-	                    "BAD_SESSION", "CANCEL", "KEEPALIVE"};
+	                    "BAD_SESSION", "CANCEL", "KEEPALIVE", "SESSION_COOKIE"};
 	_Static_assert(sizeof(tn) / sizeof(tn[0]) == FERRY_PKT_TYPE_COUNT, "a name per type");
 	CHECK(strncmp(col[C_INFO], tn[h->type], strlen(tn[h->type])) == 0, "Info '%s'",
 	      col[C_INFO]);
@@ -413,7 +440,9 @@ static void check_packet(char **col)
 
 	/* Session packets. */
 	bool open = h->type == FERRY_PKT_SESSION_OPEN, reply = h->type == FERRY_PKT_SESSION_OPEN_REPLY;
-	check_u64(col, C_NONCE, open || reply, e->nonce);
+	bool cookie = h->type == FERRY_PKT_SESSION_COOKIE;
+	check_u64(col, C_NONCE, open || reply || cookie, e->nonce);
+	check_u64(col, C_COOKIE, open || cookie, e->cookie);
 	check_u64(col, C_EPOCH, reply || h->type == FERRY_PKT_BAD_SESSION, e->epoch);
 	check_num(col, C_CHANNELS_WANTED, open, e->channels);
 	check_num(col, C_CLIENT_CAP, open, e->cap);
@@ -553,20 +582,28 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		const uint8_t *q = e->payload;
 #define LE16(o) ((uint16_t)(q[o] | q[(o) + 1] << 8))
 #define LE64(o) (le64(q + (o)))
-		static const char *const what[] = {"fast DATA", "fast ACK", "fast SESSION_OPEN",
-		                                   "fast SESSION_OPEN_REPLY", "fast BAD_SESSION"};
-		e->what = e->h.type < 5 ? what[e->h.type] : "fast ?";
+		static const char *const what[] = {"fast DATA",        "fast ACK",
+		                                   "fast SESSION_OPEN", "fast SESSION_OPEN_REPLY",
+		                                   "fast BAD_SESSION", "fast CANCEL",
+		                                   "fast KEEPALIVE",   "fast SESSION_COOKIE"};
+		_Static_assert(sizeof(what) / sizeof(what[0]) == FERRY_PKT_TYPE_COUNT,
+		               "a name per type");
+		e->what = what[e->h.type];
 		if (e->h.type == FERRY_PKT_DATA && (e->h.flags & FERRY_FLAG_RESPONSE))
 			e->status = ferry__wire_unstatus(e->h.aux);
 		if (e->h.type == FERRY_PKT_ACK && e->plen >= 8)
 			e->bitmap = LE64(0);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 12)
 			e->nonce = LE64(0), e->channels = LE16(8), e->cap = LE16(10);
+		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 24)
+			e->cookie = LE64(16);
+		if (e->h.type == FERRY_PKT_SESSION_COOKIE && e->plen >= 16)
+			e->nonce = LE64(0), e->cookie = LE64(8);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN_REPLY && e->plen >= 20)
 			e->nonce = LE64(0), e->epoch = LE64(8), e->channels = LE16(16),
 			e->cap = LE16(18);
-		if (e->h.type == FERRY_PKT_BAD_SESSION && e->plen >= 8)
-			e->epoch = LE64(0);
+		if (e->h.type == FERRY_PKT_BAD_SESSION)
+			e->epoch = (uint64_t)e->h.msg_len << 32 | e->h.frag;
 	}
 	return __real_ferry__ep_send(ep, to, hdr, hdr_len, payload);
 }

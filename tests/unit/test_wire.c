@@ -255,7 +255,7 @@ static void test_bad_type(void **state)
 		h.type = (uint8_t)t;
 		assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
 	}
-	h.type = 7;
+	h.type = FERRY_PKT_TYPE_COUNT; /* the first unassigned type */
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_TYPE);
 	/* CANCEL and KEEPALIVE decode (header only, no length rules). */
 	h.type = FERRY_PKT_CANCEL;

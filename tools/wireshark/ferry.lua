@@ -17,11 +17,12 @@ local HDR = 40
 local MAGIC = 0xFE77
 
 local TYPE_DATA, TYPE_ACK, TYPE_OPEN, TYPE_OPEN_REPLY, TYPE_BAD_SESSION = 0, 1, 2, 3, 4
-local TYPE_CANCEL, TYPE_KEEPALIVE = 5, 6
-local TYPE_MAX = TYPE_KEEPALIVE
+local TYPE_CANCEL, TYPE_KEEPALIVE, TYPE_COOKIE = 5, 6, 7
+local TYPE_MAX = TYPE_COOKIE
 local type_names = {
 	[0] = "DATA", [1] = "ACK", [2] = "SESSION_OPEN", [3] = "SESSION_OPEN_REPLY",
 	[4] = "BAD_SESSION", [5] = "CANCEL", [6] = "KEEPALIVE",
+	[7] = "SESSION_COOKIE",
 }
 
 local FLAG_RESPONSE, FLAG_ACK_REQ, FLAG_RETX, FLAG_LAST = 0x01, 0x02, 0x04, 0x08
@@ -101,6 +102,7 @@ local pf = {
 	ack_received = ProtoField.uint32("ferry.ack.received", "Received fragment", base.DEC),
 	-- session packets
 	nonce = ProtoField.uint64("ferry.nonce", "Nonce", base.HEX),
+	cookie = ProtoField.uint64("ferry.cookie", "Cookie (0 = none yet)", base.HEX),
 	epoch = ProtoField.uint64("ferry.epoch", "Server epoch", base.HEX),
 	channels_wanted = ProtoField.uint16("ferry.channels_wanted", "Channels wanted (0 = default)",
 		base.DEC),
@@ -277,6 +279,10 @@ local function dissect_one(tvb, pinfo, root, stream)
 			st:add_le(pf.client_cap, tvb(HDR + 10, 2))
 			info = info .. string.format(" nonce=%s channels=%d cap=%d", hex64(tvb(HDR, 8)),
 				tvb(HDR + 8, 2):le_uint(), tvb(HDR + 10, 2):le_uint())
+			if plen >= 24 then
+				st:add_le(pf.cookie, tvb(HDR + 16, 8))
+				info = info .. " cookie=" .. hex64(tvb(HDR + 16, 8))
+			end
 		else
 			st:add_proto_expert_info(ef.short_payload)
 		end
@@ -295,21 +301,30 @@ local function dissect_one(tvb, pinfo, root, stream)
 		else
 			st:add_proto_expert_info(ef.short_payload)
 		end
+	elseif ptype == TYPE_COOKIE then
+		local st = tree:add(ferry, tvb(HDR, plen), "SESSION_COOKIE")
+		st:set_text("SESSION_COOKIE")
+		info = string.format("SESSION_COOKIE client_hint=%d", tvb(16, 4):le_uint())
+		if plen >= 16 then
+			st:add_le(pf.nonce, tvb(HDR, 8))
+			st:add_le(pf.cookie, tvb(HDR + 8, 8))
+			info = info .. string.format(" nonce=%s cookie=%s", hex64(tvb(HDR, 8)),
+				hex64(tvb(HDR + 8, 8)))
+		else
+			st:add_proto_expert_info(ef.short_payload)
+		end
 	elseif ptype == TYPE_CANCEL then
 		info = string.format("CANCEL ch=%d rpc=%d op=%d", channel, rpc_id, tvb(6, 2):le_uint())
 	elseif ptype == TYPE_KEEPALIVE then
 		info = string.format("KEEPALIVE%s client_hint=%d server_hint=%d",
 			response and " reply" or "", tvb(16, 4):le_uint(),
 			tvb(20, 4):le_uint())
-	else -- BAD_SESSION
+	else -- BAD_SESSION: the server epoch in frag (low 32 bits) and msg_len (high)
 		info = string.format("BAD_SESSION ch=%d rpc=%d server_hint=%d", channel, rpc_id,
 			tvb(20, 4):le_uint())
-		if plen >= 8 then
-			tree:add_le(pf.epoch, tvb(HDR, 8))
-			info = info .. " epoch=" .. hex64(tvb(HDR, 8))
-		else
-			tree:add_proto_expert_info(ef.short_payload)
-		end
+		local epoch = UInt64.new(frag, msg_len)
+		tree:add(pf.epoch, tvb(28, 8), epoch):append_text(" (frag + msg_len)")
+		info = info .. " epoch=0x" .. epoch:tohex()
 	end
 	if retx then info = info .. " [RETX]" end
 	tree:append_text(", " .. tname)

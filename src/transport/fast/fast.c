@@ -17,8 +17,9 @@
 #include "fast.h"
 #include "window.h"
 
-static const char *const fast_keys[] = {"maxmsg",   "channels",  "liveness",
-                                        "expire",   "keepalive", NULL};
+static const char *const fast_keys[] = {"maxmsg",   "channels", "liveness", "expire",
+                                        "keepalive", "queue",   "sessions", "reasm",
+                                        "loans",     "bsrate",  NULL};
 
 static uint64_t fast_random64(void)
 {
@@ -120,6 +121,8 @@ static void cs_open_send(fast_cs *cs)
 	put64(p, cs->nonce);
 	put16(p + 8, (uint16_t)cs->channels_wanted);
 	put16(p + 10, (uint16_t)cs->s->frag_bytes);
+	memset(p + 12, 0, 4);
+	put64(p + 16, cs->cookie);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
 	fast_ctx_of(cs->s->ctx)->open_sent++;
 }
@@ -132,6 +135,7 @@ static void cs_open(fast_cs *cs)
 	ferry_ctx *ctx = cs->s->ctx;
 	cs->state = FAST_CS_OPENING;
 	cs->nonce = fast_random64();
+	cs->cookie = 0;
 	cs->s->nchan = 0;
 	cs->open_started_us = ctx->now_us;
 	fast_rto_init(&cs->l.rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
@@ -218,6 +222,8 @@ static int fast_session_init(ferry_session *s)
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
 		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
+	s->queue_max = fast_loc_u32(&loc, "queue", 1, 1u << 20, FERRY_SESSION_QUEUE_MAX, &rc,
+	                            ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0)
 		return rc;
 	ferry__ctx_tick(ctx);
@@ -373,12 +379,21 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 {
 	ferry_session *s = cs->s;
 	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_PAYLOAD_BYTES ||
-	    get64(p) != cs->nonce || h->token == 0)
+	    get64(p) != cs->nonce)
 		return; /* a late duplicate, or not ours */
 	uint64_t epoch = get64(p + 8);
 	uint32_t granted = get16(p + 16);
 	uint32_t cap = get16(p + 18);
-	if (granted == 0 || granted > FERRY_CHANNELS_MAX)
+	if (h->token == 0 && granted == 0) {
+		/* Refused: the server's session table is full. What waits for
+		 * this session fails; the open goes on being retried. */
+		fast_ctx *f = fast_ctx_of(s->ctx);
+		f->open_refused_received++;
+		cs->open_started_us = s->ctx->now_us;
+		ferry__session_fail(s, FERRY_EAGAIN);
+		return;
+	}
+	if (h->token == 0 || granted == 0 || granted > FERRY_CHANNELS_MAX)
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
 	cs->l.last_rx_us = s->ctx->now_us; /* heard: keepalive counts from here */
@@ -407,15 +422,29 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	ferry__session_kick(s);
 }
 
-static void cs_bad_session(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+/* The server wants proof that we receive at our address: repeat the open
+ * with its cookie, at once (a cookie we already have waits for the timer). */
+static void cs_cookie(fast_cs *cs, const uint8_t *p, uint32_t len)
+{
+	if (cs->state != FAST_CS_OPENING || len < FAST_COOKIE_PAYLOAD_BYTES ||
+	    get64(p) != cs->nonce)
+		return;
+	uint64_t cookie = get64(p + 8);
+	if (cookie == 0 || cookie == cs->cookie)
+		return;
+	cs->cookie = cookie;
+	fast_ctx_of(cs->s->ctx)->cookies_received++;
+	cs_open_send(cs);
+}
+
+static void cs_bad_session(fast_cs *cs, const ferry_wire_hdr *h)
 {
 	/* Only a reply to our own packet counts: it echoes our token. */
-	if (cs->state != FAST_CS_OPEN || h->token != cs->l.token ||
-	    len < FAST_BAD_SESSION_PAYLOAD_BYTES)
+	if (cs->state != FAST_CS_OPEN || h->token != cs->l.token)
 		return;
 	fast_ctx_of(cs->s->ctx)->bad_session_received++;
 	fast_ctx_of(cs->s->ctx)->reopens++;
-	uint64_t epoch = get64(p);
+	uint64_t epoch = (uint64_t)h->msg_len << 32 | h->frag; /* no payload: see WIRE.md */
 	if (epoch != cs->epoch) {
 		/* Restarted: fail what is in flight now, before reopening. */
 		ferry_session *s = cs->s;
@@ -536,8 +565,12 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 		cs_open_reply(cs, &h, p, len);
 		return ferry__ep_release(pkt);
 	}
+	if (h.type == FERRY_PKT_SESSION_COOKIE) {
+		cs_cookie(cs, p, len);
+		return ferry__ep_release(pkt);
+	}
 	if (h.type == FERRY_PKT_BAD_SESSION) {
-		cs_bad_session(cs, &h, p, len);
+		cs_bad_session(cs, &h);
 		return ferry__ep_release(pkt);
 	}
 	if (cs->state != FAST_CS_OPEN || h.token != cs->l.token) {
@@ -601,10 +634,24 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	sp->liveness_us = fast_loc_u32(loc, "liveness", 1000, 3600000000u,
 	                               FAST_LIVENESS_US_DEFAULT, &rc, ctx->errmsg,
 	                               sizeof(ctx->errmsg));
+	sp->sessions_max = fast_loc_u32(loc, "sessions", 1, FAST_SESSIONS_MAX, FAST_SESSIONS_DEFAULT,
+	                                &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	sp->loans_max = fast_loc_u32(loc, "loans", 1, 1u << 24, FAST_SESSION_LOANS_DEFAULT, &rc,
+	                             ctx->errmsg, sizeof(ctx->errmsg));
+	sp->bs_rate = fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
+	                           ctx->errmsg, sizeof(ctx->errmsg));
+	if (rc == 0)
+		rc = ferry__loc_u64(loc, "reasm", port->msg_max, 1ull << 40,
+		                    FAST_REASM_BYTES_DEFAULT > port->msg_max ? FAST_REASM_BYTES_DEFAULT
+		                                                             : port->msg_max,
+		                    &sp->reasm_max, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0) {
 		ferry__free(sp);
 		return rc;
 	}
+	while (getrandom(sp->cookie_key, sizeof(sp->cookie_key), 0) != sizeof(sp->cookie_key))
+		;
+	sp->bs_credit_us = (uint64_t)FAST_BAD_SESSION_BURST * (1000000u / sp->bs_rate);
 	sp->port = port;
 	sp->epoch = fast_random64();
 	uint32_t fb = ferry__frame_bytes(port);
@@ -615,6 +662,7 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	port->tstate = sp;
 	fast_ctx_of(ctx);
 	ferry__ctx_tick(ctx);
+	sp->bs_last_us = ctx->now_us;
 	ferry__timer_arm(&ctx->timers, &sp->sweep, ctx->now_us + sp->expire_us / 4 + 1000);
 	return 0;
 }
@@ -627,6 +675,9 @@ static void sc_release(fast_sch *sc)
 	sp->inflight -= fast_out_inflight(&sc->out);
 	sp_unwait(sp, sc);
 	sc->out.active = false;
+	sp->reasm_bytes -= sc->reasm_bytes;
+	sc->ss->loans -= sc->loans;
+	sc->reasm_bytes = sc->loans = 0;
 	if (sc->rpc == NULL)
 		return;
 	if (sc->state == FAST_SCH_PROCESSING) {
@@ -664,16 +715,76 @@ static void fast_server_port_fini(ferry__port *port)
 	port->tstate = NULL;
 }
 
+/* BAD_SESSION replies come out of a token bucket per port (bsrate= per
+ * second, FAST_BAD_SESSION_BURST deep): spoofed garbage must not turn the
+ * server into a reflector. */
+static bool sp_bad_session_allowed(fast_sport *sp)
+{
+	uint64_t now = sp->port->ctx->now_us;
+	uint64_t cost = 1000000u / sp->bs_rate;
+	uint64_t depth = (uint64_t)FAST_BAD_SESSION_BURST * cost;
+	sp->bs_credit_us += now - sp->bs_last_us;
+	sp->bs_last_us = now;
+	if (sp->bs_credit_us > depth)
+		sp->bs_credit_us = depth;
+	if (sp->bs_credit_us < cost)
+		return false;
+	sp->bs_credit_us -= cost;
+	return true;
+}
+
+/* The epoch travels in frag (low half) and msg_len (high half), so the
+ * reply is a bare header: never larger than the packet that caused it. */
 static void sp_send_bad_session(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *rh)
 {
+	fast_ctx *f = fast_ctx_of(sp->port->ctx);
+	if (!sp_bad_session_allowed(sp)) {
+		f->bad_session_suppressed++;
+		return;
+	}
 	ferry_wire_hdr h = *rh;
 	h.type = FERRY_PKT_BAD_SESSION;
 	h.flags = FERRY_FLAG_RESPONSE;
-	h.frag = h.msg_len = h.frag_bytes = h.aux = 0;
-	uint8_t p[FAST_BAD_SESSION_PAYLOAD_BYTES];
-	put64(p, sp->epoch);
+	h.frag_bytes = h.aux = 0;
+	h.frag = (uint32_t)sp->epoch;
+	h.msg_len = (uint32_t)(sp->epoch >> 32);
+	fast_send_ctl(sp->port, &pkt->src, &h, NULL, 0);
+	f->bad_session_sent++;
+}
+
+/* First answer to an open: a cookie, and nothing remembered. */
+static void sp_send_cookie(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *rh,
+                           uint64_t nonce)
+{
+	ferry_wire_hdr h;
+	memset(&h, 0, sizeof(h));
+	h.type = FERRY_PKT_SESSION_COOKIE;
+	h.flags = FERRY_FLAG_RESPONSE;
+	h.client_hint = rh->client_hint;
+	uint8_t p[FAST_COOKIE_PAYLOAD_BYTES];
+	put64(p, nonce);
+	put64(p + 8, fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
+	                              sp->port->ctx->now_us));
 	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
-	fast_ctx_of(sp->port->ctx)->bad_session_sent++;
+	fast_ctx_of(sp->port->ctx)->cookies_sent++;
+}
+
+/* A verified open the table has no room for: a reply with no token and
+ * no channels; the client fails what waits with FERRY_EAGAIN. */
+static void sp_refuse_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *rh,
+                           uint64_t nonce)
+{
+	ferry_wire_hdr h;
+	memset(&h, 0, sizeof(h));
+	h.type = FERRY_PKT_SESSION_OPEN_REPLY;
+	h.flags = FERRY_FLAG_RESPONSE;
+	h.client_hint = rh->client_hint;
+	uint8_t p[FAST_OPEN_REPLY_PAYLOAD_BYTES];
+	memset(p, 0, sizeof(p));
+	put64(p, nonce);
+	put64(p + 8, sp->epoch);
+	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
+	fast_ctx_of(sp->port->ctx)->opens_refused++;
 }
 
 static void ss_open_reply(fast_sport *sp, fast_ss *ss)
@@ -691,10 +802,22 @@ static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 {
 	ferry_ctx *ctx = sp->port->ctx;
+	fast_ctx *f = fast_ctx_of(ctx);
 	const uint8_t *p = pkt->data + FERRY_WIRE_HDR_BYTES;
-	if (pkt->len - FERRY_WIRE_HDR_BYTES < FAST_OPEN_PAYLOAD_BYTES)
+	if (pkt->len - FERRY_WIRE_HDR_BYTES < FAST_OPEN_PAYLOAD_BYTES) {
+		f->opens_dropped++; /* unpadded: a cookie would be a larger reply */
 		return;
+	}
 	uint64_t nonce = get64(p);
+	uint64_t cookie = get64(p + 16);
+	if (!fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint, ctx->now_us,
+	                       cookie)) {
+		if (cookie != 0)
+			f->cookies_failed++; /* forged, or stale: a fresh one */
+		sp_send_cookie(sp, pkt, h, nonce);
+		return;
+	}
+	f->cookies_verified++;
 	/* A retried open gets the same session back. */
 	for (uint32_t i = 0; i < sp->used; i++) {
 		fast_ss *ss = sp->table[i];
@@ -704,6 +827,10 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 			ss_open_reply(sp, ss);
 			return;
 		}
+	}
+	if (sp->used - sp->nfree >= sp->sessions_max) {
+		sp_refuse_open(sp, pkt, h, nonce);
+		return;
 	}
 	uint32_t idx;
 	if (sp->nfree > 0) {
@@ -856,6 +983,27 @@ static bool fast_server_reply(ferry_rpc *rpc)
 	return true; /* retained until the next request on the channel */
 }
 
+/* Answer a request with an error status and no body, without running a
+ * handler; the reply is retained like any other (duplicates get it again). */
+static void ss_refuse(fast_ss *ss, fast_sch *sc, const ferry_wire_hdr *h, int status)
+{
+	ferry__port *port = ss->l.port;
+	ferry_rpc *rpc = ferry__rpc_get(port->ctx);
+	if (rpc == NULL)
+		return;
+	rpc->srv = port->srv;
+	rpc->port = port;
+	rpc->peer = ss->peer;
+	rpc->opcode = h->opcode;
+	rpc->rpc_id = h->rpc_id;
+	rpc->chan = h->channel;
+	rpc->tp = sc;
+	sc->rpc = rpc;
+	sc->rpc_id = h->rpc_id;
+	rpc->state = FERRY_RPC_HANDLER;
+	ferry_rpc_reply(rpc, status);
+}
+
 static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wire_hdr *h)
 {
 	ferry__port *port = sp->port;
@@ -875,27 +1023,35 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 		if (h->msg_len > port->msg_max) {
 			ctx->cnt.rx_too_big++;
 			/* Refuse with a status, like unreliable, once. */
-			if (h->frag == 0) {
-				ferry_rpc *rpc = ferry__rpc_get(ctx);
-				if (rpc != NULL) {
-					rpc->srv = port->srv;
-					rpc->port = port;
-					rpc->peer = ss->peer;
-					rpc->opcode = h->opcode;
-					rpc->rpc_id = h->rpc_id;
-					rpc->chan = h->channel;
-					rpc->tp = sc;
-					sc->rpc = rpc;
-					sc->rpc_id = h->rpc_id;
-					rpc->state = FERRY_RPC_HANDLER;
-					ferry_rpc_reply(rpc, FERRY_ETOOBIG);
-				}
-			}
+			if (h->frag == 0)
+				ss_refuse(ss, sc, h, FERRY_ETOOBIG);
+			return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+		}
+		/* Limits: a partial request is charged its whole length to the
+		 * port and its fragments (driver loans) to the session. */
+		uint32_t nfrags = h->frag_bytes == 0 ? 1 : (h->msg_len + h->frag_bytes - 1) / h->frag_bytes;
+		if (nfrags == 0)
+			nfrags = 1;
+		int limit = 0;
+		if (sp->reasm_bytes + h->msg_len > sp->reasm_max) {
+			fast_ctx_of(ctx)->limit_reasm++;
+			ctx->cnt.rx_reasm_full++;
+			limit = FERRY_EAGAIN;
+		} else if (ss->loans + nfrags > sp->loans_max) {
+			fast_ctx_of(ctx)->limit_loans++;
+			limit = nfrags > sp->loans_max ? FERRY_ETOOBIG : FERRY_EAGAIN;
+		}
+		if (limit != 0) {
+			ss_refuse(ss, sc, h, limit);
 			return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 		}
 		ferry_rpc *rpc = ferry__rpc_get(ctx);
 		if (rpc == NULL)
 			return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
+		sc->reasm_bytes = h->msg_len;
+		sc->loans = nfrags;
+		sp->reasm_bytes += h->msg_len;
+		ss->loans += nfrags;
 		rpc->srv = port->srv;
 		rpc->port = port;
 		rpc->peer = ss->peer;
@@ -920,6 +1076,8 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 		                         pkt->len - FERRY_WIRE_HDR_BYTES);
 		if (r == FERRY_REASM_COMPLETE) {
 			sc->state = FAST_SCH_PROCESSING;
+			sp->reasm_bytes -= sc->reasm_bytes; /* no longer partial */
+			sc->reasm_bytes = 0;
 			ferry__server_dispatch(rpc);
 			/* A slow handler: tell the client its request is in. */
 			if (ack_req && sc->state == FAST_SCH_PROCESSING)

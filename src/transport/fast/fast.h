@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../core.h"
+#include "cookie.h"
 #include "rto.h"
 
 #define FAST_WINDOW_FRAGS FERRY_REASM_WINDOW  /* what the receiver can park */
@@ -16,10 +17,17 @@
 #define FAST_KEEPALIVE_US_DEFAULT 0u          /* idle-session probes: off */
 #define FAST_KEEPALIVE_US_MIN 1000u
 #define FAST_CHANNELS_GRANT_MAX FERRY_CHANNELS_MAX
-#define FAST_SESSIONS_MAX 65536u              /* per server port */
-#define FAST_OPEN_PAYLOAD_BYTES 12            /* nonce u64, channels u16, cap u16 */
+#define FAST_SESSIONS_MAX 65536u              /* per server port: sessions= bound */
+#define FAST_SESSIONS_DEFAULT 4096u           /* sessions= */
+#define FAST_REASM_BYTES_DEFAULT (256ull << 20) /* reasm=: partial requests per port */
+#define FAST_SESSION_LOANS_DEFAULT 4096u      /* loans=: request fragments per session */
+#define FAST_BAD_SESSION_RATE_DEFAULT 1000u   /* bsrate=: BAD_SESSION per s per port */
+#define FAST_BAD_SESSION_BURST 100u           /* token bucket depth */
+/* SESSION_OPEN: nonce u64, channels u16, cap u16, zero u32, cookie u64.
+ * Padded so that neither answer to it (cookie, reply) is larger. */
+#define FAST_OPEN_PAYLOAD_BYTES 24
 #define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
-#define FAST_BAD_SESSION_PAYLOAD_BYTES 8      /* epoch u64 */
+#define FAST_COOKIE_PAYLOAD_BYTES 16          /* nonce echoed, cookie u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
 #define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
 #define FAST_PORT_INFLIGHT_BYTES (4u << 20)   /* response bytes in flight per server port */
@@ -73,6 +81,7 @@ typedef struct fast_cs {
 	ferry_session *s;
 	int state;
 	uint64_t nonce, epoch;
+	uint64_t cookie;        /* from the server's SESSION_COOKIE; 0 = none yet */
 	bool have_epoch;
 	uint32_t channels_wanted;
 	ferry__timer open_timer;
@@ -95,6 +104,8 @@ typedef struct fast_sch {
 	fast_out out;           /* the response */
 	uint16_t status;        /* response status on the wire */
 	bool waiting;           /* queued for port credit */
+	uint32_t reasm_bytes;   /* charged to the port while RECEIVING */
+	uint32_t loans;         /* request fragments charged to the session */
 	struct fast_sch *wnext; /* the port's credit queue */
 	ferry__timer timer;
 } fast_sch;
@@ -105,6 +116,7 @@ typedef struct fast_ss {
 	uint64_t nonce;         /* of the open that created it: retried opens */
 	uint32_t index, nchan;
 	uint32_t client_cap;
+	uint32_t loans;         /* request fragments held by its channels */
 	fast_sch ch[FERRY_CHANNELS_MAX];
 } fast_ss;
 
@@ -116,6 +128,14 @@ typedef struct fast_sport {
 	uint32_t cap, used;
 	uint32_t *free;
 	uint32_t nfree;
+	/* Limits (docs/FAST.md "Limits") and what they are charged with. */
+	uint32_t sessions_max, loans_max;
+	uint64_t reasm_max, reasm_bytes;
+	/* Opens cost nothing until a cookie made with this key comes back. */
+	uint8_t cookie_key[FAST_COOKIE_KEY_BYTES];
+	/* BAD_SESSION token bucket: credit in microseconds of rate. */
+	uint32_t bs_rate;
+	uint64_t bs_credit_us, bs_last_us;
 	/* Incast bound: response fragments in flight across all sessions of
 	 * the port, and channels waiting for some of that credit (FIFO). */
 	uint32_t inflight, credit;
@@ -127,6 +147,16 @@ typedef struct fast_sport {
 	X(sessions_opened, "fast.sessions_opened")                             \
 	X(sessions_expired, "fast.sessions_expired")                           \
 	X(open_sent, "fast.open_sent")                                         \
+	X(cookies_sent, "fast.cookies.sent")                                   \
+	X(cookies_verified, "fast.cookies.verified")                           \
+	X(cookies_failed, "fast.cookies.failed")                               \
+	X(cookies_received, "fast.cookies.received")                           \
+	X(opens_dropped, "fast.opens_dropped")                                 \
+	X(opens_refused, "fast.opens_refused")                                 \
+	X(open_refused_received, "fast.open_refused_received")                 \
+	X(bad_session_suppressed, "fast.bad_session_suppressed")               \
+	X(limit_reasm, "fast.limit.reasm_bytes")                               \
+	X(limit_loans, "fast.limit.loans")                                     \
 	X(bad_session_sent, "fast.bad_session_sent")                           \
 	X(bad_session_received, "fast.bad_session_received")                   \
 	X(data_sent, "fast.data_sent")                                         \

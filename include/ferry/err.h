@@ -33,7 +33,8 @@ extern "C" {
 	X(ENOSPC, 10, "storage full")                                          \
 	X(ENOHANDLER, 11, "no handler for this opcode on the server")          \
 	X(EWOULDDEADLOCK, 12, "sync call from inside a handler or callback")   \
-	X(EWRONGTHREAD, 13, "object used from a thread that does not own it")
+	X(EWRONGTHREAD, 13, "object used from a thread that does not own it") \
+	X(EVERSION, 14, "peer speaks an incompatible wire version")
 
 enum ferry_err {
 #define FERRY_ERR_ENUM_(name, off, desc) FERRY_##name = -(FERRY_ERR_BASE + (off)),

@@ -15,6 +15,7 @@
 #ifndef FERRY_RPC_H
 #define FERRY_RPC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -86,6 +87,39 @@ FERRY_API uint64_t ferry_ctx_now_us(ferry_ctx *ctx);
  * or -errno. */
 FERRY_API int ferry_session_open(ferry_ctx *ctx, const char *locator,
                                  ferry_session **out);
+/* Per-session options, beyond what a locator says. Set size to
+ * sizeof(ferry_session_opts) (FERRY_SESSION_OPTS_INIT does) and leave
+ * fields you do not use zero: zero always means "the default". The size
+ * field makes the struct extensible (docs/ABI.md): a caller compiled
+ * against an older, shorter struct gets defaults for the newer fields; a
+ * caller compiled against a newer, longer one is accepted when the fields
+ * this library does not know are zero, else refused with -E2BIG. */
+typedef struct ferry_session_opts {
+	size_t size;                 /* sizeof(ferry_session_opts) */
+	uint64_t default_timeout_us; /* deadline of calls made with timeout_us
+	                              * 0; 0 = FERRY_DEFAULT_TIMEOUT_US */
+	uint32_t max_inflight;       /* calls on the wire at once (channels,
+	                              * 1-64); 0 = locator key channels (fast)
+	                              * or 8. fast: the server may grant fewer */
+	uint32_t max_queued;         /* calls waiting for a channel before
+	                              * ferry_call returns FERRY_EAGAIN;
+	                              * 0 = 4096 */
+	uint32_t maxmsg;             /* message cap in bytes, both directions
+	                              * as seen from this side; 0 = locator
+	                              * key maxmsg or
+	                              * FERRY_MSG_MAX_BYTES_DEFAULT */
+	uint32_t reserved_;          /* zero */
+} ferry_session_opts;
+#define FERRY_SESSION_OPTS_INIT {.size = sizeof(ferry_session_opts)}
+
+/* ferry_session_open with options (opts may be NULL: all defaults).
+ * Options that are also locator keys (maxmsg; max_inflight = fast's
+ * channels) override the key when non-zero; the locator's other keys apply
+ * as usual. Errors as ferry_session_open, plus -EINVAL (size too small,
+ * max_inflight over 64) and -E2BIG (unknown non-zero fields). */
+FERRY_API int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
+                                      const ferry_session_opts *opts,
+                                      ferry_session **out);
 /* Close: calls in flight or queued complete with FERRY_ECANCELED. */
 FERRY_API void ferry_session_close(ferry_session *s);
 

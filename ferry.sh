@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
 
-TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace
+TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace doxygen
 	libbenchmark-dev gnuplot-nox iproute2 nftables libibverbs-dev ibverbs-providers)
 # The Soft-RoCE VM that runs the ib suite (../shared/tools/ibvm) installs its
 # own host packages (qemu, busybox, perftest) on first use.

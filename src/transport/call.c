@@ -111,8 +111,9 @@ int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
                             const ferry_session_opts *opts, ferry_session **out)
 {
 	int rc = session_open(ctx, locator, opts, out);
-	if (rc != 0 && ctx != NULL && locator != NULL && rc != FERRY_EWRONGTHREAD)
-		ferry__log(FERRY_LOG_WARN, "session open \"%s\" failed: %s (%s)", locator,
+	if (rc != 0 && ctx != NULL && rc != FERRY_EWRONGTHREAD)
+		ferry__log(FERRY_LOG_WARN, "session open \"%s\" failed: %s (%s)",
+		           locator != NULL ? locator : "",
 		           ctx->errmsg[0] != '\0' ? ctx->errmsg : ferry_strerror(rc),
 		           ferry_err_name(rc));
 	return rc;
@@ -121,7 +122,7 @@ int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
 static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session_opts *opts,
                         ferry_session **out)
 {
-	if (ctx == NULL || locator == NULL || out == NULL)
+	if (ctx == NULL || out == NULL)
 		return -EINVAL;
 	if (!ferry__on_owner(ctx))
 		return FERRY_EWRONGTHREAD;

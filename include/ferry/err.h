@@ -1,4 +1,5 @@
-/* ferry error codes: 0 or a count on success, negative on failure.
+/** @file
+ * ferry error codes: 0 or a count on success, negative on failure.
  *
  * OS failures pass through as -errno. Library codes live in their own band
  * (FERRY_ERR_BASE and below) so they never collide with an errno value. One
@@ -10,16 +11,18 @@
 extern "C" {
 #endif
 
+/** Marks a function exported from libferry.so (the rest is hidden). */
 #if defined(__GNUC__)
 #define FERRY_API __attribute__((visibility("default")))
 #else
 #define FERRY_API
 #endif
 
-/* Library codes start here (errno values on Linux stay below 4096). */
+/** Library codes start here (errno values on Linux stay below 4096). */
 #define FERRY_ERR_BASE 10000
 
-/* X(NAME, offset, description) */
+/** Every library code: X(NAME, offset, description). The code is
+ * FERRY_NAME = -(FERRY_ERR_BASE + offset). */
 #define FERRY_ERRORS(X)                                                        \
 	X(ETIMEDOUT, 1, "the call's deadline passed")                          \
 	X(EPEERDEAD, 2, "peer silent past the liveness interval, or its connection closed") \
@@ -33,19 +36,23 @@ extern "C" {
 	X(ENOSPC, 10, "storage full")                                          \
 	X(ENOHANDLER, 11, "no handler for this opcode on the server")          \
 	X(EWOULDDEADLOCK, 12, "sync call from inside a handler or callback")   \
-	X(EWRONGTHREAD, 13, "object used from a thread that does not own it")
+	X(EWRONGTHREAD, 13, "object used from a thread that does not own it") \
+	X(EVERSION, 14, "peer speaks an incompatible wire version")
 
+/** The library codes (negative). ferry_strerror() describes each. */
 enum ferry_err {
+/** @cond FERRY_PRIVATE */
 #define FERRY_ERR_ENUM_(name, off, desc) FERRY_##name = -(FERRY_ERR_BASE + (off)),
+/** @endcond */
 	FERRY_ERRORS(FERRY_ERR_ENUM_)
 #undef FERRY_ERR_ENUM_
 };
 
-/* Human-readable description of any code this library returns: a library
+/** Human-readable description of any code this library returns: a library
  * code, -errno, or 0. Returns a static string; never NULL, thread-safe. */
 FERRY_API const char *ferry_strerror(int err);
 
-/* Symbolic name ("FERRY_ETIMEDOUT", "ECONNREFUSED", "OK"); static string. */
+/** Symbolic name ("FERRY_ETIMEDOUT", "ECONNREFUSED", "OK"); static string. */
 FERRY_API const char *ferry_err_name(int err);
 
 #ifdef __cplusplus

@@ -1,4 +1,5 @@
-/* ferry: reliable RPC over swappable drivers. Umbrella header. */
+/** @file
+ * ferry: reliable RPC over swappable drivers. Umbrella header. */
 #ifndef FERRY_H
 #define FERRY_H
 #include "err.h"

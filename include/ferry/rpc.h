@@ -1,4 +1,5 @@
-/* ferry RPC API: contexts, sessions, calls and servers.
+/** @file
+ * ferry RPC API: contexts, sessions, calls and servers.
  *
  * A ferry_ctx belongs to one thread and runs to completion: ferry_ctx_poll()
  * drives its endpoints, timers and completion callbacks. Sessions, calls and
@@ -23,6 +24,7 @@
 #ifndef FERRY_RPC_H
 #define FERRY_RPC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -32,72 +34,134 @@
 extern "C" {
 #endif
 
+/** A context: one thread's event loop (opaque). */
 typedef struct ferry_ctx ferry_ctx;
+/** A client session to one server locator (opaque). */
 typedef struct ferry_session ferry_session;
+/** A server: handlers and the locators it listens on (opaque). */
 typedef struct ferry_server ferry_server;
+/** One request on the server side, from handler to reply (opaque). */
 typedef struct ferry_rpc ferry_rpc;
 
-/* Library version: "MAJOR.MINOR.PATCH". */
+/** Library version: "MAJOR.MINOR.PATCH". */
 FERRY_API const char *ferry_version(void);
 
-/* Allocator hook: every allocation the library makes goes through these.
+/** Allocator hook: every allocation the library makes goes through these.
  * Set before creating any context; NULL restores malloc/realloc/free. */
 typedef struct ferry_allocator {
-	void *(*malloc_fn)(size_t n);
-	void *(*realloc_fn)(void *p, size_t n);
-	void (*free_fn)(void *p);
+	void *(*malloc_fn)(size_t n);          /**< as malloc(3) */
+	void *(*realloc_fn)(void *p, size_t n); /**< as realloc(3) */
+	void (*free_fn)(void *p);               /**< as free(3) */
 } ferry_allocator;
+/** Install the allocator hook (a is copied; NULL: the C library's). */
 FERRY_API void ferry_set_allocator(const ferry_allocator *a);
 
-/* Log hook: the library never prints. level: 0 error, 1 warning, 2 info,
- * 3 debug. The message has no trailing newline. */
+/** Log hook: the library never prints. level: 0 error, 1 warning, 2 info,
+ * 3 debug. The message has no trailing newline.
+ *
+ * What each level carries:
+ * - 0 error: the library itself is broken (an invariant failed); unused
+ *   today: nothing a peer sends is an error of this process.
+ * - 1 warning: something an operator should see: a session open or a
+ *   listen that failed (with the errmsg), a stream connection reset, a
+ *   fast session whose peer went silent (FERRY_EPEERDEAD), a peer that
+ *   refused our wire version (FERRY_EVERSION).
+ * - 2 info: lifecycle: a server listening on its bound locator, a server
+ *   restart noticed by a fast client.
+ * - 3 debug: input dropped as malformed (bad magic, type, length, or a
+ *   wire version answered with VERSION_MISMATCH) and orderly connection
+ *   closes. Drop messages are rate-limited to one per second per context;
+ *   the next one says how many were suppressed. Every drop is also counted
+ *   (rpc.drop.*) whether or not it is logged.
+ *
+ * The hook may be called from any thread that runs a context; it must not
+ * call back into ferry. */
 typedef void (*ferry_log_cb)(void *arg, int level, const char *msg);
+/** Install the log hook (NULL: no logging). Set it before creating
+ * contexts; it is process-wide. */
 FERRY_API void ferry_set_log(ferry_log_cb cb, void *arg);
 
 /* Contexts ------------------------------------------------------------------*/
+/** How ferry_ctx_poll() waits: ferry_ctx_opts.poll_mode. */
 enum ferry_poll_mode {
-	FERRY_POLL_SPIN = 0,  /* poll without sleeping (lowest latency) */
-	FERRY_POLL_BLOCK = 1, /* sleep in epoll when idle (eventfd wake-up) */
+	FERRY_POLL_SPIN = 0,  /**< poll without sleeping (lowest latency) */
+	FERRY_POLL_BLOCK = 1, /**< sleep in epoll when idle (eventfd wake-up) */
 };
+/** Options of ferry_ctx_create(). */
 typedef struct ferry_ctx_opts {
-	int poll_mode; /* enum ferry_poll_mode; default SPIN */
-	int cpu;       /* pin the creating thread to this CPU; -1 = don't */
+	int poll_mode; /**< enum ferry_poll_mode; default SPIN */
+	int cpu;       /**< pin the creating thread to this CPU; -1 = don't */
 } ferry_ctx_opts;
 
-/* Create a context owned by the calling thread. opts may be NULL
+/** Create a context owned by the calling thread. opts may be NULL
  * (spin, no pinning). 0 or -errno. */
 FERRY_API int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out);
-/* Destroy: closes servers and sessions (their calls complete with
+/** Destroy: closes servers and sessions (their calls complete with
  * FERRY_ECANCELED first) and endpoints. Owner thread only. Every rpc handed
  * to a handler must have been replied to first: an rpc still held by
  * application code (a worker thread) would outlive the context. */
 FERRY_API void ferry_ctx_destroy(ferry_ctx *ctx);
-/* One run-to-completion pass: handoff queue, endpoints, timers, flush.
+/** One run-to-completion pass: handoff queue, endpoints, timers, flush.
  * In block mode, when the pass found no work, waits up to timeout_us for
  * some (-1 = until the next timer or event). Returns the number of events
  * handled (packets, timers, handoffs) or -errno. */
 FERRY_API int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us);
-/* Message describing the last error a call on this context returned
+/** Message describing the last error a call on this context returned
  * (locator problems name the bad part). Valid until the next call. */
 FERRY_API const char *ferry_ctx_errmsg(ferry_ctx *ctx);
-/* Report every counter of the context (transport and each endpoint,
+/** Report every counter of the context (transport and each endpoint,
  * drivers included) as name/value pairs. */
 typedef void (*ferry_stat_cb)(void *arg, const char *name, uint64_t value);
+/** Call cb once per counter of ctx (see ferry_stat_cb). Owner thread. */
 FERRY_API void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg);
-/* Microseconds on the context's monotonic clock (as of the last poll). */
+/** Microseconds on the context's monotonic clock (as of the last poll). */
 FERRY_API uint64_t ferry_ctx_now_us(ferry_ctx *ctx);
 
 /* Sessions and calls -------------------------------------------------------*/
-/* Open a session to the server at locator (e.g.
+/** Open a session to the server at locator (e.g.
  * "unreliable+udp:host=127.0.0.1,port=12242"). The locator is parsed and
  * the address resolved once, here. FERRY_EBADLOC (see ferry_ctx_errmsg),
  * or -errno. */
 FERRY_API int ferry_session_open(ferry_ctx *ctx, const char *locator,
                                  ferry_session **out);
-/* Close: calls in flight or queued complete with FERRY_ECANCELED. */
+/** Per-session options, beyond what a locator says. Set size to
+ * sizeof(ferry_session_opts) (FERRY_SESSION_OPTS_INIT does) and leave
+ * fields you do not use zero: zero always means "the default". The size
+ * field makes the struct extensible (docs/ABI.md): a caller compiled
+ * against an older, shorter struct gets defaults for the newer fields; a
+ * caller compiled against a newer, longer one is accepted when the fields
+ * this library does not know are zero, else refused with -E2BIG. */
+typedef struct ferry_session_opts {
+	size_t size;                 /**< sizeof(ferry_session_opts) */
+	uint64_t default_timeout_us; /**< deadline of calls made with timeout_us
+	                              * 0; 0 = FERRY_DEFAULT_TIMEOUT_US */
+	uint32_t max_inflight;       /**< calls on the wire at once (channels,
+	                              * 1-64); 0 = locator key channels (fast)
+	                              * or 8. fast: the server may grant fewer */
+	uint32_t max_queued;         /**< calls waiting for a channel before
+	                              * ferry_call returns FERRY_EAGAIN;
+	                              * 0 = 4096 */
+	uint32_t maxmsg;             /**< message cap in bytes, both directions
+	                              * as seen from this side; 0 = locator
+	                              * key maxmsg or
+	                              * FERRY_MSG_MAX_BYTES_DEFAULT */
+	uint32_t reserved_;          /**< zero */
+} ferry_session_opts;
+/** Initialiser: size set, every option at its default. */
+#define FERRY_SESSION_OPTS_INIT {.size = sizeof(ferry_session_opts)}
+
+/** ferry_session_open with options (opts may be NULL: all defaults).
+ * Options that are also locator keys (maxmsg; max_inflight = fast's
+ * channels) override the key when non-zero; the locator's other keys apply
+ * as usual. Errors as ferry_session_open, plus -EINVAL (size too small,
+ * max_inflight over 64) and -E2BIG (unknown non-zero fields). */
+FERRY_API int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
+                                      const ferry_session_opts *opts,
+                                      ferry_session **out);
+/** Close: calls in flight or queued complete with FERRY_ECANCELED. */
 FERRY_API void ferry_session_close(ferry_session *s);
 
-/* Peer liveness, also of an idle session. A peer found dead is reported,
+/** Peer liveness, also of an idle session. A peer found dead is reported,
  * once, as event FERRY_EPEERDEAD to the session's event callback, and
  * ferry_session_status() says FERRY_EPEERDEAD until the peer is heard from
  * again (then it says 0; no event). fast notices an idle peer only with
@@ -109,16 +173,17 @@ FERRY_API void ferry_session_close(ferry_session *s);
  * interval if it is still dead; stream: reconnects). Owner thread; cb runs
  * on it in callback context and may close s. */
 typedef void (*ferry_session_event_cb)(void *arg, ferry_session *s, int event);
+/** Set (or clear, cb NULL) s's event callback: see ferry_session_event_cb. */
 FERRY_API void ferry_session_set_event_cb(ferry_session *s, ferry_session_event_cb cb,
                                           void *arg);
-/* 0, or FERRY_EPEERDEAD while the peer is considered dead. */
+/** 0, or FERRY_EPEERDEAD while the peer is considered dead. */
 FERRY_API int ferry_session_status(ferry_session *s);
 
-/* Completion: status is 0 or a negative code; on success resp holds the
+/** Completion: status is 0 or a negative code; on success resp holds the
  * response. Runs on the context's thread, exactly once per accepted call. */
 typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 
-/* Start a call. Its packets are queued at once; drivers that batch push
+/** Start a call. Its packets are queued at once; drivers that batch push
  * them out at the latest at the end of the context's next poll pass, with
  * everything else queued in that pass (udp: sendmmsg). Call
  * ferry_ctx_poll() to make progress. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
@@ -130,19 +195,19 @@ typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 FERRY_API int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                          void *arg);
-/* A call that can be canceled. Valid while the context lives; a handle
+/** A call that can be canceled. Valid while the context lives; a handle
  * whose call has completed is recognised as such (ids are never reused). */
 typedef struct ferry_call_handle {
-	void *call;
-	uint64_t id;
+	void *call;  /**< the library's call record (opaque) */
+	uint64_t id; /**< the call's number; a completed call's no longer matches */
 } ferry_call_handle;
-/* As ferry_call, and on success (0) *h names the call. Owner thread only
+/** As ferry_call, and on success (0) *h names the call. Owner thread only
  * (FERRY_EWRONGTHREAD: a foreign-thread call is not yet a call when this
  * returns, so it has nothing to name). */
 FERRY_API int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req,
                            ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                            void *arg, ferry_call_handle *h);
-/* Cancel: if the call has not completed, its callback runs with
+/** Cancel: if the call has not completed, its callback runs with
  * FERRY_ECANCELED before this returns (0), its loans are given back, and on
  * fast and stream the server is told (best effort: a handler may poll
  * ferry_rpc_cancelled). A response arriving later is dropped and counted
@@ -152,78 +217,84 @@ FERRY_API int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req,
  * called from callbacks and handlers. */
 FERRY_API int ferry_call_cancel(ferry_ctx *ctx, ferry_call_handle h);
 
-/* Synchronous wrapper: polls the context until the call completes.
+/** Synchronous wrapper: polls the context until the call completes.
  * Returns the call status. FERRY_EWOULDDEADLOCK from inside a handler or
  * callback, FERRY_EWRONGTHREAD from a foreign thread. */
 FERRY_API int ferry_call_sync(ferry_session *s, uint16_t opcode,
                               ferry_buf *req, ferry_buf *resp,
                               uint64_t timeout_us);
 
-/* Receiving a response body into a file descriptor instead of a buffer:
+/** Receiving a response body into a file descriptor instead of a buffer:
  * what a file download or a FUSE read wants. On the splice driver the
  * bytes go socket -> pipe -> fd with splice(2) and never enter user memory
  * (when the fd allows it: see docs/drivers/splice.md); on every other
  * transport the same call works by copying. */
 typedef struct ferry_fd_sink {
-	int fd;           /* destination; borrowed until the callback runs */
-	int64_t off;      /* write at this offset (pwrite-like), or -1: at the
+	int fd;           /**< destination; borrowed until the callback runs */
+	int64_t off;      /**< write at this offset (pwrite-like), or -1: at the
 	                   * fd's current position */
-	uint64_t written; /* out, before the callback: body bytes written */
-	uint64_t copied;  /* out: of those, bytes that passed through user
+	uint64_t written; /**< out, before the callback: body bytes written */
+	uint64_t copied;  /**< out: of those, bytes that passed through user
 	                   * memory on their way to fd */
 } ferry_fd_sink;
-/* As ferry_call, with the response body written to sink->fd; the callback
+/** As ferry_call, with the response body written to sink->fd; the callback
  * gets an empty resp. A failed write to the fd fails the call with its
  * -errno (bytes already written stay written). Owner thread only
  * (FERRY_EWRONGTHREAD). sink is borrowed until the callback. */
 FERRY_API int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
                                  ferry_fd_sink *sink, uint64_t timeout_us,
                                  ferry_call_cb cb, void *arg);
+/** Synchronous ferry_call_into_fd: polls until the call completes and
+ * returns its status (as ferry_call_sync). */
 FERRY_API int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode,
                                       ferry_buf *req, ferry_fd_sink *sink,
                                       uint64_t timeout_us);
 
+/** The deadline of a call made with timeout_us 0 (and no session default). */
 #define FERRY_DEFAULT_TIMEOUT_US 5000000ull
-#define FERRY_OPCODE_USER_MIN 16 /* opcodes below are built-in services */
-#define FERRY_MSG_MAX_BYTES_DEFAULT (64u << 20) /* payload cap */
+#define FERRY_OPCODE_USER_MIN 16 /**< opcodes below are built-in services */
+#define FERRY_MSG_MAX_BYTES_DEFAULT (64u << 20) /**< payload cap */
 
 /* Servers -------------------------------------------------------------------*/
-/* A handler runs on the context's thread with a request it borrows until it
+/** A handler runs on the context's thread with a request it borrows until it
  * replies. It may reply before returning or later, from any thread. */
 typedef void (*ferry_handler_cb)(void *arg, ferry_rpc *rpc);
 
+/** Create a server on ctx (listening nowhere yet). 0 or -ENOMEM. */
 FERRY_API int ferry_server_create(ferry_ctx *ctx, ferry_server **out);
-/* Stop listening and destroy; requests not yet replied to are dropped. */
+/** Stop listening and destroy; requests not yet replied to are dropped. */
 FERRY_API void ferry_server_destroy(ferry_server *srv);
-/* Drain: from now on new requests are answered FERRY_ESHUTDOWN (their
+/** Drain: from now on new requests are answered FERRY_ESHUTDOWN (their
  * handlers never run); requests already with handlers finish. Polls the
  * context (owner thread, not from a handler or callback:
  * FERRY_EWOULDDEADLOCK) until every handler has replied and the replies
  * are out, or timeout_us passes (FERRY_ETIMEDOUT; the server keeps
  * draining). The server keeps refusing until it is destroyed. */
 FERRY_API int ferry_server_drain(ferry_server *srv, uint64_t timeout_us);
-/* Listen on one more locator (up to FERRY_SERVER_LISTEN_MAX = 16, then
+/** Listen on one more locator (up to FERRY_SERVER_LISTEN_MAX = 16, then
  * -EMFILE). port=0 binds an ephemeral port; ferry_server_locator() tells
  * which. */
 FERRY_API int ferry_server_listen(ferry_server *srv, const char *locator);
-/* The i-th bound locator, written to out. Returns its length or
+/** The i-th bound locator, written to out. Returns its length or
  * -ERANGE (no such listener / too small). */
 FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out,
                                    size_t len);
-/* Register the handler for opcode (replaces an earlier one). Opcodes below
+/** Register the handler for opcode (replaces an earlier one). Opcodes below
  * FERRY_OPCODE_USER_MIN are reserved for built-in services: -EINVAL. */
 FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
                                   ferry_handler_cb cb, void *arg);
 
-/* The request (borrowed until reply) and the response to fill. */
+/** The request (borrowed until reply) and the response to fill. */
 FERRY_API ferry_buf *ferry_rpc_request(ferry_rpc *rpc);
+/** The response buffer to fill before ferry_rpc_reply(). */
 FERRY_API ferry_buf *ferry_rpc_response(ferry_rpc *rpc);
+/** The request's opcode. */
 FERRY_API uint16_t ferry_rpc_opcode(ferry_rpc *rpc);
-/* 1 once the client canceled this call (a CANCEL reached the server), else
+/** 1 once the client canceled this call (a CANCEL reached the server), else
  * 0. From any thread, until the reply: a long handler polls it and may
  * reply early (the client no longer waits for the answer). */
 FERRY_API int ferry_rpc_cancelled(ferry_rpc *rpc);
-/* Send the response (status 0) or an error status (negative code, which
+/** Send the response (status 0) or an error status (negative code, which
  * the caller receives as its call status; the body is then dropped). From
  * any thread; exactly once per rpc. After it, rpc must not be touched. */
 FERRY_API int ferry_rpc_reply(ferry_rpc *rpc, int status);

@@ -2,11 +2,13 @@
  * deadlines, completions and the synchronous wrapper. The transport puts
  * calls on the wire; everything about their lifetime lives here. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../buffer/alloc.h"
 #include "core.h"
+#include "wire.h"
 
 /* A call submitted from a foreign thread, carried to the owner. It names
  * the session by slot and generation: the session may be closed before the
@@ -49,15 +51,98 @@ static void session_port_put(ferry_session *s)
 		ferry__port_close(s->port);
 }
 
+/* The caller's options, whatever ferry_session_opts it was compiled with:
+ * a shorter struct leaves the newer fields zero (their defaults); a longer
+ * one is accepted when the bytes this library does not know are all zero,
+ * and refused with -E2BIG otherwise (an option it cannot honour). */
+static int session_opts_copy(ferry_ctx *ctx, const ferry_session_opts *in,
+                             ferry_session_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (in == NULL)
+		return 0;
+	size_t have = in->size;
+	if (have < sizeof(in->size))
+		return ferry__set_errmsg(ctx, -EINVAL, "ferry_session_opts: size %zu is too small",
+		                         have);
+	memcpy(o, in, have < sizeof(*o) ? have : sizeof(*o));
+	for (size_t i = sizeof(*o); i < have; i++)
+		if (((const uint8_t *)in)[i] != 0)
+			return ferry__set_errmsg(ctx, -E2BIG,
+			                         "ferry_session_opts: byte %zu of %zu is set, but this "
+			                         "library knows only the first %zu",
+			                         i, have, sizeof(*o));
+	if (o->reserved_ != 0)
+		return ferry__set_errmsg(ctx, -EINVAL, "ferry_session_opts: reserved_ must be zero");
+	o->size = sizeof(*o);
+	return 0;
+}
+
+/* Options that are locator keys override the locator's: rebuild its text
+ * with key=val in place of any occurrence. */
+static int session_loc_override(ferry_ctx *ctx, ferry_loc *loc, const char *key, uint64_t val)
+{
+	char text[FERRY_LOC_MAX_BYTES];
+	const char *colon = strchr(loc->text, ':');
+	int stack_len = colon != NULL ? (int)(colon - loc->text) : (int)strlen(loc->text);
+	size_t n = (size_t)snprintf(text, sizeof(text), "%.*s:", stack_len, loc->text);
+	for (int i = 0; i < loc->nkeys && n < sizeof(text); i++)
+		if (strcmp(loc->kv[i].key, key) != 0)
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "%s=%s,", loc->kv[i].key,
+			                      loc->kv[i].val);
+	if (n < sizeof(text))
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s=%llu", key,
+		                      (unsigned long long)val);
+	if (n >= sizeof(text))
+		return ferry__set_errmsg(ctx, FERRY_EBADLOC, "locator too long with %s=%llu", key,
+		                         (unsigned long long)val);
+	return ferry__loc_parse(text, loc, ctx->errmsg, sizeof(ctx->errmsg));
+}
+
 int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 {
+	return ferry_session_open_opts(ctx, locator, NULL, out);
+}
+
+static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session_opts *opts,
+                        ferry_session **out);
+
+int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
+                            const ferry_session_opts *opts, ferry_session **out)
+{
+	int rc = session_open(ctx, locator, opts, out);
+	if (rc != 0 && ctx != NULL && rc != FERRY_EWRONGTHREAD)
+		ferry__log(FERRY_LOG_WARN, "session open \"%s\" failed: %s (%s)",
+		           locator != NULL ? locator : "",
+		           ctx->errmsg[0] != '\0' ? ctx->errmsg : ferry_strerror(rc),
+		           ferry_err_name(rc));
+	return rc;
+}
+
+static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session_opts *opts,
+                        ferry_session **out)
+{
+	if (ctx == NULL || out == NULL)
+		return -EINVAL;
 	if (!ferry__on_owner(ctx))
 		return FERRY_EWRONGTHREAD;
 	if (ctx->destroying)
 		return FERRY_ESHUTDOWN;
 	ctx->errmsg[0] = '\0';
+	ferry_session_opts o;
+	int rc = session_opts_copy(ctx, opts, &o);
+	if (rc != 0)
+		return rc;
+	if (o.max_inflight > FERRY_CHANNELS_MAX)
+		return ferry__set_errmsg(ctx, -EINVAL, "max_inflight %u is over %u", o.max_inflight,
+		                         FERRY_CHANNELS_MAX);
 	ferry_loc loc;
-	int rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
+	rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
+	if (rc == 0 && o.maxmsg != 0)
+		rc = session_loc_override(ctx, &loc, "maxmsg", o.maxmsg);
+	/* fast asks the server for its channels in the open handshake. */
+	if (rc == 0 && o.max_inflight != 0 && loc.transport == &ferry__fast_ops)
+		rc = session_loc_override(ctx, &loc, "channels", o.max_inflight);
 	if (rc != 0)
 		return rc;
 	/* A slot in the session table; its index is the client hint. */
@@ -81,7 +166,9 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 	s->index = idx;
 	s->gen = ++ctx->session_gen;
 	s->tp = loc.transport;
-	s->nchan = FERRY_CHANNELS_DEFAULT;
+	s->nchan = o.max_inflight != 0 ? o.max_inflight : FERRY_CHANNELS_DEFAULT;
+	s->default_timeout_us = o.default_timeout_us;
+	s->max_queued = o.max_queued != 0 ? o.max_queued : FERRY_SESSION_QUEUE_MAX;
 	if (s->tp->session_port != NULL) {
 		/* The transport shares ports between sessions to one peer. */
 		if ((rc = s->tp->session_port(s, &loc)) != 0)
@@ -206,6 +293,38 @@ int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	return call_submit(s, opcode, req, NULL, timeout_us, cb, arg, sink, NULL);
 }
 
+static void version_range(char *out, size_t len, unsigned lo, unsigned hi)
+{
+	if (lo == hi)
+		snprintf(out, len, "%u", lo);
+	else
+		snprintf(out, len, "%u-%u", lo, hi);
+}
+
+static int session_refused_msg(ferry_session *s)
+{
+	char peer[16], mine[16];
+	version_range(peer, sizeof(peer), s->peer_vmin, s->peer_vmax);
+	version_range(mine, sizeof(mine), FERRY_WIRE_VERSION_MIN, FERRY_WIRE_VERSION_MAX);
+	return ferry__set_errmsg(s->ctx, s->refused,
+	                         "the peer speaks wire version %s, this library %s: "
+	                         "no version in common (FERRY_EVERSION)", peer, mine);
+}
+
+void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vmax)
+{
+	ferry_ctx *ctx = s->ctx;
+	ctx->cnt.version_refused++;
+	bool first = s->refused == 0;
+	s->refused = FERRY_EVERSION;
+	s->peer_vmin = (uint8_t)vmin;
+	s->peer_vmax = (uint8_t)vmax;
+	session_refused_msg(s);
+	if (first)
+		ferry__log(FERRY_LOG_WARN, "session %u: %s", s->index, ctx->errmsg);
+	ferry__session_fail(s, FERRY_EVERSION);
+}
+
 static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
                        ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                        void *arg, ferry_fd_sink *sink, ferry_call_handle *h)
@@ -217,6 +336,8 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		return FERRY_EWRONGTHREAD;
 	if (s->closing)
 		return FERRY_ECANCELED;
+	if (s->refused != 0 && ferry__on_owner(ctx))
+		return session_refused_msg(s);
 	if (!ferry__on_owner(ctx) && sink != NULL)
 		return FERRY_EWRONGTHREAD;
 	if (!ferry__on_owner(ctx)) {
@@ -236,7 +357,7 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	if (resp != NULL && ferry_buf_len(resp) != 0)
 		return -EINVAL;
 	bool free_chan = session_has_free_chan(s);
-	if (!free_chan && s->qlen >= (s->queue_max ? s->queue_max : FERRY_SESSION_QUEUE_MAX)) {
+	if (!free_chan && s->qlen >= s->max_queued) {
 		ctx->cnt.calls_queue_full++;
 		return FERRY_EAGAIN;
 	}
@@ -260,7 +381,9 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->resp = resp;
 	c->cb = cb;
 	c->arg = arg;
-	c->timeout_us = timeout_us ? timeout_us : FERRY_DEFAULT_TIMEOUT_US;
+	c->timeout_us = timeout_us          ? timeout_us
+	                : s->default_timeout_us ? s->default_timeout_us
+	                                        : FERRY_DEFAULT_TIMEOUT_US;
 	c->next = NULL;
 	c->sink = sink;
 	c->sink_done = false;

@@ -107,10 +107,15 @@ struct ferry_session {
 	uint32_t nchan;
 	bool closing;        /* ferry_session_close() under way */
 	bool failing;        /* ferry__session_fail() under way: no relaunch */
+	/* Sticky: FERRY_EVERSION once the peer refused our wire version (or
+	 * answered at one we do not speak); new calls then fail at once. */
+	int refused;
+	uint8_t peer_vmin, peer_vmax; /* the versions the peer said it speaks */
+	uint64_t default_timeout_us;  /* ferry_session_opts; 0 = library default */
+	uint32_t max_queued;          /* calls waiting for a channel, at most */
 	uint64_t busy_mask;  /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
-	uint32_t queue_max;  /* queued calls allowed; 0 = FERRY_SESSION_QUEUE_MAX */
 	void *tstate;        /* transport's per-session state */
 	ferry_session_event_cb ev_cb; /* peer events (FERRY_EPEERDEAD, 0) */
 	void *ev_arg;
@@ -200,6 +205,8 @@ struct ferry_server {
 	X(rx_nomem, "rpc.drop.nomem")                                          \
 	X(rx_too_big, "rpc.drop.too_big")                                      \
 	X(rx_reasm_full, "rpc.drop.reassembly_full")                          \
+	X(version_mismatch_sent, "rpc.version.mismatch_sent")                  \
+	X(version_refused, "rpc.version.refused_by_peer")                      \
 	X(sink_calls, "rpc.sink.calls")                                        \
 	X(sink_bytes, "rpc.sink.bytes")                                        \
 	X(sink_copied, "rpc.sink.copied_bytes")                                \
@@ -244,6 +251,8 @@ struct ferry_ctx {
 	ferry__ctx_counters cnt;
 	ferry_hist hist_call, hist_handler;
 	char errmsg[FERRY_ERRMSG_BYTES];
+	uint64_t log_drop_us;       /* last rate-limited drop message */
+	uint64_t log_drop_suppressed; /* drop messages not logged since */
 	void *tp_ctx[FERRY_TRANSPORTS_MAX]; /* transports' per-context state */
 	ferry__trace trace;
 };
@@ -271,6 +280,13 @@ void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h);
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void ferry__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Levels of ferry_set_log (include/ferry/rpc.h). */
+enum { FERRY_LOG_ERROR = 0, FERRY_LOG_WARN = 1, FERRY_LOG_INFO = 2, FERRY_LOG_DEBUG = 3 };
+/* Dropped input from the network: FERRY_LOG_DEBUG, at most one message per
+ * FERRY_LOG_DROP_INTERVAL_US per context (the next one says how many were
+ * suppressed), so a flood of garbage cannot flood the log. */
+#define FERRY_LOG_DROP_INTERVAL_US 1000000
+void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t ferry__clock_us(void);
 uint64_t ferry__clock_ns(void);
 /* Read the clock into ctx->now_ns / now_us. */
@@ -286,6 +302,10 @@ void ferry__call_complete(ferry__call *c, int status);
 void ferry__call_response(ferry__call *c, int status);
 /* Channels became available (a session opened): launch queued calls. */
 void ferry__session_kick(ferry_session *s);
+/* The peer of s refused our wire version, or speaks only [vmin, vmax]:
+ * fail every call with FERRY_EVERSION, set the context's errmsg naming both
+ * versions, and fail later calls at once (the session stays refused). */
+void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vmax);
 /* Fail every call of s, in flight and queued, with status. */
 void ferry__session_fail(ferry_session *s, int status);
 /* The peer of s was found dead (status FERRY_EPEERDEAD: reported once to

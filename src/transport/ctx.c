@@ -45,6 +45,28 @@ void ferry__log(int level, const char *fmt, ...)
 	log_cb(log_arg, level, msg);
 }
 
+void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...)
+{
+	if (log_cb == NULL)
+		return;
+	if (ctx->log_drop_us != 0 && ctx->now_us - ctx->log_drop_us < FERRY_LOG_DROP_INTERVAL_US) {
+		ctx->log_drop_suppressed++;
+		return;
+	}
+	ctx->log_drop_us = ctx->now_us != 0 ? ctx->now_us : 1;
+	char msg[224];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (ctx->log_drop_suppressed != 0)
+		ferry__log(FERRY_LOG_DEBUG, "%s (%llu similar messages suppressed)", msg,
+		           (unsigned long long)ctx->log_drop_suppressed);
+	else
+		ferry__log(FERRY_LOG_DEBUG, "%s", msg);
+	ctx->log_drop_suppressed = 0;
+}
+
 const char *ferry_version(void) { return FERRY_VERSION_STRING; }
 
 static __thread pid_t ctx_tid __attribute__((tls_model("initial-exec")));

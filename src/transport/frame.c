@@ -1,6 +1,8 @@
 /* Fragmenting sends and drop accounting (see frame.h). Consecutive slices
  * of the message are taken with fresh iterators; the buffer's cursor makes
  * each slice O(1) amortised, so an N-fragment message costs O(N). */
+#include <string.h>
+
 #include "frame.h"
 
 int ferry__frame_send(ferry__port *port, const ferry_addr *to,
@@ -52,6 +54,15 @@ void ferry__frame_count_drop(ferry__port *port, int verdict)
 	default: break;
 	}
 	port->ep->cnt.rx_dropped++;
+	static const char *const why[] = {
+		[FERRY_WIRE_SHORT] = "shorter than the header",
+		[FERRY_WIRE_BAD_MAGIC] = "bad magic",
+		[FERRY_WIRE_BAD_TYPE] = "bad type or flags",
+		[FERRY_WIRE_BAD_LENGTH] = "length inconsistent with its fields",
+	};
+	if (verdict > 0 && verdict < (int)(sizeof(why) / sizeof(why[0])) && why[verdict] != NULL)
+		ferry__log_drop(port->ctx, "port %u (%s): dropped malformed input: %s", port->id,
+		                port->ep->drv->name, why[verdict]);
 }
 
 void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
@@ -80,4 +91,55 @@ uint32_t ferry__frame_bytes(const ferry__port *port)
 	                     ? port->caps.max_payload - FERRY_WIRE_HDR_BYTES
 	                     : 0;
 	return b > UINT16_MAX ? UINT16_MAX : b;
+}
+
+/* Version negotiation on datagram ports (docs/WIRE.md, "Versions"). A server
+ * port answers a packet it refused for its version with one 40-byte
+ * VERSION_MISMATCH, no bigger than the packet, and keeps no state for it; a
+ * client port that hears either a VERSION_MISMATCH or a packet at another
+ * version from its session's peer fails the session with FERRY_EVERSION. */
+bool ferry__frame_version(ferry__port *port, ferry_pkt *pkt, int verdict,
+                          const ferry_wire_hdr *h)
+{
+	uint8_t lo, hi, refused;
+	bool mismatch = ferry__wire_is_mismatch(pkt->data, pkt->len, &lo, &hi, &refused);
+	if (verdict != FERRY_WIRE_BAD_VERSION && !mismatch)
+		return false;
+	ferry_ctx *ctx = port->ctx;
+	if (port->server) {
+		if (mismatch) {
+			/* Never answered, so two peers cannot ping-pong. */
+			ferry__frame_drop(port, pkt, FERRY_WIRE_BAD_TYPE);
+			return true;
+		}
+		uint8_t out[FERRY_WIRE_HDR_BYTES];
+		ferry__wire_encode_mismatch(h->version, out);
+		if (ferry__ep_send(port->ep, &pkt->src, out, sizeof(out), NULL) < 0)
+			ctx->cnt.tx_dropped++;
+		else
+			ctx->cnt.version_mismatch_sent++;
+		ferry__log_drop(ctx, "port %u: refused a packet at wire version %u "
+		                "(this library speaks %u-%u); answered VERSION_MISMATCH",
+		                port->id, h->version, FERRY_WIRE_VERSION_MIN,
+		                FERRY_WIRE_VERSION_MAX);
+		ferry__frame_drop(port, pkt, FERRY_WIRE_BAD_VERSION);
+		return true;
+	}
+	ferry_session *s = port->session;
+	if (s == NULL || s->peer.len != pkt->src.len ||
+	    memcmp(s->peer.u.bytes, pkt->src.u.bytes, pkt->src.len) != 0) {
+		/* Not from our peer: an ordinary drop. */
+		if (mismatch)
+			ctx->cnt.rx_unknown_session++;
+		ferry__frame_drop(port, pkt, mismatch ? FERRY_WIRE_OK : FERRY_WIRE_BAD_VERSION);
+		return true;
+	}
+	if (mismatch)
+		ferry__ep_release(pkt);
+	else
+		ferry__frame_drop(port, pkt, FERRY_WIRE_BAD_VERSION);
+	if (!mismatch)
+		lo = hi = h->version;
+	ferry__session_version_refused(s, lo, hi);
+	return true;
 }

@@ -25,6 +25,21 @@ void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict);
  * give it back. */
 void ferry__frame_refused(ferry__port *port, ferry_pkt *pkt, int reasm_verdict);
 
+/* Version negotiation: pkt was refused with verdict BAD_VERSION (h holds its
+ * version byte) or is a VERSION_MISMATCH. A server port answers the former
+ * with a VERSION_MISMATCH; a client port fails its session with
+ * FERRY_EVERSION when the packet comes from the session's peer. Returns true
+ * when it took (released) the packet, false when it is neither. */
+bool ferry__frame_version(ferry__port *port, ferry_pkt *pkt, int verdict,
+                          const ferry_wire_hdr *h);
+
+/* Does decoding verdict v with header h call for ferry__frame_version? */
+static inline bool ferry__frame_is_version(int v, const ferry_wire_hdr *h)
+{
+	return v == FERRY_WIRE_BAD_VERSION ||
+	       (v == FERRY_WIRE_OK && h->type == FERRY_PKT_VERSION_MISMATCH);
+}
+
 /* Payload bytes per fragment for a port: what fits after the header, capped
  * by the 16-bit frag_bytes field. */
 uint32_t ferry__frame_bytes(const ferry__port *port);

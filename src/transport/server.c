@@ -64,7 +64,21 @@ void ferry__servers_destroy_all(ferry_ctx *ctx)
 		ferry_server_destroy(ctx->servers);
 }
 
+static int server_listen(ferry_server *srv, const char *locator);
+
 int ferry_server_listen(ferry_server *srv, const char *locator)
+{
+	int rc = server_listen(srv, locator);
+	if (rc != 0 && rc != FERRY_EWRONGTHREAD)
+		ferry__log(FERRY_LOG_WARN, "listen on \"%s\" failed: %s (%s)", locator,
+		           srv->ctx->errmsg[0] != '\0' ? srv->ctx->errmsg : ferry_strerror(rc),
+		           ferry_err_name(rc));
+	else if (rc == 0)
+		ferry__log(FERRY_LOG_INFO, "listening on %s", srv->ports[srv->nports - 1]->bound);
+	return rc;
+}
+
+static int server_listen(ferry_server *srv, const char *locator)
 {
 	ferry_ctx *ctx = srv->ctx;
 	if (!ferry__on_owner(ctx))

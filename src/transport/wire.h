@@ -23,8 +23,16 @@ enum ferry_wire_type {
 	FERRY_PKT_CANCEL = 5,    /* client gave up on a call (fast, stream) */
 	FERRY_PKT_KEEPALIVE = 6, /* fast: idle-session probe; RESPONSE = answer */
 	FERRY_PKT_SESSION_COOKIE = 7, /* fast: prove your address (stateless open) */
-	FERRY_PKT_TYPE_COUNT = 8,
+	FERRY_PKT_VERSION_MISMATCH = 8, /* frozen: a peer refused our wire version */
+	FERRY_PKT_TYPE_COUNT = 9,
 };
+
+/* Version negotiation (docs/WIRE.md, "Versions"). Bytes 0-2 (magic and
+ * version) mean the same in every version, and the VERSION_MISMATCH packet
+ * is frozen in the version-1 layout: every implementation, of any version,
+ * must recognise it and must never answer it. */
+#define FERRY_WIRE_VERSION_MIN 1u /* oldest version this library speaks */
+#define FERRY_WIRE_VERSION_MAX 1u /* newest */
 
 enum ferry_wire_flag {
 	FERRY_FLAG_RESPONSE = 0x01, /* server to client */
@@ -35,6 +43,8 @@ enum ferry_wire_flag {
 #define FERRY_FLAG_KNOWN 0x0fu
 
 typedef struct ferry_wire_hdr {
+	uint8_t version;     /* decode: the packet's version byte (also set on
+	                      * BAD_VERSION); encode always writes ours */
 	uint8_t type;        /* enum ferry_wire_type */
 	uint8_t flags;       /* enum ferry_wire_flag */
 	uint8_t channel;
@@ -71,6 +81,17 @@ int ferry__wire_decode(const uint8_t *pkt, size_t len, ferry_wire_hdr *h);
  * whole message (frag 0, LAST set, frag_bytes 0, no ACK_REQ/RETX), or a
  * CANCEL (the same, request direction, msg_len 0). */
 int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h);
+
+/* The 40-byte VERSION_MISMATCH packet a server sends to the source of a
+ * packet refused with BAD_VERSION: version 1, flags RESPONSE, channel = the
+ * refused packet's version, aux = the range this library speaks (low byte
+ * oldest, high byte newest), every other field zero, no payload. */
+void ferry__wire_encode_mismatch(uint8_t refused_version, uint8_t out[FERRY_WIRE_HDR_BYTES]);
+
+/* Is this len-byte packet a VERSION_MISMATCH? If so, the peer's range and
+ * the version it refused are stored (any pointer may be NULL). */
+bool ferry__wire_is_mismatch(const uint8_t *pkt, size_t len, uint8_t *peer_min,
+                             uint8_t *peer_max, uint8_t *refused);
 
 /* Fragments of a message: at least one, even for an empty message. */
 static inline uint32_t ferry__wire_nfrags(uint32_t msg_len, uint32_t frag_bytes)

@@ -232,6 +232,19 @@ static void build(void)
 	e->plen = 0;
 
 	e = &pk[npk++];
+	e->what = "VERSION_MISMATCH";
+	{ /* the real encoder's bytes, decoded back into the fields checked */
+		uint8_t mm[FERRY_WIRE_HDR_BYTES];
+		ferry__wire_encode_mismatch((uint8_t)(2 + rng() % 250), mm);
+		if (ferry__wire_decode(mm, sizeof(mm), &e->h) != FERRY_WIRE_OK ||
+		    e->h.type != FERRY_PKT_VERSION_MISMATCH) {
+			fprintf(stderr, "FAIL: the VERSION_MISMATCH encoder's packet does not decode\n");
+			exit(1);
+		}
+	}
+	e->plen = 0;
+
+	e = &pk[npk++];
 	e->what = "KEEPALIVE reply";
 	random_ids(&e->h);
 	e->h.type = FERRY_PKT_KEEPALIVE;
@@ -417,7 +430,8 @@ static void check_packet(char **col)
 	CHECK((strstr(col[C_INFO], "[RETX]") != NULL) == retx, "Info '%s' RETX marking",
 	      col[C_INFO]);
 	const char *tn[] = {"DATA",        "ACK",    "SESSION_OPEN", "SESSION_OPEN_REPLY",
-	                    "BAD_SESSION", "CANCEL", "KEEPALIVE", "SESSION_COOKIE"};
+	                    "BAD_SESSION", "CANCEL", "KEEPALIVE", "SESSION_COOKIE",
+	                    "VERSION_MISMATCH"};
 	_Static_assert(sizeof(tn) / sizeof(tn[0]) == FERRY_PKT_TYPE_COUNT, "a name per type");
 	CHECK(strncmp(col[C_INFO], tn[h->type], strlen(tn[h->type])) == 0, "Info '%s'",
 	      col[C_INFO]);
@@ -585,7 +599,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		static const char *const what[] = {"fast DATA",        "fast ACK",
 		                                   "fast SESSION_OPEN", "fast SESSION_OPEN_REPLY",
 		                                   "fast BAD_SESSION", "fast CANCEL",
-		                                   "fast KEEPALIVE",   "fast SESSION_COOKIE"};
+		                                   "fast KEEPALIVE",   "fast SESSION_COOKIE",
+		                                   "fast VERSION_MISMATCH"};
 		_Static_assert(sizeof(what) / sizeof(what[0]) == FERRY_PKT_TYPE_COUNT,
 		               "a name per type");
 		e->what = what[e->h.type];

@@ -247,6 +247,39 @@ static void test_bad_magic_version(void **state)
 	assert_int_equal(ferry__wire_decode(pkt, HDR, &back), FERRY_WIRE_BAD_MAGIC);
 }
 
+/* VERSION_MISMATCH: 40 bytes, frozen at version 1, the refused version in
+ * channel and our range in aux; recognised only with magic, version 1 and
+ * type 8. A packet at another version reports its version byte. */
+static void test_version_mismatch(void **state)
+{
+	(void)state;
+	uint8_t p[HDR], q[HDR];
+	ferry__wire_encode_mismatch(7, p);
+	const uint8_t want[HDR] = {0x77, 0xfe, 1, FERRY_PKT_VERSION_MISMATCH, 0x01, 7, [38] = FERRY_WIRE_VERSION_MIN,
+	                           [39] = FERRY_WIRE_VERSION_MAX};
+	assert_memory_equal(p, want, HDR);
+	uint8_t lo = 0, hi = 0, refused = 0;
+	assert_true(ferry__wire_is_mismatch(p, HDR, &lo, &hi, &refused));
+	assert_int_equal(lo, FERRY_WIRE_VERSION_MIN);
+	assert_int_equal(hi, FERRY_WIRE_VERSION_MAX);
+	assert_int_equal(refused, 7);
+	assert_false(ferry__wire_is_mismatch(p, HDR - 1, NULL, NULL, NULL));
+	ferry_wire_hdr back;
+	assert_int_equal(ferry__wire_decode(p, HDR, &back), FERRY_WIRE_OK);
+	assert_int_equal(back.type, FERRY_PKT_VERSION_MISMATCH);
+	memcpy(q, p, HDR);
+	q[2] = 2;
+	assert_false(ferry__wire_is_mismatch(q, HDR, NULL, NULL, NULL));
+	assert_int_equal(ferry__wire_decode(q, HDR, &back), FERRY_WIRE_BAD_VERSION);
+	assert_int_equal(back.version, 2);
+	memcpy(q, p, HDR);
+	q[3] = FERRY_PKT_DATA;
+	assert_false(ferry__wire_is_mismatch(q, HDR, NULL, NULL, NULL));
+	memcpy(q, p, HDR);
+	q[0] = 0;
+	assert_false(ferry__wire_is_mismatch(q, HDR, NULL, NULL, NULL));
+}
+
 static void test_bad_type(void **state)
 {
 	(void)state;
@@ -494,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_every_type_ok),
 		cmocka_unit_test(test_short),
 		cmocka_unit_test(test_bad_magic_version),
+		cmocka_unit_test(test_version_mismatch),
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_bad_length),
 		cmocka_unit_test(test_empty_message),

@@ -17,12 +17,12 @@ local HDR = 40
 local MAGIC = 0xFE77
 
 local TYPE_DATA, TYPE_ACK, TYPE_OPEN, TYPE_OPEN_REPLY, TYPE_BAD_SESSION = 0, 1, 2, 3, 4
-local TYPE_CANCEL, TYPE_KEEPALIVE, TYPE_COOKIE = 5, 6, 7
-local TYPE_MAX = TYPE_COOKIE
+local TYPE_CANCEL, TYPE_KEEPALIVE, TYPE_COOKIE, TYPE_VERSION_MISMATCH = 5, 6, 7, 8
+local TYPE_MAX = TYPE_VERSION_MISMATCH
 local type_names = {
 	[0] = "DATA", [1] = "ACK", [2] = "SESSION_OPEN", [3] = "SESSION_OPEN_REPLY",
 	[4] = "BAD_SESSION", [5] = "CANCEL", [6] = "KEEPALIVE",
-	[7] = "SESSION_COOKIE",
+	[7] = "SESSION_COOKIE", [8] = "VERSION_MISMATCH",
 }
 
 local FLAG_RESPONSE, FLAG_ACK_REQ, FLAG_RETX, FLAG_LAST = 0x01, 0x02, 0x04, 0x08
@@ -102,6 +102,9 @@ local pf = {
 	ack_received = ProtoField.uint32("ferry.ack.received", "Received fragment", base.DEC),
 	-- session packets
 	nonce = ProtoField.uint64("ferry.nonce", "Nonce", base.HEX),
+	refused_version = ProtoField.uint8("ferry.refused_version", "Refused wire version", base.DEC),
+	peer_version_min = ProtoField.uint8("ferry.peer_version_min", "Oldest version the sender speaks", base.DEC),
+	peer_version_max = ProtoField.uint8("ferry.peer_version_max", "Newest version the sender speaks", base.DEC),
 	cookie = ProtoField.uint64("ferry.cookie", "Cookie (0 = none yet)", base.HEX),
 	epoch = ProtoField.uint64("ferry.epoch", "Server epoch", base.HEX),
 	channels_wanted = ProtoField.uint16("ferry.channels_wanted", "Channels wanted (0 = default)",
@@ -313,6 +316,14 @@ local function dissect_one(tvb, pinfo, root, stream)
 		else
 			st:add_proto_expert_info(ef.short_payload)
 		end
+	elseif ptype == TYPE_VERSION_MISMATCH then
+		-- Frozen layout (docs/WIRE.md "Versions"): channel = the refused
+		-- version, aux = the sender's range (low byte oldest, high newest).
+		tree:add(pf.refused_version, tvb(5, 1))
+		tree:add(pf.peer_version_min, tvb(38, 1))
+		tree:add(pf.peer_version_max, tvb(39, 1))
+		info = string.format("VERSION_MISMATCH refused=%d speaks=%d-%d", channel,
+			tvb(38, 1):uint(), tvb(39, 1):uint())
 	elseif ptype == TYPE_CANCEL then
 		info = string.format("CANCEL ch=%d rpc=%d op=%d", channel, rpc_id, tvb(6, 2):le_uint())
 	elseif ptype == TYPE_KEEPALIVE then

@@ -147,8 +147,8 @@ static void cs_open_timer(ferry__timer *t)
 {
 	fast_cs *cs = ferry_container_of(t, fast_cs, open_timer);
 	ferry_ctx *ctx = cs->s->ctx;
-	if (cs->state != FAST_CS_OPENING)
-		return;
+	if (cs->state != FAST_CS_OPENING || cs->s->refused != 0)
+		return; /* open, or the server speaks another wire version */
 	if (ctx->now_us - cs->open_started_us > cs->l.liveness_us) {
 		/* Nobody answers: the calls waiting for this session fail, and
 		 * the next ones start a fresh liveness interval. */
@@ -156,6 +156,9 @@ static void cs_open_timer(ferry__timer *t)
 		f->calls_peerdead += cs->s->qlen;
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 			f->calls_peerdead += cs->s->chan[i].call != NULL;
+		ferry__log(FERRY_LOG_WARN, "session %u: no answer to SESSION_OPEN for %llu us: "
+		           "calls fail with FERRY_EPEERDEAD", cs->s->index,
+		           (unsigned long long)cs->l.liveness_us);
 		ferry__session_fail(cs->s, FERRY_EPEERDEAD);
 		cs->open_started_us = ctx->now_us;
 	}
@@ -222,7 +225,7 @@ static int fast_session_init(ferry_session *s)
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
 		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
-	s->queue_max = fast_loc_u32(&loc, "queue", 1, 1u << 20, FERRY_SESSION_QUEUE_MAX, &rc,
+	s->max_queued = fast_loc_u32(&loc, "queue", 1, 1u << 20, s->max_queued, &rc,
 	                            ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0)
 		return rc;
@@ -315,6 +318,8 @@ static bool cs_check_alive(fast_cs *cs)
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 		f->calls_peerdead += cs->s->chan[i].call != NULL;
 	f->calls_peerdead += cs->s->qlen;
+	ferry__log(FERRY_LOG_WARN, "session %u: peer silent for %llu us: calls fail with "
+	           "FERRY_EPEERDEAD", cs->s->index, (unsigned long long)cs->l.liveness_us);
 	ferry__session_fail(cs->s, FERRY_EPEERDEAD);
 	return false;
 }
@@ -400,6 +405,9 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	cs->l.token = h->token;
 	cs->l.server_hint = h->server_hint;
 	bool restarted = cs->have_epoch && epoch != cs->epoch;
+	if (restarted)
+		ferry__log(FERRY_LOG_INFO, "session %u: the server restarted (new epoch); calls in "
+		           "flight fail with FERRY_ERESTARTED", s->index);
 	cs->epoch = epoch;
 	cs->have_epoch = true;
 	cs->state = FAST_CS_OPEN;
@@ -551,6 +559,8 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	ferry_ctx *ctx = port->ctx;
 	ferry_wire_hdr h;
 	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (ferry__frame_is_version(v, &h) && ferry__frame_version(port, pkt, v, &h))
+		return;
 	if (v != FERRY_WIRE_OK)
 		return ferry__frame_drop(port, pkt, v);
 	ferry_session *s = port->session;
@@ -1205,6 +1215,8 @@ static void fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	fast_sport *sp = port->tstate;
 	ferry_wire_hdr h;
 	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (ferry__frame_is_version(v, &h) && ferry__frame_version(port, pkt, v, &h))
+		return;
 	if (v != FERRY_WIRE_OK)
 		return ferry__frame_drop(port, pkt, v);
 	if ((h.flags & FERRY_FLAG_RESPONSE) != 0 || sp == NULL || port->srv == NULL) {

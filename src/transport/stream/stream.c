@@ -375,9 +375,17 @@ static bool stream_server_reply(ferry_rpc *rpc)
 /* Upcalls from the driver (arg = the port) ------------------------------------*/
 static void up_conn_event(void *arg, ferry_conn *conn, int event, int err)
 {
-	(void)err;
 	ferry__port *port = arg;
 	stream_ctx *x = sctx(port->ctx);
+	/* A reset (malformed input, a peer that vanished, a failed connect) is
+	 * worth a warning; an orderly close is routine. */
+	if (event == FERRY_CONN_RESET)
+		ferry__log(FERRY_LOG_WARN, "port %u (%s): connection %s: %s (%s)", port->id,
+		           port->ep->drv->name, port->server ? "from a client reset" : "to the server reset",
+		           ferry_strerror(err), ferry_err_name(err));
+	else if (event == FERRY_CONN_CLOSED)
+		ferry__log(FERRY_LOG_DEBUG, "port %u (%s): connection closed by the peer", port->id,
+		           port->ep->drv->name);
 	if (port->server) {
 		stream_sport *sp = port->tstate;
 		if (event == FERRY_CONN_UP) {
@@ -424,6 +432,50 @@ static void up_conn_event(void *arg, ferry_conn *conn, int event, int err)
 	}
 }
 
+/* Version negotiation on a stream (docs/WIRE.md, "Versions"): a server that
+ * reads a header at another version writes one VERSION_MISMATCH header and
+ * resets the connection; a client that reads a VERSION_MISMATCH, or a header
+ * at another version, fails the sessions on this connection with
+ * FERRY_EVERSION. True when hdr was one of those. */
+static bool stream_version(ferry__port *port, ferry_conn *conn, const uint8_t *hdr, int v,
+                           const ferry_wire_hdr *h)
+{
+	uint8_t lo, hi;
+	bool mismatch = ferry__wire_is_mismatch(hdr, FERRY_WIRE_HDR_BYTES, &lo, &hi, NULL);
+	if (v != FERRY_WIRE_BAD_VERSION && !mismatch)
+		return false;
+	ferry_ctx *ctx = port->ctx;
+	sctx(ctx)->bad_headers++;
+	if (port->server) {
+		ferry__frame_count_drop(port, mismatch ? FERRY_WIRE_BAD_TYPE : FERRY_WIRE_BAD_VERSION);
+		if (mismatch)
+			return true; /* never answered */
+		uint8_t out[FERRY_WIRE_HDR_BYTES];
+		ferry__wire_encode_mismatch(h->version, out);
+		/* Written now, before the reset: the kernel delivers what was
+		 * written ahead of the close. */
+		if (sops(port)->send_msg(conn, out, sizeof(out), NULL, NULL) == 0 &&
+		    sops(port)->flush(port->ep) >= 0)
+			ctx->cnt.version_mismatch_sent++;
+		else
+			ctx->cnt.tx_dropped++;
+		ferry__log_drop(ctx, "port %u: a connection spoke wire version %u (this library "
+		                "%u-%u); answered VERSION_MISMATCH and closed it", port->id,
+		                h->version, FERRY_WIRE_VERSION_MIN, FERRY_WIRE_VERSION_MAX);
+		return true;
+	}
+	if (!mismatch) {
+		ferry__frame_count_drop(port, FERRY_WIRE_BAD_VERSION);
+		lo = hi = h->version;
+	}
+	for (uint32_t i = 0; i < ctx->nsessions; i++) {
+		ferry_session *s = ctx->sessions[i];
+		if (s != NULL && s->port == port && !s->closing)
+			ferry__session_version_refused(s, lo, hi);
+	}
+	return true;
+}
+
 static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
                         ferry_body_sink *sink)
 {
@@ -432,6 +484,8 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 	stream_ctx *x = sctx(ctx);
 	ferry_wire_hdr h;
 	int v = ferry__wire_decode_stream(hdr, &h);
+	if (stream_version(port, conn, hdr, v, &h))
+		return FERRY_EPROTO; /* the connection is useless: reset it */
 	bool response = (h.flags & FERRY_FLAG_RESPONSE) != 0;
 	if (v != FERRY_WIRE_OK || response == port->server || conn->user == NULL) {
 		x->bad_headers++;
@@ -555,8 +609,8 @@ static void up_on_body(void *arg, ferry_conn *conn, const uint8_t *hdr,
 static void up_on_sent(void *arg, ferry_conn *conn, void *cookie)
 {
 	ferry__port *port = arg;
-	if (!port->server)
-		return; /* requests: the call owns its buffer */
+	if (!port->server || cookie == NULL)
+		return; /* requests: the call owns its buffer; NULL: VERSION_MISMATCH */
 	ferry_rpc *rpc = cookie;
 	stream_sconn *sc = conn->user;
 	rpc->tp = NULL;

@@ -52,6 +52,8 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	ferry_ctx *ctx = port->ctx;
 	ferry_wire_hdr h;
 	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (ferry__frame_is_version(v, &h) && ferry__frame_version(port, pkt, v, &h))
+		return;
 	if (v != FERRY_WIRE_OK)
 		return ferry__frame_drop(port, pkt, v);
 	ferry_session *s = port->session;
@@ -169,6 +171,8 @@ static void unrel_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	ferry_ctx *ctx = port->ctx;
 	ferry_wire_hdr h;
 	int v = ferry__wire_decode(pkt->data, pkt->len, &h);
+	if (ferry__frame_is_version(v, &h) && ferry__frame_version(port, pkt, v, &h))
+		return;
 	if (v != FERRY_WIRE_OK)
 		return ferry__frame_drop(port, pkt, v);
 	if (h.type != FERRY_PKT_DATA || (h.flags & FERRY_FLAG_RESPONSE) != 0 ||

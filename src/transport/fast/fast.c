@@ -513,13 +513,6 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 
 static void ss_free(fast_sport *sp, fast_ss *ss);
 
-/* Port credit a response holds. A one-fragment response is never acked
- * explicitly (the next request on its channel acks it, maybe never): it
- * holds none, or idle channels would leak the port's credit away. */
-static uint32_t sc_charged(const fast_sch *sc)
-{
-	return sc->out.nfrags > 1 ? fast_out_inflight(&sc->out) : 0;
-}
 static void sc_timer(ferry__timer *t);
 static fast_sport *sp_of(fast_ss *ss);
 static void sp_unwait(fast_sport *sp, fast_sch *sc);
@@ -580,7 +573,7 @@ static void sc_release(fast_sch *sc)
 	ferry_ctx *ctx = sc->ss->l.port->ctx;
 	fast_sport *sp = sp_of(sc->ss);
 	ferry__timer_cancel(&ctx->timers, &sc->timer);
-	sp->inflight -= sc_charged(sc);
+	sp->inflight -= fast_out_inflight(&sc->out);
 	sp_unwait(sp, sc);
 	sc->out.active = false;
 	if (sc->rpc == NULL)
@@ -717,10 +710,8 @@ static void sc_pump(fast_sch *sc)
 	fast_ss *ss = sc->ss;
 	fast_sport *sp = sp_of(ss);
 	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
-	uint32_t sent = fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	sp->inflight += fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
 	                              sc->status, credit);
-	if (sc->out.nfrags > 1)
-		sp->inflight += sent;
 	bool more = sc->out.next < sc->out.nfrags &&
 	            sc->out.next - sc->out.base < (ss->l.cwnd < FAST_WINDOW_FRAGS ? ss->l.cwnd
 	                                                                          : FAST_WINDOW_FRAGS);
@@ -822,9 +813,6 @@ static void sc_answer_probe(fast_sch *sc)
 	fast_ss *ss = sc->ss;
 	ferry_ctx *ctx = ss->l.port->ctx;
 	if (fast_out_done(&sc->out) && sc->out.nfrags != 1)
-		return;
-	/* Nothing sent yet (the reply waits for port credit): the pump sends it. */
-	if (!fast_out_done(&sc->out) && sc->out.base >= sc->out.next)
 		return;
 	/* ... and not what is still on its way: a client probing while a long
 	 * response streams (incast) would otherwise make us resend its head
@@ -962,9 +950,9 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		return;
 	}
 	fast_sport *sp = sp_of(ss);
-	uint32_t before = sc_charged(sc);
+	uint32_t before = fast_out_inflight(&sc->out);
 	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);
-	sp->inflight -= before - sc_charged(sc);
+	sp->inflight -= before - fast_out_inflight(&sc->out);
 	if (fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
 		sp_drain(sp);

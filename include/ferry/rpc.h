@@ -284,6 +284,79 @@ FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out,
 FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
                                   ferry_handler_cb cb, void *arg);
 
+/* Worker offload ------------------------------------------------------------*/
+/** A handler registered as blocking runs on the server's worker pool instead
+ * of the context's thread, so the poll loop keeps serving other calls while
+ * it works (disk, locks, long computations). It gets the same rpc and
+ * replies with ferry_rpc_reply() from the worker (the reply travels the
+ * context's handoff queue). The pool's threads start at the first blocking
+ * request. A request that finds the queue full is answered at once with
+ * FERRY_EAGAIN (counted in rpc.workers.overflow); the poll loop never
+ * waits for the pool. On fast, a request whose handler has not replied when
+ * dispatch returns is acknowledged at once: the client then only probes
+ * (no data retransmission) and the handler runs once. */
+typedef struct ferry_workers_opts {
+	int threads;   /**< worker threads; 0 = FERRY_WORKERS_THREADS_DEFAULT */
+	int queue_max; /**< requests waiting for a worker; 0 = FERRY_WORKERS_QUEUE_DEFAULT */
+} ferry_workers_opts;
+#define FERRY_WORKERS_THREADS_DEFAULT 4 /**< worker threads when opts say 0 */
+#define FERRY_WORKERS_QUEUE_DEFAULT 1024 /**< queued requests when opts say 0 */
+#define FERRY_WORKERS_THREADS_MAX 256 /**< most worker threads per server */
+/** Size the server's pool (owner thread; before its first blocking request,
+ * else -EBUSY). opts NULL = the defaults. 0, -EINVAL or -EBUSY. */
+FERRY_API int ferry_server_workers(ferry_server *srv, const ferry_workers_opts *opts);
+/** As ferry_server_handle, for a handler that runs on the worker pool.
+ * ferry_server_destroy() waits for handlers running on workers to return
+ * and answers requests still queued with FERRY_ESHUTDOWN. */
+FERRY_API int ferry_server_handle_blocking(ferry_server *srv, uint16_t opcode,
+                                           ferry_handler_cb cb, void *arg);
+
+/* Server groups (multi-core servers) ------------------------------------------*/
+/** N contexts, one thread each, each with its own server and endpoints on
+ * the same locators: the first context listens on the locators given, the
+ * others on the locators it bound, so port=0 works. For udp and tcp the
+ * locators need reuseport=1 (SO_REUSEPORT): the kernel spreads peers over
+ * the contexts by a hash of the 4-tuple, so a fast session (open, data,
+ * acks) or a tcp connection stays on the context that got its first packet.
+ * Every context must listen before clients start: adding a socket to a
+ * reuseport group changes the hash's mapping. */
+/** A group hook, run on context index's own thread (see setup, fini). */
+typedef int (*ferry_server_group_cb)(void *arg, int index, ferry_ctx *ctx,
+                                     ferry_server *srv);
+/** What ferry_server_group_start() builds. */
+typedef struct ferry_server_group_opts {
+	int nctx;                   /**< contexts (threads), 1..FERRY_GROUP_CTX_MAX */
+	int poll_mode;              /**< enum ferry_poll_mode of every context */
+	const int *cpus;            /**< NULL, or pin context i to cpus[i] (-1 = don't) */
+	const char *const *locators; /**< what to listen on */
+	int nlocators;              /**< entries in locators */
+	/** On context index's thread, before listening: register handlers (and
+	 * size the worker pool). Non-zero fails the start. May be NULL. */
+	ferry_server_group_cb setup;
+	/** On context index's thread, after it stopped polling and before its
+	 * server and context are destroyed (read its counters here). May be
+	 * NULL; its return value is ignored. */
+	ferry_server_group_cb fini;
+	void *arg; /**< the hooks' first argument */
+} ferry_server_group_opts;
+#define FERRY_GROUP_CTX_MAX 256 /**< most contexts in a group */
+/** A running server group (opaque). */
+typedef struct ferry_server_group ferry_server_group;
+/** Start the threads; returns when every context listens (0) or after the
+ * first failure, with everything torn down (its code; a locator problem's
+ * message is logged through the log hook). */
+FERRY_API int ferry_server_group_start(const ferry_server_group_opts *opts,
+                                       ferry_server_group **out);
+/** The i-th bound locator of the group (what clients use). Its length or
+ * -ERANGE. Any thread. */
+FERRY_API int ferry_server_group_locator(ferry_server_group *g, int i, char *out,
+                                         size_t len);
+/** Stop every context (each finishes its poll pass, runs fini, destroys its
+ * server and context), join the threads and free the group. NULL is a
+ * no-op. Not from one of the group's threads. */
+FERRY_API void ferry_server_group_stop(ferry_server_group *g);
+
+/** The request (borrowed until reply) and the response to fill. */
 /** The request (borrowed until reply) and the response to fill. */
 FERRY_API ferry_buf *ferry_rpc_request(ferry_rpc *rpc);
 /** The response buffer to fill before ferry_rpc_reply(). */

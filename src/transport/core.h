@@ -156,7 +156,10 @@ struct ferry_rpc {
 typedef struct ferry__handler {
 	ferry_handler_cb cb;
 	void *arg;
+	bool blocking; /* runs on the server's worker pool (workers.c) */
 } ferry__handler;
+
+typedef struct ferry__workers ferry__workers;
 
 struct ferry_server {
 	ferry_ctx *ctx;
@@ -168,6 +171,7 @@ struct ferry_server {
 	bool draining;                 /* ferry_server_drain: new requests get
 	                                * FERRY_ESHUTDOWN */
 	ferry_metrics_snap *m_start, *m_stop; /* metrics service interval */
+	ferry__workers *workers;       /* blocking handlers' pool, lazily */
 };
 
 /* Counters of a context: X(field, "dotted.name"). Plain integers touched
@@ -294,6 +298,15 @@ void ferry__ctx_tick(ferry_ctx *ctx);
 int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
                      ferry__port **out);
 void ferry__port_close(ferry__port *port);
+
+/* workers.c: the pool behind ferry_server_handle_blocking */
+/* Owner thread: queue rpc for h on a worker, or answer FERRY_EAGAIN. */
+void ferry__workers_submit(ferry_server *srv, const ferry__handler *h, struct ferry_rpc *rpc);
+/* Owner thread, server being destroyed: join the workers (handlers
+ * running finish), answer queued requests FERRY_ESHUTDOWN, free. */
+void ferry__workers_fini(ferry_server *srv);
+/* rpc.workers.* summed over the context's servers. */
+void ferry__workers_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg);
 
 /* call.c: client side */
 void ferry__call_complete(ferry__call *c, int status);

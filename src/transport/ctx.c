@@ -607,6 +607,7 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 #define CTX_STAT_(field, name) cb(arg, name, ctx->cnt.field);
 	FERRY_RPC_COUNTERS(CTX_STAT_)
 #undef CTX_STAT_
+	ferry__workers_stats(ctx, cb, arg);
 	ctx_transports_stats(ctx, cb, arg);
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->dead)

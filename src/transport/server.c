@@ -34,6 +34,9 @@ void ferry_server_destroy(ferry_server *srv)
 	if (srv == NULL || !ferry__on_owner(srv->ctx))
 		return;
 	ferry_ctx *ctx = srv->ctx;
+	/* Blocking handlers first: running ones finish, queued ones are
+	 * answered while the ports still exist. */
+	ferry__workers_fini(srv);
 	for (ferry_server **pp = &ctx->servers; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == srv) {
 			*pp = srv->next;
@@ -125,7 +128,7 @@ int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
 		if (*block == NULL)
 			return -ENOMEM;
 	}
-	(*block)[opcode & 0xff] = (ferry__handler){cb, arg};
+	(*block)[opcode & 0xff] = (ferry__handler){.cb = cb, .arg = arg};
 	return 0;
 }
 
@@ -211,6 +214,10 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	if (ctx->rpcs_out != NULL)
 		ctx->rpcs_out->out_prev = rpc;
 	ctx->rpcs_out = rpc;
+	if (h->blocking) {
+		ferry__workers_submit(srv, h, rpc);
+		return;
+	}
 	ctx->depth++;
 	h->cb(h->arg, rpc);
 	ctx->depth--;

@@ -55,9 +55,9 @@
 #define TCP_SCRATCH_BYTES (256u << 10) /* pread bounce for file regions */
 #define TCP_BACKLOG_PAUSE_DEFAULT (16ull << 20)
 
-const char *const ferry__tcp_keys[] = {"host",          "port",          "sndbuf",
-                                       "rcvbuf",        "connect_timeout", "backlog_pause",
-                                       "keepalive",     NULL};
+const char *const ferry__tcp_keys[] = {"host",      "port",          "sndbuf",
+                                       "rcvbuf",    "connect_timeout", "backlog_pause",
+                                       "keepalive", "reuseport",     NULL};
 #define TCP_KEEPALIVE_PROBES 3 /* unanswered probes before the kernel resets */
 
 typedef struct tcp_blk {
@@ -331,9 +331,11 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags, boo
 	t->zerocopy = zerocopy;
 	t->lfd = -1;
 	t->listening = (flags & FERRY_EP_LISTEN) != 0;
-	uint64_t ct_ms;
+	uint64_t ct_ms, reuseport;
 	int rc;
-	if ((rc = ferry__loc_u64(loc, "sndbuf", 0, 1u << 30, 0, &t->sndbuf, msg,
+	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg,
+	                         sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "sndbuf", 0, 1u << 30, 0, &t->sndbuf, msg,
 	                         sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "rcvbuf", 0, 1u << 30, 0, &t->rcvbuf, msg,
 	                         sizeof(ep->errmsg))) != 0 ||
@@ -366,6 +368,10 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags, boo
 		return -errno;
 	int one = 1;
 	setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* reuseport=1: listeners of several contexts share the port; the
+	 * kernel hands each new connection to one of them (4-tuple hash). */
+	if (reuseport && setsockopt(t->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		return -errno;
 	if (bind(t->lfd, (struct sockaddr *)&ss, sl) != 0 || listen(t->lfd, 1024) != 0) {
 		snprintf(msg, sizeof(ep->errmsg), "bind/listen: %s", strerror(errno));
 		return -errno;

@@ -38,7 +38,7 @@
 #define UDP_MIN_PAYLOAD_BYTES 256u
 
 static const char *const udp_keys[] = {"host", "port", "mtu", "sndbuf",
-                                       "rcvbuf", "rxslots", "txslots", NULL};
+                                       "rcvbuf", "rxslots", "txslots", "reuseport", NULL};
 
 typedef struct udp_tx_slot {
 	uint8_t hdr[UDP_INLINE_BYTES]; /* header, or the whole small packet */
@@ -117,8 +117,10 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg, sizeof(ep->errmsg));
 	if (rc != 0)
 		goto bad;
-	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu;
-	if ((rc = ferry__loc_u64(loc, "sndbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
+	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu, reuseport;
+	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg,
+	                         sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "sndbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
 	                         &sndbuf, msg, sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "rcvbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
 	                         &rcvbuf, msg, sizeof(ep->errmsg))) != 0 ||
@@ -140,8 +142,18 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	udp_sockbuf(u, fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
 	udp_sockbuf(u, fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
 	if (listen) {
-		if (bind(fd, (struct sockaddr *)&ss, sl) != 0)
+		/* reuseport=1: several contexts (threads) bind the same port and
+		 * the kernel spreads peers over them by a hash of the 4-tuple, so
+		 * one peer's datagrams keep reaching the same socket. */
+		int one = 1;
+		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
 			return -errno;
+		if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+			rc = -errno;
+			snprintf(msg, sizeof(ep->errmsg), "bind: %s%s", strerror(errno),
+			         rc == -EADDRINUSE && !reuseport ? " (reuseport=1 shares a port)" : "");
+			return rc;
+		}
 	} else {
 		/* A client binds the wildcard of the peer's family, ephemeral. */
 		struct sockaddr_storage any = {.ss_family = ss.ss_family};

@@ -347,13 +347,20 @@ static void cc_timer(ferry__timer *t)
 		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
 		              (uint16_t)s->frag_bytes, cc->out.base,
 		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
-	} else if (!cc->got_response) {
-		/* The server has (or had) the request: ask where it stands by
-		 * resending its last fragment. */
+	} else if (!cc->got_response && !cc->req_delivered) {
+		/* Every fragment went out and none is known to have arrived whole:
+		 * ask where the request stands by resending its last fragment. */
 		f->retx_probe++;
 		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
 		              (uint16_t)s->frag_bytes, cc->out.nfrags - 1,
 		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+	} else if (!cc->got_response) {
+		/* The server acked the whole request: its handler is working.
+		 * Probe with an ACK_REQ (no response fragment yet), never with
+		 * request data; the server answers with an ack while it works and
+		 * with the retained reply after. */
+		f->retx_probe++;
+		fast_send_ack(&cs->l, cc->idx, c->rpc_id, NULL, 0, FERRY_FLAG_ACK_REQ, 0);
 	} else {
 		/* Part of the response is here: tell the server what is missing. */
 		f->retx_probe++;
@@ -607,6 +614,7 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 /* Server side ------------------------------------------------------------------*/
 
 static void ss_free(fast_sport *sp, fast_ss *ss);
+
 static void sc_timer(ferry__timer *t);
 static fast_sport *sp_of(fast_ss *ss);
 static void sp_unwait(fast_sport *sp, fast_sch *sc);
@@ -1014,6 +1022,28 @@ static void ss_refuse(fast_ss *ss, fast_sch *sc, const ferry_wire_hdr *h, int st
 	ferry_rpc_reply(rpc, status);
 }
 
+/* A client that has no response fragment asks for the reply (a duplicate
+ * request fragment or an ACK_REQ probe): answer from the retained one,
+ * never by running the handler again (at-most-once). */
+static void sc_answer_probe(fast_sch *sc)
+{
+	fast_ss *ss = sc->ss;
+	ferry_ctx *ctx = ss->l.port->ctx;
+	if (fast_out_done(&sc->out) && sc->out.nfrags != 1)
+		return;
+	/* ... and not what is still on its way: a client probing while a long
+	 * response streams (incast) would otherwise make us resend its head
+	 * again and again. */
+	uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
+	uint64_t age = ctx->now_us - sc->out.sent_us[f % FAST_WINDOW_FRAGS];
+	uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us : ss->l.rto.rto_us / 2;
+	if (sc->out.nfrags == 1 || age >= guard) {
+		fast_ctx_of(ctx)->retx_dup_request++;
+		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, f,
+		              FERRY_FLAG_RETX);
+	}
+}
+
 static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wire_hdr *h)
 {
 	ferry__port *port = sp->port;
@@ -1089,9 +1119,14 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			sp->reasm_bytes -= sc->reasm_bytes; /* no longer partial */
 			sc->reasm_bytes = 0;
 			ferry__server_dispatch(rpc);
-			/* A slow handler: tell the client its request is in. */
-			if (ack_req && sc->state == FAST_SCH_PROCESSING)
-				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0, h->frag + 1);
+			/* The handler returned without replying (a deferred reply, a
+			 * worker thread): ack the whole request now, so the client
+			 * probes with acks while it waits and never resends data. */
+			if (sc->state == FAST_SCH_PROCESSING && sc->rpc == rpc) {
+				fast_ctx_of(ctx)->acks_deferred++;
+				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0,
+				              h->frag + 1);
+			}
 			return;
 		}
 		if (r < 0) {
@@ -1110,22 +1145,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, h->frag + 1);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	case FAST_SCH_REPLIED:
-		/* The client lacks the reply: answer from the retained one,
-		 * never by running the handler again (at-most-once). */
-		if (!fast_out_done(&sc->out) || sc->out.nfrags == 1) {
-			/* ... but not what is still on its way: a client probing
-			 * while a long response streams (incast) would otherwise
-			 * make us resend its head again and again. */
-			uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
-			uint64_t age = ctx->now_us - sc->out.sent_us[f % FAST_WINDOW_FRAGS];
-			uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us
-			                                        : ss->l.rto.rto_us / 2;
-			if (sc->out.nfrags == 1 || age >= guard) {
-				fast_ctx_of(ctx)->retx_dup_request++;
-				fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
-				              sc->status, f, FERRY_FLAG_RETX);
-			}
-		}
+		sc_answer_probe(sc);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	default:
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
@@ -1140,8 +1160,22 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_sch *sc = &ss->ch[h->channel];
 	fast_ctx *f = fast_ctx_of(ctx);
 	f->acks_received++;
+	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 && get64(p) == 0;
+	if (probe && sc->rpc_id == h->rpc_id && sc->state == FAST_SCH_PROCESSING) {
+		/* A client probing while the handler works: the request is all
+		 * here (the handler is not run again). */
+		f->probes_answered++;
+		fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, 0);
+		return;
+	}
 	if (sc->state != FAST_SCH_REPLIED || sc->rpc_id != h->rpc_id || !sc->out.active)
 		return;
+	if (probe) {
+		/* A probe from a client with no response fragment: the reply. */
+		f->probes_answered++;
+		sc_answer_probe(sc);
+		return;
+	}
 	fast_sport *sp = sp_of(ss);
 	uint32_t before = fast_out_inflight(&sc->out);
 	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);

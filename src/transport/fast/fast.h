@@ -164,6 +164,8 @@ typedef struct fast_sport {
 	X(retx_fast, "fast.retx.fast")                                         \
 	X(retx_probe, "fast.retx.probe")                                       \
 	X(retx_dup_request, "fast.retx.dup_request")                           \
+	X(acks_deferred, "fast.acks_deferred")                                 \
+	X(probes_answered, "fast.probes_answered")                             \
 	X(acks_sent, "fast.acks_sent")                                         \
 	X(acks_received, "fast.acks_received")                                 \
 	X(frag_dup, "fast.frag.dup")                                           \

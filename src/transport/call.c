@@ -322,7 +322,7 @@ void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vm
 	session_refused_msg(s);
 	if (first)
 		ferry__log(FERRY_LOG_WARN, "session %u: %s", s->index, ctx->errmsg);
-	ferry__session_fail(s, FERRY_EVERSION);
+	(void)ferry__session_fail(s, FERRY_EVERSION); /* s may be gone: nothing follows */
 }
 
 static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
@@ -648,15 +648,26 @@ void ferry_session_close(ferry_session *s)
 	if (s->tp->session_fini != NULL)
 		s->tp->session_fini(s);
 	session_port_put(s);
+	if (s->failing) {
+		/* A callback run by ferry__session_fail closed s: that function
+		 * still walks s, and frees it when it is done. */
+		s->close_deferred = true;
+		return;
+	}
 	ferry__free(s);
 }
 
-void ferry__session_fail(ferry_session *s, int status)
+bool ferry__session_fail(ferry_session *s, int status)
 {
 	/* Completions must not relaunch queued calls we are failing. */
 	s->failing = true;
 	session_fail_calls(s, status);
 	s->failing = false;
+	if (s->close_deferred) {
+		ferry__free(s);
+		return false;
+	}
+	return true;
 }
 
 void ferry__sessions_close_all(ferry_ctx *ctx)

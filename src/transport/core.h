@@ -107,6 +107,7 @@ struct ferry_session {
 	uint32_t nchan;
 	bool closing;        /* ferry_session_close() under way */
 	bool failing;        /* ferry__session_fail() under way: no relaunch */
+	bool close_deferred; /* closed by a callback while failing: free at its end */
 	/* Sticky: FERRY_EVERSION once the peer refused our wire version (or
 	 * answered at one we do not speak); new calls then fail at once. */
 	int refused;
@@ -320,7 +321,10 @@ void ferry__session_kick(ferry_session *s);
  * versions, and fail later calls at once (the session stays refused). */
 void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vmax);
 /* Fail every call of s, in flight and queued, with status. */
-void ferry__session_fail(ferry_session *s, int status);
+/* Fail every call of s (in flight and queued) with status. A callback may
+ * close s: then s (and the transport's session state) is gone when this
+ * returns false, and the caller must not touch either. */
+bool ferry__session_fail(ferry_session *s, int status);
 /* The peer of s was found dead (status FERRY_EPEERDEAD: reported once to
  * the session's event callback, which may close s) or heard again (0:
  * cleared silently, so safe anywhere). */

@@ -8,6 +8,8 @@
  * ferry_server_drain and writes "rc elapsed_us" to a pipe). Tests that need
  * no remote server run in one process over fast+loopback or fast+udp. */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -785,6 +788,70 @@ static void test_cancel_foreign_thread(void **st)
 	ferry_ctx_destroy(ctx);
 }
 
+/* A callback that closes its session while the session's calls are being
+ * failed (fast: nobody answers the open within the liveness interval). The
+ * close must wait until the failing is done (ASan catches a use after
+ * free), every callback runs once and nothing more arrives later. */
+struct close_in_cb {
+	ferry_session *s;
+	int cbs, closed, status;
+};
+
+static void close_in_cb(void *arg, int status, ferry_buf *resp)
+{
+	(void)resp;
+	struct close_in_cb *o = arg;
+	o->cbs++;
+	o->status = status;
+	if (o->s != NULL) {
+		ferry_session *s = o->s;
+		o->s = NULL; /* the close runs the other callbacks (ECANCELED) */
+		o->closed++;
+		ferry_session_close(s);
+	}
+}
+
+static void test_close_from_fail_callback(void **st)
+{
+	(void)st;
+	/* A bound UDP socket that never answers: the open goes unanswered. */
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	char loc[160];
+	snprintf(loc, sizeof(loc), "fast+udp:host=127.0.0.1,port=%u,liveness=100000",
+	         (unsigned)ntohs(a.sin_port));
+	ferry_ctx *ctx;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	struct close_in_cb o = {0};
+	assert_int_equal(ferry_session_open(ctx, loc, &o.s), 0);
+	enum { CALLS = 6 };
+	ferry_buf req[CALLS], resp[CALLS];
+	for (int i = 0; i < CALLS; i++) { /* some in flight, some queued */
+		ferry_buf_init(&req[i]);
+		ferry_buf_init(&resp[i]);
+		ferry_buf_append(&req[i], "x", 1);
+		assert_int_equal(ferry_call(o.s, TEST_OP_ECHO, &req[i], &resp[i], 5000000, close_in_cb, &o), 0);
+	}
+	uint64_t t0 = ferry_ctx_now_us(ctx);
+	while (o.cbs < CALLS && ferry_ctx_now_us(ctx) - t0 < 3000000) /* liveness is 0.1 s */
+		ferry_ctx_poll(ctx, 5000);
+	assert_int_equal(o.closed, 1);
+	assert_int_equal(o.cbs, CALLS); /* the first failed, the close canceled the rest */
+	t0 = ferry_ctx_now_us(ctx);
+	while (ferry_ctx_now_us(ctx) - t0 < 300000) /* nothing runs on the freed session */
+		ferry_ctx_poll(ctx, 5000);
+	assert_int_equal(o.cbs, CALLS);
+	for (int i = 0; i < CALLS; i++) {
+		ferry_buf_fini(&req[i]);
+		ferry_buf_fini(&resp[i]);
+	}
+	ferry_ctx_destroy(ctx);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	remote_loc = argc > 1 ? argv[1] : "fast+udp:host=127.0.0.1,port=0";
@@ -794,6 +861,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_cancel_race_fast_udp),
 		cmocka_unit_test(test_cancel_foreign_thread),
 		cmocka_unit_test(test_fork_child_refused),
+		cmocka_unit_test(test_close_from_fail_callback),
 	};
 	const struct CMUnitTest remote_tests[] = {
 		cmocka_unit_test(test_cancel_race_remote),

@@ -159,7 +159,8 @@ static void cs_open_timer(ferry__timer *t)
 		ferry__log(FERRY_LOG_WARN, "session %u: no answer to SESSION_OPEN for %llu us: "
 		           "calls fail with FERRY_EPEERDEAD", cs->s->index,
 		           (unsigned long long)cs->l.liveness_us);
-		ferry__session_fail(cs->s, FERRY_EPEERDEAD);
+		if (!ferry__session_fail(cs->s, FERRY_EPEERDEAD))
+			return; /* a callback closed the session: cs is gone */
 		cs->open_started_us = ctx->now_us;
 	}
 	fast_rto_backoff(&cs->l.rto);
@@ -320,7 +321,7 @@ static bool cs_check_alive(fast_cs *cs)
 	f->calls_peerdead += cs->s->qlen;
 	ferry__log(FERRY_LOG_WARN, "session %u: peer silent for %llu us: calls fail with "
 	           "FERRY_EPEERDEAD", cs->s->index, (unsigned long long)cs->l.liveness_us);
-	ferry__session_fail(cs->s, FERRY_EPEERDEAD);
+	(void)ferry__session_fail(cs->s, FERRY_EPEERDEAD); /* may free cs: callers stop */
 	return false;
 }
 
@@ -402,7 +403,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 		fast_ctx *f = fast_ctx_of(s->ctx);
 		f->open_refused_received++;
 		cs->open_started_us = s->ctx->now_us;
-		ferry__session_fail(s, FERRY_EAGAIN);
+		(void)ferry__session_fail(s, FERRY_EAGAIN); /* may free s and cs */
 		return;
 	}
 	if (h->token == 0 || granted == 0 || granted > FERRY_CHANNELS_MAX)

@@ -655,7 +655,14 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	                               sizeof(ctx->errmsg));
 	sp->sessions_max = fast_loc_u32(loc, "sessions", 1, FAST_SESSIONS_MAX, FAST_SESSIONS_DEFAULT,
 	                                &rc, ctx->errmsg, sizeof(ctx->errmsg));
-	sp->loans_max = fast_loc_u32(loc, "loans", 1, 1u << 24, FAST_SESSION_LOANS_DEFAULT, &rc,
+	/* The default admits at least one message of the port's cap: on a
+	 * small-MTU driver (infud: 1 KiB) a 16 MiB request is ~17k fragments. */
+	uint32_t frag = ferry__frame_bytes(port);
+	uint64_t one_max = frag != 0 ? (port->msg_max + frag - 1) / frag + 1 : 1;
+	uint32_t loans_default = one_max > FAST_SESSION_LOANS_DEFAULT
+	                                 ? (uint32_t)(one_max < (1u << 24) ? one_max : (1u << 24))
+	                                 : FAST_SESSION_LOANS_DEFAULT;
+	sp->loans_max = fast_loc_u32(loc, "loans", 1, 1u << 24, loans_default, &rc,
 	                             ctx->errmsg, sizeof(ctx->errmsg));
 	sp->bs_rate = fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
 	                           ctx->errmsg, sizeof(ctx->errmsg));

@@ -21,6 +21,7 @@
  * TIME_WAIT piles up. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,6 +137,28 @@ static void fz_write(ferry_ctx *ctx, int fd, const uint8_t *data, size_t size, s
 	}
 }
 
+/* A blocking connect that survives signals (libFuzzer's -timeout timer
+ * is a SIGALRM every second): after EINTR the handshake goes on in the
+ * kernel, so wait for it rather than call connect again. */
+static int fz_connect(int fd, const struct sockaddr_in *sa)
+{
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+		return 0;
+	if (errno != EINTR && errno != EINPROGRESS)
+		return -1;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int n;
+	while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+		;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (n != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+		errno = n != 1 ? ETIMEDOUT : err;
+		return -1;
+	}
+	return 0;
+}
+
 static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data, size_t size,
                            size_t chunk)
 {
@@ -152,7 +175,7 @@ static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data,
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 	                         .sin_port = htons((uint16_t)fz_port_of(loc)),
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+	if (fd < 0 || fz_connect(fd, &sa) != 0)
 		fz_die("connect");
 	fz_write(ctx, fd, data, size, chunk);
 	shutdown(fd, SHUT_WR);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ferry.sh — the one entry point: `./ferry.sh test` builds and runs every
-# suite (release + ASan/UBSan builds), `./ferry.sh bench` runs the main
-# benchmark. Each installs the Debian 12 packages it needs first (as root).
-# Works from a tree without .git.
+# suite (release + ASan/UBSan builds, libFuzzer smoke runs, a TSan build of
+# the cross-thread tests), `./ferry.sh bench` runs the main benchmark.
+# Each installs the Debian 12 packages it needs first (as root). Works
+# from a tree without .git.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
@@ -100,20 +101,30 @@ cmd_test() {
 	CC=clang setup_build build/asan -Dbuildtype=debug -Db_sanitize=address,undefined \
 		-Db_lundef=false
 	ninja -C build/asan >/dev/null
+	# ThreadSanitizer: only the cross-thread tests (suite tsan).
+	log "tsan build (clang, TSan; suite tsan's targets only)"
+	CC=clang setup_build build/tsan -Dbuildtype=debug -Db_sanitize=thread -Db_lundef=false \
+		-Dfuzz=disabled
+	ninja -C build/tsan tests/e2e/test_threads tests/e2e/test_rpc_semantics >/dev/null
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
-	log "release suites: unit drivers e2e fault bench-smoke"
-	run_suites build/release unit drivers e2e fault bench-smoke
+	log "release suites: unit drivers e2e fault bench-smoke fuzz-smoke (corpus replay)"
+	run_suites build/release unit drivers e2e fault bench-smoke fuzz-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
 	local t3=$SECONDS
 	run_ib_suite build/release
 	log "ib suite: $((SECONDS - t3)) s"
-	log "asan suites: unit drivers e2e fault-asan"
+	log "asan suites: unit drivers e2e fault-asan fuzz-smoke (libFuzzer, 20 s each)"
+	local t4=$SECONDS
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan
+		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan fuzz-smoke
+	log "asan suites: $((SECONDS - t4)) s"
+	log "tsan suite"
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 FERRY_TIMEOUT_MULT=3 \
+		run_suites build/tsan tsan
 	log "suites: $((SECONDS - t2)) s; total $((SECONDS - t0)) s"
 }
 

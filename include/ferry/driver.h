@@ -69,7 +69,13 @@ typedef struct ferry_pkt {
 	uint32_t len;     /**< bytes at data */
 	ferry_addr src;   /**< sender, usable as a send() destination */
 	ferry_ep *ep;     /**< endpoint that owns the memory (for release) */
-	struct ferry_pkt *core_next; /**< core use only (handoff list) */
+	/** Core use only: loans released on other threads wait on the
+	 * context's handoff list. A stream driver loans one pkt many times
+	 * (one per ferry_buf_append_pkt), so a pkt is linked once and
+	 * core_releases counts its queued releases. Drivers zero the whole
+	 * struct once (calloc) and never touch these. */
+	struct ferry_pkt *core_next;
+	uint32_t core_releases; /**< core use only: releases queued for this pkt */
 } ferry_pkt;
 
 /** What an endpoint can do; caps() fills it, values are fixed after open. */

@@ -282,7 +282,11 @@ void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h)
 }
 
 /* Loan release from any thread: on the owner, straight to the driver;
- * elsewhere, queued (the packet itself is the queue node). */
+ * elsewhere, queued (the packet itself is the queue node). A stream
+ * driver's pkt (a receive block) backs many loans, whose releases may
+ * arrive from several threads before the owner drains: the pkt is linked
+ * once and core_releases counts them. (Linking it again per release made
+ * the list a cycle: the owner spun in ctx_drain_handoff forever.) */
 void ferry__pkt_loan_release(void *arg, void *data)
 {
 	(void)data;
@@ -295,8 +299,10 @@ void ferry__pkt_loan_release(void *arg, void *data)
 	if (ferry__forked(ctx))
 		return; /* the child's copy: the parent still owns the real one */
 	pthread_mutex_lock(&ctx->ho_lock);
-	pkt->core_next = ctx->ho_pkts;
-	ctx->ho_pkts = pkt;
+	if (pkt->core_releases++ == 0) {
+		pkt->core_next = ctx->ho_pkts;
+		ctx->ho_pkts = pkt;
+	}
 	atomic_store_explicit(&ctx->ho_pending, 1, memory_order_release);
 	pthread_mutex_unlock(&ctx->ho_lock);
 	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
@@ -316,17 +322,25 @@ static void ctx_drain_handoff(ferry_ctx *ctx)
 	ctx->ho_head = ctx->ho_tail = NULL;
 	ctx->ho_pkts = NULL;
 	atomic_store_explicit(&ctx->ho_pending, 0, memory_order_relaxed);
+	/* The releases go to the driver under the lock: a pkt's count is
+	 * only stable here, and the moment it drops to 0 another thread may
+	 * queue the pkt again. Driver release() is short and takes no lock
+	 * that a releasing thread holds. */
+	while (pkts != NULL) {
+		ferry_pkt *next = pkts->core_next;
+		uint32_t n = pkts->core_releases;
+		pkts->core_next = NULL;
+		pkts->core_releases = 0;
+		ctx->cnt.loans_released_remote += n;
+		while (n-- > 0)
+			ferry__ep_release(pkts);
+		pkts = next;
+	}
 	pthread_mutex_unlock(&ctx->ho_lock);
 	if (ctx->poll_mode == FERRY_POLL_BLOCK) {
 		uint64_t v;
 		ssize_t r = read(ctx->evfd, &v, sizeof(v));
 		(void)r;
-	}
-	while (pkts != NULL) {
-		ferry_pkt *next = pkts->core_next;
-		ctx->cnt.loans_released_remote++;
-		ferry__ep_release(pkts);
-		pkts = next;
 	}
 	while (h != NULL) {
 		ferry__handoff *next = h->next;

@@ -715,6 +715,12 @@ static void sc_release(fast_sch *sc)
 		ferry__rpc_retire(sc->rpc);
 	}
 	sc->rpc = NULL;
+	/* Without its rpc the channel is idle. A caller that starts no new
+	 * call after this (ss_data: an over-cap request whose first packet is
+	 * not fragment 0) used to leave the old state with rpc NULL, and the
+	 * next packet of the old rpc id dereferenced it (found by
+	 * fuzz_packet; corpus/packet/regress-fast-overcap-release). */
+	sc->state = FAST_SCH_IDLE;
 }
 
 static void ss_free(fast_sport *sp, fast_ss *ss)

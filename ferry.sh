@@ -51,6 +51,15 @@ setup_build() {
 	fi
 }
 
+# ninja, quiet unless it fails: then its last lines say why.
+build() {
+	local out
+	if ! out=$(ninja -C "$@" 2>&1); then
+		printf '%s\n' "$out" | tail -n 40 >&2
+		die "build failed: ninja -C $*"
+	fi
+}
+
 run_suites() {
 	local dir=$1
 	shift
@@ -96,16 +105,16 @@ cmd_test() {
 	local t1=$SECONDS
 	log "release build (gcc, -Dbuildtype=release)"
 	setup_build build/release -Dbuildtype=release
-	ninja -C build/release >/dev/null
+	build build/release
 	log "asan build (clang, ASan+UBSan)"
 	CC=clang setup_build build/asan -Dbuildtype=debug -Db_sanitize=address,undefined \
 		-Db_lundef=false
-	ninja -C build/asan >/dev/null
+	build build/asan
 	# ThreadSanitizer: only the cross-thread tests (suite tsan).
 	log "tsan build (clang, TSan; suite tsan's targets only)"
 	CC=clang setup_build build/tsan -Dbuildtype=debug -Db_sanitize=thread -Db_lundef=false \
 		-Dfuzz=disabled
-	ninja -C build/tsan tests/e2e/test_threads tests/e2e/test_rpc_semantics >/dev/null
+	build build/tsan tests/e2e/test_threads tests/e2e/test_rpc_semantics
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
@@ -158,7 +167,7 @@ cmd_bench() {
 	need_pkgs "${BENCH_PKGS[@]}"
 	log "release build"
 	setup_build build/release -Dbuildtype=release
-	ninja -C build/release >/dev/null
+	build build/release
 	local out=$ROOT/out/bench
 	mkdir -p "$out"
 	log "sweep ${quick[*]:-(full: all sizes, spin and block)} -> $out"

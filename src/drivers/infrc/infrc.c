@@ -59,30 +59,19 @@ static uint32_t ret_threshold(const infrc_conn *c) { return c->grant / 4 ? c->gr
 /* Messages ------------------------------------------------------------------*/
 void ferry__infrc_txm_put(infrc_ep *e, infrc_txm *m)
 {
-	ferry__free(m->own);
-	m->own = NULL;
+	ferry__free(m->pay.own);
+	m->pay.own = NULL;
 	m->next = e->txm_free;
 	e->txm_free = m;
-}
-
-static bool txm_seg(infrc_txm *m)
-{
-	if (!m->have_seg) {
-		if (m->it.left == 0 || !ferry_buf_iter_next(&m->it, &m->seg))
-			return false;
-		m->have_seg = true;
-		m->seg_off = 0;
-	}
-	return true;
 }
 
 static bool txm_done(const infrc_txm *m)
 {
 	if (m->hdr_off < m->hdr_len)
 		return false;
-	if (m->own != NULL)
-		return m->own_off == m->own_len;
-	return !m->have_seg && m->it.left == 0;
+	if (m->pay.own != NULL)
+		return m->pay.own_off == m->pay.own_len;
+	return !m->pay.have_seg && m->pay.it.left == 0;
 }
 
 /* Copy up to room payload bytes of m into dst (file regions with pread).
@@ -90,34 +79,34 @@ static bool txm_done(const infrc_txm *m)
 static size_t txm_copy_payload(infrc_ep *e, infrc_txm *m, uint8_t *dst, size_t room, int *err)
 {
 	size_t at = 0;
-	if (m->own != NULL) {
-		size_t k = m->own_len - m->own_off;
+	if (m->pay.own != NULL) {
+		size_t k = m->pay.own_len - m->pay.own_off;
 		if (k > room)
 			k = room;
-		memcpy(dst, m->own + m->own_off, k);
-		m->own_off += k;
+		memcpy(dst, m->pay.own + m->pay.own_off, k);
+		m->pay.own_off += k;
 		e->cnt.tx_copy_bytes += k;
 		return k;
 	}
-	while (at < room && txm_seg(m)) {
-		size_t k = m->seg.len - m->seg_off;
+	while (at < room && ferry__txpay_seg(&m->pay)) {
+		size_t k = m->pay.seg.len - m->pay.seg_off;
 		if (k > room - at)
 			k = room - at;
-		if (m->seg.kind == FERRY_CHUNK_FILE) {
-			ssize_t r = pread(m->seg.fd, dst + at, k, m->seg.file_off + (off_t)m->seg_off);
+		if (m->pay.seg.kind == FERRY_CHUNK_FILE) {
+			ssize_t r = pread(m->pay.seg.fd, dst + at, k, m->pay.seg.file_off + (off_t)m->pay.seg_off);
 			if (r != (ssize_t)k) {
 				*err = -EIO; /* short: the file shrank under the region */
 				return at;
 			}
 			e->cnt.tx_file_copy_bytes += k;
 		} else {
-			memcpy(dst + at, m->seg.data + m->seg_off, k);
+			memcpy(dst + at, m->pay.seg.data + m->pay.seg_off, k);
 			e->cnt.tx_copy_bytes += k;
 		}
-		m->seg_off += k;
+		m->pay.seg_off += k;
 		at += k;
-		if (m->seg_off == m->seg.len)
-			m->have_seg = false;
+		if (m->pay.seg_off == m->pay.seg.len)
+			m->pay.have_seg = false;
 	}
 	return at;
 }
@@ -197,14 +186,14 @@ static int infrc_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len, ferry
 	m->hdr_len = (uint32_t)hdr_len;
 	m->hdr_off = 0;
 	if (payload != NULL)
-		m->it = *payload;
+		m->pay.it = *payload;
 	else
-		memset(&m->it, 0, sizeof(m->it));
-	m->len = m->it.left;
-	m->have_seg = false;
-	m->seg_off = 0;
-	m->own = NULL;
-	m->own_len = m->own_off = 0;
+		memset(&m->pay.it, 0, sizeof(m->pay.it));
+	m->len = m->pay.it.left;
+	m->pay.have_seg = false;
+	m->pay.seg_off = 0;
+	m->pay.own = NULL;
+	m->pay.own_len = m->pay.own_off = 0;
 	m->stage = NULL;
 	m->ready = false;
 	if (c->txq_tail != NULL)
@@ -421,31 +410,12 @@ static int infrc_detach(ferry_conn *fc, void *cookie)
 	infrc_conn *c = infrc_conn_of(fc);
 	infrc_ep *e = infrc_of(fc->ep);
 	for (infrc_txm *m = c->txq; m != NULL; m = m->next) {
-		if (m->cookie != cookie || m->own != NULL)
+		if (m->cookie != cookie || m->pay.own != NULL)
 			continue;
-		size_t rest = (m->have_seg ? m->seg.len - m->seg_off : 0) + m->it.left;
-		uint8_t *own = ferry__malloc(rest ? rest : 1);
-		if (own == NULL)
-			return -ENOMEM;
-		size_t at = 0;
-		while (txm_seg(m)) {
-			size_t k = m->seg.len - m->seg_off;
-			if (m->seg.kind == FERRY_CHUNK_FILE) {
-				ssize_t r = pread(m->seg.fd, own + at, k,
-				                  m->seg.file_off + (off_t)m->seg_off);
-				if (r != (ssize_t)k)
-					memset(own + at, 0, k); /* the stream must stay framed */
-			} else {
-				memcpy(own + at, m->seg.data + m->seg_off, k);
-			}
-			at += k;
-			m->have_seg = false;
-		}
-		m->it.left = 0;
-		m->own = own;
-		m->own_len = rest;
-		m->own_off = 0;
-		e->cnt.detach_copy_bytes += rest;
+		long copied = ferry__txpay_detach(&m->pay);
+		if (copied < 0)
+			return (int)copied;
+		e->cnt.detach_copy_bytes += (uint64_t)copied;
 		return 1;
 	}
 	return 0;

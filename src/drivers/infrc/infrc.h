@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "../ib/ib.h"
+#include "../txpay.h"
 #include "ferry/driver.h"
 
 #define INFRC_HDR_MAX 64             /* transport header bytes */
@@ -99,12 +100,7 @@ typedef struct infrc_txm {
 	uint8_t hdr[INFRC_HDR_MAX];
 	uint32_t hdr_len, hdr_off;
 	uint64_t len;         /* payload bytes */
-	ferry_buf_iter it;    /* payload not yet loaded into seg */
-	ferry_buf_seg seg;
-	bool have_seg;
-	size_t seg_off;
-	uint8_t *own;         /* detached: private copy of the unwritten rest */
-	size_t own_len, own_off;
+	ferry__txpay pay;     /* the payload, borrowed or (detached) copied */
 	infrc_region *stage;  /* pull: the exposed copy, until DONE */
 	bool ready;           /* left the queue: written (push) or DONE (pull) */
 } infrc_txm;

@@ -37,6 +37,7 @@
 #include "../../buffer/alloc.h"
 #include "../../transport/locator.h"
 #include "../inet.h"
+#include "../txpay.h"
 #include "../util.h"
 #include "tcp.h"
 
@@ -73,12 +74,7 @@ typedef struct tcp_txm {
 	void *cookie;
 	uint8_t hdr[TCP_INLINE_BYTES]; /* header, or the whole small message */
 	uint32_t hdr_len, hdr_off;
-	ferry_buf_iter it;  /* payload not yet loaded into seg */
-	ferry_buf_seg seg;  /* current piece, seg_off bytes of it written */
-	bool have_seg;
-	size_t seg_off;
-	uint8_t *own;       /* detached: private copy of the unwritten rest */
-	size_t own_len, own_off;
+	ferry__txpay pay;   /* the payload, borrowed or (detached) copied */
 } tcp_txm;
 
 enum { TCP_CONNECTING = 1, TCP_UP, TCP_DEAD };
@@ -257,8 +253,8 @@ static void sock_opts(tcp_ep *t, int fd)
 
 static void txm_put(tcp_ep *t, tcp_txm *m)
 {
-	ferry__free(m->own);
-	m->own = NULL;
+	ferry__free(m->pay.own);
+	m->pay.own = NULL;
 	m->next = t->txm_free;
 	t->txm_free = m;
 }
@@ -477,14 +473,14 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 	m->hdr_len = (uint32_t)hdr_len;
 	m->hdr_off = 0;
 	if (payload != NULL)
-		m->it = *payload;
+		m->pay.it = *payload;
 	else
-		memset(&m->it, 0, sizeof(m->it));
+		memset(&m->pay.it, 0, sizeof(m->pay.it));
 	ferry_buf_seg seg;
-	if (hdr_len + m->it.left <= TCP_INLINE_BYTES) {
+	if (hdr_len + m->pay.it.left <= TCP_INLINE_BYTES) {
 		/* Small: copy it whole (file regions with pread). */
 		uint32_t at = (uint32_t)hdr_len;
-		while (m->it.left > 0 && ferry_buf_iter_next(&m->it, &seg)) {
+		while (m->pay.it.left > 0 && ferry_buf_iter_next(&m->pay.it, &seg)) {
 			if (seg.kind != FERRY_CHUNK_FILE) {
 				memcpy(m->hdr + at, seg.data, seg.len);
 			} else if (pread(seg.fd, m->hdr + at, seg.len, seg.file_off) !=
@@ -502,7 +498,7 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 		/* File regions: start the disk read now, so the sendfile or
 		 * pread at write time finds the pages cached instead of
 		 * stalling the context on the disk. */
-		ferry_buf_iter peek = m->it;
+		ferry_buf_iter peek = m->pay.it;
 		while (peek.left > 0 && ferry_buf_iter_next(&peek, &seg))
 			if (seg.kind == FERRY_CHUNK_FILE) {
 				posix_fadvise(seg.fd, seg.file_off, (off_t)seg.len,
@@ -510,16 +506,16 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 				t->cnt.readahead_calls++;
 			}
 	}
-	m->have_seg = false;
-	m->seg_off = 0;
-	m->own = NULL;
-	m->own_len = m->own_off = 0;
+	m->pay.have_seg = false;
+	m->pay.seg_off = 0;
+	m->pay.own = NULL;
+	m->pay.own_len = m->pay.own_off = 0;
 	if (c->txq_tail != NULL)
 		c->txq_tail->next = m;
 	else
 		c->txq = m;
 	c->txq_tail = m;
-	c->backlog += m->hdr_len + m->it.left;
+	c->backlog += m->hdr_len + m->pay.it.left;
 	t->base.tx_pending = true;
 	return 0;
 }
@@ -528,23 +524,12 @@ static bool txm_done(const tcp_txm *m)
 {
 	if (m->hdr_off < m->hdr_len)
 		return false;
-	if (m->own != NULL)
-		return m->own_off == m->own_len;
-	return !m->have_seg && m->it.left == 0;
+	if (m->pay.own != NULL)
+		return m->pay.own_off == m->pay.own_len;
+	return !m->pay.have_seg && m->pay.it.left == 0;
 }
 
 /* Load the current payload piece of m (false: none left). */
-static bool txm_seg(tcp_txm *m)
-{
-	if (!m->have_seg) {
-		if (m->it.left == 0 || !ferry_buf_iter_next(&m->it, &m->seg))
-			return false;
-		m->have_seg = true;
-		m->seg_off = 0;
-	}
-	return true;
-}
-
 /* n bytes of m went out: advance. Returns bytes of n it used. */
 static size_t txm_advance(tcp_txm *m, size_t n)
 {
@@ -554,21 +539,21 @@ static size_t txm_advance(tcp_txm *m, size_t n)
 		h = n;
 	m->hdr_off += (uint32_t)h;
 	used += h;
-	if (m->own != NULL) {
-		size_t o = m->own_len - m->own_off;
+	if (m->pay.own != NULL) {
+		size_t o = m->pay.own_len - m->pay.own_off;
 		if (o > n - used)
 			o = n - used;
-		m->own_off += o;
+		m->pay.own_off += o;
 		return used + o;
 	}
-	while (used < n && txm_seg(m)) {
-		size_t k = m->seg.len - m->seg_off;
+	while (used < n && ferry__txpay_seg(&m->pay)) {
+		size_t k = m->pay.seg.len - m->pay.seg_off;
 		if (k > n - used)
 			k = n - used;
-		m->seg_off += k;
+		m->pay.seg_off += k;
 		used += k;
-		if (m->seg_off == m->seg.len)
-			m->have_seg = false;
+		if (m->pay.seg_off == m->pay.seg.len)
+			m->pay.have_seg = false;
 	}
 	return used;
 }
@@ -597,10 +582,10 @@ static void conn_fail(tcp_ep *t, tcp_conn *c, int err)
 /* The head message's current piece is a file region: send it on its own. */
 static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
 {
-	size_t len = m->seg.len - m->seg_off;
-	off_t off = m->seg.file_off + (off_t)m->seg_off;
+	size_t len = m->pay.seg.len - m->pay.seg_off;
+	off_t off = m->pay.seg.file_off + (off_t)m->pay.seg_off;
 	if (t->zerocopy) {
-		ssize_t n = sendfile(c->fd, m->seg.fd, &off, len);
+		ssize_t n = sendfile(c->fd, m->pay.seg.fd, &off, len);
 		t->cnt.sendfile_calls++;
 		if (n > 0)
 			t->cnt.sendfile_bytes += (uint64_t)n;
@@ -614,11 +599,11 @@ static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
 		return -1;
 	/* What an earlier pread left unsent (a full socket) is sent first:
 	 * each file byte is read once. */
-	if (t->scr_conn != c || t->scr_fd != m->seg.fd || t->scr_foff != off ||
+	if (t->scr_conn != c || t->scr_fd != m->pay.seg.fd || t->scr_foff != off ||
 	    t->scr_pos == t->scr_len) {
 		if (len > TCP_SCRATCH_BYTES)
 			len = TCP_SCRATCH_BYTES;
-		ssize_t r = pread(m->seg.fd, t->scratch, len, off);
+		ssize_t r = pread(m->pay.seg.fd, t->scratch, len, off);
 		if (r <= 0) {
 			if (r == 0)
 				errno = EIO;
@@ -626,7 +611,7 @@ static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
 		}
 		t->cnt.tx_file_copy_bytes += (uint64_t)r;
 		t->scr_conn = c;
-		t->scr_fd = m->seg.fd;
+		t->scr_fd = m->pay.seg.fd;
 		t->scr_foff = off;
 		t->scr_pos = 0;
 		t->scr_len = (size_t)r;
@@ -657,18 +642,18 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 				iov[n++] = (struct iovec){m->hdr + m->hdr_off, m->hdr_len - m->hdr_off};
 				want += m->hdr_len - m->hdr_off;
 			}
-			if (m->own != NULL) {
-				if (m->own_off < m->own_len && n < TCP_IOV_MAX) {
-					iov[n++] = (struct iovec){m->own + m->own_off, m->own_len - m->own_off};
-					want += m->own_len - m->own_off;
+			if (m->pay.own != NULL) {
+				if (m->pay.own_off < m->pay.own_len && n < TCP_IOV_MAX) {
+					iov[n++] = (struct iovec){m->pay.own + m->pay.own_off, m->pay.own_len - m->pay.own_off};
+					want += m->pay.own_len - m->pay.own_off;
 				}
 				continue;
 			}
 			/* Peek through the payload without consuming it. */
-			ferry_buf_iter it = m->it;
-			ferry_buf_seg seg = m->seg;
-			size_t off = m->seg_off;
-			bool have = m->have_seg;
+			ferry_buf_iter it = m->pay.it;
+			ferry_buf_seg seg = m->pay.seg;
+			size_t off = m->pay.seg_off;
+			bool have = m->pay.have_seg;
 			bool stop = false;
 			while (n < TCP_IOV_MAX) {
 				if (!have) {
@@ -680,7 +665,7 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 				if (seg.kind == FERRY_CHUNK_FILE) {
 					stop = true;
 					if (n == 0 && m == head) {
-						txm_seg(m);
+						ferry__txpay_seg(&m->pay);
 						file_first = true;
 					}
 					break;
@@ -765,30 +750,12 @@ static int tcp_detach(ferry_conn *fc, void *cookie)
 	tcp_conn *c = conn_of(fc);
 	tcp_ep *t = tcp_of(fc->ep);
 	for (tcp_txm *m = c->txq; m != NULL; m = m->next) {
-		if (m->cookie != cookie || m->own != NULL)
+		if (m->cookie != cookie || m->pay.own != NULL)
 			continue;
-		size_t rest = (m->have_seg ? m->seg.len - m->seg_off : 0) + m->it.left;
-		uint8_t *own = ferry__malloc(rest ? rest : 1);
-		if (own == NULL)
-			return -ENOMEM;
-		size_t at = 0;
-		while (txm_seg(m)) {
-			size_t k = m->seg.len - m->seg_off;
-			if (m->seg.kind == FERRY_CHUNK_FILE) {
-				ssize_t r = pread(m->seg.fd, own + at, k,
-				                  m->seg.file_off + (off_t)m->seg_off);
-				if (r != (ssize_t)k)
-					memset(own + at, 0, k); /* the stream must stay framed */
-			} else {
-				memcpy(own + at, m->seg.data + m->seg_off, k);
-			}
-			at += k;
-			m->have_seg = false;
-		}
-		m->own = own;
-		m->own_len = rest;
-		m->own_off = 0;
-		t->cnt.detach_copy_bytes += rest;
+		long copied = ferry__txpay_detach(&m->pay);
+		if (copied < 0)
+			return (int)copied;
+		t->cnt.detach_copy_bytes += (uint64_t)copied;
 		return 1;
 	}
 	return 0;

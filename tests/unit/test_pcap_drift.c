@@ -681,6 +681,14 @@ static void real_session(uint64_t seed)
 	ferry_ctx_destroy(ctx);
 }
 
+static int count_retx(void)
+{
+	int n = 0;
+	for (int i = 0; i < npk; i++)
+		n += (pk[i].h.flags & FERRY_FLAG_RETX) != 0;
+	return n;
+}
+
 /* What the recorded session must contain, by meaning. */
 static void real_semantics(void)
 {
@@ -773,9 +781,20 @@ int main(int argc, char **argv)
 	int part1 = failures;
 
 	printf("== part 2: a real fast session's packets\n");
-	npk = 0;
-	memset(pk, 0, sizeof(pk));
-	real_session(seed);
+	/* Whether a 10% drop rate hits a DATA fragment (and so forces a
+	 * retransmission) depends on the lossy seed: some seeds only drop
+	 * OPENs and ACKs that later packets make up for. Try a few seeds
+	 * until the session shows a retransmission; the semantic check
+	 * still fails if none ever does. */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		npk = 0;
+		real_dropped = 0;
+		memset(pk, 0, sizeof(pk));
+		real_session(seed + (uint64_t)attempt * 7919u);
+		if (failures != part1 || count_retx() > 0)
+			break;
+		printf("no retransmission in this session: again with another lossy seed\n");
+	}
 	real_semantics();
 	dissect_and_compare(real, lua);
 

@@ -318,6 +318,9 @@ FERRY_API int ferry_server_handle_blocking(ferry_server *srv, uint16_t opcode,
  * locators need reuseport=1 (SO_REUSEPORT): the kernel spreads peers over
  * the contexts by a hash of the 4-tuple, so a fast session (open, data,
  * acks) or a tcp connection stays on the context that got its first packet.
+ * infud and infrc take reuseport=1 on their bootstrap / setup listener: each
+ * context has its own QP set, and a peer is pinned to the context whose
+ * listener answered it.
  * Every context must listen before clients start: adding a socket to a
  * reuseport group changes the hash's mapping. */
 /** A group hook, run on context index's own thread (see setup, fini). */

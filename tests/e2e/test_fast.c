@@ -368,6 +368,90 @@ static void test_incast(void **st)
 	assert_int_equal(tu_stop_server(pid), 0);
 }
 
+/* Port credit: a one-fragment reply is never acked by itself (the next
+ * request on its channel does that), so it must not keep holding the
+ * server port's credit. 96 sessions, each left idle after one small echo,
+ * are three times the credit of a udp port (2 MiB of 64 KiB fragments);
+ * then 1 MiB reads, alone and all at once, must still be served. */
+#define IDLE_SESSIONS 96
+static int idle_done[IDLE_SESSIONS];
+
+static void idle_cb(void *arg, int status, ferry_buf *resp)
+{
+	(void)resp;
+	idle_done[(intptr_t)arg] = status == 0 ? 1 : status;
+}
+
+static void test_idle_credit(void **st)
+{
+	(void)st;
+	char loc[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	static ferry_session *s[IDLE_SESSIONS];
+	static ferry_buf resp[IDLE_SESSIONS];
+	ferry_buf q, r, big;
+	ferry_buf_init(&q);
+	ferry_buf_init(&r);
+	ferry_buf_init(&big);
+	ferry_buf_append(&q, "x", 1);
+	uint32_t size = 1u << 20;
+	uint64_t seed = 7;
+	ferry_buf_append(&big, &size, 4);
+	ferry_buf_append(&big, &seed, 8);
+	for (int i = 0; i < IDLE_SESSIONS; i++) {
+		assert_int_equal(ferry_session_open(ctx, loc, &s[i]), 0);
+		assert_int_equal(ferry_call_sync(s[i], TEST_OP_ECHO, &q, &r, 2000000), 0);
+		assert_int_equal(ferry_buf_len(&r), 1);
+		ferry_buf_reset(&r);
+		ferry_buf_init(&resp[i]);
+	}
+	/* every channel idle after a one-fragment reply: one 1 MiB read */
+	assert_int_equal(ferry_call_sync(s[0], TEST_OP_SIZED, &big, &r, 3000000), 0);
+	assert_int_equal(tu_check(&r, 1u << 20, 7), -1);
+	ferry_buf_reset(&r);
+	/* and every session reading 1 MiB at once, twice */
+	for (int round = 0; round < 2; round++) {
+		memset(idle_done, 0, sizeof(idle_done));
+		for (int i = 0; i < IDLE_SESSIONS; i++)
+			assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &big, &resp[i], 20000000,
+			                            idle_cb, (void *)(intptr_t)i),
+			                 0);
+		int pending = IDLE_SESSIONS;
+		uint64_t t0 = now_us();
+		while (pending > 0 && now_us() - t0 < 25000000) {
+			ferry_ctx_poll(ctx, 1000);
+			pending = 0;
+			for (int i = 0; i < IDLE_SESSIONS; i++)
+				pending += idle_done[i] == 0;
+		}
+		for (int i = 0; i < IDLE_SESSIONS; i++) {
+			if (idle_done[i] != 1)
+				fail_msg("round %d session %d: %s", round, i,
+				         idle_done[i] == 0 ? "no answer" : ferry_err_name(idle_done[i]));
+			assert_int_equal(tu_check(&resp[i], 1u << 20, 7), -1);
+			ferry_buf_reset(&resp[i]);
+		}
+		/* small echoes again: one-fragment replies on every channel */
+		for (int i = 0; i < IDLE_SESSIONS; i++) {
+			assert_int_equal(ferry_call_sync(s[i], TEST_OP_ECHO, &q, &r, 2000000), 0);
+			ferry_buf_reset(&r);
+		}
+	}
+	assert_int_equal(ferry_call_sync(s[IDLE_SESSIONS - 1], TEST_OP_SIZED, &big, &r, 3000000), 0);
+	assert_int_equal(tu_check(&r, 1u << 20, 7), -1);
+	for (int i = 0; i < IDLE_SESSIONS; i++) {
+		ferry_buf_fini(&resp[i]);
+		ferry_session_close(s[i]);
+	}
+	ferry_buf_fini(&q);
+	ferry_buf_fini(&r);
+	ferry_buf_fini(&big);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -379,6 +463,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_expiry),
 		cmocka_unit_test(test_peer_dead),
 		cmocka_unit_test(test_incast),
+		cmocka_unit_test(test_idle_credit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

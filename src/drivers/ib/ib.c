@@ -293,10 +293,23 @@ int ferry__ib_boot_listen(const ferry_loc *loc, struct sockaddr_storage *bound, 
 	int rc = ferry__inet_resolve(loc, true, SOCK_DGRAM, bound, &sl, err, err_len);
 	if (rc != 0)
 		return rc;
+	uint64_t reuseport;
+	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, err, err_len)) != 0)
+		return rc;
 	int fd = socket(bound->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, err_len, "bootstrap socket: %s", strerror(errno));
+		return rc;
+	}
+	/* reuseport=1: the bootstrap listeners of several contexts (a server
+	 * group) share the port; the kernel hands each query to one of them by
+	 * a hash of its 4-tuple, and the answer names that context's QP. */
+	int one = 1;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+		rc = -errno;
+		snprintf(err, err_len, "reuseport: %s", strerror(errno));
+		close(fd);
 		return rc;
 	}
 	if (bind(fd, (struct sockaddr *)bound, sl) != 0 ||

@@ -43,7 +43,7 @@ _Static_assert(sizeof(infrc_ep) <= INFRC_EP_BYTES, "INFRC_EP_BYTES too small");
 
 static const char *const infrc_keys[] = {FERRY_IB_KEYS, "host",     "port",   "connect_timeout",
                                          "large",       "pull_min", "bufsize", "rxbufs",
-                                         NULL};
+                                         "reuseport",   NULL};
 
 void ferry__infrc_conn_fail(infrc_ep *e, infrc_conn *c, int err)
 {

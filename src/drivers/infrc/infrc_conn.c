@@ -388,6 +388,9 @@ int ferry__infrc_listen(infrc_ep *e, const ferry_loc *loc)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	int rc = ferry__inet_resolve(loc, true, SOCK_STREAM, &ss, &sl, msg, msz);
+	uint64_t reuseport = 0;
+	if (rc == 0)
+		rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg, msz);
 	if (rc != 0)
 		return rc;
 	e->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -395,6 +398,13 @@ int ferry__infrc_listen(infrc_ep *e, const ferry_loc *loc)
 		return -errno;
 	int one = 1;
 	setsockopt(e->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* reuseport=1: setup listeners of several contexts (a server group)
+	 * share the port; a connection and its QP live where it was accepted. */
+	if (reuseport && setsockopt(e->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+		rc = -errno;
+		snprintf(msg, msz, "reuseport: %s", strerror(errno));
+		return rc;
+	}
 	if (bind(e->lfd, (struct sockaddr *)&ss, sl) != 0 || listen(e->lfd, INFRC_BACKLOG) != 0) {
 		rc = -errno;
 		snprintf(msg, msz, "bind/listen (host/port): %s", strerror(errno));

@@ -12,7 +12,7 @@
 #include "infud.h"
 
 static const char *const infud_keys[] = {FERRY_IB_KEYS, "host", "port", "mtu", "txslots",
-                                         "rxslots", "rxmax", "boot_timeout", NULL};
+                                         "rxslots", "rxmax", "boot_timeout", "reuseport", NULL};
 
 /* Listeners of this process. A client and a server on one thread (tests,
  * in-process services) would otherwise deadlock: resolve() blocks in the
@@ -59,20 +59,26 @@ static bool infud_sa_match(const struct sockaddr_storage *bound, const struct so
 	        memcmp(&b->sin6_addr, &in6addr_any, 16) == 0);
 }
 
-/* A listener of this process at want: its address and MTU. */
+/* A listener of this process at want: its address and MTU. Several
+ * (a reuseport server group) take turns, as the kernel's hash spreads
+ * queries from other processes over them. */
 static bool infud_local_find(const struct sockaddr_storage *want, ferry_ib_addr *out,
                              uint32_t *mtu)
 {
-	bool found = false;
+	static unsigned turn;
+	unsigned n = 0;
 	pthread_mutex_lock(&infud_local_lock);
-	for (infud_ep *u = infud_local_head; u != NULL && !found; u = u->local_next)
-		if (infud_sa_match(&u->boot_addr, want)) {
+	for (infud_ep *u = infud_local_head; u != NULL; u = u->local_next)
+		n += infud_sa_match(&u->boot_addr, want);
+	unsigned pick = n > 0 ? turn++ % n : 0;
+	for (infud_ep *u = infud_local_head; u != NULL && n > 0; u = u->local_next)
+		if (infud_sa_match(&u->boot_addr, want) && pick-- == 0) {
 			*out = u->self;
 			*mtu = u->max_payload;
-			found = true;
+			break;
 		}
 	pthread_mutex_unlock(&infud_local_lock);
-	return found;
+	return n > 0;
 }
 
 /* Address handles -----------------------------------------------------------*/

@@ -19,7 +19,7 @@
 
 static const char *const fast_keys[] = {"maxmsg",   "channels", "liveness", "expire",
                                         "keepalive", "queue",   "sessions", "reasm",
-                                        "loans",     "bsrate",  NULL};
+                                        "loans",     "bsrate",  "inflight", NULL};
 
 static uint64_t fast_random64(void)
 {
@@ -618,6 +618,8 @@ static void ss_free(fast_sport *sp, fast_ss *ss);
 
 static void sc_timer(ferry__timer *t);
 static fast_sport *sp_of(fast_ss *ss);
+static void sc_recharge(fast_sport *sp, fast_sch *sc);
+static void sp_drain(fast_sport *sp);
 static void sp_unwait(fast_sport *sp, fast_sch *sc);
 
 static void sp_sweep(ferry__timer *t)
@@ -666,6 +668,8 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	                             ctx->errmsg, sizeof(ctx->errmsg));
 	sp->bs_rate = fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
 	                           ctx->errmsg, sizeof(ctx->errmsg));
+	uint32_t inflight = fast_loc_u32(loc, "inflight", 4096, 1u << 30, FAST_PORT_INFLIGHT_BYTES,
+	                                 &rc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc == 0)
 		rc = ferry__loc_u64(loc, "reasm", port->msg_max, 1ull << 40,
 		                    FAST_REASM_BYTES_DEFAULT > port->msg_max ? FAST_REASM_BYTES_DEFAULT
@@ -681,9 +685,9 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	sp->port = port;
 	sp->epoch = fast_random64();
 	uint32_t fb = ferry__frame_bytes(port);
-	sp->credit = fb > 0 ? FAST_PORT_INFLIGHT_BYTES / fb : FAST_WINDOW_FRAGS;
-	if (sp->credit < FAST_WINDOW_FRAGS)
-		sp->credit = FAST_WINDOW_FRAGS;
+	sp->credit = fb > 0 ? inflight / fb : FAST_WINDOW_FRAGS;
+	if (sp->credit < FAST_PORT_CREDIT_MIN_FRAGS)
+		sp->credit = FAST_PORT_CREDIT_MIN_FRAGS;
 	sp->sweep.fn = sp_sweep;
 	port->tstate = sp;
 	fast_ctx_of(ctx);
@@ -698,9 +702,9 @@ static void sc_release(fast_sch *sc)
 	ferry_ctx *ctx = sc->ss->l.port->ctx;
 	fast_sport *sp = sp_of(sc->ss);
 	ferry__timer_cancel(&ctx->timers, &sc->timer);
-	sp->inflight -= fast_out_inflight(&sc->out);
 	sp_unwait(sp, sc);
 	sc->out.active = false;
+	sc_recharge(sp, sc);
 	sp->reasm_bytes -= sc->reasm_bytes;
 	sc->ss->loans -= sc->loans;
 	sc->reasm_bytes = sc->loans = 0;
@@ -913,6 +917,18 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 
 static fast_sport *sp_of(fast_ss *ss) { return ss->l.port->tstate; }
 
+/* What a channel's response holds of the port's credit: its fragments in
+ * flight, except a one-fragment response once sent. Nothing acks that one
+ * (the next request on the channel does, and may never come; a lost one
+ * is recovered by the client's probe, not by the server's timer), so
+ * charging it would leak a fragment of credit per idle channel. */
+static void sc_recharge(fast_sport *sp, fast_sch *sc)
+{
+	uint32_t now = sc->out.active && sc->out.nfrags > 1 ? fast_out_inflight(&sc->out) : 0;
+	sp->inflight = sp->inflight - sc->charged + now;
+	sc->charged = now;
+}
+
 /* Send what a response's window allows within the port's credit; a
  * channel that wanted more waits in the port's FIFO. */
 static void sc_pump(fast_sch *sc)
@@ -920,8 +936,8 @@ static void sc_pump(fast_sch *sc)
 	fast_ss *ss = sc->ss;
 	fast_sport *sp = sp_of(ss);
 	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
-	sp->inflight += fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
-	                              sc->status, credit);
+	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, credit);
+	sc_recharge(sp, sc);
 	bool more = sc->out.next < sc->out.nfrags &&
 	            sc->out.next - sc->out.base < (ss->l.cwnd < FAST_WINDOW_FRAGS ? ss->l.cwnd
 	                                                                          : FAST_WINDOW_FRAGS);
@@ -980,7 +996,10 @@ static void sc_timer(ferry__timer *t)
 	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || fast_out_done(&sc->out))
 		return;
 	if (sc->out.base >= sc->out.next) {
-		/* nothing in flight: waiting for port credit, not for an ack */
+		/* nothing in flight: waiting for port credit, not for an ack.
+		 * Credit freed without an ack (a session released) wakes no
+		 * one, so look again now. */
+		sp_drain(sp_of(ss));
 		ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 		return;
 	}
@@ -1191,9 +1210,8 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		return;
 	}
 	fast_sport *sp = sp_of(ss);
-	uint32_t before = fast_out_inflight(&sc->out);
 	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);
-	sp->inflight -= before - fast_out_inflight(&sc->out);
+	sc_recharge(sp, sc);
 	if (fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
 		sp_drain(sp);

@@ -30,7 +30,8 @@
 #define FAST_COOKIE_PAYLOAD_BYTES 16          /* nonce echoed, cookie u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
 #define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
-#define FAST_PORT_INFLIGHT_BYTES (4u << 20)   /* response bytes in flight per server port */
+#define FAST_PORT_INFLIGHT_BYTES (2u << 20)   /* inflight=: response bytes in flight per port */
+#define FAST_PORT_CREDIT_MIN_FRAGS 16u        /* the port credit never goes below this */
 
 /* A message being sent: window state over its fragments. */
 typedef struct fast_out {
@@ -104,6 +105,7 @@ typedef struct fast_sch {
 	fast_out out;           /* the response */
 	uint16_t status;        /* response status on the wire */
 	bool waiting;           /* queued for port credit */
+	uint32_t charged;       /* response fragments counted in the port's inflight */
 	uint32_t reasm_bytes;   /* charged to the port while RECEIVING */
 	uint32_t loans;         /* request fragments charged to the session */
 	struct fast_sch *wnext; /* the port's credit queue */

@@ -191,7 +191,9 @@ typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
  * by ferry until cb runs; resp must be empty and stays the caller's.
  * Returns 0 (cb will run) or negative (cb will not run): FERRY_EAGAIN when
  * the session's queue is full, FERRY_ETOOBIG over the message cap,
- * -EINVAL. From a foreign thread the call is queued to the owner (0). */
+ * -EINVAL, FERRY_ECANCELED on a closing session. From a foreign thread the
+ * call is queued to the owner (0); every check, and any failure, reaches cb
+ * there. */
 FERRY_API int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
                          void *arg);

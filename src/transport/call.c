@@ -334,14 +334,12 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	ferry_ctx *ctx = s->ctx;
 	if (ferry__forked(ctx))
 		return FERRY_EWRONGTHREAD;
-	if (s->closing)
-		return FERRY_ECANCELED;
-	if (s->refused != 0 && ferry__on_owner(ctx))
-		return session_refused_msg(s);
 	if (!ferry__on_owner(ctx) && sink != NULL)
 		return FERRY_EWRONGTHREAD;
 	if (!ferry__on_owner(ctx)) {
-		/* Documented slow path: one allocation per foreign-thread call. */
+		/* Documented slow path: one allocation per foreign-thread call.
+		 * Only fields fixed at open (ctx, index, gen) are read here; the
+		 * owner checks closing and refusal when it runs the handoff. */
 		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
 		if (ch == NULL)
 			return -ENOMEM;
@@ -352,6 +350,10 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		ferry__handoff_push(ctx, &ch->ho);
 		return 0;
 	}
+	if (s->closing)
+		return FERRY_ECANCELED;
+	if (s->refused != 0)
+		return session_refused_msg(s);
 	if (ferry_buf_len(req) > s->port->msg_max)
 		return FERRY_ETOOBIG;
 	if (resp != NULL && ferry_buf_len(resp) != 0)

@@ -169,6 +169,7 @@ static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session
 	s->nchan = o.max_inflight != 0 ? o.max_inflight : FERRY_CHANNELS_DEFAULT;
 	s->default_timeout_us = o.default_timeout_us;
 	s->max_queued = o.max_queued != 0 ? o.max_queued : FERRY_SESSION_QUEUE_MAX;
+	s->max_queued_set = o.max_queued != 0;
 	if (s->tp->session_port != NULL) {
 		/* The transport shares ports between sessions to one peer. */
 		if ((rc = s->tp->session_port(s, &loc)) != 0)

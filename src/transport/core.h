@@ -114,6 +114,7 @@ struct ferry_session {
 	uint8_t peer_vmin, peer_vmax; /* the versions the peer said it speaks */
 	uint64_t default_timeout_us;  /* ferry_session_opts; 0 = library default */
 	uint32_t max_queued;          /* calls waiting for a channel, at most */
+	bool max_queued_set;          /* by ferry_session_opts: wins over queue= */
 	uint64_t busy_mask;  /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;

@@ -124,8 +124,9 @@ static void test_default_timeout(void **st)
 	env_close(&e);
 }
 
-/* max_inflight calls on the wire, max_queued waiting, then FERRY_EAGAIN. */
-static void inflight_queue(const char *transport)
+/* max_inflight calls on the wire, max_queued waiting, then FERRY_EAGAIN.
+ * key: a locator key that the options must override (fast: queue=). */
+static void inflight_queue(const char *transport, const char *key)
 {
 	env e;
 	env_open(&e, transport);
@@ -133,7 +134,9 @@ static void inflight_queue(const char *transport)
 	o.max_inflight = 2;
 	o.max_queued = 1;
 	ferry_session *s;
-	assert_int_equal(ferry_session_open_opts(e.ctx, e.loc, &o, &s), 0);
+	char loc[600];
+	snprintf(loc, sizeof(loc), "%s%s", e.loc, key);
+	assert_int_equal(ferry_session_open_opts(e.ctx, loc, &o, &s), 0);
 	ferry_buf b[5], r[5];
 	for (int i = 0; i < 5; i++)
 		ferry_buf_init(&b[i]), ferry_buf_init(&r[i]);
@@ -158,13 +161,14 @@ static void inflight_queue(const char *transport)
 static void test_inflight_unreliable(void **st)
 {
 	(void)st;
-	inflight_queue("unreliable");
+	inflight_queue("unreliable", "");
 }
 
 static void test_inflight_fast(void **st)
 {
 	(void)st;
-	inflight_queue("fast");
+	inflight_queue("fast", "");
+	inflight_queue("fast", ",queue=100");
 }
 
 static int echo_len(ferry_session *s, size_t n)

@@ -226,8 +226,11 @@ static int fast_session_init(ferry_session *s)
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
 		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
-	s->max_queued = fast_loc_u32(&loc, "queue", 1, 1u << 20, s->max_queued, &rc,
-	                            ctx->errmsg, sizeof(ctx->errmsg));
+	/* queue=: validated always, used unless the options set max_queued */
+	uint32_t queue = fast_loc_u32(&loc, "queue", 1, 1u << 20, FERRY_SESSION_QUEUE_MAX, &rc,
+	                              ctx->errmsg, sizeof(ctx->errmsg));
+	if (!s->max_queued_set)
+		s->max_queued = queue;
 	if (rc != 0)
 		return rc;
 	ferry__ctx_tick(ctx);

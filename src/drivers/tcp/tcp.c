@@ -44,6 +44,12 @@
 #define TCP_BLK_BYTES (256u << 10)  /* receive block */
 #define TCP_BLK_MIN_ROOM 4096u      /* a block with less room left is retired */
 #define TCP_IOV_MAX 64              /* pieces gathered per sendmsg */
+/* Bytes per sendmsg: a longer queue goes out in several calls in a row.
+ * One call with all of it (megabytes with a few large replies queued)
+ * holds the socket lock while the kernel copies it, so the receiver's
+ * window updates wait in the backlog and the pipe runs dry; 512 KiB calls
+ * measured 7-17% more 1 MiB throughput on loopback (docs/drivers/tcp.md). */
+#define TCP_SEND_CHUNK (512u << 10)
 #define TCP_HDR_MAX 64              /* transport header bytes */
 /* Messages up to this size (header + payload) are copied whole into their
  * queue entry: one contiguous piece leaves with send(), which is cheaper
@@ -626,6 +632,17 @@ static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
 	return n;
 }
 
+/* The piece just gathered ends the call if it reaches TCP_SEND_CHUNK: it is
+ * cut there, and true says stop gathering. */
+static bool iov_capped(struct iovec *last, size_t *want)
+{
+	if (*want < TCP_SEND_CHUNK)
+		return false;
+	last->iov_len -= *want - TCP_SEND_CHUNK;
+	*want = TCP_SEND_CHUNK;
+	return true;
+}
+
 /* Write as much of the queue as the socket takes. Returns bytes written;
  * -1 when the connection failed (it is gone). */
 static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
@@ -641,11 +658,15 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 			if (m->hdr_off < m->hdr_len) {
 				iov[n++] = (struct iovec){m->hdr + m->hdr_off, m->hdr_len - m->hdr_off};
 				want += m->hdr_len - m->hdr_off;
+				if (iov_capped(&iov[n - 1], &want))
+					break;
 			}
 			if (m->pay.own != NULL) {
 				if (m->pay.own_off < m->pay.own_len && n < TCP_IOV_MAX) {
 					iov[n++] = (struct iovec){m->pay.own + m->pay.own_off, m->pay.own_len - m->pay.own_off};
 					want += m->pay.own_len - m->pay.own_off;
+					if (iov_capped(&iov[n - 1], &want))
+						break;
 				}
 				continue;
 			}
@@ -672,6 +693,8 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 				}
 				iov[n++] = (struct iovec){(void *)(seg.data + off), seg.len - off};
 				want += seg.len - off;
+				if ((stop = iov_capped(&iov[n - 1], &want)))
+					break;
 			}
 			if (stop || n == TCP_IOV_MAX)
 				break;

@@ -331,8 +331,11 @@ static void test_incast(void **st)
 	double mean = 0;
 	for (int i = 0; i < INCAST; i++)
 		mean += (double)inc_seen_at_first[i] / INCAST;
+	/* A starved session sits near 0 bytes. The bound is a fifth of the
+	 * mean, not a third: under ASan on a loaded 2-core machine the session
+	 * whose call went out first once had 61,681 B against a 65,536 B third. */
 	for (int i = 0; i < INCAST; i++)
-		if ((double)inc_seen_at_first[i] < mean / 3)
+		if ((double)inc_seen_at_first[i] < mean / 5)
 			fail_msg("session %d had %zu bytes when the first finished (mean %.0f)", i,
 			         inc_seen_at_first[i], mean);
 	assert_int_equal(ferry_metrics_remote_stop(s[0]), 0);

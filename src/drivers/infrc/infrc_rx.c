@@ -12,6 +12,7 @@
 #include "../../buffer/alloc.h"
 #include "../../transport/locator.h"
 #include "../inet.h"
+#include "../sink.h"
 #include "../util.h"
 #include "infrc.h"
 
@@ -32,25 +33,6 @@ void ferry__infrc_release(ferry_ep *ep, ferry_pkt *pkt)
 		ferry__infrc_region_put(e, (infrc_region *)l);
 		break;
 	}
-}
-
-static int sink_write(infrc_ep *e, infrc_conn *c, const uint8_t *p, size_t n)
-{
-	ferry_body_sink *k = &c->sink;
-	while (n > 0) {
-		ssize_t w = k->off >= 0 ? pwrite(k->fd, p, n, k->off) : write(k->fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		if (k->off >= 0)
-			k->off += w;
-		k->copied += (uint64_t)w;
-		e->cnt.rx_sink_copy_bytes += (uint64_t)w;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /* n body bytes at p, inside receive buffer b, go to the sink. */
@@ -95,7 +77,7 @@ static void body_take(infrc_ep *e, infrc_conn *c, infrc_rxb *b, uint8_t *p, uint
 			n -= t;
 		}
 	} else if (c->sink.fd >= 0) {
-		c->sink_err = sink_write(e, c, p, n);
+		c->sink_err = ferry__sink_write(&c->sink, p, n, &e->cnt.rx_sink_copy_bytes);
 	}
 }
 
@@ -144,7 +126,7 @@ void ferry__infrc_read_done(infrc_ep *e, infrc_conn *c)
 				c->sink_err = -ENOMEM;
 			}
 		} else if (c->sink.fd >= 0) {
-			c->sink_err = sink_write(e, c, r->mem, len);
+			c->sink_err = ferry__sink_write(&c->sink, r->mem, len, &e->cnt.rx_sink_copy_bytes);
 		}
 	}
 	ferry__infrc_region_put(e, r);

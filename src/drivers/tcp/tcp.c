@@ -37,6 +37,7 @@
 #include "../../buffer/alloc.h"
 #include "../../transport/locator.h"
 #include "../inet.h"
+#include "../sink.h"
 #include "../txpay.h"
 #include "../util.h"
 #include "tcp.h"
@@ -798,26 +799,6 @@ static void body_finish(tcp_ep *t, tcp_conn *c)
 	t->base.up->on_body(t->base.up_arg, &c->base, c->hdr, &c->sink, c->sink_err);
 }
 
-/* Write n bytes from user memory to the sink's fd. */
-static int sink_write(tcp_ep *t, tcp_conn *c, const uint8_t *p, size_t n)
-{
-	ferry_body_sink *k = &c->sink;
-	while (n > 0) {
-		ssize_t w = k->off >= 0 ? pwrite(k->fd, p, n, k->off) : write(k->fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		if (k->off >= 0)
-			k->off += w;
-		k->copied += (uint64_t)w;
-		t->cnt.rx_sink_copy_bytes += (uint64_t)w;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Body bytes in the block go to the sink. */
 static void body_take(tcp_ep *t, tcp_conn *c)
 {
@@ -835,7 +816,7 @@ static void body_take(tcp_ep *t, tcp_conn *c)
 				c->sink_err = -ENOMEM;
 			}
 		} else if (c->sink.fd >= 0) {
-			c->sink_err = sink_write(t, c, p, n);
+			c->sink_err = ferry__sink_write(&c->sink, p, n, &t->cnt.rx_sink_copy_bytes);
 		}
 	}
 	c->rd += n;
@@ -904,7 +885,7 @@ static int body_splice(tcp_ep *t, tcp_conn *c)
 				c->body_left -= (uint64_t)r;
 				t->cnt.rx_user_bytes += (uint64_t)r;
 				if (c->sink_err == 0)
-					c->sink_err = sink_write(t, c, buf, (size_t)r);
+					c->sink_err = ferry__sink_write(&c->sink, buf, (size_t)r, &t->cnt.rx_sink_copy_bytes);
 			}
 			return 1;
 		}

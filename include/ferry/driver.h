@@ -84,6 +84,10 @@ typedef struct ferry_caps {
 	uint32_t inline_bytes; /**< sends up to this size cost no extra copy/DMA */
 	uint32_t tx_slots;     /**< packets send() accepts before a flush */
 	uint32_t rx_batch;     /**< packets one poll() returns at most */
+	uint32_t rx_pool;      /**< packets poll() can have loaned out at once; 0 =
+	                        * unbounded. Past half of it the core copies
+	                        * fragments instead of keeping loans, so a long
+	                        * message cannot starve the receive path. */
 } ferry_caps;
 
 /** Generic counters kept by the core wrappers (one set per endpoint). */

@@ -1,7 +1,10 @@
 /* Socket address helpers (see inet.h). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -92,5 +95,41 @@ unsigned ferry__inet_path_payload(const struct sockaddr *sa, socklen_t len)
 			payload = (unsigned)mtu - 48;
 	}
 	close(fd);
+	return payload;
+}
+
+/* A listener's datagrams leave through the interface that owns its
+ * address, not through lo (the route to one's own address): the MTU of
+ * that interface. 0 for a wildcard or an address no interface has. */
+unsigned ferry__inet_if_payload(const struct sockaddr *sa)
+{
+	struct ifaddrs *ifs;
+	if (getifaddrs(&ifs) != 0)
+		return 0;
+	unsigned payload = 0;
+	for (struct ifaddrs *i = ifs; i != NULL && payload == 0; i = i->ifa_next) {
+		const struct sockaddr *a = i->ifa_addr;
+		if (a == NULL || a->sa_family != sa->sa_family)
+			continue;
+		bool same = a->sa_family == AF_INET
+		                    ? ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		                              ((const struct sockaddr_in *)sa)->sin_addr.s_addr
+		                    : memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		                             &((const struct sockaddr_in6 *)sa)->sin6_addr,
+		                             sizeof(struct in6_addr)) == 0;
+		if (!same)
+			continue;
+		struct ifreq r;
+		memset(&r, 0, sizeof(r));
+		snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", i->ifa_name);
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && ioctl(fd, SIOCGIFMTU, &r) == 0) {
+			unsigned hdr = sa->sa_family == AF_INET ? 28 : 48;
+			payload = r.ifr_mtu > (int)hdr ? (unsigned)r.ifr_mtu - hdr : 0;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	freeifaddrs(ifs);
 	return payload;
 }

@@ -21,5 +21,8 @@ int ferry__inet_locator(const struct sockaddr *sa, char *out, size_t len);
 /* Largest UDP payload on the path to sa (IP_MTU of a probe socket connected
  * to it), or 0 when unknown. */
 unsigned ferry__inet_path_payload(const struct sockaddr *sa, socklen_t len);
+/* Largest UDP payload through the interface that owns address sa (a
+ * listener's own), or 0 when no interface has it (a wildcard). */
+unsigned ferry__inet_if_payload(const struct sockaddr *sa);
 
 #endif

@@ -209,6 +209,7 @@ struct ferry_server {
 	X(rx_ahead_frag, "rpc.drop.ahead_fragment")                            \
 	X(rx_mismatch, "rpc.drop.mismatch")                                    \
 	X(rx_nomem, "rpc.drop.nomem")                                          \
+	X(rx_scarce_copies, "rpc.rx_scarce_copies")                            \
 	X(rx_too_big, "rpc.drop.too_big")                                      \
 	X(rx_reasm_full, "rpc.drop.reassembly_full")                          \
 	X(version_mismatch_sent, "rpc.version.mismatch_sent")                  \
@@ -236,6 +237,9 @@ struct ferry_ctx {
 	bool destroying;     /* ferry_ctx_destroy under way */
 	uint64_t call_ids;   /* last ferry__call.id handed out */
 	int poll_mode;
+	/* Set while a batch from a port whose driver pool is more than half
+	 * loaned out is dispatched: reassembly copies instead of loaning. */
+	bool rx_scarce;
 	int epfd, evfd;
 	int depth;           /* >0 while running a handler or callback */
 	uint64_t now_us;

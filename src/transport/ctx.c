@@ -490,6 +490,7 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			continue;
 		FERRY_TRACE(ctx, "rx batch port=%llu n=%llu", p->id, n);
 		events += n;
+		ctx->rx_scarce = p->caps.rx_pool != 0 && p->ep->loans_out > p->caps.rx_pool / 2;
 		for (int i = 0; i < n; i++) {
 			if (p->dead) /* closed by a callback in this batch */
 				ferry__ep_release(pkts[i]);
@@ -498,6 +499,7 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			else
 				p->tp->client_pkt(p, pkts[i]);
 		}
+		ctx->rx_scarce = false;
 	}
 	return events;
 }

@@ -136,7 +136,8 @@ static void test_window_grows_without_loss(void **st)
 	wenv w;
 	wenv_open(&w, 1000 * 1024); /* 1000 fragments of 1024 */
 	fast_out o;
-	fast_out_start(&o, &w.msg, 1024);
+	memset(&o, 0, sizeof(o));
+	fast_out_start(&w.l, &o, &w.msg, 1024);
 	assert_int_equal(o.nfrags, 1000);
 	uint32_t initial = w.l.cwnd;
 	assert_int_equal(initial, FAST_CWND_INITIAL_FRAGS);
@@ -146,7 +147,7 @@ static void test_window_grows_without_loss(void **st)
 		wenv_drain(&w);
 		w.ctx->now_us += 20;
 		/* the receiver got everything sent so far */
-		fast_out_ack(&w.l, &o, o.next, 0, o.next);
+		fast_out_ack(&w.l, &o, o.next, (uint64_t[]){0}, 1, o.next);
 	}
 	assert_true(w.l.cwnd > initial);
 	assert_int_equal(w.l.cwnd, FAST_WINDOW_FRAGS);
@@ -160,14 +161,15 @@ static void test_window_shrinks_after_loss(void **st)
 	wenv w;
 	wenv_open(&w, 1000 * 1024);
 	fast_out o;
-	fast_out_start(&o, &w.msg, 1024);
+	memset(&o, 0, sizeof(o));
+	fast_out_start(&w.l, &o, &w.msg, 1024);
 	w.ctx->now_us = 1000;
 	/* grow first (three rounds of slow start: 8 + 16 + 32 fragments) */
 	for (int i = 0; i < 3; i++) {
 		fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 		wenv_drain(&w);
 		w.ctx->now_us += 20;
-		fast_out_ack(&w.l, &o, o.next, 0, o.next);
+		fast_out_ack(&w.l, &o, o.next, (uint64_t[]){0}, 1, o.next);
 	}
 	uint32_t grown = w.l.cwnd;
 	assert_true(grown > FAST_CWND_INITIAL_FRAGS);
@@ -176,7 +178,7 @@ static void test_window_shrinks_after_loss(void **st)
 	wenv_drain(&w);
 	assert_true(o.next > o.base + 2);
 	w.ctx->now_us += 100000; /* long after: the base is presumed lost */
-	fast_out_ack(&w.l, &o, o.base, 0x3, 0);
+	fast_out_ack(&w.l, &o, o.base, (uint64_t[]){0x3}, 1, 0);
 	assert_int_equal(fast_out_recover(&w.l, &o, 0, 1, 100, 0), 1);
 	wenv_drain(&w);
 	assert_true(w.l.cwnd <= grown / 2 + 1);
@@ -195,14 +197,15 @@ static void test_karn(void **st)
 	wenv w;
 	wenv_open(&w, 1024);
 	fast_out o;
-	fast_out_start(&o, &w.msg, 1024);
+	memset(&o, 0, sizeof(o));
+	fast_out_start(&w.l, &o, &w.msg, 1024);
 	w.ctx->now_us = 1000;
 	fast_out_pump(&w.l, &o, 0, 1, 100, 0, UINT32_MAX);
 	w.ctx->now_us = 5000;
 	fast_out_send(&w.l, &o, 0, 1, 100, 0, 0, FERRY_FLAG_RETX);
 	wenv_drain(&w);
 	w.ctx->now_us = 5100;
-	assert_int_equal(fast_out_ack(&w.l, &o, 1, 0, 1), 1);
+	assert_int_equal(fast_out_ack(&w.l, &o, 1, (uint64_t[]){0}, 1, 1), 1);
 	assert_false(w.l.rto.have_sample);
 	assert_true(fast_out_done(&o));
 	wenv_close(&w);

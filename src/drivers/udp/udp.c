@@ -6,6 +6,7 @@
  * datagrams) unless the locator sets mtu=. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,9 +37,20 @@
  * a margin; mtu= still allows up to the protocol maximum. */
 #define UDP_DEFAULT_PAYLOAD_CAP_BYTES 64512u
 #define UDP_MIN_PAYLOAD_BYTES 256u
+/* Segmentation offload (UDP_SEGMENT): consecutive equal-size packets to one
+ * peer leave as one send of up to this many segments and bytes; the kernel
+ * (or the NIC) cuts them. Below that size per packet there is a gain. */
+#define UDP_GSO_SEGS_MAX 64
+#define UDP_GSO_BYTES_MAX 65000u
+/* Receive coalescing (UDP_GRO): the kernel hands a train of equal segments
+ * from one peer as one datagram of up to 64 KiB; each segment becomes a
+ * packet of its own. Slots are then this big, and fewer. */
+#define UDP_GRO_SLOT_BYTES 65536u
+#define UDP_GRO_SLOTS_DIV 8
+#define UDP_GRO_SLOTS_MIN 16u
 
-static const char *const udp_keys[] = {"host", "port", "mtu", "sndbuf",
-                                       "rcvbuf", "rxslots", "txslots", "reuseport", NULL};
+static const char *const udp_keys[] = {"host",    "port",    "mtu",       "sndbuf", "rcvbuf",
+                                       "rxslots", "txslots", "reuseport", "gso",    "gro", NULL};
 
 typedef struct udp_tx_slot {
 	uint8_t hdr[UDP_INLINE_BYTES]; /* header, or the whole small packet */
@@ -50,13 +62,27 @@ typedef struct udp_tx_slot {
 typedef struct udp_rx_slot {
 	ferry_pkt pkt;
 	uint8_t *mem;
+	/* GRO mode: the datagram is a train of nseg segments of seg bytes;
+	 * handed of them are out as packets, refs not yet released. */
+	uint32_t len, seg;
+	uint16_t nseg, handed, refs;
 } udp_rx_slot;
+
+/* GRO mode: one packet cut from a slot's train. */
+typedef struct udp_rx_seg {
+	ferry_pkt pkt;
+	uint32_t slot;
+} udp_rx_seg;
 
 typedef struct udp_counters {
 	uint64_t sendmmsg_calls, sendmmsg_pkts, recvmmsg_calls, recvmmsg_pkts;
 	uint64_t send_calls, recv_calls, tx_inline;
 	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, tx_copy_bytes, rx_pool_empty,
 		rx_truncated, sockbuf_forced;
+	/* offloads: sends carrying several segments and the packets in them;
+	 * received trains and their packets; offloads the kernel refused
+	 * (then the plain path is used: counted once per socket) */
+	uint64_t gso_sends, gso_pkts, gro_trains, gro_pkts, gso_unavailable, gro_unavailable;
 } udp_counters;
 
 typedef struct udp_ep {
@@ -90,6 +116,26 @@ typedef struct udp_ep {
 	 * call); a datagram found that way switches the next poll to
 	 * recvmmsg, and a recvmmsg that returns fewer than two switches back. */
 	bool rx_batch;
+	bool gso, gro;
+	/* GSO: the flush's messages, each grouping several tx slots */
+	struct mmsghdr *gso_msgs;
+	struct iovec *gso_iov;
+	uint32_t *gso_first, *gso_segs;
+	union udp_cmsg {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} *gso_ctl;
+	/* GRO: segment packets (free list), slots with segments not yet
+	 * handed up (FIFO), and a control buffer per posted slot */
+	udp_rx_seg *segs;
+	uint32_t *seg_free;
+	uint32_t nsegs, seg_nfree;
+	uint32_t *pend;
+	uint32_t pend_head, pend_len;
+	union udp_rcmsg {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} rx_ctl[UDP_RX_BATCH_MAX];
 	udp_counters cnt;
 } udp_ep;
 
@@ -107,6 +153,39 @@ static void udp_sockbuf(udp_ep *u, int fd, int force_opt, int opt, uint64_t byte
 	setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
 }
 
+/* Offloads are worth it only when several packets fit in 64 KiB (not on
+ * loopback's 63 KiB datagrams). A kernel without them refuses the socket
+ * option: counted, and the plain path is used. */
+static int udp_offloads(udp_ep *u, int fd, bool gso, bool gro)
+{
+	bool small = u->max_payload * 2 <= UDP_GSO_BYTES_MAX;
+	int zero = 0, one = 1;
+	if (gso && small) {
+		if (setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0)
+			u->gso = true;
+		else
+			u->cnt.gso_unavailable++;
+	}
+	if (gro && small) {
+		if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0)
+			u->gro = true;
+		else
+			u->cnt.gro_unavailable++;
+	}
+	if (!u->gso)
+		return 0;
+	size_t n = u->tx_slots;
+	u->gso_msgs = ferry__calloc(n, sizeof(*u->gso_msgs));
+	u->gso_iov = ferry__calloc(n * (UDP_IOV_MAX + 2), sizeof(*u->gso_iov));
+	u->gso_first = ferry__calloc(n, sizeof(*u->gso_first));
+	u->gso_segs = ferry__calloc(n, sizeof(*u->gso_segs));
+	u->gso_ctl = ferry__calloc(n, sizeof(*u->gso_ctl));
+	if (u->gso_msgs == NULL || u->gso_iov == NULL || u->gso_first == NULL ||
+	    u->gso_segs == NULL || u->gso_ctl == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
 static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 {
 	udp_ep *u = udp_of(ep);
@@ -117,9 +196,11 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg, sizeof(ep->errmsg));
 	if (rc != 0)
 		goto bad;
-	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu, reuseport;
+	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu, reuseport, gso, gro;
 	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg,
 	                         sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "gso", 0, 1, 1, &gso, msg, sizeof(ep->errmsg))) != 0 ||
+	    (rc = ferry__loc_u64(loc, "gro", 0, 1, 1, &gro, msg, sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "sndbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
 	                         &sndbuf, msg, sizeof(ep->errmsg))) != 0 ||
 	    (rc = ferry__loc_u64(loc, "rcvbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
@@ -178,6 +259,11 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		if (probe.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&probe)->sin6_port == 0)
 			((struct sockaddr_in6 *)&probe)->sin6_port = htons(9);
 		unsigned p = ferry__inet_path_payload((struct sockaddr *)&probe, sl);
+		/* A listener on a real interface: that interface's MTU (the
+		 * route to its own address is lo's 64 KiB). */
+		unsigned own = listen ? ferry__inet_if_payload((struct sockaddr *)&u->local) : 0;
+		if (own != 0 && (p == 0 || own < p))
+			p = own;
 		if (cap > UDP_DEFAULT_PAYLOAD_CAP_BYTES)
 			cap = UDP_DEFAULT_PAYLOAD_CAP_BYTES;
 		u->max_payload = p == 0 ? UDP_FALLBACK_PAYLOAD_BYTES : p > cap ? cap : p;
@@ -189,10 +275,32 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	if (u->tx == NULL || u->tx_msgs == NULL)
 		return -ENOMEM;
 
+	rc = udp_offloads(u, fd, gso != 0, gro != 0);
+	if (rc != 0)
+		return rc;
+
 	/* Receive slots: one mapping, touched lazily, so a big pool costs only
-	 * the memory a burst really uses. */
+	 * the memory a burst really uses. With GRO, fewer and bigger slots
+	 * and rxslots segment packets cut from them. */
 	u->rx_slots = (uint32_t)rxslots;
 	u->slot_bytes = (u->max_payload + 63u) & ~63u;
+	if (u->gro) {
+		u->nsegs = (uint32_t)rxslots;
+		u->rx_slots = (uint32_t)rxslots / UDP_GRO_SLOTS_DIV;
+		if (u->rx_slots < UDP_GRO_SLOTS_MIN)
+			u->rx_slots = UDP_GRO_SLOTS_MIN;
+		u->slot_bytes = UDP_GRO_SLOT_BYTES;
+		u->segs = ferry__calloc(u->nsegs, sizeof(*u->segs));
+		u->seg_free = ferry__calloc(u->nsegs, sizeof(*u->seg_free));
+		u->pend = ferry__calloc(u->rx_slots, sizeof(*u->pend));
+		if (u->segs == NULL || u->seg_free == NULL || u->pend == NULL)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < u->nsegs; i++) {
+			u->segs[i].pkt.ep = ep;
+			u->seg_free[i] = u->nsegs - 1 - i;
+		}
+		u->seg_nfree = u->nsegs;
+	}
 	u->rx_mem_len = (size_t)u->rx_slots * u->slot_bytes;
 	u->rx_mem = mmap(NULL, u->rx_mem_len, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -230,6 +338,14 @@ static void udp_close(ferry_ep *ep)
 		munmap(u->rx_mem, u->rx_mem_len);
 	ferry__free(u->rx);
 	ferry__free(u->rx_free);
+	ferry__free(u->gso_msgs);
+	ferry__free(u->gso_iov);
+	ferry__free(u->gso_first);
+	ferry__free(u->gso_segs);
+	ferry__free(u->gso_ctl);
+	ferry__free(u->segs);
+	ferry__free(u->seg_free);
+	ferry__free(u->pend);
 }
 
 /* One packet: the cheapest syscall that carries it. */
@@ -255,35 +371,133 @@ static int udp_flush_one(udp_ep *u, int fd)
 	return 0;
 }
 
+/* sendmmsg over msgs[0..n); segs[i] packets in message i (NULL: one).
+ * Returns the packets sent; a full socket buffer loses the rest, like a
+ * full NIC queue (the payload is not ours to keep). A message the kernel
+ * refuses for its segmentation (no GSO here after all) stops the loop with
+ * *refused = its index. */
+static uint32_t udp_sendmmsg(udp_ep *u, int fd, struct mmsghdr *msgs, uint32_t n,
+                             const uint32_t *segs, uint32_t *refused)
+{
+	uint32_t done = 0, pkts = 0;
+	while (done < n) {
+		int k = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
+		u->cnt.sendmmsg_calls++;
+		if (k > 0) {
+			for (int i = 0; i < k; i++)
+				pkts += segs != NULL ? segs[done + (uint32_t)i] : 1;
+			done += (uint32_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		uint32_t left = 0;
+		for (uint32_t i = done; i < n; i++)
+			left += segs != NULL ? segs[i] : 1;
+		if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			u->cnt.tx_eagain += left;
+			break;
+		}
+		if (segs != NULL && segs[done] > 1 &&
+		    (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP)) {
+			*refused = done;
+			break;
+		}
+		/* A per-destination error: skip that message, send the rest. */
+		u->cnt.tx_send_errors++;
+		done++;
+	}
+	u->cnt.sendmmsg_pkts += pkts;
+	return pkts;
+}
+
+static size_t udp_msg_bytes(const struct msghdr *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->msg_iovlen; i++)
+		n += m->msg_iov[i].iov_len;
+	return n;
+}
+
+static bool udp_same_peer(const struct msghdr *a, const struct msghdr *b)
+{
+	return a->msg_namelen == b->msg_namelen &&
+	       (a->msg_namelen == 0 || memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0);
+}
+
+/* Group the queued packets: a run of equal-size packets to one peer (the
+ * last may be shorter) becomes one message with UDP_SEGMENT. Returns the
+ * number of messages in gso_msgs. */
+static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
+{
+	uint32_t g = 0, iov = 0;
+	for (uint32_t i = from; i < u->tx_n; g++) {
+		struct msghdr *m = &u->tx_msgs[i].msg_hdr;
+		size_t seg = udp_msg_bytes(m), total = seg;
+		uint32_t k = 1;
+		while (i + k < u->tx_n && k < UDP_GSO_SEGS_MAX) {
+			struct msghdr *n = &u->tx_msgs[i + k].msg_hdr;
+			size_t len = udp_msg_bytes(n);
+			if (!udp_same_peer(m, n) || len > seg || len == 0 || total + len > UDP_GSO_BYTES_MAX)
+				break;
+			k++;
+			total += len;
+			if (len < seg)
+				break; /* only the last segment may be short */
+		}
+		u->gso_first[g] = i;
+		u->gso_segs[g] = k;
+		struct msghdr *out = &u->gso_msgs[g].msg_hdr;
+		if (k == 1) {
+			*out = *m;
+			i++;
+			continue;
+		}
+		*out = (struct msghdr){.msg_name = m->msg_name, .msg_namelen = m->msg_namelen,
+		                       .msg_iov = u->gso_iov + iov};
+		for (uint32_t j = 0; j < k; j++, i++) {
+			struct msghdr *p = &u->tx_msgs[i].msg_hdr;
+			memcpy(u->gso_iov + iov, p->msg_iov, p->msg_iovlen * sizeof(struct iovec));
+			iov += (uint32_t)p->msg_iovlen;
+			out->msg_iovlen += p->msg_iovlen;
+		}
+		struct cmsghdr *c = &u->gso_ctl[g].align;
+		out->msg_control = u->gso_ctl[g].buf;
+		out->msg_controllen = sizeof(u->gso_ctl[g].buf);
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+		uint16_t gs = (uint16_t)seg;
+		memcpy(CMSG_DATA(c), &gs, sizeof(gs));
+		u->cnt.gso_sends++;
+		u->cnt.gso_pkts += k;
+	}
+	return g;
+}
+
 static int udp_flush(ferry_ep *ep)
 {
 	udp_ep *u = udp_of(ep);
 	if (u->tx_n == 1)
 		return udp_flush_one(u, ep->fd);
-	uint32_t done = 0;
-	while (done < u->tx_n) {
-		int k = sendmmsg(ep->fd, u->tx_msgs + done, u->tx_n - done, MSG_DONTWAIT);
-		u->cnt.sendmmsg_calls++;
-		if (k > 0) {
-			done += (uint32_t)k;
-			u->cnt.sendmmsg_pkts += (uint64_t)k;
-			continue;
+	uint32_t from = 0, sent = 0;
+	if (u->gso && u->tx_n > 1) {
+		uint32_t g = udp_gso_group(u, 0), refused = UINT32_MAX;
+		sent = udp_sendmmsg(u, ep->fd, u->gso_msgs, g, u->gso_segs, &refused);
+		if (refused == UINT32_MAX) {
+			u->tx_n = 0;
+			return (int)sent;
 		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-			/* The socket buffer is full: the rest is lost, like a full
-			 * NIC queue. The payload is not ours to keep. */
-			u->cnt.tx_eagain += u->tx_n - done;
-			break;
-		}
-		/* A per-destination error: skip that packet, send the rest. */
-		u->cnt.tx_send_errors++;
-		done++;
+		/* The kernel took the option but cannot segment on this path:
+		 * plain sends from here on, counted. */
+		u->gso = false;
+		u->cnt.gso_unavailable++;
+		from = u->gso_first[refused];
 	}
-	int sent = (int)done;
+	uint32_t unused = 0;
+	sent += udp_sendmmsg(u, ep->fd, u->tx_msgs + from, u->tx_n - from, NULL, &unused);
 	u->tx_n = 0;
-	return sent;
+	return (int)sent;
 }
 
 /* Copy one payload piece to dst: memory with memcpy, file regions with
@@ -574,6 +788,12 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(rx_pool_empty);
 		UDP_CNT(rx_truncated);
 		UDP_CNT(sockbuf_forced);
+		UDP_CNT(gso_sends);
+		UDP_CNT(gso_pkts);
+		UDP_CNT(gro_trains);
+		UDP_CNT(gro_pkts);
+		UDP_CNT(gso_unavailable);
+		UDP_CNT(gro_unavailable);
 #undef UDP_CNT
 		c->cb(c->arg, "max_payload", u->max_payload);
 		c->cb(c->arg, "rx_free", u->rx_nfree + u->rx_nposted);

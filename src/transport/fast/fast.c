@@ -47,7 +47,7 @@ static uint64_t get64(const uint8_t *p)
 /* A control packet (ack, open, BAD_SESSION): header and its small payload
  * go to the driver as one header block, which drivers copy at once (at
  * most 64 bytes), so nothing is borrowed and batching is undisturbed. */
-#define FAST_CTL_MAX_BYTES 64
+#define FAST_CTL_MAX_BYTES (FERRY_WIRE_HDR_BYTES + 8 * FAST_ACK_WORDS_MAX)
 
 static void fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hdr *h,
                           const uint8_t *payload, size_t len)
@@ -60,7 +60,9 @@ static void fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hd
 		port->ctx->cnt.tx_dropped++;
 }
 
-/* An ack for a message being received: first missing + the next 64. */
+/* An ack for a message being received: first missing + a bitmap of the
+ * fragments after it, in as many 64-bit words as reach the highest one
+ * received (at least one; aux says how many). */
 /* echo: the fragment whose arrival caused this ack, plus one (0: none);
  * it travels in msg_len, which acks do not otherwise use, and lets the
  * sender time exactly that fragment's round trip. */
@@ -72,18 +74,61 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 	h.flags |= flags;
 	h.frag = first_missing;
 	h.msg_len = echo;
-	h.aux = 1;
-	uint64_t bm = 0;
-	if (r != NULL && r->active)
-		for (uint32_t i = 0; i < 64 && i + 1 < FERRY_REASM_WINDOW; i++) {
-			uint32_t f = first_missing + 1 + i;
-			if (r->ring[f % FERRY_REASM_WINDOW].pkt != NULL)
-				bm |= 1ull << i;
+	uint8_t p[FAST_ACK_WORDS_MAX * 8];
+	uint32_t words = 1;
+	memset(p, 0, 8);
+	if (r != NULL && r->active && r->high > first_missing + 1) {
+		uint32_t span = r->high - first_missing - 1;
+		if (span > ferry__reasm_window(r) - 1)
+			span = ferry__reasm_window(r) - 1;
+		words = (span + 63) / 64;
+		for (uint32_t k = 0; k < words; k++) {
+			uint64_t bm = 0;
+			for (uint32_t i = 0; i < 64; i++) {
+				uint32_t f = first_missing + 1 + 64 * k + i;
+				if (f - first_missing < ferry__reasm_window(r) && ferry__reasm_has(r, f))
+					bm |= 1ull << i;
+			}
+			put64(p + 8 * k, bm);
 		}
-	uint8_t p[FAST_ACK_PAYLOAD_BYTES];
-	put64(p, bm);
-	fast_send_ctl(l->port, l->peer, &h, p, sizeof(p));
-	fast_ctx_of(l->port->ctx)->acks_sent++;
+	}
+	h.aux = (uint16_t)words;
+	fast_send_ctl(l->port, l->peer, &h, p, 8 * (size_t)words);
+	fast_ctx *f = fast_ctx_of(l->port->ctx);
+	f->acks_sent++;
+	f->ack_words_sent += words;
+}
+
+/* The bitmap words of an ack (aux of them, as many as came). */
+static uint32_t fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32_t len,
+                               uint64_t *words)
+{
+	uint32_t n = h->aux == 0 ? 1 : h->aux;
+	if (n > len / 8)
+		n = len / 8;
+	if (n > FAST_ACK_WORDS_MAX)
+		n = FAST_ACK_WORDS_MAX;
+	for (uint32_t k = 0; k < n; k++)
+		words[k] = get64(p + 8 * k);
+	return n;
+}
+
+/* Does a fragment just offered to r (r's next and high were next0 and
+ * high0 before; verdict v) call for an ack? On request; when it opens a new
+ * hole (beyond the highest seen, so the sender resends at once, but not
+ * again for every later fragment while the hole lasts); when a
+ * retransmission moved the first missing one while others wait behind it;
+ * and every FAST_ACK_EVERY_FRAGS fragments taken (FAST_ACK_EVERY_LONG for
+ * long messages, whose window is wide), so that a lost ack never stalls
+ * the window until a timeout. */
+static bool fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0, uint32_t frag,
+                         bool req, int v)
+{
+	if (req || v < 0 || frag > high0)
+		return true;
+	if (r->next != next0 && r->parked > 0 && next0 != high0)
+		return true;
+	return v >= 0 && r->got % (r->copy ? FAST_ACK_EVERY_LONG : FAST_ACK_EVERY_FRAGS) == 0;
 }
 
 /* A fragment reassembly refused: counted (fast's own counters and the
@@ -270,7 +315,7 @@ static void cc_send_request(fast_cchan *cc, ferry__call *c)
 	cc->req_delivered = false;
 	cc->got_response = false;
 	cc->probes = 0;
-	fast_out_start(&cc->out, c->req, cs->s->frag_bytes);
+	fast_out_start(&cs->l, &cc->out, c->req, cs->s->frag_bytes);
 	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes,
 	              UINT32_MAX);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
@@ -307,7 +352,7 @@ static void fast_call_end(ferry__call *c, int status)
 	fast_cs *cs = cs_of(c->s);
 	fast_cchan *cc = &cs->ch[c->chan];
 	ferry__timer_cancel(&c->s->ctx->timers, &cc->timer);
-	cc->out.active = false;
+	fast_out_stop(&cc->out);
 	cc->done_rpc_id = c->rpc_id;
 	cc->done_nfrags = status == 0 ? c->s->chan[c->chan].rx.nfrags : 0;
 }
@@ -424,6 +469,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	cs->state = FAST_CS_OPEN;
 	if (cap != 0 && cap < s->frag_bytes)
 		s->frag_bytes = cap;
+	fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
 	fast_ctx_of(s->ctx)->sessions_opened++;
 	if (restarted) {
@@ -489,7 +535,9 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_ctx_of(s->ctx)->acks_received++;
 	if (c == NULL || c->rpc_id != h->rpc_id || c->state != FERRY_CALL_ACTIVE)
 		return;
-	fast_out_ack(&cs->l, &cc->out, h->frag, get64(p), h->msg_len);
+	uint64_t words[FAST_ACK_WORDS_MAX];
+	uint32_t nw = fast_ack_words(h, p, len, words);
+	fast_out_ack(&cs->l, &cc->out, h->frag, words, nw, h->msg_len);
 	if (h->frag >= cc->out.nfrags)
 		cc->req_delivered = true;
 	fast_ctx_of(s->ctx)->retx_fast += fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
@@ -522,9 +570,9 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	if (!cc->got_response) {
 		cc->got_response = true;
 		cc->req_delivered = true;
-		if (cc->out.nfrags == 1 && !(cc->out.retx & 1))
-			fast_link_sample(&cs->l, cc->out.sent_us[0]);
-		cc->out.active = false;
+		if (cc->out.nfrags == 1 && !(*cc->out.retx & 1))
+			fast_link_sample(&cs->l, fast_out_sent_at(&cc->out, 0, ctx->now_us));
+		fast_out_stop(&cc->out);
 	}
 	if (h->aux != 0) {
 		ferry__ep_release(pkt);
@@ -539,9 +587,8 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	}
 	if (!ch->rx.active)
 		ferry__reasm_start(&ch->rx, c->resp, h->msg_len, h->frag_bytes);
-	uint32_t before = ch->rx.next;
+	uint32_t before = ch->rx.next, high = ch->rx.high;
 	bool ack_req = (h->flags & FERRY_FLAG_ACK_REQ) != 0;
-	bool gap = h->frag > ch->rx.next;
 	int r = ferry__reasm_add(&ch->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
 	                         pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
 	if (r == FERRY_REASM_COMPLETE) {
@@ -556,11 +603,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		fast_refused(port, pkt, r);
 		ack_req = true; /* the server is resending: tell it where we are */
 	}
-	/* Ack on request, on a gap (so the server resends at once), when a
-	 * retransmission filled one, and every few fragments (a lost ack must
-	 * not stall the window until a timeout). */
-	if (ack_req || gap || (before != ch->rx.next && ch->rx.parked > 0) ||
-	    (before / FAST_ACK_EVERY_FRAGS != ch->rx.next / FAST_ACK_EVERY_FRAGS))
+	if (fast_ack_due(&ch->rx, before, high, h->frag, ack_req, r))
 		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0, h->frag + 1);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
@@ -620,6 +663,7 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 static void ss_free(fast_sport *sp, fast_ss *ss);
 
 static void sc_timer(ferry__timer *t);
+static uint32_t ss_resp_cap(fast_ss *ss);
 static fast_sport *sp_of(fast_ss *ss);
 static void sc_recharge(fast_sport *sp, fast_sch *sc);
 static void sp_drain(fast_sport *sp);
@@ -706,7 +750,7 @@ static void sc_release(fast_sch *sc)
 	fast_sport *sp = sp_of(sc->ss);
 	ferry__timer_cancel(&ctx->timers, &sc->timer);
 	sp_unwait(sp, sc);
-	sc->out.active = false;
+	fast_out_stop(&sc->out);
 	sc_recharge(sp, sc);
 	sp->reasm_bytes -= sc->reasm_bytes;
 	sc->ss->loans -= sc->loans;
@@ -905,6 +949,7 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss->client_cap = get16(p + 10);
 	fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
 	               ctx->now_us);
+	fast_link_set_cap(&ss->l, ss_resp_cap(ss));
 	ss->l.token = fast_random64();
 	ss->l.client_hint = h->client_hint;
 	ss->l.server_hint = idx;
@@ -941,9 +986,7 @@ static void sc_pump(fast_sch *sc)
 	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
 	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, credit);
 	sc_recharge(sp, sc);
-	bool more = sc->out.next < sc->out.nfrags &&
-	            sc->out.next - sc->out.base < (ss->l.cwnd < FAST_WINDOW_FRAGS ? ss->l.cwnd
-	                                                                          : FAST_WINDOW_FRAGS);
+	bool more = fast_out_more(&ss->l, &sc->out);
 	if (more && !sc->waiting) {
 		sc->waiting = true;
 		sc->wnext = NULL;
@@ -1028,7 +1071,7 @@ static bool fast_server_reply(ferry_rpc *rpc)
 	ferry_ctx *ctx = ss->l.port->ctx;
 	sc->state = FAST_SCH_REPLIED;
 	sc->status = ferry__wire_status(rpc->status);
-	fast_out_start(&sc->out, &rpc->resp, ss_resp_cap(ss));
+	fast_out_start(&ss->l, &sc->out, &rpc->resp, ss_resp_cap(ss));
 	sc_pump(sc);
 	/* Single-fragment replies are recovered by the client's probe; longer
 	 * ones need the server's own timer for their tail. */
@@ -1071,7 +1114,7 @@ static void sc_answer_probe(fast_sch *sc)
 	 * response streams (incast) would otherwise make us resend its head
 	 * again and again. */
 	uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
-	uint64_t age = ctx->now_us - sc->out.sent_us[f % FAST_WINDOW_FRAGS];
+	uint64_t age = ctx->now_us - fast_out_sent_at(&sc->out, f, ctx->now_us);
 	uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us : ss->l.rto.rto_us / 2;
 	if (sc->out.nfrags == 1 || age >= guard) {
 		fast_ctx_of(ctx)->retx_dup_request++;
@@ -1146,7 +1189,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 	switch (sc->state) {
 	case FAST_SCH_RECEIVING: {
 		ferry_rpc *rpc = sc->rpc;
-		uint32_t before = rpc->rx.next;
+		uint32_t before = rpc->rx.next, high = rpc->rx.high;
 		int r = ferry__reasm_add(&rpc->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
 		                         pkt->data + FERRY_WIRE_HDR_BYTES,
 		                         pkt->len - FERRY_WIRE_HDR_BYTES);
@@ -1169,8 +1212,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			fast_refused(port, pkt, r);
 			ack_req = true;
 		}
-		if (ack_req || h->frag > rpc->rx.next || rpc->rx.parked > 0 ||
-		    before / FAST_ACK_EVERY_FRAGS != rpc->rx.next / FAST_ACK_EVERY_FRAGS)
+		if (fast_ack_due(&rpc->rx, before, high, h->frag, ack_req, r))
 			fast_send_ack(&ss->l, h->channel, h->rpc_id, &rpc->rx, rpc->rx.next, 0, h->frag + 1);
 		return;
 	}
@@ -1213,7 +1255,9 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		return;
 	}
 	fast_sport *sp = sp_of(ss);
-	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, get64(p), h->msg_len);
+	uint64_t words[FAST_ACK_WORDS_MAX];
+	uint32_t nw = fast_ack_words(h, p, len, words);
+	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, words, nw, h->msg_len);
 	sc_recharge(sp, sc);
 	if (fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
@@ -1344,6 +1388,9 @@ static void fast_hists(ferry_ctx *ctx, void (*cb)(void *, const char *, const vo
 
 static void fast_ctx_fini(ferry_ctx *ctx)
 {
+	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
+	if (f != NULL)
+		fast_win_pool_fini(f);
 	ferry__free(ctx->tp_ctx[ferry__fast_ops.index]);
 	ctx->tp_ctx[ferry__fast_ops.index] = NULL;
 }

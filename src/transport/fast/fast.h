@@ -9,7 +9,17 @@
 #include "cookie.h"
 #include "rto.h"
 
-#define FAST_WINDOW_FRAGS FERRY_REASM_WINDOW  /* what the receiver can park */
+#define FAST_WINDOW_FRAGS FERRY_REASM_WINDOW  /* short messages: what the receiver parks */
+/* Long messages (more than FAST_WINDOW_FRAGS fragments) are reassembled by
+ * copy and may have up to this many fragments in flight, so that a small
+ * MTU does not shrink the window in bytes: 64 x 1432 B is 90 KB, a fraction
+ * of a fast link's bandwidth-delay product. The window in fragments is
+ * FAST_WINDOW_BYTES / fragment size within [FAST_WINDOW_FRAGS, this]. */
+#define FAST_WINDOW_MAX_FRAGS FERRY_REASM_COPY_WINDOW
+#define FAST_WINDOW_BYTES (2u << 20)
+/* Ack bitmaps: up to this many 64-bit words after the first missing one
+ * (aux says how many; short messages need one). */
+#define FAST_ACK_WORDS_MAX (FAST_WINDOW_MAX_FRAGS / 64)
 #define FAST_CWND_INITIAL_FRAGS 8
 #define FAST_CWND_MIN_FRAGS 2
 #define FAST_LIVENESS_US_DEFAULT 1000000u     /* silence before EPEERDEAD */
@@ -28,23 +38,43 @@
 #define FAST_OPEN_PAYLOAD_BYTES 24
 #define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
 #define FAST_COOKIE_PAYLOAD_BYTES 16          /* nonce echoed, cookie u64 */
-#define FAST_ACK_PAYLOAD_BYTES 8              /* one bitmap word */
+#define FAST_ACK_PAYLOAD_BYTES 8              /* at least one bitmap word */
 #define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
+#define FAST_ACK_EVERY_LONG 32                /* ... in long (copied) messages */
 #define FAST_PORT_INFLIGHT_BYTES (2u << 20)   /* inflight=: response bytes in flight per port */
 #define FAST_PORT_CREDIT_MIN_FRAGS 16u        /* the port credit never goes below this */
 
-/* A message being sent: window state over its fragments. */
+/* Window state of a long message, pooled per context (fast_ctx.win_free):
+ * taken when one starts, given back when it is acked or abandoned. */
+typedef struct fast_win {
+	struct fast_win *next;
+	uint64_t acked[FAST_WINDOW_MAX_FRAGS / 64];
+	uint64_t retx[FAST_WINDOW_MAX_FRAGS / 64];
+	uint32_t sent_us[FAST_WINDOW_MAX_FRAGS];
+} fast_win;
+
+/* A message being sent: window state over its fragments. Bits and send
+ * times of fragment f live at f & wmask of the inline arrays (short
+ * messages) or of a pooled fast_win (long ones). */
 typedef struct fast_out {
 	ferry_buf *msg;
 	uint32_t len, cap, nfrags;
 	uint32_t base;  /* first fragment not acked */
 	uint32_t next;  /* first fragment never sent */
-	uint64_t acked; /* bit f % 64 for f in [base, base + 64) */
-	uint64_t retx;  /* same indexing: sent more than once (Karn) */
-	uint64_t sent_us[FAST_WINDOW_FRAGS];
+	uint32_t wmask; /* window slots - 1 */
+	uint32_t wlimit; /* fragments in flight at most (besides cwnd) */
+	uint32_t nacked; /* fragments past base acked (selectively) */
+	uint64_t *acked; /* bit f & wmask for f in [base, base + slots) */
+	uint64_t *retx;  /* same indexing: sent more than once (Karn) */
+	uint32_t *sent_us; /* low 32 bits of the last send time */
+	fast_win *big;   /* pooled state of a long message, else NULL */
+	struct fast_ctx *pool;
+	uint64_t acked1, retx1;
+	uint32_t sent1[FAST_WINDOW_FRAGS];
 	uint32_t high;          /* one past the highest fragment known acked */
 	uint32_t recover_until; /* a loss episode lasts until base passes this */
 	uint32_t sample_frag;   /* the fragment whose ack gives an RTT sample */
+	uint32_t areq1;         /* last fragment sent with ACK_REQ, plus one (0: none) */
 	uint64_t sample_sent_us; /* its send time; 0 = none pending */
 	bool active;
 } fast_out;
@@ -58,6 +88,7 @@ typedef struct fast_link {
 	uint8_t dir;            /* FERRY_FLAG_RESPONSE on the server side */
 	fast_rto rto;
 	uint32_t cwnd, ssthresh, cwnd_acc;
+	uint32_t cwnd_max;      /* window in fragments for this link's size */
 	uint64_t last_rx_us;    /* liveness */
 	uint32_t liveness_us;
 } fast_link;
@@ -179,12 +210,16 @@ typedef struct fast_sport {
 	X(cancels_sent, "fast.cancels_sent")                                   \
 	X(keepalives_sent, "fast.keepalives_sent")                             \
 	X(keepalives_answered, "fast.keepalives_answered")                     \
-	X(keepalives_received, "fast.keepalives_received")
+	X(keepalives_received, "fast.keepalives_received")                     \
+	X(wins_allocated, "fast.windows_allocated")                            \
+	X(ack_words_sent, "fast.ack_words_sent")
 
 typedef struct fast_ctx {
 #define FAST_CNT_FIELD_(f, n) uint64_t f;
 	FAST_COUNTERS(FAST_CNT_FIELD_)
 #undef FAST_CNT_FIELD_
+	fast_win *win_free;     /* pooled long-message windows */
+	uint32_t wins_out;      /* taken from the pool now */
 	ferry_hist hist_cwnd;   /* fragments in the window when a burst starts */
 	ferry_hist hist_rtt;    /* us */
 } fast_ctx;

@@ -30,6 +30,7 @@ void fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t d
 	l->dir = dir;
 	fast_rto_init(&l->rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
 	l->cwnd = FAST_CWND_INITIAL_FRAGS;
+	l->cwnd_max = FAST_WINDOW_FRAGS;
 	l->ssthresh = FAST_WINDOW_FRAGS;
 	l->cwnd_acc = 0;
 	l->last_rx_us = now_us;
@@ -50,20 +51,112 @@ void fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
 	h->rpc_id = rpc_id;
 }
 
-void fast_out_start(fast_out *o, ferry_buf *msg, uint32_t cap)
+/* Fragments a long message may have in flight with fragments of cap
+ * bytes: FAST_WINDOW_BYTES worth, within [FAST_WINDOW_FRAGS, MAX]. */
+uint32_t fast_win_frags(uint32_t cap)
 {
+	uint32_t w = cap > 0 ? FAST_WINDOW_BYTES / cap : FAST_WINDOW_FRAGS;
+	if (w < FAST_WINDOW_FRAGS)
+		return FAST_WINDOW_FRAGS;
+	return w > FAST_WINDOW_MAX_FRAGS ? FAST_WINDOW_MAX_FRAGS : w;
+}
+
+static void out_small(fast_out *o)
+{
+	o->wmask = FAST_WINDOW_FRAGS - 1;
+	o->acked = &o->acked1;
+	o->retx = &o->retx1;
+	o->sent_us = o->sent1;
+}
+
+/* Give a long message's window back to the pool (the message is acked or
+ * abandoned); later sends of it (probes) use the inline slots. */
+static void out_unbig(fast_out *o)
+{
+	if (o->big == NULL)
+		return;
+	o->big->next = o->pool->win_free;
+	o->pool->win_free = o->big;
+	o->pool->wins_out--;
+	o->big = NULL;
+	out_small(o);
+}
+
+void fast_out_stop(fast_out *o)
+{
+	out_unbig(o);
+	o->active = false;
+}
+
+void fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
+{
+	out_unbig(o);
+	out_small(o);
 	o->msg = msg;
 	o->len = (uint32_t)ferry_buf_len(msg);
 	o->cap = cap;
 	o->nfrags = ferry__wire_nfrags(o->len, cap);
 	o->base = o->next = 0;
-	o->acked = o->retx = 0;
+	o->acked1 = o->retx1 = 0;
 	o->high = o->recover_until = 0;
 	o->sample_sent_us = 0;
+	o->areq1 = 0;
+	o->wlimit = FAST_WINDOW_FRAGS;
 	o->active = true;
+	if (o->nfrags <= FAST_WINDOW_FRAGS || l->cwnd_max <= FAST_WINDOW_FRAGS)
+		return;
+	/* Long: the receiver copies it and accepts a wider window. */
+	fast_ctx *f = fast_ctx_of(l->port->ctx);
+	fast_win *w = f->win_free;
+	if (w != NULL) {
+		f->win_free = w->next;
+	} else if ((w = ferry__malloc(sizeof(*w))) != NULL) {
+		f->wins_allocated++;
+	} else {
+		return; /* the short window still works */
+	}
+	f->wins_out++;
+	memset(w->acked, 0, sizeof(w->acked));
+	memset(w->retx, 0, sizeof(w->retx));
+	o->big = w;
+	o->pool = f;
+	o->wmask = FAST_WINDOW_MAX_FRAGS - 1;
+	o->acked = w->acked;
+	o->retx = w->retx;
+	o->sent_us = w->sent_us;
+	o->wlimit = l->cwnd_max;
 }
 
-static uint64_t out_bit(uint32_t f) { return 1ull << (f % FAST_WINDOW_FRAGS); }
+void fast_win_pool_fini(fast_ctx *f)
+{
+	while (f->win_free != NULL) {
+		fast_win *w = f->win_free;
+		f->win_free = w->next;
+		ferry__free(w);
+	}
+}
+
+static inline bool out_test(const uint64_t *bits, const fast_out *o, uint32_t f)
+{
+	uint32_t b = f & o->wmask;
+	return (bits[b / 64] >> (b % 64)) & 1;
+}
+static inline void out_set(uint64_t *bits, const fast_out *o, uint32_t f)
+{
+	uint32_t b = f & o->wmask;
+	bits[b / 64] |= 1ull << (b % 64);
+}
+static inline void out_clear(uint64_t *bits, const fast_out *o, uint32_t f)
+{
+	uint32_t b = f & o->wmask;
+	bits[b / 64] &= ~(1ull << (b % 64));
+}
+
+uint64_t fast_out_sent_at(const fast_out *o, uint32_t f, uint64_t now_us)
+{
+	/* 32 bits of microseconds: exact for any age under 71 minutes */
+	return now_us - (uint32_t)((uint32_t)now_us - o->sent_us[f & o->wmask]);
+}
 
 /* One fragment out. flags: FERRY_FLAG_ACK_REQ / RETX (LAST is set here). */
 int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
@@ -75,9 +168,9 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 	h.flags |= flags;
 	h.aux = aux;
 	int rc = ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, f, f);
-	o->sent_us[f % FAST_WINDOW_FRAGS] = ctx->now_us;
+	o->sent_us[f & o->wmask] = (uint32_t)ctx->now_us;
 	if (flags & FERRY_FLAG_RETX) {
-		o->retx |= out_bit(f);
+		out_set(o->retx, o, f);
 		if (o->sample_sent_us != 0 && o->sample_frag == f)
 			o->sample_sent_us = 0; /* Karn: no sample from a resent fragment */
 	} else if (flags & FERRY_FLAG_ACK_REQ) {
@@ -88,6 +181,11 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 	}
 	fast_ctx_of(ctx)->data_sent++;
 	return rc;
+}
+
+static uint32_t out_win(const fast_link *l, const fast_out *o)
+{
+	return l->cwnd < o->wlimit ? l->cwnd : o->wlimit;
 }
 
 /* New fragments, as far as the window (and max_new) allow; returns how
@@ -101,7 +199,7 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 {
 	if (!o->active)
 		return 0;
-	uint32_t win = l->cwnd < FAST_WINDOW_FRAGS ? l->cwnd : FAST_WINDOW_FRAGS;
+	uint32_t win = out_win(l, o);
 	uint32_t sent = 0;
 	if (o->next < o->nfrags && o->next - o->base < win && max_new > 0)
 		ferry_hist_record(&fast_ctx_of(l->port->ctx)->hist_cwnd, l->cwnd);
@@ -112,10 +210,25 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 		                 (o->next - o->base >= win || sent == max_new);
 		bool last_of_response = o->nfrags > 1 && f + 1 == o->nfrags &&
 		                        (l->dir & FERRY_FLAG_RESPONSE);
+		/* A full window asks for an ack only if no request of ours is
+		 * pending or a few fragments passed since: the receiver acks
+		 * every few fragments anyway, and asking on every burst made
+		 * it ack nearly every fragment once bursts were short. */
+		if (burst_end && o->areq1 != 0 && o->areq1 > o->base &&
+		    f + 1 - o->areq1 < FAST_ACK_EVERY_FRAGS)
+			burst_end = false;
+		if (burst_end || last_of_response)
+			o->areq1 = f + 1;
 		fast_out_send(l, o, ch, rpc_id, opcode, aux, f,
 		              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
 	}
 	return sent;
+}
+
+/* Would the window let another fragment go? */
+bool fast_out_more(const fast_link *l, const fast_out *o)
+{
+	return o->active && o->next < o->nfrags && o->next - o->base < out_win(l, o);
 }
 
 /* Fragments sent and not yet acked (in flight). */
@@ -123,14 +236,14 @@ uint32_t fast_out_inflight(const fast_out *o)
 {
 	if (!o->active || o->next <= o->base)
 		return 0;
-	return o->next - o->base - (uint32_t)__builtin_popcountll(o->acked);
+	return o->next - o->base - o->nacked;
 }
 
 /* Congestion: slow start below ssthresh (one fragment per fragment acked,
  * doubling per round trip), then one fragment per window acked. */
 static void link_grow(fast_link *l, uint32_t newly)
 {
-	while (newly-- > 0 && l->cwnd < FAST_WINDOW_FRAGS) {
+	while (newly-- > 0 && l->cwnd < l->cwnd_max) {
 		if (l->cwnd < l->ssthresh) {
 			l->cwnd++;
 		} else if (++l->cwnd_acc >= l->cwnd) {
@@ -157,11 +270,31 @@ void fast_link_sample(fast_link *l, uint64_t sent_us)
 	ferry_hist_record(&fast_ctx_of(ctx)->hist_rtt, rtt);
 }
 
-/* Apply an ack: fragments below first_missing and those in the bitmap;
- * echo names the fragment that caused it, plus one. Returns how many were
- * newly acked. */
-uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_t bitmap,
-                      uint32_t echo)
+/* The link's fragment size is known (open reply, or the client's cap):
+ * long messages may use the window that size allows. */
+void fast_link_set_cap(fast_link *l, uint32_t cap)
+{
+	l->cwnd_max = fast_win_frags(cap);
+	if (l->ssthresh < l->cwnd_max)
+		l->ssthresh = l->cwnd_max;
+}
+
+static void out_mark(fast_out *o, uint32_t f, uint32_t *newly, bool *sampled)
+{
+	if (out_test(o->acked, o, f))
+		return;
+	out_set(o->acked, o, f);
+	o->nacked++;
+	(*newly)++;
+	*sampled |= o->sample_sent_us != 0 && f == o->sample_frag;
+}
+
+/* Apply an ack: fragments below first_missing and those in the bitmap
+ * (nwords 64-bit words, bit i of word k = fragment first_missing + 1 +
+ * 64k + i); echo names the fragment that caused it, plus one. Returns how
+ * many were newly acked. */
+uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const uint64_t *words,
+                      uint32_t nwords, uint32_t echo)
 {
 	/* An ack naming a fragment never sent is bogus; one below base is old
 	 * but its bitmap may still be news. */
@@ -169,32 +302,25 @@ uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_
 		return 0;
 	uint32_t newly = 0;
 	bool sampled = false;
-	for (uint32_t f = o->base; f < first_missing; f++) {
-		if (o->acked & out_bit(f))
-			continue;
-		o->acked |= out_bit(f);
-		newly++;
-		sampled |= o->sample_sent_us != 0 && f == o->sample_frag;
-	}
+	for (uint32_t f = o->base; f < first_missing; f++)
+		out_mark(o, f, &newly, &sampled);
 	if (first_missing > o->high)
 		o->high = first_missing;
-	for (uint32_t i = 0; i < 64 && bitmap != 0; i++) {
-		if (!(bitmap & (1ull << i)))
-			continue;
-		uint32_t f = first_missing + 1 + i;
-		if (f < o->base || f >= o->next || f - o->base >= FAST_WINDOW_FRAGS)
-			continue;
-		if (f + 1 > o->high)
-			o->high = f + 1;
-		if (o->acked & out_bit(f))
-			continue;
-		o->acked |= out_bit(f);
-		newly++;
-		sampled |= o->sample_sent_us != 0 && f == o->sample_frag;
+	uint32_t slots = o->wmask + 1;
+	for (uint32_t k = 0; k < nwords; k++) {
+		for (uint64_t bm = words[k]; bm != 0; bm &= bm - 1) {
+			uint32_t f = first_missing + 1 + 64 * k + (uint32_t)__builtin_ctzll(bm);
+			if (f < o->base || f >= o->next || f - o->base >= slots)
+				continue;
+			if (f + 1 > o->high)
+				o->high = f + 1;
+			out_mark(o, f, &newly, &sampled);
+		}
 	}
-	while (o->base < o->next && (o->acked & out_bit(o->base))) {
-		o->acked &= ~out_bit(o->base);
-		o->retx &= ~out_bit(o->base);
+	while (o->base < o->next && out_test(o->acked, o, o->base)) {
+		out_clear(o->acked, o, o->base);
+		out_clear(o->retx, o, o->base);
+		o->nacked--;
 		o->base++;
 	}
 	/* Time the round trip only from the ack the sample fragment itself
@@ -207,6 +333,8 @@ uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, uint64_
 	if (newly > 0)
 		fast_rto_progress(&l->rto);
 	link_grow(l, newly);
+	if (fast_out_done(o))
+		out_unbig(o);
 	return newly;
 }
 
@@ -222,9 +350,9 @@ uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id
 	uint64_t guard = l->rto.have_sample ? l->rto.srtt_us : l->rto.rto_us / 2;
 	uint32_t limit = l->cwnd, sent = 0;
 	for (uint32_t f = o->base; f < o->high && f < o->next && sent < limit; f++) {
-		if (o->acked & out_bit(f))
+		if (out_test(o->acked, o, f))
 			continue;
-		if (ctx->now_us - o->sent_us[f % FAST_WINDOW_FRAGS] < guard)
+		if ((uint32_t)((uint32_t)ctx->now_us - o->sent_us[f & o->wmask]) < guard)
 			continue;
 		if (sent == 0 && o->base >= o->recover_until) {
 			fast_link_loss(l, false);

@@ -46,8 +46,6 @@
  * from one peer as one datagram of up to 64 KiB; each segment becomes a
  * packet of its own. Slots are then this big, and fewer. */
 #define UDP_GRO_SLOT_BYTES 65536u
-#define UDP_GRO_SLOTS_DIV 8
-#define UDP_GRO_SLOTS_MIN 16u
 
 static const char *const udp_keys[] = {"host",    "port",    "mtu",       "sndbuf", "rcvbuf",
                                        "rxslots", "txslots", "reuseport", "gso",    "gro", NULL};
@@ -281,14 +279,16 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 
 	/* Receive slots: one mapping, touched lazily, so a big pool costs only
 	 * the memory a burst really uses. With GRO, fewer and bigger slots
-	 * and rxslots segment packets cut from them. */
+	 * as many segment packets cut from them. A slot pins its memory while any
+	 * of its packets is out, so there are as many slots as packets: a
+	 * peer that sends no trains must not run out of slots first (with
+	 * fewer, 46 loaned fragments of a 64 KiB message starved the pool).
+	 * The mapping is touched lazily and slots are reused most recent
+	 * first, so resident memory follows what bursts really used. */
 	u->rx_slots = (uint32_t)rxslots;
 	u->slot_bytes = (u->max_payload + 63u) & ~63u;
 	if (u->gro) {
 		u->nsegs = (uint32_t)rxslots;
-		u->rx_slots = (uint32_t)rxslots / UDP_GRO_SLOTS_DIV;
-		if (u->rx_slots < UDP_GRO_SLOTS_MIN)
-			u->rx_slots = UDP_GRO_SLOTS_MIN;
 		u->slot_bytes = UDP_GRO_SLOT_BYTES;
 		u->segs = ferry__calloc(u->nsegs, sizeof(*u->segs));
 		u->seg_free = ferry__calloc(u->nsegs, sizeof(*u->seg_free));
@@ -601,6 +601,10 @@ static void udp_post(udp_ep *u, uint32_t i, uint32_t idx)
 		.msg_iov = &u->rx_iov[i],
 		.msg_iovlen = 1,
 	};
+	if (u->gro) {
+		u->rx_msgs[i].msg_hdr.msg_control = u->rx_ctl[i].buf;
+		u->rx_msgs[i].msg_hdr.msg_controllen = sizeof(u->rx_ctl[i].buf);
+	}
 }
 
 /* Keep the posted array contiguous and as full as the free list allows:
@@ -658,9 +662,122 @@ static int udp_poll_one(udp_ep *u, int fd, ferry_pkt **pkts)
 	return 1;
 }
 
+/* GRO mode: hand up the segments of pending trains as packets, as far as
+ * max and the segment packets allow; a train not fully handed up stays at
+ * the head of the queue. */
+static int udp_gro_hand(udp_ep *u, ferry_pkt **pkts, int max)
+{
+	int out = 0;
+	while (out < max && u->pend_len > 0) {
+		uint32_t idx = u->pend[u->pend_head];
+		udp_rx_slot *s = &u->rx[idx];
+		while (s->handed < s->nseg && out < max && u->seg_nfree > 0) {
+			udp_rx_seg *g = &u->segs[u->seg_free[--u->seg_nfree]];
+			uint32_t off = (uint32_t)s->handed * s->seg;
+			g->slot = idx;
+			g->pkt.data = s->mem + off;
+			g->pkt.len = s->len - off < s->seg ? s->len - off : s->seg;
+			g->pkt.src = s->pkt.src;
+			s->handed++;
+			s->refs++;
+			pkts[out++] = &g->pkt;
+		}
+		if (s->handed < s->nseg)
+			break;
+		u->pend_head = (u->pend_head + 1) % u->rx_slots;
+		u->pend_len--;
+	}
+	return out;
+}
+
+/* A received datagram in slot idx: one packet, or a train of segments
+ * whose size the kernel says in a UDP_GRO control message. */
+static void udp_gro_take(udp_ep *u, uint32_t idx, const struct msghdr *m, uint32_t len)
+{
+	udp_rx_slot *s = &u->rx[idx];
+	s->len = len;
+	s->seg = len;
+	s->pkt.src.len = m->msg_namelen;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+		int gs;
+		if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO)
+			continue;
+		memcpy(&gs, CMSG_DATA(c), sizeof(gs));
+		if (gs > 0 && (uint32_t)gs < len)
+			s->seg = (uint32_t)gs;
+	}
+	if (s->seg == 0)
+		s->seg = 1; /* an empty datagram: one empty packet */
+	s->nseg = (uint16_t)((len + s->seg - 1) / s->seg);
+	if (s->nseg == 0)
+		s->nseg = 1;
+	s->handed = s->refs = 0;
+	if (s->nseg > 1) {
+		u->cnt.gro_trains++;
+		u->cnt.gro_pkts += s->nseg;
+	}
+	u->pend[(u->pend_head + u->pend_len) % u->rx_slots] = idx;
+	u->pend_len++;
+}
+
+static int udp_poll_gro(udp_ep *u, int fd, ferry_pkt **pkts, int max)
+{
+	int out = udp_gro_hand(u, pkts, max);
+	if (out == max || u->pend_len > 0) {
+		if (out == 0)
+			u->cnt.rx_pool_empty++; /* trains wait for packets given back */
+		return out;
+	}
+	if (u->rx_nposted < UDP_RX_BATCH_MAX && u->rx_nfree > 0)
+		udp_refill(u, 0);
+	uint32_t n = u->rx_nposted;
+	if (n == 0) {
+		u->cnt.rx_pool_empty++;
+		return out;
+	}
+	int r;
+	if (!u->rx_batch || n == 1) {
+		/* quiet socket: one recvmsg, as cheap as it gets with control */
+		struct msghdr *m = &u->rx_msgs[0].msg_hdr;
+		ssize_t got = recvmsg(fd, m, MSG_DONTWAIT);
+		r = got < 0 ? -1 : 1;
+		if (got >= 0) {
+			u->rx_msgs[0].msg_len = (unsigned)got;
+			u->cnt.recv_calls++;
+			u->rx_batch = true;
+		}
+	} else {
+		r = recvmmsg(fd, u->rx_msgs, n, MSG_DONTWAIT, NULL);
+		if (r >= 0) {
+			u->cnt.recvmmsg_calls++;
+			u->cnt.recvmmsg_pkts += (uint64_t)r;
+			u->rx_batch = r > 1;
+		}
+	}
+	if (r < 0) {
+		u->rx_batch = false;
+		if (out > 0 || errno == EAGAIN || errno == EINTR)
+			return out;
+		return -errno;
+	}
+	for (int i = 0; i < r; i++) {
+		const struct msghdr *m = &u->rx_msgs[i].msg_hdr;
+		if (m->msg_flags & MSG_TRUNC) {
+			u->cnt.rx_truncated++;
+			u->rx_free[u->rx_nfree++] = u->rx_posted[i];
+			continue;
+		}
+		udp_gro_take(u, u->rx_posted[i], m, u->rx_msgs[i].msg_len);
+	}
+	udp_refill(u, (uint32_t)r);
+	return out + udp_gro_hand(u, pkts + out, max - out);
+}
+
 static int udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 {
 	udp_ep *u = udp_of(ep);
+	if (u->gro)
+		return udp_poll_gro(u, ep->fd, pkts, max);
 	if (u->rx_nposted < UDP_RX_BATCH_MAX && u->rx_nfree > 0)
 		udp_refill(u, 0);
 	uint32_t n = (uint32_t)max;
@@ -702,6 +819,14 @@ static int udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 static void udp_release(ferry_ep *ep, ferry_pkt *pkt)
 {
 	udp_ep *u = udp_of(ep);
+	if (u->gro) {
+		udp_rx_seg *g = ferry_container_of(pkt, udp_rx_seg, pkt);
+		udp_rx_slot *s = &u->rx[g->slot];
+		u->seg_free[u->seg_nfree++] = (uint32_t)(g - u->segs);
+		if (--s->refs == 0 && s->handed == s->nseg)
+			u->rx_free[u->rx_nfree++] = g->slot;
+		return;
+	}
 	udp_rx_slot *s = ferry_container_of(pkt, udp_rx_slot, pkt);
 	u->rx_free[u->rx_nfree++] = (uint32_t)(s - u->rx);
 }
@@ -741,7 +866,8 @@ static void udp_caps(ferry_ep *ep, ferry_caps *out)
 	*out = (ferry_caps){.max_payload = u->max_payload,
 	                    .inline_bytes = u->max_payload,
 	                    .tx_slots = u->tx_slots,
-	                    .rx_batch = UDP_RX_BATCH_MAX};
+	                    .rx_batch = UDP_RX_BATCH_MAX,
+	                    .rx_pool = u->gro ? u->nsegs : u->rx_slots};
 }
 
 static int udp_ctl(ferry_ep *ep, int op, void *arg)
@@ -796,7 +922,9 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(gro_unavailable);
 #undef UDP_CNT
 		c->cb(c->arg, "max_payload", u->max_payload);
-		c->cb(c->arg, "rx_free", u->rx_nfree + u->rx_nposted);
+		c->cb(c->arg, "rx_free", u->gro ? u->seg_nfree : u->rx_nfree + u->rx_nposted);
+		c->cb(c->arg, "gso", u->gso);
+		c->cb(c->arg, "gro", u->gro);
 		return 0;
 	}
 	return -ENOTSUP;

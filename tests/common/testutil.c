@@ -33,6 +33,18 @@ void tu_fill(uint8_t *p, size_t n, uint64_t seed)
 	}
 }
 
+void tu_fill_at(uint8_t *p, size_t off, size_t n, uint64_t seed)
+{
+	uint64_t s = tu_mix(seed + 1);
+	for (size_t i = 0; i < n;) {
+		size_t pos = off + i, blk = pos & ~(size_t)7, in = pos - blk;
+		uint64_t v = tu_mix(s + blk);
+		size_t k = 8 - in < n - i ? 8 - in : n - i;
+		memcpy(p + i, (uint8_t *)&v + in, k);
+		i += k;
+	}
+}
+
 long tu_check(ferry_buf *b, size_t n, uint64_t seed)
 {
 	if (ferry_buf_len(b) != n)
@@ -188,10 +200,12 @@ static void tu_slow(void *arg, ferry_rpc *rpc)
 }
 
 static uint8_t tu_once_runs[TEST_ONCE_IDS];
+static uint64_t tu_once_total; /* every execution, whatever its id */
 
 static void tu_once(void *arg, ferry_rpc *rpc)
 {
 	uint32_t id = 0;
+	tu_once_total++;
 	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &id) == 4 && id < TEST_ONCE_IDS &&
 	    tu_once_runs[id] < 255)
 		tu_once_runs[id]++;
@@ -208,7 +222,21 @@ static void tu_once_report(void *arg, ferry_rpc *rpc)
 	}
 	ferry_buf_append(ferry_rpc_response(rpc), &once, 4);
 	ferry_buf_append(ferry_rpc_response(rpc), &more, 4);
+	ferry_buf_append(ferry_rpc_response(rpc), &tu_once_total, 8);
 	ferry_rpc_reply(rpc, 0);
+}
+
+static void tu_once_runs_of(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	uint32_t range[2];
+	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 8, range) != 8 ||
+	    range[0] > TEST_ONCE_IDS || range[1] > TEST_ONCE_IDS - range[0]) {
+		ferry_rpc_reply(rpc, -EINVAL);
+		return;
+	}
+	ferry_rpc_reply(rpc, ferry_buf_append(ferry_rpc_response(rpc),
+	                                      tu_once_runs + range[0], range[1]));
 }
 
 /* Files TEST_OP_FILE opened. A response holding a file region borrows the
@@ -291,6 +319,7 @@ void tu_server_handlers(ferry_server *srv)
 	ferry_server_handle(srv, TEST_OP_FILE, tu_file, NULL);
 	ferry_server_handle(srv, TEST_OP_ONCE, tu_once, NULL);
 	ferry_server_handle(srv, TEST_OP_ONCE_REPORT, tu_once_report, NULL);
+	ferry_server_handle(srv, TEST_OP_ONCE_RUNS, tu_once_runs_of, NULL);
 	ferry_server_handle(srv, TEST_OP_ECHO, tu_echo, NULL);
 	ferry_server_handle(srv, TEST_OP_SIZED, tu_sized, NULL);
 	ferry_server_handle(srv, TEST_OP_SLOW, tu_slow, NULL);

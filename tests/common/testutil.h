@@ -16,14 +16,20 @@
 #define TEST_OP_SIZED 101   /* request: u32 size, u64 seed; response: pattern */
 #define TEST_OP_SLOW 102    /* request: u32 microseconds; replies later from a thread */
 #define TEST_OP_ONCE 103    /* echo; request starts with a u32 id counted per id */
-#define TEST_OP_ONCE_REPORT 104 /* response: u32 ids run exactly once, u32 ids run more */
+#define TEST_OP_ONCE_REPORT 104 /* response: u32 ids run exactly once, u32 ids run
+                                 * more, u64 executions of TEST_OP_ONCE in all */
 #define TEST_OP_FILE 105    /* request: u64 offset, u64 len, path; response: that
                              * file region (ferry_buf_append_file) */
-#define TEST_ONCE_IDS 65536
+#define TEST_OP_ONCE_RUNS 106 /* request: u32 first id, u32 count; response: one
+                               * byte per id, its executions (saturating at 255) */
+#define TEST_ONCE_IDS (1u << 17) /* ids TEST_OP_ONCE counts (more are only totalled) */
 #define TEST_FILE_FDS_MAX 32 /* files TEST_OP_FILE keeps open (until exit) */
 
 /* Deterministic bytes: byte i of pattern (seed) — distinct per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);
+/* Bytes off .. off + n - 1 of the same pattern (for checking a buffer piece
+ * by piece). */
+void tu_fill_at(uint8_t *p, size_t off, size_t n, uint64_t seed);
 /* Check buf against tu_fill(seed); returns the first bad offset or -1. */
 long tu_check(ferry_buf *b, size_t n, uint64_t seed);
 

@@ -98,6 +98,7 @@ void fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
 	o->nfrags = ferry__wire_nfrags(o->len, cap);
 	o->base = o->next = 0;
 	o->acked1 = o->retx1 = 0;
+	o->nacked = 0;
 	o->high = o->recover_until = 0;
 	o->sample_sent_us = 0;
 	o->areq1 = 0;
@@ -210,11 +211,13 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 		                 (o->next - o->base >= win || sent == max_new);
 		bool last_of_response = o->nfrags > 1 && f + 1 == o->nfrags &&
 		                        (l->dir & FERRY_FLAG_RESPONSE);
-		/* A full window asks for an ack only if no request of ours is
-		 * pending or a few fragments passed since: the receiver acks
-		 * every few fragments anyway, and asking on every burst made
-		 * it ack nearly every fragment once bursts were short. */
-		if (burst_end && o->areq1 != 0 && o->areq1 > o->base &&
+		/* A long message's full window asks for an ack only if no
+		 * request of ours is pending or a few fragments passed since:
+		 * its receiver acks every few fragments anyway, and asking on
+		 * every (short) burst of a wide window made it ack nearly
+		 * every fragment. Credit-limited bursts always ask: the ack
+		 * returns the credit (incast). */
+		if (burst_end && o->big != NULL && sent != max_new && o->areq1 > o->base &&
 		    f + 1 - o->areq1 < FAST_ACK_EVERY_FRAGS)
 			burst_end = false;
 		if (burst_end || last_of_response)

@@ -334,8 +334,10 @@ static int fast_call_start(ferry__call *c)
 	fast_cs *cs = cs_of(c->s);
 	/* A call on an otherwise idle session starts a fresh liveness
 	 * interval (its channel's bit is already set). */
-	if ((cs->s->busy_mask & ~(1ull << c->chan)) == 0)
+	if ((cs->s->busy_mask & ~(1ull << c->chan)) == 0) {
 		cs->l.last_rx_us = c->s->ctx->now_us;
+		cs->l.unanswered = 0;
+	}
 	cc_send_request(&cs->ch[c->chan], c);
 	return 0;
 }
@@ -369,7 +371,9 @@ static void fast_call_end(ferry__call *c, int status)
 static bool cs_check_alive(fast_cs *cs)
 {
 	ferry_ctx *ctx = cs->s->ctx;
-	if (ctx->now_us - cs->l.last_rx_us <= cs->l.liveness_us)
+	uint64_t quiet = ctx->now_us - cs->l.last_rx_us;
+	if (quiet <= cs->l.liveness_us ||
+	    (cs->l.unanswered < FAST_LIVENESS_PROBES && quiet <= cs->l.liveness_us * 3 / 2))
 		return true;
 	fast_ctx *f = fast_ctx_of(ctx);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
@@ -394,6 +398,7 @@ static void cc_timer(ferry__timer *t)
 		return;
 	if (!cs_check_alive(cs))
 		return;
+	cs->l.unanswered++;
 	fast_ctx *f = fast_ctx_of(ctx);
 	fast_rto_backoff(&cs->l.rto);
 	f->rto_backoffs++;
@@ -423,10 +428,14 @@ static void cc_timer(ferry__timer *t)
 		f->retx_probe++;
 		fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, FERRY_FLAG_ACK_REQ, 0);
 	}
-	/* A server known to be working on it is probed less often. */
+	/* A server known to be working on it is probed less often. Never
+	 * less than FAST_LIVENESS_PROBES times a liveness interval, though:
+	 * a live peer is told from a dead one by unanswered probes. */
 	uint32_t wait = cs->l.rto.rto_us;
 	if (cc->req_delivered && !cc->got_response && cc->probes++ > 0)
 		wait = FAST_RTO_MAX_US;
+	if (wait > cs->l.liveness_us / FAST_LIVENESS_PROBES)
+		wait = cs->l.liveness_us / FAST_LIVENESS_PROBES;
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + wait);
 }
 
@@ -466,6 +475,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
 	cs->l.last_rx_us = s->ctx->now_us; /* heard: keepalive counts from here */
+	cs->l.unanswered = 0;
 	cs->l.token = h->token;
 	cs->l.server_hint = h->server_hint;
 	bool restarted = cs->have_epoch && epoch != cs->epoch;
@@ -650,6 +660,7 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
 	cs->l.last_rx_us = ctx->now_us;
+	cs->l.unanswered = 0;
 	ferry__session_peer(s, 0); /* heard (again) */
 	if (h.type == FERRY_PKT_KEEPALIVE) {
 		fast_ctx_of(ctx)->keepalives_answered++;

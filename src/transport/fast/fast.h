@@ -23,6 +23,13 @@
 #define FAST_CWND_INITIAL_FRAGS 8
 #define FAST_CWND_MIN_FRAGS 2
 #define FAST_LIVENESS_US_DEFAULT 1000000u     /* silence before EPEERDEAD */
+/* ... and as many timer resends or probes unanswered in it (or half an
+ * interval more of silence): under 20% loss a live peer's answers to the
+ * five probes a second held with a 200 ms backoff were all lost now and
+ * then (0.36^5 a round), which failed calls of a peer that answered. The
+ * timer waits at most liveness / FAST_LIVENESS_PROBES, so ten rounds
+ * (p ~ 4e-5) fit in the interval of a dead peer. */
+#define FAST_LIVENESS_PROBES 10u
 #define FAST_EXPIRE_US_DEFAULT 60000000u      /* idle server session lifetime */
 #define FAST_KEEPALIVE_US_DEFAULT 0u          /* idle-session probes: off */
 #define FAST_KEEPALIVE_US_MIN 1000u
@@ -90,6 +97,7 @@ typedef struct fast_link {
 	uint32_t cwnd, ssthresh, cwnd_acc;
 	uint32_t cwnd_max;      /* window in fragments for this link's size */
 	uint64_t last_rx_us;    /* liveness */
+	uint32_t unanswered;    /* timer resends/probes since last_rx_us */
 	uint32_t liveness_us;
 } fast_link;
 

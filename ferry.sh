@@ -161,6 +161,43 @@ run_ib_suite() {
 		--timeout-multiplier ${FERRY_TIMEOUT_MULT:-1}"
 }
 
+# Network namespaces work here (root, ip, and the kernel lets us make one).
+netns_usable() {
+	[ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || return 1
+	local probe=ferry-probe-$$
+	ip netns add "$probe" 2>/dev/null || return 1
+	ip netns del "$probe"
+}
+
+# The sweep again over a real link: a veth pair between two namespaces at
+# MTU 1500 and 9000 (servers in one, clients in the other), fast+udp and
+# tcp with their raw baselines, into OUT/veth<MTU>/. Full: sizes up to
+# 64 MiB, spin only (with block as well both links would take ~8 min, past
+# the budget of `./ferry.sh bench` < 15 min); --quick: the quick sizes in
+# 3 slices per point (< 3 min in all). Skipped with a note where network
+# namespaces are not usable.
+bench_veth() {
+	local out=$1 quick=$2
+	if ! netns_usable; then
+		required netns && die "veth sweeps: network namespaces not usable (root? ip?)"
+		log "veth sweeps skipped: they need root and network namespaces (ip netns)"
+		return 0
+	fi
+	local opts=(--link veth --transports 'fast+udp,tcp' --no-fileread)
+	if [ -n "$quick" ]; then
+		opts+=(--quick --slices 3)
+	else
+		opts+=(--polls spin)
+	fi
+	for mtu in 1500 9000; do
+		log "veth sweep, MTU $mtu ${quick:-(full: 64 B to 64 MiB, spin)} -> $out/veth$mtu"
+		mkdir -p "$out/veth$mtu"
+		build/release/bench/ferry-bench sweep "${opts[@]}" --mtu "$mtu" \
+			--out "$out/veth$mtu" --plots "$ROOT/plots" ||
+			log "veth$mtu sweep failed (see above); the loopback results stand"
+	done
+}
+
 cmd_bench() {
 	local quick=()
 	[ "${1:-}" = "--quick" ] && quick=(--quick)
@@ -168,11 +205,13 @@ cmd_bench() {
 	log "release build"
 	setup_build build/release -Dbuildtype=release
 	build build/release
-	local out=$ROOT/out/bench
+	local out=$ROOT/out/bench t0=$SECONDS
 	mkdir -p "$out"
-	log "sweep ${quick[*]:-(full: all sizes, spin and block)} -> $out"
+	log "loopback sweep ${quick[*]:-(full: all sizes, spin and block)} -> $out"
 	build/release/bench/ferry-bench sweep "${quick[@]}" --out "$out" --plots "$ROOT/plots"
 	log "results: $out/results.csv   plots: $out/*.png, $out/*.svg"
+	bench_veth "$out" "${quick[*]:-}"
+	log "sweeps: $((SECONDS - t0)) s"
 	if grep -Eq 'FERRY_HAVE_INF(UD|RC) 1' build/release/ferry_config.h && [ -x "$IBVM" ]; then
 		log "InfiniBand drivers inside the Soft-RoCE VM (bench/ib_vm.sh) -> $out/ib.csv"
 		IBVM_ACCEL=${IBVM_ACCEL:-tcg} IBVM_MEM=${IBVM_MEM:-2048} "$IBVM" \

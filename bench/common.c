@@ -185,11 +185,14 @@ void bench_result_json(FILE *f, const bench_result *r)
 	        "\"size\":%llu,\"ops\":%llu,\"errors\":%llu,\"seconds\":%.6f,"
 	        "\"min_us\":%.3f,\"median_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,"
 	        "\"p999_us\":%.3f,\"max_us\":%.3f,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,"
-	        "\"client_cpu_us_per_op\":%.3f,\"server_cpu_us_per_op\":%.3f}\n",
+	        "\"client_cpu_us_per_op\":%.3f,\"server_cpu_us_per_op\":%.3f",
 	        r->transport, r->poll, r->mode, r->op, (unsigned long long)r->size,
 	        (unsigned long long)r->ops, (unsigned long long)r->errors, r->seconds,
 	        r->min_us, r->median_us, r->p90_us, r->p99_us, r->p999_us, r->max_us,
 	        r->ops_per_s, r->mb_per_s, r->client_cpu_us_per_op, r->server_cpu_us_per_op);
+	if (r->link[0] != '\0')
+		fprintf(f, ",\"link\":\"%s\"", r->link);
+	fputs("}\n", f);
 	fflush(f);
 }
 
@@ -243,35 +246,38 @@ int bench_result_parse(const char *line, bench_result *r)
 	    json_num(line, "client_cpu_us_per_op", &r->client_cpu_us_per_op) ||
 	    json_num(line, "server_cpu_us_per_op", &r->server_cpu_us_per_op))
 		return -1;
+	if (json_str(line, "link", r->link, sizeof(r->link)) != 0) /* optional */
+		r->link[0] = '\0';
 	r->size = (uint64_t)size;
 	r->ops = (uint64_t)ops;
 	r->errors = (uint64_t)errors;
 	return 0;
 }
 
-void bench_csv_header(FILE *f)
-{
-	fprintf(f, "transport,poll,mode,size,median_us,p99_us,ops_per_s,mb_per_s,"
-	           "client_cpu_us_per_op,server_cpu_us_per_op,raw_ref,ratio_vs_raw\n");
-}
+void bench_csv_header(FILE *f) { fputs(BENCH_CSV_COLUMNS "\n", f); }
 
-static void csv_num(FILE *f, double v, const char *fmt)
+void bench_csv_num(FILE *f, double v, const char *fmt)
 {
 	if (v < 0) /* unknown */
 		return;
 	fprintf(f, fmt, v);
 }
 
-void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double ratio)
+void bench_csv_fields(FILE *f, const bench_result *r, const char *raw_ref, double ratio)
 {
 	fprintf(f, "%s,%s,%s,%llu,%.3f,%.3f,%.1f,%.3f,", r->transport, r->poll, r->mode,
 	        (unsigned long long)r->size, r->median_us, r->p99_us, r->ops_per_s,
 	        r->mb_per_s);
-	csv_num(f, r->client_cpu_us_per_op, "%.3f");
+	bench_csv_num(f, r->client_cpu_us_per_op, "%.3f");
 	fputc(',', f);
-	csv_num(f, r->server_cpu_us_per_op, "%.3f");
+	bench_csv_num(f, r->server_cpu_us_per_op, "%.3f");
 	fprintf(f, ",%s,", raw_ref != NULL ? raw_ref : "");
-	csv_num(f, ratio, "%.4f");
+	bench_csv_num(f, ratio, "%.4f");
+}
+
+void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double ratio)
+{
+	bench_csv_fields(f, r, raw_ref, ratio);
 	fputc('\n', f);
 }
 

@@ -63,19 +63,28 @@ typedef struct bench_result {
 	double min_us, median_us, p90_us, p99_us, p999_us, max_us;
 	double ops_per_s, mb_per_s; /* MB = 10^6 bytes */
 	double client_cpu_us_per_op, server_cpu_us_per_op; /* <0: unknown */
+	char link[16]; /* the sweep's link (lo, veth1500): "" = not said, not written */
 } bench_result;
 
 /* Fill the latency fields and rates from samples and totals. */
 void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
                          uint64_t errors, double seconds, uint64_t client_cpu_ns,
                          uint64_t server_cpu_ns /* 0: unknown */);
-/* {"transport":…,"poll":…,…} on one line. */
+/* {"transport":…,"poll":…,…} on one line ("link" last, when set). */
 void bench_result_json(FILE *f, const bench_result *r);
 /* Parse a line written by bench_result_json. 0 or -1. */
 int bench_result_parse(const char *line, bench_result *r);
-/* results.csv: the header, and one row (raw_ref, ratio given). */
+/* results.csv: the header, and one row (raw_ref, ratio given). The sweep
+ * appends its own columns after these (BENCH_CSV_COLUMNS, then the
+ * fields without the line's end). */
+#define BENCH_CSV_COLUMNS                                                           \
+	"transport,poll,mode,size,median_us,p99_us,ops_per_s,mb_per_s,"                  \
+	"client_cpu_us_per_op,server_cpu_us_per_op,raw_ref,ratio_vs_raw"
 void bench_csv_header(FILE *f);
 void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double ratio);
+void bench_csv_fields(FILE *f, const bench_result *r, const char *raw_ref, double ratio);
+/* A number, or nothing when v < 0 (unknown): a CSV cell. */
+void bench_csv_num(FILE *f, double v, const char *fmt);
 
 /* Progress on a terminal (stderr), nothing otherwise. */
 bool bench_tty(void);

@@ -28,7 +28,21 @@
  * CSV consistency: for a transport row, median_us is the raw row's median
  * times the median paired ratio (latency), and mb_per_s the raw row's times
  * the ratio (throughput, fileread), so ratio_vs_raw can be recomputed from
- * the CSV alone; the directly measured medians are in results.json. */
+ * the CSV alone; the directly measured medians are in results.json.
+ * ratio_vs_tcp compares a row with the tcp transport's row at the same
+ * poll, mode and size, from those same CSV numbers, oriented so that above
+ * 1 is better than tcp: mb_per_s over tcp's (throughput, fileread), tcp's
+ * median_us over the row's (latency).
+ *
+ * Links (link.h): lo, the default, runs everything in this namespace over
+ * 127.0.0.1; --link veth runs every server in one namespace and every
+ * client in another, joined by a veth pair at --mtu, each child under
+ * `ip netns exec`. Every row says which (the link column, last).
+ *
+ * A point (transport, poll, mode, size) that fails twice with no good
+ * slice, or once after a smaller size of the same series was given up, is
+ * given up: a dead session costs seconds per slice, and its errors are
+ * already on record (results.json, the table). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -47,6 +61,7 @@
 
 #include "common.h"
 #include "ferry/driver.h"
+#include "link.h"
 #include "ferry/ferry.h"
 
 #define SWEEP_SLICES_MAX 16
@@ -54,20 +69,25 @@
 #define SWEEP_RAW_UDP_MAX 65507u
 #define SWEEP_TPUT_INFLIGHT_BYTES (4u << 20) /* throughput: cap bytes in flight */
 #define SWEEP_TPUT_CONCURRENCY 8
+#define SWEEP_GIVE_UP_FAILS 2 /* failed slices, none good, before a point is given up */
+#define SWEEP_KIDS_MAX 16     /* child processes alive at once (servers, a client, ucx) */
+#define SWEEP_MTU_DEFAULT 1500
+#define SWEEP_TERM_GRACE_MS 3000 /* SIGTERM to SIGKILL */
+#define SWEEP_TCP "tcp" /* the transport ratio_vs_tcp compares with */
 
 /* Transports the sweep knows, in display order. A row runs when its bottom
  * driver is registered and its probe passes. */
 static const struct sweep_transport {
 	const char *stack;  /* the locator stack: the CSV's transport column */
-	const char *listen; /* server locator */
 	const char *driver; /* bottom driver to probe */
 	bool datagram;      /* raw_ref raw-udp up to 65507 B; else raw-tcp always */
 } sweep_transports[] = {
-	{"fast+udp", "fast+udp:host=127.0.0.1,port=0", "udp", true},
-	{"unreliable+udp", "unreliable+udp:host=127.0.0.1,port=0", "udp", true},
-	{"tcp", "tcp:host=127.0.0.1,port=0", "tcp", false},
-	{"splice", "splice:host=127.0.0.1,port=0", "splice", false},
+	{"fast+udp", "udp", true},
+	{"unreliable+udp", "udp", true},
+	{"tcp", "tcp", false},
+	{"splice", "splice", false},
 };
+#define SWEEP_PEER "peer-ucx-tcp" /* the UCX row's name, also in --transports */
 #define SWEEP_NTRANSPORTS ((int)(sizeof(sweep_transports) / sizeof(sweep_transports[0])))
 
 /* The file-read comparison: the reference transport and the one compared. */
@@ -87,6 +107,7 @@ typedef struct sweep_cfg {
 	double slice_s, warmup_s;
 	int cpu_client, cpu_server;
 	const char *only; /* comma list of transports, or NULL */
+	bench_link link;  /* where servers and clients run, and the servers' host */
 } sweep_cfg;
 
 /* A row of results.csv being collected: every slice's result. */
@@ -97,10 +118,14 @@ typedef struct sweep_row {
 	const char *raw_ref; /* NULL for raw rows */
 	int n;
 	bench_result slice[SWEEP_SLICES_MAX];
+	bool failed[SWEEP_SLICES_MAX]; /* no call completed: on record, not aggregated */
+	int ngood, nfailed;            /* nfailed also counts slices with no result */
+	bool gave_up;
 	double pair_ratio[SWEEP_SLICES_MAX];
 	int npairs;
 	bench_result agg;
 	double ratio;
+	double vs_tcp; /* ratio_vs_tcp, <0: not measured */
 } sweep_row;
 
 static sweep_row sweep_rows[SWEEP_ROWS_MAX];
@@ -115,8 +140,62 @@ typedef struct sweep_child {
 	char buf[8192];
 } sweep_child;
 
-static int sweep_spawn(char *const argv[], char *const envp_extra[], int cpu,
-                       sweep_child *c)
+/* Every child alive, so that a signal can end them (stopped servers, too:
+ * they would spin on in their namespace after we are gone). */
+static volatile pid_t sweep_kids[SWEEP_KIDS_MAX];
+
+static void sweep_kid_set(pid_t old, pid_t pid)
+{
+	for (int i = 0; i < SWEEP_KIDS_MAX; i++)
+		if (sweep_kids[i] == old) {
+			sweep_kids[i] = pid;
+			return;
+		}
+}
+
+/* SIGINT/SIGTERM/SIGHUP: end the children, remove the link's namespaces,
+ * then die of the signal. Async-signal-safe calls only. */
+static void sweep_on_signal(int sig)
+{
+	for (int i = 0; i < SWEEP_KIDS_MAX; i++)
+		if (sweep_kids[i] > 0) {
+			kill(sweep_kids[i], SIGCONT);
+			kill(sweep_kids[i], SIGTERM);
+		}
+	bench_link_close();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void sweep_catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = sweep_on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* The child's half of sweep_spawn: in the side's namespace (through
+ * `ip netns exec`, which execs in place: the pid we signal is the
+ * command's) when the link has one. */
+static void sweep_exec(const sweep_cfg *cfg, int side, char *const argv[])
+{
+	const char *ns = cfg->link.ns[side];
+	char *full[64] = {"ip", "netns", "exec", (char *)ns};
+	int n = 4;
+	for (int i = 0; argv[i] != NULL && n < 63; i++)
+		full[n++] = argv[i];
+	full[n] = NULL;
+	char *const *run = ns[0] != '\0' ? full : argv;
+	execvp(run[0], run);
+	fprintf(stderr, "ferry-bench sweep: exec %s: %s\n", run[0], strerror(errno));
+	_exit(127);
+}
+
+/* side: BENCH_LINK_SERVER or BENCH_LINK_CLIENT. */
+static int sweep_spawn(const sweep_cfg *cfg, int side, char *const argv[],
+                       char *const envp_extra[], int cpu, sweep_child *c)
 {
 	int fds[2];
 	if (pipe(fds) != 0)
@@ -132,11 +211,10 @@ static int sweep_spawn(char *const argv[], char *const envp_extra[], int cpu,
 			putenv(envp_extra[i]);
 		if (cpu >= 0)
 			bench_pin(cpu);
-		execvp(argv[0], argv);
-		fprintf(stderr, "ferry-bench sweep: exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+		sweep_exec(cfg, side, argv);
 	}
 	close(fds[1]);
+	sweep_kid_set(0, pid);
 	c->pid = pid;
 	c->fd = fds[0];
 	c->len = 0;
@@ -185,13 +263,26 @@ static int sweep_reap(sweep_child *c, bool kill_it, struct rusage *ru)
 	c->fd = -1;
 	int st = 0;
 	struct rusage dummy;
-	wait4(c->pid, &st, 0, ru != NULL ? ru : &dummy);
+	/* a child wedged past SIGTERM (a server stuck in a broken state) is
+	 * killed after a grace period rather than hanging the sweep */
+	struct rusage *r = ru != NULL ? ru : &dummy;
+	uint64_t end = bench_now_ns() + SWEEP_TERM_GRACE_MS * 1000000ull;
+	pid_t got = 0;
+	while (kill_it && (got = wait4(c->pid, &st, WNOHANG, r)) == 0 && bench_now_ns() < end)
+		usleep(1000);
+	if (kill_it && got == 0)
+		kill(c->pid, SIGKILL);
+	if (got != c->pid)
+		wait4(c->pid, &st, 0, r);
+	sweep_kid_set(c->pid, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* Servers ---------------------------------------------------------------------------*/
 
 typedef struct sweep_servers {
+	const char *poll;
+	const bool *use; /* per transport: whether the ferry server listens for it */
 	sweep_child ferry;
 	char ferry_loc[SWEEP_NTRANSPORTS][640];
 	bool ferry_ok[SWEEP_NTRANSPORTS];
@@ -226,27 +317,43 @@ static int sweep_transport_index(const char *stack)
 	return -1;
 }
 
-static int sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_servers *sv,
-                               const bool *use)
+/* Transport ti's server locator on the link's server address. */
+static char *sweep_listen_loc(const sweep_cfg *cfg, int ti, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:host=%s,port=0", sweep_transports[ti].stack, cfg->link.host);
+	return buf;
+}
+
+/* "HOST:PORT" of a raw server on the link's server address. */
+static char *sweep_raw_addr(const sweep_cfg *cfg, int port, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:%d", cfg->link.host, port);
+	return buf;
+}
+
+/* The ferry server, listening for every transport in use; its locators
+ * (bound ports) into sv->ferry_loc. 0 or -1. */
+static int sweep_start_ferry(const sweep_cfg *cfg, sweep_servers *sv)
 {
 	char *argv[4 + 2 * SWEEP_NTRANSPORTS + 6];
+	char listen[SWEEP_NTRANSPORTS][128];
 	int a = 0;
 	argv[a++] = (char *)cfg->exe;
 	argv[a++] = "server";
 	for (int i = 0; i < SWEEP_NTRANSPORTS; i++)
-		if (use[i]) {
+		if (sv->use[i]) {
 			argv[a++] = "--listen";
-			argv[a++] = (char *)sweep_transports[i].listen;
+			argv[a++] = sweep_listen_loc(cfg, i, listen[i], sizeof(listen[i]));
 		}
 	argv[a++] = "--poll";
-	argv[a++] = (char *)poll;
+	argv[a++] = (char *)sv->poll;
 	argv[a] = NULL;
 	char line[600];
-	if (sweep_spawn(argv, NULL, cfg->cpu_server, &sv->ferry) != 0)
+	if (sweep_spawn(cfg, BENCH_LINK_SERVER, argv, NULL, cfg->cpu_server, &sv->ferry) != 0)
 		return -1;
 	for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
 		sv->ferry_ok[i] = false;
-		if (!use[i])
+		if (!sv->use[i])
 			continue;
 		if (sweep_readline(&sv->ferry, line, sizeof(line), 10) != 0)
 			return -1;
@@ -255,12 +362,27 @@ static int sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_ser
 	}
 	if (sweep_readline(&sv->ferry, line, sizeof(line), 10) != 0 || strcmp(line, "ready") != 0)
 		return -1;
+	return 0;
+}
+
+/* The ferry server and both raw servers for one poll mode. 0 or -1 (the
+ * caller stops whatever started). */
+static int sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_servers *sv,
+                               const bool *use)
+{
+	sv->poll = poll;
+	sv->use = use;
+	if (sweep_start_ferry(cfg, sv) != 0)
+		return -1;
+	char line[600];
 	const char *protos[2] = {"udp", "tcp"};
+	char any[64];
+	sweep_raw_addr(cfg, 0, any, sizeof(any));
 	for (int k = 0; k < 2; k++) {
 		sweep_child *c = k == 0 ? &sv->raw_udp : &sv->raw_tcp;
 		char *rargv[] = {(char *)cfg->exe, "raw", "--proto", (char *)protos[k],
-		                 "--listen", "127.0.0.1:0", "--poll", (char *)poll, NULL};
-		if (sweep_spawn(rargv, NULL, cfg->cpu_server, c) != 0 ||
+		                 "--listen", any, "--poll", (char *)poll, NULL};
+		if (sweep_spawn(cfg, BENCH_LINK_SERVER, rargv, NULL, cfg->cpu_server, c) != 0 ||
 		    sweep_readline(c, line, sizeof(line), 10) != 0 ||
 		    strncmp(line, "port=", 5) != 0)
 			return -1;
@@ -306,6 +428,22 @@ static void sweep_stop_servers(sweep_servers *sv)
 	memset(sv, 0, sizeof(*sv));
 }
 
+/* After a failed slice: a fresh ferry server, so that one transport's
+ * broken state (a session declared dead, a pinned receive pool) does not
+ * fail every later slice of every transport it serves. 0 or -1. */
+static int sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv)
+{
+	if (sv->ferry.pid > 0) {
+		kill(sv->ferry.pid, SIGCONT);
+		sweep_reap(&sv->ferry, true, NULL);
+	}
+	memset(&sv->ferry, 0, sizeof(sv->ferry));
+	if (sweep_start_ferry(cfg, sv) == 0)
+		return 0;
+	fprintf(stderr, "ferry-bench sweep: the restarted ferry server did not start\n");
+	return -1;
+}
+
 /* Slices ------------------------------------------------------------------------------*/
 
 static int sweep_concurrency(const char *mode, uint64_t size)
@@ -320,7 +458,7 @@ static int sweep_concurrency(const char *mode, uint64_t size)
 static int sweep_measure(const sweep_cfg *cfg, char **argv, bench_result *r)
 {
 	sweep_child c;
-	if (sweep_spawn(argv, NULL, cfg->cpu_client, &c) != 0)
+	if (sweep_spawn(cfg, BENCH_LINK_CLIENT, argv, NULL, cfg->cpu_client, &c) != 0)
 		return -1;
 	char line[2048];
 	int rc = sweep_readline(&c, line, sizeof(line), cfg->slice_s + cfg->warmup_s + 20);
@@ -375,7 +513,7 @@ static int sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
 	snprintf(sizes, sizeof(sizes), "%llu", (unsigned long long)size);
 	snprintf(dur, sizeof(dur), "%.3f", cfg->slice_s);
 	snprintf(warm, sizeof(warm), "%.3f", cfg->warmup_s);
-	snprintf(conn, sizeof(conn), "127.0.0.1:%d", udp ? sv->raw_udp_port : sv->raw_tcp_port);
+	sweep_raw_addr(cfg, udp ? sv->raw_udp_port : sv->raw_tcp_port, conn, sizeof(conn));
 	snprintf(pid, sizeof(pid), "%d", (int)(udp ? sv->raw_udp.pid : sv->raw_tcp.pid));
 	char *argv[] = {(char *)cfg->exe, "raw", "--proto", udp ? "udp" : "tcp",
 	                "--connect", conn, "--op", strcmp(mode, "latency") == 0 ? "echo" : "read",
@@ -386,6 +524,8 @@ static int sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
 	return sweep_measure(cfg, argv, r);
 }
 
+/* A port free here, for ucx_perftest's server. On veth that server runs in
+ * a namespace of its own, where every port is free anyway. */
 static int sweep_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -414,17 +554,23 @@ static int sweep_slice_ucx(const sweep_cfg *cfg, const char *mode, uint64_t size
 	snprintf(w, sizeof(w), "%llu", (unsigned long long)(*iters / 10 + 1));
 	snprintf(cs, sizeof(cs), "%d", cfg->cpu_server < 0 ? 0 : cfg->cpu_server);
 	snprintf(cc, sizeof(cc), "%d", cfg->cpu_client < 0 ? 0 : cfg->cpu_client);
-	char *env[] = {"UCX_TLS=tcp", "UCX_NET_DEVICES=lo", "UCX_WARN_UNUSED_ENV_VARS=n", NULL};
+	/* each side's UCX uses its own end of the link */
+	char dev[2][64];
+	for (int i = 0; i < 2; i++)
+		snprintf(dev[i], sizeof(dev[i]), "UCX_NET_DEVICES=%s", cfg->link.dev[i]);
+	char *senv[] = {"UCX_TLS=tcp", dev[BENCH_LINK_SERVER], "UCX_WARN_UNUSED_ENV_VARS=n", NULL};
+	char *cenv[] = {"UCX_TLS=tcp", dev[BENCH_LINK_CLIENT], "UCX_WARN_UNUSED_ENV_VARS=n", NULL};
 	char *sargv[] = {"ucx_perftest", "-p", port, "-c", cs, NULL};
 	bool lat = strcmp(mode, "latency") == 0;
-	char *cargv[] = {"ucx_perftest", "127.0.0.1", "-p", port, "-t", lat ? "tag_lat" : "tag_bw",
+	char *cargv[] = {"ucx_perftest", (char *)cfg->link.host, "-p", port,
+	                 "-t", lat ? "tag_lat" : "tag_bw",
 	                 "-s", sz, "-n", n, "-w", w, "-c", cc, "-f", "-v", NULL};
 	sweep_child s, c;
-	if (sweep_spawn(sargv, env, -1, &s) != 0)
+	if (sweep_spawn(cfg, BENCH_LINK_SERVER, sargv, senv, -1, &s) != 0)
 		return -1;
 	usleep(200000); /* let the server listen */
 	uint64_t t0 = bench_now_ns();
-	if (sweep_spawn(cargv, env, -1, &c) != 0) {
+	if (sweep_spawn(cfg, BENCH_LINK_CLIENT, cargv, cenv, -1, &c) != 0) {
 		sweep_reap(&s, true, NULL);
 		return -1;
 	}
@@ -490,10 +636,45 @@ static sweep_row *sweep_row_get(const char *transport, const char *poll, const c
 	return w;
 }
 
+/* A slice in which no call completed is kept for the record (results.json,
+ * its errors) but not aggregated. */
 static void sweep_row_add(sweep_row *w, const bench_result *r)
 {
-	if (w != NULL && w->n < SWEEP_SLICES_MAX)
-		w->slice[w->n++] = *r;
+	if (w == NULL || w->n == SWEEP_SLICES_MAX)
+		return;
+	bool bad = r->ops == 0;
+	w->failed[w->n] = bad;
+	w->slice[w->n++] = *r;
+	if (bad)
+		w->nfailed++;
+	else
+		w->ngood++;
+}
+
+/* Was a smaller size of w's series (transport, poll, mode) given up? */
+static bool sweep_series_gave_up(const sweep_row *w)
+{
+	for (int i = 0; i < sweep_nrows; i++) {
+		const sweep_row *o = &sweep_rows[i];
+		if (o->gave_up && o->size < w->size && strcmp(o->transport, w->transport) == 0 &&
+		    strcmp(o->poll, w->poll) == 0 && strcmp(o->mode, w->mode) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* After a failed slice of w (no_result: the client gave no result line,
+ * else it is in w already): give the point up after SWEEP_GIVE_UP_FAILS
+ * failures with no good slice, or at once when a smaller size of the
+ * series was given up (the same fault, seconds per slice again). */
+static void sweep_row_failed(sweep_row *w, bool no_result)
+{
+	if (w == NULL)
+		return;
+	if (no_result)
+		w->nfailed++;
+	if (w->ngood == 0 && (w->nfailed >= SWEEP_GIVE_UP_FAILS || sweep_series_gave_up(w)))
+		w->gave_up = true;
 }
 
 static int sweep_cmp_double(const void *a, const void *b)
@@ -517,7 +698,7 @@ static double sweep_field_median(const sweep_row *w, size_t off)
 	int n = 0;
 	for (int i = 0; i < w->n; i++) {
 		double x = *(const double *)((const char *)&w->slice[i] + off);
-		if (x >= 0)
+		if (x >= 0 && !w->failed[i])
 			v[n++] = x;
 	}
 	return sweep_median(v, n);
@@ -526,7 +707,10 @@ static double sweep_field_median(const sweep_row *w, size_t off)
 static void sweep_aggregate(sweep_row *w)
 {
 	bench_result *a = &w->agg;
-	*a = w->slice[0];
+	int first = 0;
+	while (first < w->n - 1 && w->failed[first])
+		first++;
+	*a = w->slice[first];
 	a->ops = a->errors = 0;
 	for (int i = 0; i < w->n; i++)
 		a->ops += w->slice[i].ops, a->errors += w->slice[i].errors;
@@ -551,12 +735,34 @@ static sweep_row *sweep_find(const char *transport, const char *poll, const char
 	return NULL;
 }
 
+/* Does w go into results.csv: a good slice, and a ratio where it needs one. */
+static bool sweep_row_written(const sweep_row *w)
+{
+	return w->ngood > 0 && (w->raw_ref == NULL || w->ratio >= 0);
+}
+
+/* ratio_vs_tcp from the numbers results.csv carries (see the top of this
+ * file), so that it recomputes from the CSV too. */
+static void sweep_vs_tcp(sweep_row *w)
+{
+	const sweep_row *t = sweep_find(SWEEP_TCP, w->poll, w->mode, w->size);
+	w->vs_tcp = -1;
+	if (t == NULL || !sweep_row_written(t) || !sweep_row_written(w))
+		return;
+	bool lat = strcmp(w->mode, "latency") == 0;
+	double mine = lat ? w->agg.median_us : w->agg.mb_per_s;
+	double tcp = lat ? t->agg.median_us : t->agg.mb_per_s;
+	if (mine > 0 && tcp > 0)
+		w->vs_tcp = lat ? tcp / mine : mine / tcp;
+}
+
 /* A row's ratio is the median of its paired ratios; its headline number is
  * the raw row's times that ratio (see the top of this file). */
 static void sweep_finish_rows(void)
 {
 	for (int i = 0; i < sweep_nrows; i++)
-		sweep_aggregate(&sweep_rows[i]);
+		if (sweep_rows[i].n > 0)
+			sweep_aggregate(&sweep_rows[i]);
 	for (int i = 0; i < sweep_nrows; i++) {
 		sweep_row *w = &sweep_rows[i];
 		if (w->raw_ref == NULL) {
@@ -567,7 +773,7 @@ static void sweep_finish_rows(void)
 		double pr[SWEEP_SLICES_MAX];
 		memcpy(pr, w->pair_ratio, sizeof(pr));
 		w->ratio = sweep_median(pr, w->npairs);
-		if (raw == NULL || w->ratio <= 0) {
+		if (raw == NULL || raw->ngood == 0 || w->ratio <= 0) {
 			w->ratio = -1;
 			continue;
 		}
@@ -579,6 +785,8 @@ static void sweep_finish_rows(void)
 			                               : w->agg.ops_per_s;
 		}
 	}
+	for (int i = 0; i < sweep_nrows; i++)
+		sweep_vs_tcp(&sweep_rows[i]);
 }
 
 static double sweep_pair(const char *mode, const bench_result *t, const bench_result *raw)
@@ -635,19 +843,20 @@ static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done
 {
 	const char *poll = SWEEP_FILEREAD_POLL;
 	char *argv[4 + 2 * 2 + 4];
+	char listen[2][128];
 	int a = 0;
 	argv[a++] = (char *)cfg->exe;
 	argv[a++] = "server";
 	for (int i = 0; i < nt; i++) {
 		argv[a++] = "--listen";
-		argv[a++] = (char *)sweep_transports[ti[i]].listen;
+		argv[a++] = sweep_listen_loc(cfg, ti[i], listen[i], sizeof(listen[i]));
 	}
 	argv[a++] = "--poll";
 	argv[a++] = (char *)poll;
 	argv[a] = NULL;
 	sweep_child srv;
 	char loc[2][640], line[640];
-	if (sweep_spawn(argv, NULL, cfg->cpu_server, &srv) != 0) {
+	if (sweep_spawn(cfg, BENCH_LINK_SERVER, argv, NULL, cfg->cpu_server, &srv) != 0) {
 		fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
 		return -1;
 	}
@@ -679,6 +888,8 @@ static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done
 				snprintf(res[i].poll, sizeof(res[i].poll), "%s", poll);
 				sweep_row_add(sweep_row_get(name, poll, "fileread", size, i == 0 ? NULL : ref),
 				              &res[i]);
+				if (res[i].ops == 0) /* on record in its row; no pair */
+					(*failures)++, rc[i] = -1;
 			}
 			if (nt == 2 && rc[0] == 0 && rc[1] == 0) {
 				sweep_row *w = sweep_row_get(sweep_transports[ti[1]].stack, poll,
@@ -811,13 +1022,14 @@ static void sweep_metrics_csv(const sweep_cfg *cfg)
 		return;
 	fprintf(f, "transport,poll,mode,size,calls,client_tx_packets_per_call,"
 	           "client_rx_packets_per_call,server_rx_packets_per_call,"
-	           "server_tx_packets_per_call,copy_bytes_per_call\n");
+	           "server_tx_packets_per_call,copy_bytes_per_call,link\n");
 	for (int i = 0; i < nsums; i++) {
 		sweep_msum *m = &sums[i];
 		if (m->calls <= 0)
 			continue;
-		fprintf(f, "%s,%.0f,%.3f,%.3f,%.3f,%.3f,%.1f\n", m->key, m->calls, m->ctx / m->calls,
-		        m->crx / m->calls, m->srx / m->calls, m->stx / m->calls, m->copy / m->calls);
+		fprintf(f, "%s,%.0f,%.3f,%.3f,%.3f,%.3f,%.1f,%s\n", m->key, m->calls,
+		        m->ctx / m->calls, m->crx / m->calls, m->srx / m->calls, m->stx / m->calls,
+		        m->copy / m->calls, cfg->link.name);
 	}
 	fclose(f);
 }
@@ -907,12 +1119,13 @@ static void sweep_histograms_csv(const sweep_cfg *cfg)
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
 		return;
-	fprintf(f, "transport,poll,side,name,lower,count\n");
+	fprintf(f, "transport,poll,side,name,lower,count,link\n");
 	for (int i = 0; i < nsums; i++)
 		for (int k = 0; k < sums[i].n; k++)
 			if (sums[i].count[k] > 0)
-				fprintf(f, "%s,%llu,%llu\n", sums[i].key, (unsigned long long)sums[i].lower[k],
-				        (unsigned long long)sums[i].count[k]);
+				fprintf(f, "%s,%llu,%llu,%s\n", sums[i].key,
+				        (unsigned long long)sums[i].lower[k],
+				        (unsigned long long)sums[i].count[k], cfg->link.name);
 	fclose(f);
 }
 
@@ -927,12 +1140,17 @@ static int sweep_write(const sweep_cfg *cfg)
 		perror(path);
 		return -1;
 	}
-	bench_csv_header(f);
+	/* new columns go last: readers by column number keep working */
+	fputs(BENCH_CSV_COLUMNS ",ratio_vs_tcp,link\n", f);
 	for (int i = 0; i < sweep_nrows; i++) {
 		sweep_row *w = &sweep_rows[i];
-		if (w->n == 0 || (w->raw_ref != NULL && w->ratio < 0))
+		if (!sweep_row_written(w))
 			continue;
-		bench_csv_row(f, &w->agg, w->raw_ref != NULL ? w->raw_ref : w->transport, w->ratio);
+		bench_csv_fields(f, &w->agg, w->raw_ref != NULL ? w->raw_ref : w->transport,
+		                 w->ratio);
+		fputc(',', f);
+		bench_csv_num(f, w->vs_tcp, "%.4f");
+		fprintf(f, ",%s\n", cfg->link.name);
 	}
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/results.json", cfg->out);
@@ -943,9 +1161,11 @@ static int sweep_write(const sweep_cfg *cfg)
 	bool first = true;
 	for (int i = 0; i < sweep_nrows; i++)
 		for (int k = 0; k < sweep_rows[i].n; k++) {
+			bench_result *r = &sweep_rows[i].slice[k];
+			snprintf(r->link, sizeof(r->link), "%s", cfg->link.name);
 			fprintf(f, "%s", first ? "" : ",\n");
 			first = false;
-			bench_result_json(f, &sweep_rows[i].slice[k]);
+			bench_result_json(f, r);
 			fseek(f, -1, SEEK_CUR); /* drop the newline inside the array */
 		}
 	fprintf(f, "\n]\n");
@@ -953,18 +1173,27 @@ static int sweep_write(const sweep_cfg *cfg)
 	return 0;
 }
 
-static void sweep_table(FILE *f)
+static void sweep_table(const sweep_cfg *cfg, FILE *f)
 {
-	fprintf(f, "\n%-16s %-5s %-10s %8s %11s %11s %11s %9s %9s %7s\n", "transport", "poll",
-	        "mode", "size", "median_us", "p99_us", "MB/s", "cli_cpu", "srv_cpu", "ratio");
+	char link[256];
+	fprintf(f, "\nlink: %s\n", bench_link_describe(&cfg->link, link, sizeof(link)));
+	fprintf(f, "%-16s %-5s %-10s %8s %11s %11s %11s %9s %9s %7s %7s\n", "transport", "poll",
+	        "mode", "size", "median_us", "p99_us", "MB/s", "cli_cpu", "srv_cpu", "ratio",
+	        "vs_tcp");
 	for (int i = 0; i < sweep_nrows; i++) {
 		sweep_row *w = &sweep_rows[i];
-		if (w->n == 0)
+		if (w->n == 0 && w->nfailed == 0)
 			continue;
-		fprintf(f, "%-16s %-5s %-10s %8llu %11.2f %11.2f %11.1f %9.2f %9.2f %7.3f%s\n",
-		        w->transport, w->poll, w->mode, (unsigned long long)w->size, w->agg.median_us,
+		fprintf(f, "%-16s %-5s %-10s %8llu ", w->transport, w->poll, w->mode,
+		        (unsigned long long)w->size);
+		if (w->ngood == 0) {
+			fprintf(f, "failed: %d slices, %llu call errors%s\n", w->nfailed,
+			        (unsigned long long)w->agg.errors, w->gave_up ? ", given up" : "");
+			continue;
+		}
+		fprintf(f, "%11.2f %11.2f %11.1f %9.2f %9.2f %7.3f %7.3f%s\n", w->agg.median_us,
 		        w->agg.p99_us, w->agg.mb_per_s, w->agg.client_cpu_us_per_op,
-		        w->agg.server_cpu_us_per_op, w->ratio,
+		        w->agg.server_cpu_us_per_op, w->ratio, w->vs_tcp,
 		        w->agg.errors ? " (errors)" : "");
 	}
 }
@@ -982,30 +1211,236 @@ static void sweep_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: ferry-bench sweep --out DIR [--quick | --tiny] [--plots DIR]\n"
-	        "         [--no-peer] [--no-plots] [--no-fileread] [--transports a,b]\n"
+	        "         [--link lo|veth] [--mtu N] [--no-peer] [--no-plots] [--no-fileread]\n"
+	        "         [--transports a,b] [--sizes LIST] [--polls spin,block]\n"
 	        "         [--slices K] [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
 	        "       ferry-bench sweep --list\n"
 	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX over\n"
-	        "TCP when ucx_perftest is installed): latency (ECHO ping-pong) and\n"
-	        "throughput (READ); runs of a transport and its raw baseline alternate in\n"
-	        "short slices and the ratio is the median of the paired ratios. Datagram\n"
-	        "transports compare with raw-udp (raw-tcp past 64 KiB), stream transports\n"
-	        "(tcp, splice) with raw-tcp. Then file reads (mode fileread, poll block):\n"
-	        "splice vs tcp serving a /dev/shm file region into a /dev/shm file\n"
-	        "(ferry_call_into_fd), ratio = splice / tcp throughput.\n"
+	        "TCP, row " SWEEP_PEER ", when ucx_perftest is installed): latency (ECHO\n"
+	        "ping-pong) and throughput (READ); runs of a transport and its raw baseline\n"
+	        "alternate in short slices and the ratio is the median of the paired\n"
+	        "ratios. Datagram transports compare with raw-udp (raw-tcp past 64 KiB),\n"
+	        "stream transports (tcp, splice) with raw-tcp. Then file reads (mode\n"
+	        "fileread, poll block): splice vs tcp serving a /dev/shm file region into\n"
+	        "a /dev/shm file (ferry_call_into_fd), ratio = splice / tcp throughput.\n"
+	        "results.csv's ratio_vs_tcp compares each row with the tcp row of the same\n"
+	        "poll, mode and size, above 1 = better than tcp: MB/s over tcp's\n"
+	        "(throughput, fileread), tcp's median RTT over the row's (latency).\n"
+	        "  --link lo    the default: everything on 127.0.0.1 in this namespace\n"
+	        "  --link veth  servers in one network namespace, clients in another,\n"
+	        "               joined by a veth pair (root; ip, ethtool for GRO);\n"
+	        "               full sizes 64,4k,64k,256k,1m,4m,16m,64m\n"
+	        "  --mtu N      the veth pair's MTU (default 1500); link column vethN\n"
 	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point; fileread 1m,16m\n"
 	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test);\n"
 	        "            fileread 1m\n"
 	        "  default   sizes 64,1k,4k,16k,64k,256k,1m, spin and block (< 10 min);\n"
 	        "            fileread 1m,4m,16m,64m\n"
+	        "  --sizes, --polls  replace the sizes and poll modes the above chose\n"
+	        "  --transports      only these rows (names as in --list, or " SWEEP_PEER ")\n"
 	        "  --list    print each transport and whether it would run, then exit\n"
 	        "Writes DIR/results.csv, results.json, metrics.csv, *-metrics.jsonl and\n"
-	        "the plots (gnuplot, scripts from --plots, default ./plots).\n");
+	        "the plots (gnuplot, scripts from --plots, default ./plots), every row\n"
+	        "and plot saying its link.\n");
 }
 
 static bool sweep_have_ucx(void)
 {
 	return system("command -v ucx_perftest >/dev/null 2>&1") == 0;
+}
+
+/* Is name one of --transports (every name when there is no list)? */
+static bool sweep_wanted(const sweep_cfg *cfg, const char *name)
+{
+	if (cfg->only == NULL)
+		return true;
+	char list[512], want[128];
+	snprintf(list, sizeof(list), ",%s,", cfg->only);
+	snprintf(want, sizeof(want), ",%s,", name);
+	return strstr(list, want) != NULL;
+}
+
+/* "spin", "block", "spin,block" into cfg->polls. 0 or -1. */
+static int sweep_parse_polls(sweep_cfg *cfg, const char *s)
+{
+	cfg->npolls = 0;
+	while (*s != '\0') {
+		size_t n = strcspn(s, ",");
+		const char *p = n == 4 && strncmp(s, "spin", 4) == 0    ? "spin"
+		                : n == 5 && strncmp(s, "block", 5) == 0 ? "block"
+		                                                        : NULL;
+		if (p == NULL || cfg->npolls == 2)
+			return -1;
+		cfg->polls[cfg->npolls++] = p;
+		s += n + (s[n] == ',');
+	}
+	return cfg->npolls > 0 ? 0 : -1;
+}
+
+/* Sizes, poll modes and slices of --tiny, --quick or the full sweep (whose
+ * veth sizes go past lo's to where a real link's segmentation shows), then
+ * the explicit --sizes, --polls, --slices, --slice. 0 or -1. */
+static int sweep_plan(sweep_cfg *cfg, bool veth, const char *sizes, const char *polls,
+                      int slices, double slice)
+{
+	cfg->npolls = 1, cfg->polls[0] = "spin";
+	if (cfg->tiny) {
+		cfg->nsizes = bench_parse_sizes("64,4k", cfg->sizes, BENCH_SIZES_MAX);
+		cfg->nfsizes = bench_parse_sizes("1m", cfg->fsizes, BENCH_SIZES_MAX);
+		cfg->slices = 3, cfg->slice_s = 0.08, cfg->warmup_s = 0.02;
+	} else if (cfg->quick) {
+		cfg->nsizes = bench_parse_sizes("64,64k,1m", cfg->sizes, BENCH_SIZES_MAX);
+		cfg->nfsizes = bench_parse_sizes("1m,16m", cfg->fsizes, BENCH_SIZES_MAX);
+		cfg->slices = 5, cfg->slice_s = 0.15, cfg->warmup_s = 0.03;
+	} else {
+		cfg->nsizes = bench_parse_sizes(veth ? "64,4k,64k,256k,1m,4m,16m,64m"
+		                                     : "64,1k,4k,16k,64k,256k,1m",
+		                                cfg->sizes, BENCH_SIZES_MAX);
+		cfg->nfsizes = bench_parse_sizes("1m,4m,16m,64m", cfg->fsizes, BENCH_SIZES_MAX);
+		cfg->npolls = 2, cfg->polls[1] = "block";
+		cfg->slices = 5, cfg->slice_s = 0.25, cfg->warmup_s = 0.05;
+	}
+	if (sizes != NULL && (cfg->nsizes = bench_parse_sizes(sizes, cfg->sizes,
+	                                                      BENCH_SIZES_MAX)) <= 0)
+		return -1;
+	if (polls != NULL && sweep_parse_polls(cfg, polls) != 0) {
+		fprintf(stderr, "ferry-bench sweep: --polls %s: spin, block or spin,block\n", polls);
+		return -1;
+	}
+	if (slices > 0)
+		cfg->slices = slices < SWEEP_SLICES_MAX ? slices : SWEEP_SLICES_MAX;
+	if (slice > 0)
+		cfg->slice_s = slice;
+	return 0;
+}
+
+/* Which rows run: use[i] per transport, and whether the UCX peer does. */
+static bool sweep_choose(const sweep_cfg *cfg, bool *use)
+{
+	for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
+		char why[160] = "";
+		use[i] = sweep_transport_runnable(&sweep_transports[i], why, sizeof(why));
+		if (use[i] && !sweep_wanted(cfg, sweep_transports[i].stack)) {
+			use[i] = false;
+			snprintf(why, sizeof(why), "not in --transports");
+		}
+		if (!use[i])
+			fprintf(stderr, "ferry-bench sweep: skipping %s: %s\n",
+			        sweep_transports[i].stack, why);
+	}
+	if (!cfg->peer || cfg->tiny || !sweep_wanted(cfg, SWEEP_PEER))
+		return false;
+	if (sweep_have_ucx())
+		return true;
+	fprintf(stderr, "ferry-bench sweep: ucx_perftest not found: no UCX row "
+	                "(apt-get install ucx-utils)\n");
+	return false;
+}
+
+/* Does row t (SWEEP_NTRANSPORTS: the UCX peer) run at this poll mode?
+ * ucx_perftest always spins: no block-mode peer row. */
+static bool sweep_runs(int t, const bool *use, bool peer, const char *poll)
+{
+	return t < SWEEP_NTRANSPORTS ? use[t] : peer && strcmp(poll, "spin") == 0;
+}
+
+typedef struct sweep_progress {
+	int total, done, failures, skipped;
+	uint64_t t_start;
+	bool broken; /* the ferry server could not be restarted: stop */
+} sweep_progress;
+
+/* Slice k of row t (SWEEP_NTRANSPORTS: the UCX peer) at one point, paired
+ * with a slice of its raw baseline; which goes first alternates with k. */
+static void sweep_slice(const sweep_cfg *cfg, sweep_servers *sv, int t, const char *poll,
+                        const char *mode, uint64_t size, int k, uint64_t *ucx_iters,
+                        sweep_progress *pg)
+{
+	bool is_peer = t == SWEEP_NTRANSPORTS;
+	bool dg = sweep_raw_udp(is_peer ? NULL : &sweep_transports[t], size);
+	const char *ref = dg ? "raw-udp" : "raw-tcp";
+	const char *name = is_peer ? SWEEP_PEER : sweep_transports[t].stack;
+	sweep_row *raw = sweep_row_get(ref, poll, mode, size, NULL); /* listed first */
+	sweep_row *w = sweep_row_get(name, poll, mode, size, ref);
+	bench_progress("[%d/%d %.0fs %s] %s %s %s %llu B, slice %d/%d", pg->done + 1, pg->total,
+	               (double)(bench_now_ns() - pg->t_start) / 1e9, cfg->link.name, name, poll,
+	               mode, (unsigned long long)size, k + 1, cfg->slices);
+	pg->done++;
+	if (w != NULL && w->gave_up) {
+		pg->skipped++;
+		return;
+	}
+	bench_result rr, tr;
+	int rc_raw = -1, rc_t = -1;
+	for (int side = 0; side < 2; side++) {
+		bool raw_now = (side == 0) == (k % 2 == 0);
+		if (raw_now)
+			rc_raw = sweep_slice_raw(cfg, sv, dg, poll, mode, size, &rr);
+		else if (is_peer)
+			sweep_focus(sv, SWEEP_SRV_NONE),
+			rc_t = sweep_slice_ucx(cfg, mode, size, ucx_iters, &tr);
+		else
+			rc_t = sweep_slice_ferry(cfg, sv, t, poll, mode, size, &tr);
+	}
+	if (rc_raw == 0) {
+		snprintf(rr.poll, sizeof(rr.poll), "%s", poll);
+		sweep_row_add(raw, &rr);
+	}
+	if (rc_t == 0) {
+		snprintf(tr.poll, sizeof(tr.poll), "%s", poll);
+		sweep_row_add(w, &tr);
+	}
+	if (rc_t != 0 || tr.ops == 0) {
+		pg->failures++;
+		sweep_row_failed(w, rc_t != 0);
+		if (!is_peer && sweep_restart_ferry(cfg, sv) != 0)
+			pg->broken = true;
+		return;
+	}
+	double pr = rc_raw == 0 ? sweep_pair(mode, &tr, &rr) : -1;
+	if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
+		w->pair_ratio[w->npairs++] = pr;
+}
+
+/* Every latency and throughput point of one poll mode against one set of
+ * servers. 0, or -1 when the servers did not start. */
+static int sweep_poll_mode(const sweep_cfg *cfg, const char *poll, const bool *use, bool peer,
+                           sweep_progress *pg)
+{
+	const char *modes[2] = {"latency", "throughput"};
+	sweep_servers sv;
+	memset(&sv, 0, sizeof(sv));
+	if (sweep_start_servers(cfg, poll, &sv, use) != 0) {
+		fprintf(stderr, "ferry-bench sweep: servers did not start (link %s)\n",
+		        cfg->link.name);
+		sweep_stop_servers(&sv);
+		return -1;
+	}
+	for (int m = 0; m < 2; m++)
+		for (int s = 0; s < cfg->nsizes; s++) {
+			uint64_t ucx_iters = m == 0 ? 2000 : 500;
+			for (int k = 0; k < cfg->slices && !pg->broken; k++)
+				for (int t = 0; t < SWEEP_NTRANSPORTS + 1 && !pg->broken; t++)
+					if (sweep_runs(t, use, peer, poll))
+						sweep_slice(cfg, &sv, t, poll, modes[m], cfg->sizes[s], k,
+						            &ucx_iters, pg);
+		}
+	sweep_stop_servers(&sv);
+	return pg->broken ? -1 : 0;
+}
+
+/* The points given up, on stderr: their errors are in results.json. */
+static void sweep_report_gave_up(void)
+{
+	for (int i = 0; i < sweep_nrows; i++) {
+		const sweep_row *w = &sweep_rows[i];
+		if (w->gave_up)
+			fprintf(stderr,
+			        "ferry-bench sweep: gave up on %s %s %s %llu B after %d failed "
+			        "slices (%llu call errors)\n",
+			        w->transport, w->poll, w->mode, (unsigned long long)w->size,
+			        w->nfailed, (unsigned long long)w->agg.errors);
+	}
 }
 
 int bench_sweep_main(int argc, char **argv)
@@ -1023,14 +1458,19 @@ int bench_sweep_main(int argc, char **argv)
 		{"slices", required_argument, NULL, 'k'},
 		{"slice", required_argument, NULL, 's'},
 		{"cpus", required_argument, NULL, 'c'},
+		{"link", required_argument, NULL, 'l'},
+		{"mtu", required_argument, NULL, 'm'},
+		{"sizes", required_argument, NULL, 'S'},
+		{"polls", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	sweep_cfg cfg = {.plots = "plots", .peer = true, .plot = true, .fileread = true,
 	                 .cpu_client = 0, .cpu_server = 1};
 	double slice = -1;
-	int slices = -1, o;
+	int slices = -1, mtu = -1, o;
 	bool list = false;
+	const char *link = "lo", *sizes = NULL, *polls = NULL;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'o': cfg.out = optarg; break;
@@ -1048,6 +1488,10 @@ int bench_sweep_main(int argc, char **argv)
 			if (sscanf(optarg, "%d,%d", &cfg.cpu_client, &cfg.cpu_server) != 2)
 				goto bad;
 			break;
+		case 'l': link = optarg; break;
+		case 'm': mtu = atoi(optarg); break;
+		case 'S': sizes = optarg; break;
+		case 'p': polls = optarg; break;
 		case 'h': sweep_usage(stdout); return 0;
 		default: goto bad;
 		}
@@ -1066,147 +1510,62 @@ int bench_sweep_main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (mtu >= 0 && strcmp(link, "veth") != 0) {
+		fprintf(stderr, "ferry-bench sweep: --mtu needs --link veth\n");
+		return 2;
+	}
 	static char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return 1;
 	exe[n] = '\0';
 	cfg.exe = exe;
+	if (sweep_plan(&cfg, strcmp(link, "veth") == 0, sizes, polls, slices, slice) != 0)
+		goto bad;
+	sweep_catch_signals(); /* before the namespaces: a signal now removes them */
+	if (bench_link_open(&cfg.link, link, mtu >= 0 ? mtu : SWEEP_MTU_DEFAULT) != 0)
+		return 1;
 	mkdir(cfg.out, 0755);
-	if (cfg.tiny) {
-		cfg.nsizes = bench_parse_sizes("64,4k", cfg.sizes, BENCH_SIZES_MAX);
-		cfg.nfsizes = bench_parse_sizes("1m", cfg.fsizes, BENCH_SIZES_MAX);
-		cfg.npolls = 1, cfg.polls[0] = "spin";
-		cfg.slices = 3, cfg.slice_s = 0.08, cfg.warmup_s = 0.02;
-	} else if (cfg.quick) {
-		cfg.nsizes = bench_parse_sizes("64,64k,1m", cfg.sizes, BENCH_SIZES_MAX);
-		cfg.nfsizes = bench_parse_sizes("1m,16m", cfg.fsizes, BENCH_SIZES_MAX);
-		cfg.npolls = 1, cfg.polls[0] = "spin";
-		cfg.slices = 5, cfg.slice_s = 0.15, cfg.warmup_s = 0.03;
-	} else {
-		cfg.nsizes = bench_parse_sizes("64,1k,4k,16k,64k,256k,1m", cfg.sizes, BENCH_SIZES_MAX);
-		cfg.nfsizes = bench_parse_sizes("1m,4m,16m,64m", cfg.fsizes, BENCH_SIZES_MAX);
-		cfg.npolls = 2, cfg.polls[0] = "spin", cfg.polls[1] = "block";
-		cfg.slices = 5, cfg.slice_s = 0.25, cfg.warmup_s = 0.05;
-	}
-	if (slices > 0)
-		cfg.slices = slices < SWEEP_SLICES_MAX ? slices : SWEEP_SLICES_MAX;
-	if (slice > 0)
-		cfg.slice_s = slice;
-	bool peer = cfg.peer && !cfg.tiny && sweep_have_ucx();
-	if (cfg.peer && !cfg.tiny && !peer)
-		fprintf(stderr, "ferry-bench sweep: ucx_perftest not found: no UCX row "
-		                "(apt-get install ucx-utils)\n");
-
 	bool use[SWEEP_NTRANSPORTS];
-	for (int i = 0; i < SWEEP_NTRANSPORTS; i++) {
-		char why[160] = "";
-		use[i] = sweep_transport_runnable(&sweep_transports[i], why, sizeof(why));
-		if (use[i] && cfg.only != NULL) {
-			char list[512];
-			snprintf(list, sizeof(list), ",%s,", cfg.only);
-			char want[128];
-			snprintf(want, sizeof(want), ",%s,", sweep_transports[i].stack);
-			use[i] = strstr(list, want) != NULL;
-			snprintf(why, sizeof(why), "not in --transports");
-		}
-		if (!use[i])
-			fprintf(stderr, "ferry-bench sweep: skipping %s: %s\n",
-			        sweep_transports[i].stack, why);
-	}
+	bool peer = sweep_choose(&cfg, use);
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/server-metrics.jsonl", cfg.out);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/client-metrics.jsonl", cfg.out);
 	unlink(path);
 
-	const char *modes[2] = {"latency", "throughput"};
-	int total = 0, done = 0, failures = 0;
+	sweep_progress pg = {0};
 	for (int p = 0; p < cfg.npolls; p++)
-		for (int m = 0; m < 2; m++)
-			for (int s = 0; s < cfg.nsizes; s++)
-				for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++)
-					total += (t < SWEEP_NTRANSPORTS ? use[t]
-					                                : peer && strcmp(cfg.polls[p], "spin") == 0)
-					                 ? cfg.slices
-					                 : 0;
+		for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++)
+			if (sweep_runs(t, use, peer, cfg.polls[p]))
+				pg.total += 2 * cfg.nsizes * cfg.slices;
 	int fti[2];
 	int nfile = sweep_fileread_plan(&cfg, use, fti);
 	if (cfg.fileread && cfg.nfsizes > 0 && nfile < 2)
 		fprintf(stderr, "ferry-bench sweep: %s\n",
 		        nfile == 0 ? "no fileread rows (needs the tcp transport)"
 		                   : "fileread: no splice row, tcp alone");
-	total += nfile * cfg.nfsizes * cfg.slices;
-	uint64_t t_start = bench_now_ns();
-	for (int p = 0; p < cfg.npolls; p++) {
-		const char *poll = cfg.polls[p];
-		sweep_servers sv;
-		memset(&sv, 0, sizeof(sv));
-		if (sweep_start_servers(&cfg, poll, &sv, use) != 0) {
-			fprintf(stderr, "ferry-bench sweep: servers did not start\n");
-			sweep_stop_servers(&sv);
-			return 1;
-		}
-		for (int m = 0; m < 2; m++)
-			for (int s = 0; s < cfg.nsizes; s++) {
-				const char *mode = modes[m];
-				uint64_t size = cfg.sizes[s];
-				uint64_t ucx_iters = strcmp(mode, "latency") == 0 ? 2000 : 500;
-				for (int k = 0; k < cfg.slices; k++)
-					for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++) {
-						bool is_peer = t == SWEEP_NTRANSPORTS;
-						/* ucx_perftest always spins: no block-mode peer row */
-						if (is_peer ? !peer || strcmp(poll, "spin") != 0 : !use[t])
-							continue;
-						bool dg = sweep_raw_udp(is_peer ? NULL : &sweep_transports[t], size);
-						const char *ref = dg ? "raw-udp" : "raw-tcp";
-						const char *name = is_peer ? "peer-ucx-tcp" : sweep_transports[t].stack;
-						bench_progress("[%d/%d %.0fs] %s %s %s %llu B, slice %d/%d", done + 1,
-						               total, (double)(bench_now_ns() - t_start) / 1e9, name,
-						               poll, mode, (unsigned long long)size, k + 1, cfg.slices);
-						bench_result rr, tr;
-						/* alternate which side goes first */
-						int rc_raw = -1, rc_t = -1;
-						for (int side = 0; side < 2; side++) {
-							bool raw_now = (side == 0) == (k % 2 == 0);
-							if (raw_now)
-								rc_raw = sweep_slice_raw(&cfg, &sv, dg, poll, mode, size, &rr);
-							else if (is_peer)
-								sweep_focus(&sv, SWEEP_SRV_NONE),
-								rc_t = sweep_slice_ucx(&cfg, mode, size, &ucx_iters, &tr);
-							else
-								rc_t = sweep_slice_ferry(&cfg, &sv, t, poll, mode, size, &tr);
-						}
-						done++;
-						if (rc_raw == 0) {
-							snprintf(rr.poll, sizeof(rr.poll), "%s", poll);
-							sweep_row_add(sweep_row_get(ref, poll, mode, size, NULL), &rr);
-						}
-						if (rc_t != 0) {
-							failures++;
-							continue;
-						}
-						snprintf(tr.poll, sizeof(tr.poll), "%s", poll);
-						sweep_row *w = sweep_row_get(name, poll, mode, size, ref);
-						sweep_row_add(w, &tr);
-						double pr = rc_raw == 0 ? sweep_pair(mode, &tr, &rr) : -1;
-						if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
-							w->pair_ratio[w->npairs++] = pr;
-					}
-			}
-		sweep_stop_servers(&sv);
-	}
-	if (nfile > 0 && sweep_fileread(&cfg, fti, nfile, &done, total, t_start, &failures) != 0)
-		failures++;
+	pg.total += nfile * cfg.nfsizes * cfg.slices;
+	pg.t_start = bench_now_ns();
+	bool aborted = false; /* no servers: what was measured is still written */
+	for (int p = 0; p < cfg.npolls && !aborted; p++)
+		aborted = sweep_poll_mode(&cfg, cfg.polls[p], use, peer, &pg) != 0;
+	if (!aborted && nfile > 0 &&
+	    sweep_fileread(&cfg, fti, nfile, &pg.done, pg.total, pg.t_start, &pg.failures) != 0)
+		pg.failures++;
 	bench_progress_done();
 	sweep_finish_rows();
 	if (sweep_write(&cfg) != 0)
 		return 1;
 	sweep_metrics_csv(&cfg);
 	sweep_histograms_csv(&cfg);
-	sweep_table(stdout);
-	printf("\n%d slices in %.1f s (%d failed); results in %s/results.csv\n", done,
-	       (double)(bench_now_ns() - t_start) / 1e9, failures, cfg.out);
+	sweep_table(&cfg, stdout);
+	fflush(stdout); /* the table, then what was given up, also into one file */
+	sweep_report_gave_up();
+	printf("\n%d slices in %.1f s (%d failed, %d skipped after failures), link %s; "
+	       "results in %s/results.csv\n",
+	       pg.done, (double)(bench_now_ns() - pg.t_start) / 1e9, pg.failures, pg.skipped,
+	       cfg.link.name, cfg.out);
 	if (cfg.plot) {
 		if (sweep_plots(&cfg) != 0) {
 			fprintf(stderr, "ferry-bench sweep: plotting failed\n");
@@ -1214,7 +1573,7 @@ int bench_sweep_main(int argc, char **argv)
 		}
 		printf("plots in %s/\n", cfg.out);
 	}
-	return failures > 0 && failures == done ? 1 : 0;
+	return aborted || (pg.failures > 0 && pg.failures + pg.skipped == pg.done) ? 1 : 0;
 bad:
 	sweep_usage(stderr);
 	return 2;

@@ -1,6 +1,8 @@
 #!/bin/sh
 # plots/all.sh DIR [poll...]: draw every figure of plots/*.gp from
-# DIR/results.csv and DIR/metrics.csv into DIR (PNG and SVG), once per poll
+# DIR/results.csv and DIR/metrics.csv into DIR (PNG and SVG; titles say the
+# link of results.csv's link column, file names too when it is not lo,
+# e.g. latency-spin-veth1500.png), once per poll
 # mode: the ones given, or else every poll mode of the latency and
 # throughput rows of results.csv (spin when it has none). The file-read
 # figure (fileread.gp) is drawn once per poll mode of the fileread rows

@@ -30,11 +30,22 @@ array C[10] = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', \
 do for [i=1:10] { set linetype i lc rgb C[i] lw 1.5 ps 1.1 }
 set linetype cycle 10
 
-# Outputs: name-<poll>.png and .svg in dir.
+# The link the sweep measured (results.csv's link column: lo, veth1500, ...;
+# a CSV without the column is lo): every title says it, and the file names
+# of a link other than lo carry it, so sweeps of several links can share a
+# directory. Override: -e "linkname='veth9000'".
+if (!exists("linkname")) linkname = system(sprintf("awk -F, 'NR==1 {for (i = 1; i <= NF; i++) if ($i == \"link\") c = i} NR==2 && c {print $c; exit}' '%s' 2>/dev/null", results))
+if (strlen(linkname) == 0) linkname = 'lo'
+linkdesc = linkname eq 'lo' ? 'lo (loopback)' \
+         : (strlen(linkname) > 4 && linkname[1:4] eq 'veth' ? sprintf('veth pair, MTU %s', linkname[5:]) : linkname)
+# For titles: "poll: spin; link: lo (loopback)".
+where = sprintf('poll: %s; link: %s', poll, linkdesc)
+
+# Outputs: name-<poll>.png and .svg in dir (name-<poll>-<link> off lo).
 term(fmt) = fmt eq 'png' \
     ? "set term pngcairo size 1000,650 font 'sans,10' noenhanced" \
     : "set term svg size 1000,650 dynamic font 'sans,10' noenhanced background rgb 'white'"
-out(name, fmt) = sprintf('%s/%s-%s.%s', dir, name, poll, fmt)
+out(name, fmt) = sprintf('%s/%s-%s%s.%s', dir, name, poll, linkname eq 'lo' ? '' : '-'.linkname, fmt)
 # An empty panel with a note, for missing data (never an error exit).
 nodata(why) = sprintf("set label 99 'no data: %s' at graph 0.5,0.5 center front; plot [64:1048576][1:10] NaN notitle; unset label 99", why)
 
@@ -43,7 +54,7 @@ set logscale x 2
 set xlabel 'message size (bytes)'
 set xtics ('1' 1, '4' 4, '16' 16, '64' 64, '256' 256, '1Ki' 1024, '4Ki' 4096, \
            '16Ki' 16384, '64Ki' 65536, '256Ki' 262144, '1Mi' 1048576, \
-           '4Mi' 4194304, '16Mi' 16777216)
+           '4Mi' 4194304, '16Mi' 16777216, '64Mi' 67108864)
 set autoscale xfix
 set autoscale yfix
 set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05

@@ -23,8 +23,8 @@ set rmargin at screen 0.76
 do for [fmt in 'png svg'] {
     eval term(fmt)
     set output out('fileread', fmt)
-    set multiplot layout 2,1 title sprintf('File read: file region -> ferry_call_into_fd, %s vs %s (poll: %s)', \
-                                           'splice (sendfile + splice)', 'tcp (pread+send, recv+write)', poll)
+    set multiplot layout 2,1 title sprintf('File read: file region -> ferry_call_into_fd, %s vs %s (%s)', \
+                                           'splice (sendfile + splice)', 'tcp (pread+send, recv+write)', where)
     set title 'throughput (higher is better; label: ratio to the reference row, tcp)'
     set ylabel 'throughput (MB/s, 10^6 bytes)'
     set xlabel ''

@@ -10,7 +10,7 @@ hsel(s, n) = (strcol(1).'/'.strcol(3)) eq s && strcol(2) eq poll && strcol(4) eq
 do for [fmt in 'png svg'] {
 	eval term(fmt)
 	set output out('hist', fmt)
-	set multiplot layout 1,2 title sprintf('fast transport distributions (poll: %s), summed over the sweep', poll)
+	set multiplot layout 1,2 title sprintf('fast transport distributions (%s), summed over the sweep', where)
 	set key top right font ',9'
 	set grid
 	set logscale x

@@ -11,8 +11,8 @@ do for [q=1:2] {
     ts = tlist(results, M('latency').' && '.pos(col))
     eval logy(lspan(results, sprintf('%d', col), M('latency')) <= 5, 0)
     set ylabel sprintf('%s round-trip time (µs)', what)
-    set title sprintf('%s round-trip time vs message size (poll: %s; raw baselines dashed)', \
-                      q == 1 ? 'Median' : 'p99', poll)
+    set title sprintf('%s round-trip time vs message size (%s; raw baselines dashed)', \
+                      q == 1 ? 'Median' : 'p99', where)
     do for [fmt in 'png svg'] {
         eval term(fmt)
         set output out(name, fmt)

@@ -19,7 +19,7 @@ set rmargin at screen 0.76
 do for [fmt in 'png svg'] {
     eval term(fmt)
     set output out('metrics', fmt)
-    set multiplot layout 2,1 title sprintf('Per-call costs, %s runs (poll: %s)', mode, poll)
+    set multiplot layout 2,1 title sprintf('Per-call costs, %s runs (%s)', mode, where)
     set title 'packets per call (colour: transport; style: counter)'
     set ylabel 'packets per call'
     eval logy(lspan(metrics, '6 7 8 9', M(mode)) <= 2, 0)

@@ -13,7 +13,7 @@ set rmargin at screen 0.76
 do for [fmt in 'png svg'] {
     eval term(fmt)
     set output out('ratio', fmt)
-    set multiplot layout 2,1 title sprintf('Ratio to the raw-socket baseline (poll: %s)', poll)
+    set multiplot layout 2,1 title sprintf('Ratio to the raw-socket baseline (%s)', where)
     do for [p=1:2] {
         mode = p == 1 ? 'latency' : 'throughput'
         target = p == 1 ? 1.15 : 1/1.15

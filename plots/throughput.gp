@@ -7,7 +7,7 @@ load system(sprintf("dirname '%s'", ARG0)).'/common.gp'
 ts = tlist(results, M('throughput').' && '.pos(8))
 eval logy(lspan(results, '8', M('throughput')) <= 5, 0)
 set ylabel 'throughput (MB/s, 10^6 bytes)'
-set title sprintf('Throughput vs message size (poll: %s; higher is better; raw baselines dashed)', poll)
+set title sprintf('Throughput vs message size (%s; higher is better; raw baselines dashed)', where)
 do for [fmt in 'png svg'] {
     eval term(fmt)
     set output out('throughput', fmt)

@@ -74,7 +74,7 @@ static int reasm_add_copy(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
 	if (r->u.bits[b / 64] & bit)
 		return FERRY_REASM_DUP;
 	memcpy(r->base + off, data, len);
-	ferry__pkt_loan_release(pkt, data);
+	ferry__ep_release(pkt); /* dispatch runs on the owner thread */
 	r->u.bits[b / 64] |= bit;
 	r->parked++;
 	r->got++;

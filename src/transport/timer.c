@@ -60,6 +60,7 @@ static void timer_down(ferry__timers *ts, uint32_t i)
 
 int ferry__timer_arm(ferry__timers *ts, ferry__timer *t, uint64_t when_us)
 {
+	t->later_us = 0;
 	if (ts->running && when_us <= ts->run_now)
 		when_us = ts->run_now + 1;
 	if (t->slot != 0) {
@@ -83,6 +84,15 @@ int ferry__timer_arm(ferry__timers *ts, ferry__timer *t, uint64_t when_us)
 	ts->n++;
 	timer_up(ts, ts->n - 1);
 	return 0;
+}
+
+int ferry__timer_push(ferry__timers *ts, ferry__timer *t, uint64_t when_us)
+{
+	if (t->slot != 0 && when_us >= t->when_us) {
+		t->later_us = when_us;
+		return 0;
+	}
+	return ferry__timer_arm(ts, t, when_us);
 }
 
 void ferry__timer_cancel(ferry__timers *ts, ferry__timer *t)
@@ -114,6 +124,11 @@ int ferry__timers_run(ferry__timers *ts, uint64_t now_us)
 	ts->run_now = now_us;
 	while (ts->n > 0 && ts->heap[0]->when_us <= now_us) {
 		ferry__timer *t = ts->heap[0];
+		if (t->later_us > now_us) {
+			/* pushed back since it was armed: not due yet */
+			ferry__timer_arm(ts, t, t->later_us);
+			continue;
+		}
 		ferry__timer_cancel(ts, t);
 		fired++;
 		t->fn(t);

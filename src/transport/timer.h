@@ -11,6 +11,7 @@ typedef struct ferry__timer ferry__timer;
 typedef void (*ferry__timer_fn)(ferry__timer *t);
 struct ferry__timer {
 	uint64_t when_us;
+	uint64_t later_us; /* ferry__timer_push: fire then instead (0 = no) */
 	uint32_t slot; /* heap index + 1; 0 = not armed */
 	ferry__timer_fn fn;
 };
@@ -26,6 +27,12 @@ int ferry__timers_init(ferry__timers *ts, uint32_t cap);
 void ferry__timers_fini(ferry__timers *ts);
 /* (Re)arm t to fire at when_us. 0 or -ENOMEM. */
 int ferry__timer_arm(ferry__timers *ts, ferry__timer *t, uint64_t when_us);
+/* Arm t for when_us, cheaply when that only postpones it: an armed timer
+ * due earlier keeps its heap place and, when it comes due, is re-armed for
+ * when_us instead of firing. For deadlines pushed back on every packet
+ * (retransmission timers): one heap operation per interval, not per
+ * packet. */
+int ferry__timer_push(ferry__timers *ts, ferry__timer *t, uint64_t when_us);
 /* Disarm; harmless when not armed. */
 void ferry__timer_cancel(ferry__timers *ts, ferry__timer *t);
 static inline int ferry__timer_armed(const ferry__timer *t) { return t->slot != 0; }

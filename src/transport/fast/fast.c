@@ -562,7 +562,7 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	                                                   c->opcode, (uint16_t)s->frag_bytes);
 	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes,
 	              UINT32_MAX);
-	ferry__timer_arm(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
+	ferry__timer_push(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
 }
 
 static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
@@ -623,7 +623,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	}
 	if (fast_ack_due(&ch->rx, before, high, h->frag, ack_req, r))
 		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0, h->frag + 1);
-	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
+	ferry__timer_push(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
 static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
@@ -1294,7 +1294,7 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	}
 	sc_pump(sc);
 	sp_drain(sp);
-	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+	ferry__timer_push(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 }
 
 /* The client canceled a call: a handler at work sees ferry_rpc_cancelled;

@@ -198,34 +198,47 @@ static uint32_t out_win(const fast_link *l, const fast_out *o)
 uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
                        uint16_t aux, uint32_t max_new)
 {
-	if (!o->active)
+	if (!o->active || o->next >= o->nfrags)
 		return 0;
-	uint32_t win = out_win(l, o);
-	uint32_t sent = 0;
-	if (o->next < o->nfrags && o->next - o->base < win && max_new > 0)
-		ferry_hist_record(&fast_ctx_of(l->port->ctx)->hist_cwnd, l->cwnd);
-	while (o->next < o->nfrags && o->next - o->base < win && sent < max_new) {
-		uint32_t f = o->next++;
-		sent++;
-		bool burst_end = o->next < o->nfrags &&
-		                 (o->next - o->base >= win || sent == max_new);
-		bool last_of_response = o->nfrags > 1 && f + 1 == o->nfrags &&
-		                        (l->dir & FERRY_FLAG_RESPONSE);
-		/* A long message's full window asks for an ack only if no
-		 * request of ours is pending or a few fragments passed since:
-		 * its receiver acks every few fragments anyway, and asking on
-		 * every (short) burst of a wide window made it ack nearly
-		 * every fragment. Credit-limited bursts always ask: the ack
-		 * returns the credit (incast). */
-		if (burst_end && o->big != NULL && sent != max_new && o->areq1 > o->base &&
-		    f + 1 - o->areq1 < FAST_ACK_EVERY_FRAGS)
-			burst_end = false;
-		if (burst_end || last_of_response)
-			o->areq1 = f + 1;
-		fast_out_send(l, o, ch, rpc_id, opcode, aux, f,
-		              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
+	uint32_t win = out_win(l, o), flight = o->next - o->base;
+	uint32_t n = win > flight ? win - flight : 0;
+	if (n > o->nfrags - o->next)
+		n = o->nfrags - o->next;
+	if (n > max_new)
+		n = max_new;
+	if (n == 0)
+		return 0;
+	ferry_ctx *ctx = l->port->ctx;
+	ferry_hist_record(&fast_ctx_of(ctx)->hist_cwnd, l->cwnd);
+	uint32_t first = o->next, last = first + n - 1;
+	o->next += n;
+	/* Only the last fragment of the burst may ask for an ack. */
+	bool burst_end = o->next < o->nfrags;
+	bool last_of_response = o->nfrags > 1 && last + 1 == o->nfrags &&
+	                        (l->dir & FERRY_FLAG_RESPONSE);
+	/* A long message's full window asks for an ack only if no request of
+	 * ours is pending or a few fragments passed since: its receiver acks
+	 * every few fragments anyway, and asking on every (short) burst of a
+	 * wide window made it ack nearly every fragment. Credit-limited
+	 * bursts always ask: the ack returns the credit (incast). */
+	if (burst_end && o->big != NULL && n != max_new && o->areq1 > o->base &&
+	    last + 1 - o->areq1 < FAST_ACK_EVERY_FRAGS)
+		burst_end = false;
+	if (burst_end || last_of_response)
+		o->areq1 = last + 1;
+	if (n > 1) {
+		/* The run before the last: one framing call, no flags. */
+		ferry_wire_hdr h;
+		fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
+		h.aux = aux;
+		ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, first, last - 1);
+		for (uint32_t f = first; f < last; f++)
+			o->sent_us[f & o->wmask] = (uint32_t)ctx->now_us;
+		fast_ctx_of(ctx)->data_sent += n - 1;
 	}
-	return sent;
+	fast_out_send(l, o, ch, rpc_id, opcode, aux, last,
+	              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
+	return n;
 }
 
 /* Would the window let another fragment go? */

@@ -55,6 +55,7 @@ typedef struct udp_tx_slot {
 	struct iovec iov[UDP_IOV_MAX + 2]; /* header, pieces, bounce */
 	uint8_t *bounce; /* lazily allocated copy space (files, many pieces) */
 	ferry_addr to;
+	uint32_t len;    /* header + payload bytes */
 } udp_tx_slot;
 
 typedef struct udp_rx_slot {
@@ -411,14 +412,9 @@ static uint32_t udp_sendmmsg(udp_ep *u, int fd, struct mmsghdr *msgs, uint32_t n
 	return pkts;
 }
 
-static size_t udp_msg_bytes(const struct msghdr *m)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < m->msg_iovlen; i++)
-		n += m->msg_iov[i].iov_len;
-	return n;
-}
-
+/* Same destination: both connected, or the same address bytes (not the
+ * caller's pointer: a received packet's source, say, may be reused for
+ * another peer within one flush). */
 static bool udp_same_peer(const struct msghdr *a, const struct msghdr *b)
 {
 	return a->msg_namelen == b->msg_namelen &&
@@ -433,12 +429,13 @@ static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
 	uint32_t g = 0, iov = 0;
 	for (uint32_t i = from; i < u->tx_n; g++) {
 		struct msghdr *m = &u->tx_msgs[i].msg_hdr;
-		size_t seg = udp_msg_bytes(m), total = seg;
+		size_t seg = u->tx[i].len, total = seg;
 		uint32_t k = 1;
 		while (i + k < u->tx_n && k < UDP_GSO_SEGS_MAX) {
 			struct msghdr *n = &u->tx_msgs[i + k].msg_hdr;
-			size_t len = udp_msg_bytes(n);
-			if (!udp_same_peer(m, n) || len > seg || len == 0 || total + len > UDP_GSO_BYTES_MAX)
+			size_t len = u->tx[i + k].len;
+			if (len > seg || len == 0 || total + len > UDP_GSO_BYTES_MAX ||
+			    !udp_same_peer(m, n))
 				break;
 			k++;
 			total += len;
@@ -579,6 +576,7 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		s->iov[niov++] = (struct iovec){s->bounce, bounced};
 	struct msghdr *m = &u->tx_msgs[u->tx_n].msg_hdr;
 	*m = (struct msghdr){.msg_iov = s->iov, .msg_iovlen = (size_t)niov};
+	s->len = (uint32_t)(hdr_len + plen);
 	if (!u->connected || to->len != u->peer.len ||
 	    memcmp(to->u.bytes, u->peer.u.bytes, to->len) != 0) {
 		s->to = *to;

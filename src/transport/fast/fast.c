@@ -1170,6 +1170,10 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 		uint32_t nfrags = h->frag_bytes == 0 ? 1 : (h->msg_len + h->frag_bytes - 1) / h->frag_bytes;
 		if (nfrags == 0)
 			nfrags = 1;
+		/* Only a short request keeps its packets (loans); a long one is
+		 * copied as it comes and holds none (reasm.h). */
+		if (nfrags > FERRY_REASM_WINDOW)
+			nfrags = 0;
 		int limit = 0;
 		if (sp->reasm_bytes + h->msg_len > sp->reasm_max) {
 			fast_ctx_of(ctx)->limit_reasm++;

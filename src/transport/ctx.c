@@ -499,7 +499,9 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			FERRY_TRACE(ctx, "rx batch port=%llu n=%llu", p->id, n);
 			events += n;
 			taken += n;
-			ctx->rx_scarce = p->caps.rx_pool != 0 && p->ep->loans_out > p->caps.rx_pool / 2;
+			/* the pool is the bottom driver's (wrappers forward caps) */
+			ctx->rx_scarce = p->caps.rx_pool != 0 &&
+			                 p->eps[p->neps - 1]->loans_out > p->caps.rx_pool / 2;
 			for (int i = 0; i < n; i++) {
 				if (p->dead) /* closed by a callback in this batch */
 					ferry__ep_release(pkts[i]);

@@ -89,6 +89,85 @@ static void done_cb(void *arg, int status, ferry_buf *resp)
 	*slot = status == 0 ? 1 : status;
 }
 
+/* A 1500-byte path (mtu=1472 on both sides over 127.0.0.1, so udp segments
+ * and coalesces as on Ethernet) with a client receive pool of 64 packets:
+ * before long messages were copied on receipt, a message of more fragments
+ * than the pool pinned it with loans and the session died (issue 14). Every
+ * size around the loan/copy boundary (64 fragments), up to 16 MiB, and 8
+ * calls of 512 KiB in flight at once come back byte-exact; the counters
+ * show the kernel coalesced trains and the scarce pool was copied from. */
+static void test_small_mtu(void **st)
+{
+	(void)st;
+	char loc[512], cloc[600];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,mtu=1472", loc, sizeof(loc));
+	snprintf(cloc, sizeof(cloc), "%s,rxslots=64", loc);
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	const size_t sizes[] = {1, 1432, 1433, 60000, 64 * 1432, 64 * 1432 + 1, 1u << 20, 16u << 20};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+		for (int i = 0; i < 3; i++) {
+			size_t n = sizes[k];
+			ferry_buf_reset(&req);
+			tu_fill(ferry_buf_alloc(&req, n), n, k * 10 + (uint64_t)i);
+			int rc = ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 30000000);
+			if (rc != 0)
+				fail_msg("%zu B, call %d: %s", n, i, ferry_err_name(rc));
+			assert_int_equal(tu_check(&resp, n, k * 10 + (uint64_t)i), -1);
+			ferry_buf_reset(&resp);
+		}
+	/* eight 512 KiB calls in flight (the issue saw the session die) */
+	enum { INFL = 8 };
+	size_t n = 512u << 10;
+	ferry_buf rq[INFL], rs[INFL];
+	int slot[INFL];
+	for (int i = 0; i < INFL; i++) {
+		ferry_buf_init(&rq[i]);
+		ferry_buf_init(&rs[i]);
+		tu_fill(ferry_buf_alloc(&rq[i], n), n, 900 + (uint64_t)i);
+		slot[i] = 0;
+		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &rq[i], &rs[i], 30000000, done_cb,
+		                            &slot[i]),
+		                 0);
+	}
+	uint64_t t0 = now_us();
+	for (int left = INFL; left > 0 && now_us() - t0 < 30000000;) {
+		ferry_ctx_poll(ctx, 1000);
+		left = 0;
+		for (int i = 0; i < INFL; i++)
+			left += slot[i] == 0;
+	}
+	for (int i = 0; i < INFL; i++) {
+		if (slot[i] != 1)
+			fail_msg("in flight %d: %s", i, slot[i] == 0 ? "not done" : ferry_err_name(slot[i]));
+		assert_int_equal(tu_check(&rs[i], n, 900 + (uint64_t)i), -1);
+		ferry_buf_fini(&rq[i]);
+		ferry_buf_fini(&rs[i]);
+	}
+	uint64_t trains = 0, gso = 0, scarce = 0, payload = 0;
+	assert_int_equal(ferry_metrics_get(ctx, "udp.gro_trains", &trains), 0);
+	assert_int_equal(ferry_metrics_get(ctx, "udp.gso_pkts", &gso), 0);
+	assert_int_equal(ferry_metrics_get(ctx, "rpc.rx_scarce_copies", &scarce), 0);
+	assert_int_equal(ferry_metrics_get(ctx, "udp.max_payload", &payload), 0);
+	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce copies %llu\n",
+	       (unsigned long long)payload, (unsigned long long)trains, (unsigned long long)gso,
+	       (unsigned long long)scarce);
+	assert_int_equal(payload, 1472);
+	assert_true(trains > 0);
+	assert_true(gso > 0);
+	assert_true(scarce > 0);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
+
 static void test_restart(void **st)
 {
 	(void)st;
@@ -467,6 +546,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_peer_dead),
 		cmocka_unit_test(test_incast),
 		cmocka_unit_test(test_idle_credit),
+		cmocka_unit_test(test_small_mtu),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

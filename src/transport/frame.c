@@ -23,13 +23,15 @@ int ferry__frame_send(ferry__port *port, const ferry_addr *to,
 	h->frag_bytes = (uint16_t)frag_bytes;
 	uint8_t hdr[FERRY_WIRE_HDR_BYTES];
 	int sent = 0;
+	h->frag = first;
+	ferry__wire_encode(h, hdr); /* once; each fragment patches flags and frag */
 	for (uint32_t f = first; f <= last; f++) {
 		uint64_t off = (uint64_t)f * frag_bytes;
 		uint32_t plen = f + 1 == n ? (uint32_t)(len - off) : frag_bytes;
 		h->frag = f;
 		h->flags = (uint8_t)((h->flags & ~FERRY_FLAG_LAST) |
 		                     (f + 1 == n ? FERRY_FLAG_LAST : 0));
-		ferry__wire_encode(h, hdr);
+		ferry__wire_patch_frag(hdr, h->flags, f);
 		ferry_buf_iter it;
 		ferry_buf_iter_init(&it, msg, (size_t)off, plen);
 		int rc = ferry__ep_send(port->ep, to, hdr, sizeof(hdr), &it);

@@ -61,6 +61,15 @@ typedef struct ferry_wire_hdr {
 } ferry_wire_hdr;
 
 void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES]);
+/* Rewrite the flags and frag fields of an encoded header: consecutive
+ * fragments of one message differ only there. */
+static inline void ferry__wire_patch_frag(uint8_t out[FERRY_WIRE_HDR_BYTES], uint8_t flags,
+                                          uint32_t frag)
+{
+	out[4] = flags;
+	out[28] = (uint8_t)frag, out[29] = (uint8_t)(frag >> 8);
+	out[30] = (uint8_t)(frag >> 16), out[31] = (uint8_t)(frag >> 24);
+}
 
 /* Why a packet was refused (each counted separately). */
 enum ferry_wire_verdict {

@@ -318,6 +318,15 @@ uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const u
 		return 0;
 	uint32_t newly = 0;
 	bool sampled = false;
+	if (o->nacked == 0 && first_missing > o->base) {
+		/* In order, nothing acked selectively: slide at once. */
+		newly = first_missing - o->base;
+		sampled = o->sample_sent_us != 0 && o->sample_frag >= o->base &&
+		          o->sample_frag < first_missing;
+		for (uint32_t f = o->base; f < first_missing; f++)
+			out_clear(o->retx, o, f);
+		o->base = first_missing;
+	}
 	for (uint32_t f = o->base; f < first_missing; f++)
 		out_mark(o, f, &newly, &sampled);
 	if (first_missing > o->high)

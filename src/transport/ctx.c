@@ -470,13 +470,6 @@ static void ctx_sweep_ports(ferry_ctx *ctx)
 	}
 }
 
-/* Packets dispatched per port in one pass, at most: a port that fills a
- * whole poll batch is polled again, so a burst (a 1 MiB message is ~730
- * datagrams at a 1500-byte MTU, handed up from a few GRO trains) is taken
- * in one pass and the acks it causes leave in one flush, instead of one
- * pass, one flush and one ack syscall per 32 packets. */
-#define FERRY_POLL_BUDGET (8 * FERRY_POLL_BATCH)
-
 static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 {
 	ferry_pkt *pkts[FERRY_POLL_BATCH];
@@ -492,28 +485,28 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			events += n > 0 ? n : 0;
 			continue;
 		}
-		for (int taken = 0; taken < FERRY_POLL_BUDGET && !p->dead;) {
-			int n = ferry__ep_poll(p->ep, pkts, FERRY_POLL_BATCH);
-			if (n <= 0)
-				break;
-			FERRY_TRACE(ctx, "rx batch port=%llu n=%llu", p->id, n);
-			events += n;
-			taken += n;
-			/* the pool is the bottom driver's (wrappers forward caps) */
-			ctx->rx_scarce = p->caps.rx_pool != 0 &&
-			                 p->eps[p->neps - 1]->loans_out > p->caps.rx_pool / 2;
-			for (int i = 0; i < n; i++) {
-				if (p->dead) /* closed by a callback in this batch */
-					ferry__ep_release(pkts[i]);
-				else if (p->server)
-					p->tp->server_pkt(p, pkts[i]);
-				else
-					p->tp->client_pkt(p, pkts[i]);
-			}
-			ctx->rx_scarce = false;
-			if (n < FERRY_POLL_BATCH)
-				break;
+		/* One batch per port and pass: polling a port again while it
+		 * filled whole batches (up to 256 packets) let a burst's acks
+		 * leave in one flush, but held a server's replies back until the
+		 * whole burst of requests was handled (the cancel race saw half
+		 * as many calls complete within a few passes). */
+		int n = ferry__ep_poll(p->ep, pkts, FERRY_POLL_BATCH);
+		if (n <= 0)
+			continue;
+		FERRY_TRACE(ctx, "rx batch port=%llu n=%llu", p->id, n);
+		events += n;
+		/* the pool is the bottom driver's (wrappers forward caps) */
+		ctx->rx_scarce = p->caps.rx_pool != 0 &&
+		                 p->eps[p->neps - 1]->loans_out > p->caps.rx_pool / 2;
+		for (int i = 0; i < n; i++) {
+			if (p->dead) /* closed by a callback in this batch */
+				ferry__ep_release(pkts[i]);
+			else if (p->server)
+				p->tp->server_pkt(p, pkts[i]);
+			else
+				p->tp->client_pkt(p, pkts[i]);
 		}
+		ctx->rx_scarce = false;
 	}
 	return events;
 }

@@ -43,6 +43,8 @@ typedef struct client_slot {
 	int index;
 	uint64_t start_ns;
 	bool busy;
+	uint64_t good; /* calls that succeeded since client_measure began */
+	int last_rc;   /* the last call's status (-EIO: status 0, body short) */
 } client_slot;
 
 typedef struct client_run {
@@ -126,6 +128,15 @@ static bool client_sink_check(int fd, int64_t off, uint64_t size)
 	return ok;
 }
 
+/* A call of sl ended: remember how, warm-up or not. True if it succeeded. */
+static bool client_outcome(client_slot *sl, int status, ferry_buf *resp)
+{
+	bool ok = status == 0 && client_resp_ok(sl->run->cfg, sl, resp, sl->run->size);
+	sl->good += ok;
+	sl->last_rc = ok ? 0 : status != 0 ? status : -EIO;
+	return ok;
+}
+
 static void client_issue(client_slot *sl);
 
 static void client_done(void *arg, int status, ferry_buf *resp)
@@ -134,8 +145,9 @@ static void client_done(void *arg, int status, ferry_buf *resp)
 	client_run *run = sl->run;
 	uint64_t now = bench_now_ns();
 	sl->busy = false;
+	bool ok = client_outcome(sl, status, resp);
 	if (run->measuring) {
-		if (status == 0 && client_resp_ok(run->cfg, sl, resp, run->size)) {
+		if (ok) {
 			run->ops++;
 			bench_samples_add(&run->samples, now - sl->start_ns);
 		} else {
@@ -213,8 +225,9 @@ static void client_latency(ferry_ctx *ctx, client_run *run, uint64_t end_ns)
 			                     run->cfg->timeout_us);
 		}
 		uint64_t t1 = bench_now_ns();
+		bool ok = client_outcome(sl, rc, &sl->resp);
 		if (run->measuring) {
-			if (rc == 0 && client_resp_ok(run->cfg, sl, &sl->resp, run->size)) {
+			if (ok) {
 				run->ops++;
 				bench_samples_add(&run->samples, t1 - t0);
 			} else {
@@ -245,8 +258,11 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 {
 	const client_cfg *cfg = run->cfg;
 	int n = cfg->mode_tput ? cfg->concurrency : 1;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		client_fill_req(cfg, &run->slots[i].req, run->size);
+		run->slots[i].good = 0;
+		run->slots[i].last_rc = 0;
+	}
 
 	/* warm-up: same traffic, not counted */
 	run->measuring = false;
@@ -257,9 +273,19 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
 		client_latency(ctx, run, now + (uint64_t)(cfg->warmup * 1e9));
 
 	/* FILEREAD: the warm-up's bytes landed where they should (a failed
-	 * check counts as one error of the row). */
+	 * check counts as one error of the row). Offset 0 is slot 0's: with
+	 * none of its calls through (a server gone, a full disk) there is
+	 * nothing to check, and that is said instead (also one error), with
+	 * the reason, rather than passed off as wrong bytes. */
 	uint64_t bad_data = 0;
-	if (cfg->op == BENCH_OP_FILEREAD && !client_sink_check(run->sink_fd, 0, run->size)) {
+	if (cfg->op == BENCH_OP_FILEREAD && run->slots[0].good == 0) {
+		fprintf(stderr,
+		        "ferry-bench client: fileread %llu B: no warm-up call into sink "
+		        "offset 0 succeeded (last: %s); nothing to check\n",
+		        (unsigned long long)run->size, ferry_strerror(run->slots[0].last_rc));
+		bad_data = 1;
+	} else if (cfg->op == BENCH_OP_FILEREAD &&
+	           !client_sink_check(run->sink_fd, 0, run->size)) {
 		fprintf(stderr, "ferry-bench client: fileread %llu B: wrong bytes in the sink\n",
 		        (unsigned long long)run->size);
 		bad_data = 1;

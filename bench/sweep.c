@@ -834,16 +834,13 @@ static int sweep_fileread_plan(sweep_cfg *cfg, const bool *use, int *ti)
 	return 2;
 }
 
-/* splice vs tcp FILEREAD at each file size, alternating slices against one
- * blocking server of their own (the other servers are gone by now).
- * Returns 0, or -1 when that server did not start; *done and *failures
- * count slices. */
-static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done, int total,
-                          uint64_t t_start, int *failures)
+/* The file-read server: both transports of ti on one blocking server, its
+ * bound locators in loc. 0, or -1 when it did not start (reaped). */
+static int sweep_fileread_start(const sweep_cfg *cfg, const int *ti, int nt, sweep_child *srv,
+                                char loc[][640])
 {
-	const char *poll = SWEEP_FILEREAD_POLL;
 	char *argv[4 + 2 * 2 + 4];
-	char listen[2][128];
+	char listen[2][128], line[640];
 	int a = 0;
 	argv[a++] = (char *)cfg->exe;
 	argv[a++] = "server";
@@ -852,19 +849,49 @@ static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done
 		argv[a++] = sweep_listen_loc(cfg, ti[i], listen[i], sizeof(listen[i]));
 	}
 	argv[a++] = "--poll";
-	argv[a++] = (char *)poll;
+	argv[a++] = SWEEP_FILEREAD_POLL;
 	argv[a] = NULL;
-	sweep_child srv;
-	char loc[2][640], line[640];
-	if (sweep_spawn(cfg, BENCH_LINK_SERVER, argv, NULL, cfg->cpu_server, &srv) != 0) {
-		fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
-		return -1;
+	if (sweep_spawn(cfg, BENCH_LINK_SERVER, argv, NULL, cfg->cpu_server, srv) == 0) {
+		int i = 0;
+		while (i < nt && sweep_readline(srv, loc[i], sizeof(loc[i]), 10) == 0)
+			i++;
+		if (i == nt && sweep_readline(srv, line, sizeof(line), 10) == 0 &&
+		    strcmp(line, "ready") == 0)
+			return 0;
+		sweep_reap(srv, true, NULL);
 	}
-	for (int i = 0; i < nt; i++)
-		if (sweep_readline(&srv, loc[i], sizeof(loc[i]), 10) != 0)
-			goto fail;
-	if (sweep_readline(&srv, line, sizeof(line), 10) != 0 || strcmp(line, "ready") != 0)
-		goto fail;
+	fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
+	return -1;
+}
+
+/* Has c exited? Then why goes in buf (c is left to sweep_reap). */
+static bool sweep_exited(const sweep_child *c, char *buf, size_t len)
+{
+	siginfo_t si = {0};
+	if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+	    si.si_pid != c->pid)
+		return false;
+	if (si.si_code == CLD_EXITED)
+		snprintf(buf, len, "exit status %d", si.si_status);
+	else
+		snprintf(buf, len, "signal %d (%s)", si.si_status, strsignal(si.si_status));
+	return true;
+}
+
+/* splice vs tcp FILEREAD at each file size, alternating slices against one
+ * blocking server of their own (the other servers are gone by now). After
+ * a failed slice, or once it has died, the server is replaced, and a death
+ * is reported (a server killed from outside used to fail every slice after
+ * it, each client finding nothing in its sink). Returns 0, or -1 when that
+ * server did not start; *done and *failures count slices. */
+static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done, int total,
+                          uint64_t t_start, int *failures)
+{
+	const char *poll = SWEEP_FILEREAD_POLL;
+	sweep_child srv;
+	char loc[2][640];
+	if (sweep_fileread_start(cfg, ti, nt, &srv, loc) != 0)
+		return -1;
 	const char *ref = sweep_transports[ti[0]].stack;
 	for (int s = 0; s < cfg->nfsizes; s++) {
 		uint64_t size = cfg->fsizes[s];
@@ -881,15 +908,27 @@ static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done
 				rc[i] = sweep_client(cfg, loc[i], name, "fileread", "fileread", poll, size,
 				                     &res[i]);
 				(*done)++;
-				if (rc[i] != 0) {
-					(*failures)++;
-					continue;
+				if (rc[i] == 0) {
+					snprintf(res[i].poll, sizeof(res[i].poll), "%s", poll);
+					sweep_row_add(sweep_row_get(name, poll, "fileread", size,
+					                            i == 0 ? NULL : ref),
+					              &res[i]);
+					if (res[i].ops == 0) /* on record in its row; no pair */
+						rc[i] = -1;
 				}
-				snprintf(res[i].poll, sizeof(res[i].poll), "%s", poll);
-				sweep_row_add(sweep_row_get(name, poll, "fileread", size, i == 0 ? NULL : ref),
-				              &res[i]);
-				if (res[i].ops == 0) /* on record in its row; no pair */
-					(*failures)++, rc[i] = -1;
+				*failures += rc[i] != 0;
+				char why[96] = "";
+				bool died = sweep_exited(&srv, why, sizeof(why));
+				if (rc[i] == 0 && !died)
+					continue;
+				if (died)
+					fprintf(stderr,
+					        "ferry-bench sweep: the fileread server died (%s) by "
+					        "the end of %s %llu B; starting another\n",
+					        why, name, (unsigned long long)size);
+				sweep_reap(&srv, true, NULL);
+				if (sweep_fileread_start(cfg, ti, nt, &srv, loc) != 0)
+					return -1;
 			}
 			if (nt == 2 && rc[0] == 0 && rc[1] == 0) {
 				sweep_row *w = sweep_row_get(sweep_transports[ti[1]].stack, poll,
@@ -902,10 +941,6 @@ static int sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done
 	}
 	sweep_reap(&srv, true, NULL);
 	return 0;
-fail:
-	fprintf(stderr, "ferry-bench sweep: fileread server did not start\n");
-	sweep_reap(&srv, true, NULL);
-	return -1;
 }
 
 /* Metrics: sum the interval dumps per (transport, poll, mode, size) into

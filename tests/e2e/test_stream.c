@@ -978,6 +978,22 @@ static void test_file_into_fd(void **st)
 	else
 		assert_int_equal(sink.copied, 16u * MIB);
 
+	/* A sink that takes no bytes (/dev/full: ENOSPC, on both paths: splice
+	 * into it falls back to the copy) fails the call with that error: a
+	 * short write never passes as status 0 with bytes missing. */
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ferry_buf req;
+		ferry_buf_init(&req);
+		file_request(&req, 0, MIB, src_path);
+		sink = (ferry_fd_sink){.fd = fd, .off = -1};
+		int rc = ferry_call_into_fd_sync(s, TEST_OP_FILE, &req, &sink, CALL_TIMEOUT_US);
+		ferry_buf_fini(&req);
+		close(fd);
+		if (rc != -ENOSPC)
+			fail_msg("into /dev/full: %s, want ENOSPC", ferry_err_name(rc));
+	}
+
 	/* The connection is still in step afterwards. */
 	echo_n(s, 4096, 10, 77);
 	close_checked(ctx, &s, 1);

@@ -374,7 +374,13 @@ uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id
 	ferry_ctx *ctx = l->port->ctx;
 	uint64_t guard = l->rto.have_sample ? l->rto.srtt_us : l->rto.rto_us / 2;
 	uint32_t limit = l->cwnd, sent = 0;
-	for (uint32_t f = o->base; f < o->high && f < o->next && sent < limit; f++) {
+	uint32_t end = o->high < o->next ? o->high : o->next;
+	for (uint32_t f = o->base; f < end && sent < limit; f++) {
+		uint32_t b = f & o->wmask;
+		if (b % 64 == 0 && o->acked[b / 64] == ~0ull) {
+			f += 63; /* a wide window's whole word arrived: skip it */
+			continue;
+		}
 		if (out_test(o->acked, o, f))
 			continue;
 		if ((uint32_t)((uint32_t)ctx->now_us - o->sent_us[f & o->wmask]) < guard)

@@ -141,7 +141,11 @@ int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
 void ferry__reasm_abort(ferry__reasm *r)
 {
 	if (r->copy) {
-		/* Nothing held: the packets went back as they came. */
+		/* Nothing held: the packets went back as they came. The bits
+		 * share memory with the loan ring, which must read empty for
+		 * the next (possibly short) message: a stale bit was a parked
+		 * "packet" that the next abort released (found by fuzz_packet). */
+		memset(r->u.bits, 0, sizeof(r->u.bits));
 		r->parked = 0;
 		r->active = 0;
 		return;

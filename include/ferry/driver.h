@@ -54,6 +54,8 @@ enum ferry_driver_kind {
  * handle reference; resolve() fills it, the transport copies it freely
  * (it is plain bytes, no pointers that need freeing). */
 #define FERRY_ADDR_BYTES 48
+/** The longest header (hdr_len) every datagram driver's send() takes. */
+#define FERRY_DRIVER_HDR_MAX 1024
 /** An opaque peer address (FERRY_ADDR_BYTES of plain bytes). */
 typedef struct ferry_addr {
 	uint32_t len; /**< bytes used in u.bytes; 0 = unset */
@@ -150,8 +152,12 @@ typedef struct ferry_dgram_ops {
 	 * driver flushes itself. Packets the kernel/NIC refuses at flush time
 	 * (a full socket buffer) are dropped and counted by the driver, like a
 	 * loss on the wire: datagram transports recover or time out.
-	 * Errors: -EMSGSIZE (over max_payload), -EINVAL (bad address),
-	 * -ENOMEM, -errno (file read). Never blocks. */
+	 * Every driver takes a header of up to FERRY_DRIVER_HDR_MAX bytes
+	 * (within max_payload): transports send control packets (fast's
+	 * multi-word acks, up to 552 bytes) as header only.
+	 * Errors: -EMSGSIZE (over max_payload; or a longer header, which a
+	 * driver may refuse),
+	 * -EINVAL (bad address), -ENOMEM, -errno (file read). Never blocks. */
 	int (*send)(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	            size_t hdr_len, ferry_buf_iter *payload);
 

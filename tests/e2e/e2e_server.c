@@ -3,6 +3,7 @@
  * SIGTERM (or its parent dies), then checks it leaked no loans. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 
@@ -14,6 +15,13 @@ static void on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+static void print_stat(void *arg, const char *name, uint64_t v)
+{
+	(void)arg;
+	if (v != 0)
+		fprintf(stderr, "e2e_server: %s=%llu\n", name, (unsigned long long)v);
 }
 
 int main(int argc, char **argv)
@@ -43,6 +51,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	while (!stop)
 		ferry_ctx_poll(ctx, 100000);
+	if (getenv("FERRY_E2E_STATS") != NULL)
+		ferry_ctx_stats(ctx, print_stat, NULL); /* debugging aid */
 	/* Close the server (retained replies go back) and check that every
 	 * endpoint got all its loans back before closing. */
 	ferry_server_destroy(srv);

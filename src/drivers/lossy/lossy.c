@@ -14,7 +14,6 @@
 
 #define LOSSY_HELD_SLOTS 256       /* packets held (delayed, reordered, copied) */
 #define LOSSY_DELAY_US_DEFAULT 1000
-#define LOSSY_HDR_MAX_BYTES 64     /* header part passed back to the inner send */
 
 static const char *const lossy_keys[] = {"drop", "dup", "reorder", "delay",
                                          "delay_us", "corrupt", "seed", NULL};
@@ -162,7 +161,7 @@ static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	lossy_ep *l = lossy_of(ep);
 	ferry_ep *in = ep->inner;
 	size_t plen = payload != NULL ? payload->left : 0;
-	if (hdr_len > LOSSY_HDR_MAX_BYTES || hdr_len + plen > l->inner_payload)
+	if (hdr_len > FERRY_DRIVER_HDR_MAX || hdr_len + plen > l->inner_payload)
 		return -EMSGSIZE;
 	l->cnt.seen++;
 	int rc = 0;

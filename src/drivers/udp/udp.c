@@ -21,11 +21,11 @@
 #define UDP_RX_SLOTS_DEFAULT 512
 #define UDP_RX_BATCH_MAX 64
 #define UDP_IOV_MAX 8             /* payload pieces referenced per packet */
-#define UDP_HDR_ROOM_BYTES 64     /* transport header copied per packet */
 /* Packets up to this size are copied whole into their slot: one contiguous
  * buffer lets a lone packet leave with send() instead of sendmsg/sendmmsg,
  * which import and walk iovecs (about 0.4 us per round trip here). */
 #define UDP_INLINE_BYTES 1024
+_Static_assert(UDP_INLINE_BYTES >= FERRY_DRIVER_HDR_MAX, "a slot holds any header");
 #define UDP_SOCKBUF_DEFAULT_BYTES (8u << 20)
 #define UDP_MAX_DGRAM_V4_BYTES 65507u
 #define UDP_MAX_DGRAM_V6_BYTES 65527u
@@ -534,7 +534,7 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 {
 	udp_ep *u = udp_of(ep);
 	size_t plen = payload != NULL ? payload->left : 0;
-	if (hdr_len > UDP_HDR_ROOM_BYTES || hdr_len + plen > u->max_payload)
+	if (hdr_len > FERRY_DRIVER_HDR_MAX || hdr_len + plen > u->max_payload)
 		return -EMSGSIZE;
 	if (to->len == 0 || to->len > FERRY_ADDR_BYTES)
 		return -EINVAL;

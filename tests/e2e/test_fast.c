@@ -167,6 +167,57 @@ static void test_small_mtu(void **st)
 	assert_int_equal(tu_stop_server(pid), 0);
 }
 
+static uint64_t metric(ferry_ctx *ctx, const char *name)
+{
+	uint64_t v = 0;
+	assert_int_equal(ferry_metrics_get(ctx, name, &v), 0);
+	return v;
+}
+
+/* A multi-fragment response's completion ack waits for the channel's next
+ * request, which implies it (fast.acks_implicit), and goes by itself
+ * FAST_FIN_DELAY_US later when no request follows: one ack, and the server
+ * never resends the reply's tail for want of it. */
+static void test_fin_ack(void **st)
+{
+	(void)st;
+	char loc[512];
+	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,mtu=1472", loc, sizeof(loc));
+	ferry_ctx *ctx;
+	ferry_session *s;
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	enum { CALLS = 100 };
+	uint32_t n = 10000; /* 7 fragments: no ack before the last (every 8) */
+	for (uint64_t i = 0; i < CALLS; i++) {
+		ferry_buf_reset(&req);
+		ferry_buf_append(&req, &n, 4);
+		ferry_buf_append(&req, &i, 8);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_SIZED, &req, &resp, 10000000), 0);
+		assert_int_equal(tu_check(&resp, n, i), -1);
+		ferry_buf_reset(&resp);
+	}
+	uint64_t implicit = metric(ctx, "fast.acks_implicit");
+	uint64_t acks = metric(ctx, "fast.acks_sent");
+	/* every call but the first acked the one before it */
+	assert_int_equal(implicit, CALLS - 1);
+	assert_true(acks <= 2); /* (a loss on loopback could ask for one) */
+	/* idle: the last response's ack goes by timer, once */
+	uint64_t t0 = now_us();
+	while (now_us() - t0 < 20000)
+		ferry_ctx_poll(ctx, 1000);
+	assert_int_equal(metric(ctx, "fast.acks_sent"), acks + 1);
+	assert_int_equal(metric(ctx, "fast.acks_implicit"), implicit);
+	assert_int_equal(metric(ctx, "rpc.drop.stale"), 0); /* no resent tail came */
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_ctx_destroy(ctx);
+	assert_int_equal(tu_stop_server(pid), 0);
+}
+
 
 static void test_restart(void **st)
 {
@@ -547,6 +598,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_incast),
 		cmocka_unit_test(test_idle_credit),
 		cmocka_unit_test(test_small_mtu),
+		cmocka_unit_test(test_fin_ack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

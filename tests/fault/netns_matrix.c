@@ -23,8 +23,10 @@
  * a 5-byte message; the edges are chosen on the message length (one
  * fragment is udp payload - 40 bytes: 1432 at MTU 1500), and the largest
  * message is exactly max. The first calls are the edges, smallest first;
- * the rest are seeded from the call index. Without timeouts=1 the first
- * failure stops new calls (the ones in flight finish) and fails the run.
+ * the rest are seeded from the call index. A call the server refuses with
+ * FERRY_EAGAIN (a limit: it did not run it) goes again 10 ms later, as a
+ * client would (counted: refused=). Without timeouts=1 the first failure
+ * stops new calls (the ones in flight finish) and fails the run.
  * Exit 0 only if all of it holds. */
 #include <errno.h>
 #include <math.h>
@@ -45,6 +47,7 @@
 #define MX_QUERY_TRIES      5
 #define MX_RUNS_BATCH       16384 /* ids per TEST_OP_ONCE_RUNS query */
 #define MX_POLL_US          100000
+#define MX_RETRY_US         10000       /* a refused call goes again after this */
 
 enum mx_outcome { MX_NOT_SENT, MX_OK, MX_TIMEDOUT, MX_FAILED };
 
@@ -54,6 +57,8 @@ struct mx_slot {
 	size_t len; /* message bytes: header + payload */
 	uint64_t start_us;
 	bool busy;
+	bool retry;        /* refused with FERRY_EAGAIN: start id again ... */
+	uint64_t retry_us; /* ... from then on */
 };
 
 static struct {
@@ -64,6 +69,7 @@ static struct {
 	bool timeouts_ok;
 	uint8_t *outcome; /* enum mx_outcome per id */
 	uint32_t ok, timedout, failed, done;
+	uint32_t refused; /* FERRY_EAGAIN answers (a server limit): retried */
 	uint64_t bytes;
 	bool stop;
 	uint8_t *want; /* scratch for the expected pattern */
@@ -227,6 +233,14 @@ static void mx_done(void *arg, int status, ferry_buf *resp)
 		mx.outcome[sl->id] = MX_OK;
 		mx.ok++;
 		mx.bytes += sl->len;
+	} else if (status == FERRY_EAGAIN) {
+		/* A server limit (partial requests per port, fragments per
+		 * session) refused it before running it: what a client does is
+		 * try again a little later. Large calls that overlap, as 64 in
+		 * flight up to 64 MiB do, pass the 256 MiB default. */
+		mx.refused++;
+		sl->retry = true;
+		sl->retry_us = mx_now_us() + MX_RETRY_US;
 	} else if (status == FERRY_ETIMEDOUT && mx.timeouts_ok) {
 		mx.outcome[sl->id] = MX_TIMEDOUT;
 		mx.timedout++;
@@ -241,6 +255,14 @@ static void mx_done(void *arg, int status, ferry_buf *resp)
 	ferry_buf_reset(resp);
 	ferry_buf_reset(&sl->req);
 	sl->busy = false;
+}
+
+static bool mx_retries_left(const struct mx_slot *slots)
+{
+	for (uint32_t i = 0; i < mx.inflight && !mx.stop; i++)
+		if (slots[i].retry)
+			return true;
+	return false;
 }
 
 static int mx_start(ferry_session *s, struct mx_slot *sl, uint32_t id)
@@ -391,17 +413,30 @@ int main(int argc, char **argv)
 		ferry_buf_init(&slots[i].req);
 		ferry_buf_init(&slots[i].resp);
 		slots[i].busy = false;
+		slots[i].retry = false;
 	}
 
 	/* The run: refill free slots after every poll pass (not from the
 	 * completion callback, which runs inside the library). */
 	uint64_t t0 = mx_now_us();
 	uint32_t next = 0, started = 0;
-	while (mx.done < started || (next < mx.calls && !mx.stop)) {
-		for (uint32_t i = 0; i < mx.inflight && next < mx.calls && !mx.stop; i++)
-			if (!slots[i].busy && mx_start(s, &slots[i], next++) == 0)
+	while (mx.done < started || (next < mx.calls && !mx.stop) || mx_retries_left(slots)) {
+		uint64_t now = mx_now_us();
+		for (uint32_t i = 0; i < mx.inflight && !mx.stop; i++) {
+			struct mx_slot *sl = &slots[i];
+			if (sl->busy)
+				continue;
+			if (sl->retry) {
+				if (now < sl->retry_us)
+					continue;
+				sl->retry = false;
+				if (mx_start(s, sl, sl->id) == 0)
+					started++;
+			} else if (next < mx.calls && mx_start(s, sl, next++) == 0) {
 				started++;
-		ferry_ctx_poll(mx.ctx, MX_POLL_US);
+			}
+		}
+		ferry_ctx_poll(mx.ctx, MX_RETRY_US);
 	}
 	double secs = (double)(mx_now_us() - t0) / 1e6;
 	bool bad = mx.failed != 0 || mx.ok + mx.timedout != mx.calls;
@@ -462,12 +497,12 @@ int main(int argc, char **argv)
 	}
 
 	printf("netns_matrix %s: %s calls=%u inflight=%u max=%zu ok=%u timedout=%u "
-	       "(ran: %u) failed=%u %.1f s %.1f MB/s both ways | server ran once=%u "
+	       "(ran: %u) failed=%u refused=%u %.1f s %.1f MB/s both ways | server ran once=%u "
 	       "more=%u executions=%llu | retx timeout=%llu fast=%llu probe=%llu "
 	       "data_sent=%llu peerdead=%llu | udp payload=%llu rx_pool_empty=%llu "
 	       "rx_truncated=%llu tx_eagain=%llu tx_errors=%llu\n",
 	       label, bad ? "FAIL" : "ok", mx.calls, mx.inflight, mx.max, mx.ok,
-	       mx.timedout, timedout_ran, mx.failed, secs,
+	       mx.timedout, timedout_ran, mx.failed, mx.refused, secs,
 	       (double)mx.bytes * 2 / 1e6 / (secs > 0 ? secs : 1), once, more,
 	       (unsigned long long)total,
 	       (unsigned long long)mx_metric("fast.retx.timeout"),

@@ -309,8 +309,15 @@ static void fast_session_fini(ferry_session *s)
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
 	ferry__timer_cancel(&s->ctx->timers, &cs->ka_timer);
-	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
-		ferry__timer_cancel(&s->ctx->timers, &cs->ch[i].timer);
+	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
+		fast_cchan *cc = &cs->ch[i];
+		/* a completion ack still waiting goes now: the server frees the
+		 * reply at once instead of resending it to a closed port */
+		if (cc->fin_owed && cs->state == FAST_CS_OPEN)
+			fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL, cc->done_nfrags, 0,
+			              cc->fin_echo);
+		ferry__timer_cancel(&s->ctx->timers, &cc->timer);
+	}
 	ferry__free(cs);
 	s->tstate = NULL;
 }
@@ -320,6 +327,11 @@ static void cc_send_request(fast_cchan *cc, ferry__call *c)
 {
 	fast_cs *cs = cc->cs;
 	ferry_ctx *ctx = cs->s->ctx;
+	if (cc->fin_owed) {
+		/* this request acks the channel's last response */
+		cc->fin_owed = false;
+		fast_ctx_of(ctx)->acks_implicit++;
+	}
 	cc->req_delivered = false;
 	cc->got_response = false;
 	cc->probes = 0;
@@ -361,10 +373,18 @@ static void fast_call_end(ferry__call *c, int status)
 {
 	fast_cs *cs = cs_of(c->s);
 	fast_cchan *cc = &cs->ch[c->chan];
-	ferry__timer_cancel(&c->s->ctx->timers, &cc->timer);
+	ferry_ctx *ctx = c->s->ctx;
 	fast_out_stop(&cc->out);
 	cc->done_rpc_id = c->rpc_id;
 	cc->done_nfrags = status == 0 ? c->s->chan[c->chan].rx.nfrags : 0;
+	if (status == 0 && cc->fin_owed && cs->state == FAST_CS_OPEN) {
+		uint32_t d = cs->l.rto.min_us / 4;
+		ferry__timer_arm(&ctx->timers, &cc->timer,
+		                 ctx->now_us + (d < FAST_FIN_DELAY_US ? d : FAST_FIN_DELAY_US));
+		return;
+	}
+	cc->fin_owed = false;
+	ferry__timer_cancel(&ctx->timers, &cc->timer);
 }
 
 /* Liveness: silence past the interval fails every call of the session. */
@@ -394,6 +414,13 @@ static void cc_timer(ferry__timer *t)
 	ferry_session *s = cs->s;
 	ferry_ctx *ctx = s->ctx;
 	ferry__call *c = s->chan[cc->idx].call;
+	if (cc->fin_owed) {
+		/* no request followed the response in time: ack it now */
+		cc->fin_owed = false;
+		if (cs->state == FAST_CS_OPEN)
+			fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL, cc->done_nfrags, 0,
+			              cc->fin_echo);
+	}
 	if (c == NULL || c->state != FERRY_CALL_ACTIVE || cs->state != FAST_CS_OPEN)
 		return;
 	if (!cs_check_alive(cs))
@@ -612,8 +639,12 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	if (r == FERRY_REASM_COMPLETE) {
 		/* A multi-fragment response: say it all came, so the server
 		 * stops its timer (single-fragment ones need no ack). */
-		if (ch->rx.nfrags > 1)
-			fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL, ch->rx.nfrags, 0, h->frag + 1);
+		/* A multi-fragment response: the server must hear that it all
+		 * came (single-fragment ones need no ack). That ack waits for
+		 * the channel's next request, which implies it: fast_call_end
+		 * arms the timer that sends it if none comes (cc_timer). */
+		cc->fin_owed = ch->rx.nfrags > 1;
+		cc->fin_echo = h->frag + 1;
 		ferry__call_response(c, 0);
 		return;
 	}

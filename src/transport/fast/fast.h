@@ -48,6 +48,10 @@
 #define FAST_ACK_PAYLOAD_BYTES 8              /* at least one bitmap word */
 #define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
 #define FAST_ACK_EVERY_LONG 32                /* ... in long (copied) messages */
+/* A multi-fragment response's completion ack waits this long for the
+ * channel's next request, which acks it implicitly (at most a quarter of
+ * the RTO floor, so the server never resends for want of it). */
+#define FAST_FIN_DELAY_US 200u
 #define FAST_PORT_INFLIGHT_BYTES (2u << 20)   /* inflight=: response bytes in flight per port */
 #define FAST_PORT_CREDIT_MIN_FRAGS 16u        /* the port credit never goes below this */
 
@@ -114,6 +118,11 @@ typedef struct fast_cchan {
 	bool got_response;      /* a response fragment arrived */
 	uint32_t probes;
 	uint32_t done_rpc_id, done_nfrags; /* last completed call: stale acks */
+	/* The completion ack of the last response, not sent yet: the next
+	 * request on the channel acks it implicitly, or the timer sends it
+	 * FAST_FIN_DELAY_US after completion. */
+	bool fin_owed;
+	uint32_t fin_echo;
 } fast_cchan;
 
 typedef struct fast_cs {
@@ -208,6 +217,7 @@ typedef struct fast_sport {
 	X(acks_deferred, "fast.acks_deferred")                                 \
 	X(probes_answered, "fast.probes_answered")                             \
 	X(acks_sent, "fast.acks_sent")                                         \
+	X(acks_implicit, "fast.acks_implicit")                                 \
 	X(acks_received, "fast.acks_received")                                 \
 	X(frag_dup, "fast.frag.dup")                                           \
 	X(frag_out_of_window, "fast.frag.out_of_window")                       \

@@ -427,12 +427,21 @@ static void cc_timer(ferry__timer *t)
 		return;
 	cs->l.unanswered++;
 	fast_ctx *f = fast_ctx_of(ctx);
-	fast_rto_backoff(&cs->l.rto);
-	f->rto_backoffs++;
+	/* A channel's timer firing while the server is heard from (its other
+	 * channels' packets keep coming) is a busy server, not a lost link:
+	 * resend or probe, but neither back the session's RTO off nor drop
+	 * its window. With 64 calls in flight, one timeout per channel
+	 * doubled the RTO 64 times and kept the window at 2 fragments. */
+	bool heard = ctx->now_us - cs->l.last_rx_us < cs->l.rto.rto_us;
+	if (!heard) {
+		fast_rto_backoff(&cs->l.rto);
+		f->rto_backoffs++;
+	}
 	ferry__chan *ch = &s->chan[cc->idx];
 	if (!cc->req_delivered && !fast_out_done(&cc->out) && cc->out.base < cc->out.next) {
 		f->retx_timeout++;
-		fast_link_loss(&cs->l, true);
+		if (!heard)
+			fast_link_loss(&cs->l, true);
 		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
 		              (uint16_t)s->frag_bytes, cc->out.base,
 		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
@@ -1104,9 +1113,12 @@ static void sc_timer(ferry__timer *t)
 		return;
 	fast_ctx *f = fast_ctx_of(ctx);
 	f->retx_timeout++;
-	f->rto_backoffs++;
-	fast_rto_backoff(&ss->l.rto);
-	fast_link_loss(&ss->l, true);
+	/* as on the client (cc_timer): a client still heard from is busy */
+	if (ctx->now_us - ss->l.last_rx_us >= ss->l.rto.rto_us) {
+		f->rto_backoffs++;
+		fast_rto_backoff(&ss->l.rto);
+		fast_link_loss(&ss->l, true);
+	}
 	fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
 	              sc->out.base, FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);

@@ -506,6 +506,8 @@ static int ctx_poll_ports(ferry_ctx *ctx, bool *dead)
 			else
 				p->tp->client_pkt(p, pkts[i]);
 		}
+		if (p->tp->rx_batch_end != NULL)
+			p->tp->rx_batch_end(p);
 		ctx->rx_scarce = false;
 	}
 	return events;

@@ -49,6 +49,9 @@ typedef struct ferry__transport_ops {
 	 * takes the packet (releases it or loans it into a buffer). */
 	void (*client_pkt)(struct ferry__port *port, ferry_pkt *pkt);
 	void (*server_pkt)(struct ferry__port *port, ferry_pkt *pkt);
+	/* Optional: the batch of packets just given to port's upcalls is
+	 * over (before the pass flushes): send what the batch made due. */
+	void (*rx_batch_end)(struct ferry__port *port);
 	/* Send rpc's response (owner thread). Returns true when the transport
 	 * keeps the rpc (a retained reply), false when the core recycles it
 	 * after the flush. */

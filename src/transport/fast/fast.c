@@ -99,6 +99,78 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 	f->ack_words_sent += words;
 }
 
+/* Progress acks wait for the end of the receive batch: one ack per
+ * channel then says what every fragment of the batch brought (a 64 KiB
+ * response in 1500-byte datagrams arrives as two GRO trains, and acking
+ * every eighth fragment sent five acks where one did). They leave in the
+ * same flush as they would have, so nothing is later. */
+static void fast_acks_flush(ferry_ctx *ctx)
+{
+	fast_ctx *f = fast_ctx_of(ctx);
+	for (uint32_t i = 0; i < f->nowed; i++) {
+		const fast_owed *o = &f->owed[i];
+		if (o->server) {
+			fast_ss *ss = o->owner;
+			fast_sch *sc = &ss->ch[o->ch];
+			if (!sc->ack_owed)
+				continue;
+			sc->ack_owed = false;
+			if (sc->state == FAST_SCH_RECEIVING && sc->rpc != NULL && !ss->l.port->dead)
+				fast_send_ack(&ss->l, sc->idx, sc->rpc_id, &sc->rpc->rx,
+				              sc->rpc->rx.next, 0, sc->ack_echo & 0x7fffffffu);
+		} else {
+			fast_cs *cs = o->owner;
+			fast_cchan *cc = &cs->ch[o->ch];
+			if (!cc->ack_owed)
+				continue;
+			cc->ack_owed = false;
+			ferry__chan *ch = &cs->s->chan[o->ch];
+			ferry__call *c = ch->call;
+			if (c != NULL && c->state == FERRY_CALL_ACTIVE && ch->rx.active &&
+			    !cs->l.port->dead)
+				fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, 0,
+				              cc->ack_echo & 0x7fffffffu);
+		}
+	}
+	f->nowed = 0;
+}
+
+/* echo: the fragment that made the ack due, plus one; one that asked for
+ * it (ACK_REQ) is kept, since the sender times that one. */
+static void fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, bool *owed,
+                     uint32_t *echo_field, uint32_t echo, bool asked)
+{
+	fast_ctx *f = fast_ctx_of(ctx);
+	if (*owed) {
+		f->acks_coalesced++;
+		if (asked || (*echo_field & 0x80000000u) == 0)
+			*echo_field = echo | (asked ? 0x80000000u : 0);
+		return;
+	}
+	if (f->nowed == FAST_ACKS_OWED_MAX)
+		fast_acks_flush(ctx);
+	f->owed[f->nowed++] = (fast_owed){.owner = owner, .server = server, .ch = ch};
+	*owed = true;
+	*echo_field = echo | (asked ? 0x80000000u : 0);
+}
+
+/* A session going away takes its owed acks with it. */
+static void fast_owed_forget(ferry_ctx *ctx, const void *owner)
+{
+	fast_ctx *f = fast_ctx_of(ctx);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < f->nowed; i++)
+		if (f->owed[i].owner != owner)
+			f->owed[k++] = f->owed[i];
+	f->nowed = k;
+}
+
+static void fast_rx_batch_end(ferry__port *port)
+{
+	if (fast_ctx_of(port->ctx)->nowed != 0)
+		fast_acks_flush(port->ctx);
+}
+
 /* The bitmap words of an ack (aux of them, as many as came). */
 static uint32_t fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32_t len,
                                uint64_t *words)
@@ -114,29 +186,28 @@ static uint32_t fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32
 }
 
 /* Does a fragment just offered to r (r's next and high were next0 and
- * high0 before; verdict v) call for an ack? Always on request and on a
- * refused fragment (the sender is resending). Short messages (loan mode):
- * on any gap, while fragments wait parked, and every FAST_ACK_EVERY_FRAGS
- * of progress. Long ones, whose window is wide: when a fragment opens a
- * new hole (beyond the highest seen: the sender resends at once, but not
- * again for every later fragment while the hole lasts), when a
- * retransmission moved the first missing one while others wait behind it,
- * and every FAST_ACK_EVERY_LONG fragments taken, so that a lost ack never
- * stalls the window until a timeout. Acking every fragment behind a hole
- * sent ~1,400 acks per loss at a 1500-byte MTU. */
+ * high0 before; verdict v) call for an ack? When the sender asked
+ * (ACK_REQ: a window-limited burst, fast_out_pump) and on a refused
+ * fragment (the sender is resending); otherwise only on news of loss.
+ * Short messages (loan mode): on any gap and while fragments wait parked.
+ * Long ones, whose window is wide: when a fragment opens a new hole
+ * (beyond the highest seen: the sender resends at once, but not again for
+ * every later fragment while the hole lasts; acking every fragment behind
+ * a hole sent ~1,400 acks per loss at a 1500-byte MTU), and when a
+ * retransmission moved the first missing one while others wait behind it.
+ * No ack for mere progress: a sender whose window holds the whole message
+ * needs none, and each one woke a blocked sender for nothing (64 KiB READs
+ * over a 1500-byte veth: two wakeups per call instead of one). */
 static bool fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0, uint32_t frag,
                          bool req, int v)
 {
 	if (req || v < 0)
 		return true;
 	if (!r->copy)
-		return frag > next0 || r->parked > 0 ||
-		       next0 / FAST_ACK_EVERY_FRAGS != r->next / FAST_ACK_EVERY_FRAGS;
+		return frag > next0 || r->parked > 0;
 	if (frag > high0)
 		return true;
-	if (r->next != next0 && r->parked > 0)
-		return true;
-	return r->got % FAST_ACK_EVERY_LONG == 0;
+	return r->next != next0 && r->parked > 0;
 }
 
 /* A fragment reassembly refused: counted (fast's own counters and the
@@ -309,6 +380,7 @@ static void fast_session_fini(ferry_session *s)
 		return;
 	ferry__timer_cancel(&s->ctx->timers, &cs->open_timer);
 	ferry__timer_cancel(&s->ctx->timers, &cs->ka_timer);
+	fast_owed_forget(s->ctx, cs);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
 		fast_cchan *cc = &cs->ch[i];
 		/* a completion ack still waiting goes now: the server frees the
@@ -662,7 +734,8 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		ack_req = true; /* the server is resending: tell it where we are */
 	}
 	if (fast_ack_due(&ch->rx, before, high, h->frag, ack_req, r))
-		fast_send_ack(&cs->l, h->channel, h->rpc_id, &ch->rx, ch->rx.next, 0, h->frag + 1);
+		fast_owe(ctx, cs, false, h->channel, &cc->ack_owed, &cc->ack_echo, h->frag + 1,
+		         ack_req);
 	ferry__timer_push(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -839,6 +912,7 @@ static void ss_free(fast_sport *sp, fast_ss *ss)
 		sc_release(&ss->ch[k]);
 	sp->table[ss->index] = NULL;
 	sp->free[sp->nfree++] = ss->index;
+	fast_owed_forget(sp->port->ctx, ss);
 	ferry__free(ss);
 }
 
@@ -1279,7 +1353,8 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			ack_req = true;
 		}
 		if (fast_ack_due(&rpc->rx, before, high, h->frag, ack_req, r))
-			fast_send_ack(&ss->l, h->channel, h->rpc_id, &rpc->rx, rpc->rx.next, 0, h->frag + 1);
+			fast_owe(ctx, ss, true, h->channel, &sc->ack_owed, &sc->ack_echo, h->frag + 1,
+			         ack_req);
 		return;
 	}
 	case FAST_SCH_PROCESSING:
@@ -1473,6 +1548,7 @@ const ferry__transport_ops ferry__fast_ops = {
 	.call_end = fast_call_end,
 	.client_pkt = fast_client_pkt,
 	.server_pkt = fast_server_pkt,
+	.rx_batch_end = fast_rx_batch_end,
 	.server_reply = fast_server_reply,
 	.server_port_busy = fast_server_port_busy,
 	.server_port_fini = fast_server_port_fini,

@@ -46,8 +46,11 @@
 #define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
 #define FAST_COOKIE_PAYLOAD_BYTES 16          /* nonce echoed, cookie u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* at least one bitmap word */
-#define FAST_ACK_EVERY_FRAGS 8                /* receivers ack at least this often */
-#define FAST_ACK_EVERY_LONG 32                /* ... in long (copied) messages */
+/* A window-limited burst asks for an ack at its end, and halfway when it
+ * is at least twice this long (so the window moves before it drains); a
+ * long message's burst asks only if its previous request is answered or
+ * this many fragments passed since. */
+#define FAST_ACK_EVERY_FRAGS 8
 /* A multi-fragment response's completion ack waits this long for the
  * channel's next request, which acks it implicitly (at most a quarter of
  * the RTO floor, so the server never resends for want of it). */
@@ -123,6 +126,11 @@ typedef struct fast_cchan {
 	 * FAST_FIN_DELAY_US after completion. */
 	bool fin_owed;
 	uint32_t fin_echo;
+	/* A progress ack is due for the response being received; it leaves
+	 * at the end of the receive batch (fast_acks_flush), one per channel
+	 * however many fragments of the batch called for it. */
+	bool ack_owed;
+	uint32_t ack_echo;
 } fast_cchan;
 
 typedef struct fast_cs {
@@ -158,6 +166,8 @@ typedef struct fast_sch {
 	uint32_t loans;         /* request fragments charged to the session */
 	struct fast_sch *wnext; /* the port's credit queue */
 	ferry__timer timer;
+	bool ack_owed;          /* as fast_cchan's, for the request */
+	uint32_t ack_echo;
 } fast_sch;
 
 typedef struct fast_ss {
@@ -218,6 +228,7 @@ typedef struct fast_sport {
 	X(probes_answered, "fast.probes_answered")                             \
 	X(acks_sent, "fast.acks_sent")                                         \
 	X(acks_implicit, "fast.acks_implicit")                                 \
+	X(acks_coalesced, "fast.acks_coalesced")                               \
 	X(acks_received, "fast.acks_received")                                 \
 	X(frag_dup, "fast.frag.dup")                                           \
 	X(frag_out_of_window, "fast.frag.out_of_window")                       \
@@ -232,10 +243,20 @@ typedef struct fast_sport {
 	X(wins_allocated, "fast.windows_allocated")                            \
 	X(ack_words_sent, "fast.ack_words_sent")
 
+/* Channels owed a progress ack in the receive batch being handled. */
+#define FAST_ACKS_OWED_MAX 64
+typedef struct fast_owed {
+	void *owner;            /* fast_cs (client) or fast_ss (server) */
+	bool server;
+	uint8_t ch;
+} fast_owed;
+
 typedef struct fast_ctx {
 #define FAST_CNT_FIELD_(f, n) uint64_t f;
 	FAST_COUNTERS(FAST_CNT_FIELD_)
 #undef FAST_CNT_FIELD_
+	fast_owed owed[FAST_ACKS_OWED_MAX];
+	uint32_t nowed;
 	fast_win *win_free;     /* pooled long-message windows */
 	uint32_t wins_out;      /* taken from the pool now */
 	ferry_hist hist_cwnd;   /* fragments in the window when a burst starts */

@@ -184,6 +184,22 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 	return rc;
 }
 
+/* Fragments [first, end) out in one framing call, no flags. */
+static void out_run(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+                    uint16_t aux, uint32_t first, uint32_t end)
+{
+	if (first >= end)
+		return;
+	ferry_ctx *ctx = l->port->ctx;
+	ferry_wire_hdr h;
+	fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
+	h.aux = aux;
+	ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, first, end - 1);
+	for (uint32_t f = first; f < end; f++)
+		o->sent_us[f & o->wmask] = (uint32_t)ctx->now_us;
+	fast_ctx_of(ctx)->data_sent += end - first;
+}
+
 static uint32_t out_win(const fast_link *l, const fast_out *o)
 {
 	return l->cwnd < o->wlimit ? l->cwnd : o->wlimit;
@@ -217,25 +233,25 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 	bool last_of_response = o->nfrags > 1 && last + 1 == o->nfrags &&
 	                        (l->dir & FERRY_FLAG_RESPONSE);
 	/* A long message's full window asks for an ack only if no request of
-	 * ours is pending or a few fragments passed since: its receiver acks
-	 * every few fragments anyway, and asking on every (short) burst of a
-	 * wide window made it ack nearly every fragment. Credit-limited
+	 * ours is pending or a few fragments passed since: the pending one's
+	 * ack moves the window, and asking on every (short) burst of a wide
+	 * window made the receiver ack nearly every fragment. Credit-limited
 	 * bursts always ask: the ack returns the credit (incast). */
 	if (burst_end && o->big != NULL && n != max_new && o->areq1 > o->base &&
 	    last + 1 - o->areq1 < FAST_ACK_EVERY_FRAGS)
 		burst_end = false;
 	if (burst_end || last_of_response)
 		o->areq1 = last + 1;
-	if (n > 1) {
-		/* The run before the last: one framing call, no flags. */
-		ferry_wire_hdr h;
-		fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
-		h.aux = aux;
-		ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, first, last - 1);
-		for (uint32_t f = first; f < last; f++)
-			o->sent_us[f & o->wmask] = (uint32_t)ctx->now_us;
-		fast_ctx_of(ctx)->data_sent += n - 1;
+	/* Receivers ack only when asked or on loss: a long window-limited
+	 * burst also asks halfway, so its first half's ack refills the window
+	 * while the second half is still arriving. */
+	if (burst_end && n >= 2 * FAST_ACK_EVERY_FRAGS) {
+		uint32_t mid = first + n / 2 - 1;
+		out_run(l, o, ch, rpc_id, opcode, aux, first, mid);
+		fast_out_send(l, o, ch, rpc_id, opcode, aux, mid, FERRY_FLAG_ACK_REQ);
+		first = mid + 1;
 	}
+	out_run(l, o, ch, rpc_id, opcode, aux, first, last);
 	fast_out_send(l, o, ch, rpc_id, opcode, aux, last,
 	              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
 	return n;

@@ -348,6 +348,13 @@ struct ferry_ep {
 	ferry_ep_counters cnt; /**< kept by the core wrappers */
 	char errmsg[160];     /**< why open()/resolve() failed, naming the bad
 	                       * key or value (the core reports it) */
+	/** Set by the transport while every peer of this endpoint ignores
+	 * bytes after a datagram's content (its header says how long the
+	 * content is; docs/WIRE.md "Padding"): a driver that coalesces
+	 * datagrams (udp's UDP_SEGMENT) may then pad one with zeros to the size
+	 * of the datagrams around it, so that they leave as one send. Read at
+	 * flush time; false = never pad. */
+	bool tx_pad;
 };
 
 /** Registry: every driver meson built, in one static array. */

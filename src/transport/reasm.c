@@ -66,9 +66,6 @@ static int reasm_add_copy(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
 	if (frag - r->next >= FERRY_REASM_COPY_WINDOW)
 		return FERRY_REASM_AHEAD;
 	uint64_t off = (uint64_t)frag * r->frag_bytes;
-	uint32_t want = frag + 1 == r->nfrags ? (uint32_t)(r->msg_len - off) : r->frag_bytes;
-	if (frag >= r->nfrags || len != want)
-		return FERRY_REASM_MISMATCH;
 	uint32_t b = frag % FERRY_REASM_COPY_WINDOW;
 	uint64_t bit = 1ull << (b % 64);
 	if (r->u.bits[b / 64] & bit)
@@ -97,8 +94,17 @@ int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
                      uint32_t msg_len, uint32_t frag_bytes, uint8_t *data,
                      uint32_t len)
 {
-	if (msg_len != r->msg_len || frag_bytes != r->frag_bytes)
+	if (msg_len != r->msg_len || frag_bytes != r->frag_bytes || frag >= r->nfrags)
 		return FERRY_REASM_MISMATCH;
+	/* A fragment is frag_bytes long, the last one what remains. Bytes
+	 * after it are padding (docs/WIRE.md "Padding"); fewer is malformed
+	 * (loan mode used to append whatever came, so a short fragment made a
+	 * short message). */
+	uint64_t off = (uint64_t)frag * r->frag_bytes;
+	uint32_t want = frag + 1 == r->nfrags ? (uint32_t)(r->msg_len - off) : r->frag_bytes;
+	if (len < want)
+		return FERRY_REASM_MISMATCH;
+	len = want;
 	if (frag < r->next)
 		return FERRY_REASM_DUP;
 	if (r->copy)

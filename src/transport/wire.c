@@ -92,7 +92,8 @@ int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
 			return FERRY_WIRE_BAD_LENGTH;
 		uint64_t off = (uint64_t)h->frag * h->frag_bytes;
 		uint64_t want = h->frag + 1 == n ? h->msg_len - off : h->frag_bytes;
-		if (payload != want)
+		/* Bytes past the fragment are padding ("Padding" in WIRE.md). */
+		if (payload < want)
 			return FERRY_WIRE_BAD_LENGTH;
 		if (((h->flags & FERRY_FLAG_LAST) != 0) != (h->frag + 1 == n))
 			return FERRY_WIRE_BAD_LENGTH;

@@ -315,11 +315,12 @@ static void test_bad_length(void **state)
 	(void)state;
 	ferry_wire_hdr h, back;
 
-	/* One fragment of 100 bytes: payload must be exactly 100. */
+	/* One fragment of 100 bytes: payload at least 100; more is padding
+	 * (WIRE.md "Padding"), which receivers ignore. */
 	h = data_hdr(100);
 	assert_int_equal(decode(&h, 100, &back), FERRY_WIRE_OK);
 	assert_int_equal(decode(&h, 99, &back), FERRY_WIRE_BAD_LENGTH);
-	assert_int_equal(decode(&h, 101, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 101, &back), FERRY_WIRE_OK);
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
 
 	/* 2500 bytes in 1000-byte fragments: 1000, 1000, 500. */
@@ -332,11 +333,11 @@ static void test_bad_length(void **state)
 	assert_int_equal(decode(&h, 999, &back), FERRY_WIRE_BAD_LENGTH);
 	h.frag = 1;
 	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_OK);
-	assert_int_equal(decode(&h, 1001, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 1001, &back), FERRY_WIRE_OK); /* padded */
 	h.frag = 2;
 	h.flags = FERRY_FLAG_LAST;
 	assert_int_equal(decode(&h, 500, &back), FERRY_WIRE_OK);
-	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_BAD_LENGTH);
+	assert_int_equal(decode(&h, 1000, &back), FERRY_WIRE_OK); /* padded */
 	assert_int_equal(decode(&h, 499, &back), FERRY_WIRE_BAD_LENGTH);
 
 	/* frag >= nfrags, whatever the payload and flags. */
@@ -425,8 +426,8 @@ static void test_empty_message(void **state)
 	/* frag_bytes 0 is fine for an empty message. */
 	h.frag_bytes = 0;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_OK);
-	/* Any payload on an empty message is wrong, LAST is required. */
-	assert_int_equal(decode(&h, 1, &back), FERRY_WIRE_BAD_LENGTH);
+	/* Bytes after an empty message are padding; LAST is required. */
+	assert_int_equal(decode(&h, 1, &back), FERRY_WIRE_OK);
 	h.flags = 0;
 	assert_int_equal(decode(&h, 0, &back), FERRY_WIRE_BAD_LENGTH);
 }

@@ -82,6 +82,7 @@ typedef struct udp_counters {
 	 * received trains and their packets; offloads the kernel refused
 	 * (then the plain path is used: counted once per socket) */
 	uint64_t gso_sends, gso_pkts, gro_trains, gro_pkts, gso_unavailable, gro_unavailable;
+	uint64_t gso_padded, gso_pad_bytes;
 } udp_counters;
 
 typedef struct udp_ep {
@@ -116,6 +117,7 @@ typedef struct udp_ep {
 	 * recvmmsg, and a recvmmsg that returns fewer than two switches back. */
 	bool rx_batch;
 	bool gso, gro;
+	bool pad; /* ep->tx_pad at this flush: short packets may be padded */
 	/* GSO: the flush's messages, each grouping several tx slots */
 	struct mmsghdr *gso_msgs;
 	struct iovec *gso_iov;
@@ -175,7 +177,8 @@ static int udp_offloads(udp_ep *u, int fd, bool gso, bool gro)
 		return 0;
 	size_t n = u->tx_slots;
 	u->gso_msgs = ferry__calloc(n, sizeof(*u->gso_msgs));
-	u->gso_iov = ferry__calloc(n * (UDP_IOV_MAX + 2), sizeof(*u->gso_iov));
+	/* each packet's iovecs, and one more for padding */
+	u->gso_iov = ferry__calloc(n * (UDP_IOV_MAX + 3), sizeof(*u->gso_iov));
 	u->gso_first = ferry__calloc(n, sizeof(*u->gso_first));
 	u->gso_segs = ferry__calloc(n, sizeof(*u->gso_segs));
 	u->gso_ctl = ferry__calloc(n, sizeof(*u->gso_ctl));
@@ -421,9 +424,27 @@ static bool udp_same_peer(const struct msghdr *a, const struct msghdr *b)
 	       (a->msg_namelen == 0 || memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0);
 }
 
+/* Zeros that pad a short packet (the kernel only reads them). */
+static uint8_t udp_zeros[UDP_GSO_BYTES_MAX / 2];
+
+/* May packet i, shorter than seg, be padded to seg so that the run of
+ * seg-size packets it sits in stays one send? Only where the transport
+ * allows it (ep->tx_pad), for at most half a segment of zeros (a
+ * 4 KiB message's last fragment, not a 40-byte ack), and only if a
+ * seg-size packet to the same peer follows to continue the run. */
+static bool udp_pad_ok(const udp_ep *u, uint32_t i, size_t seg, size_t total)
+{
+	size_t len = u->tx[i].len;
+	if (!u->pad || len * 2 < seg || seg - len > sizeof(udp_zeros) || i + 1 >= u->tx_n ||
+	    u->tx[i + 1].len != seg || total + 2 * seg > UDP_GSO_BYTES_MAX)
+		return false;
+	return udp_same_peer(&u->tx_msgs[i].msg_hdr, &u->tx_msgs[i + 1].msg_hdr);
+}
+
 /* Group the queued packets: a run of equal-size packets to one peer (the
- * last may be shorter) becomes one message with UDP_SEGMENT. Returns the
- * number of messages in gso_msgs. */
+ * last may be shorter) becomes one message with UDP_SEGMENT; a short one
+ * inside a run may be padded (udp_pad_ok). Returns the number of messages
+ * in gso_msgs. */
 static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
 {
 	uint32_t g = 0, iov = 0;
@@ -437,6 +458,12 @@ static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
 			if (len > seg || len == 0 || total + len > UDP_GSO_BYTES_MAX ||
 			    !udp_same_peer(m, n))
 				break;
+			if (len < seg && udp_pad_ok(u, i + k, seg, total)) {
+				/* padded to seg: the run goes on */
+				k++;
+				total += seg;
+				continue;
+			}
 			k++;
 			total += len;
 			if (len < seg)
@@ -457,6 +484,13 @@ static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
 			memcpy(u->gso_iov + iov, p->msg_iov, p->msg_iovlen * sizeof(struct iovec));
 			iov += (uint32_t)p->msg_iovlen;
 			out->msg_iovlen += p->msg_iovlen;
+			if (u->tx[i].len < seg && j + 1 < k) { /* padded */
+				size_t pad = seg - u->tx[i].len;
+				u->gso_iov[iov++] = (struct iovec){.iov_base = udp_zeros, .iov_len = pad};
+				out->msg_iovlen++;
+				u->cnt.gso_padded++;
+				u->cnt.gso_pad_bytes += pad;
+			}
 		}
 		struct cmsghdr *c = &u->gso_ctl[g].align;
 		out->msg_control = u->gso_ctl[g].buf;
@@ -479,6 +513,7 @@ static int udp_flush(ferry_ep *ep)
 		return udp_flush_one(u, ep->fd);
 	uint32_t from = 0, sent = 0;
 	if (u->gso && u->tx_n > 1) {
+		u->pad = ep->tx_pad;
 		uint32_t g = udp_gso_group(u, 0), refused = UINT32_MAX;
 		sent = udp_sendmmsg(u, ep->fd, u->gso_msgs, g, u->gso_segs, &refused);
 		if (refused == UINT32_MAX) {
@@ -913,6 +948,8 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(rx_truncated);
 		UDP_CNT(sockbuf_forced);
 		UDP_CNT(gso_sends);
+		UDP_CNT(gso_padded);
+		UDP_CNT(gso_pad_bytes);
 		UDP_CNT(gso_pkts);
 		UDP_CNT(gro_trains);
 		UDP_CNT(gro_pkts);

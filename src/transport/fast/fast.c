@@ -35,7 +35,13 @@ static void put64(uint8_t *p, uint64_t v)
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
 static uint64_t get64(const uint8_t *p)
 {
 	uint64_t v = 0;
@@ -245,7 +251,7 @@ static void cs_open_send(fast_cs *cs)
 	put64(p, cs->nonce);
 	put16(p + 8, (uint16_t)cs->channels_wanted);
 	put16(p + 10, (uint16_t)cs->s->frag_bytes);
-	memset(p + 12, 0, 4);
+	put32(p + 12, FAST_FEATURES);
 	put64(p + 16, cs->cookie);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
 	fast_ctx_of(cs->s->ctx)->open_sent++;
@@ -564,7 +570,7 @@ static void cs_resend_inflight(fast_cs *cs)
 static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
 {
 	ferry_session *s = cs->s;
-	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_PAYLOAD_BYTES ||
+	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_MIN_BYTES ||
 	    get64(p) != cs->nonce)
 		return; /* a late duplicate, or not ours */
 	uint64_t epoch = get64(p + 8);
@@ -595,6 +601,10 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	cs->state = FAST_CS_OPEN;
 	if (cap != 0 && cap < s->frag_bytes)
 		s->frag_bytes = cap;
+	/* Pad toward this server only if it takes padding (every session of
+	 * a client port has the same server). */
+	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? get32(p + 20) : 0;
+	s->port->eps[s->port->neps - 1]->tx_pad = (feat & FAST_FEAT_PAD) != 0;
 	fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
 	fast_ctx_of(s->ctx)->sessions_opened++;
@@ -794,6 +804,14 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 
 static void ss_free(fast_sport *sp, fast_ss *ss);
 
+/* The server port pads datagrams (udp GSO) only while every session's
+ * client announced that it takes padding. */
+static void sp_pad_update(fast_sport *sp)
+{
+	ferry__port *port = sp->port;
+	port->eps[port->neps - 1]->tx_pad = sp->nopad == 0;
+}
+
 static void sc_timer(ferry__timer *t);
 static uint32_t ss_resp_cap(fast_ss *ss);
 static fast_sport *sp_of(fast_ss *ss);
@@ -912,6 +930,8 @@ static void ss_free(fast_sport *sp, fast_ss *ss)
 		sc_release(&ss->ch[k]);
 	sp->table[ss->index] = NULL;
 	sp->free[sp->nfree++] = ss->index;
+	sp->nopad -= ss->nopad;
+	sp_pad_update(sp);
 	fast_owed_forget(sp->port->ctx, ss);
 	ferry__free(ss);
 }
@@ -1012,6 +1032,7 @@ static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 	put64(p + 8, sp->epoch);
 	put16(p + 16, (uint16_t)ss->nchan);
 	put16(p + 18, (uint16_t)ferry__frame_bytes(sp->port));
+	put32(p + 20, FAST_FEATURES);
 	fast_send_ctl(sp->port, &ss->peer, &h, p, sizeof(p));
 }
 
@@ -1080,6 +1101,9 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss->nchan = want == 0 ? FERRY_CHANNELS_DEFAULT
 	                      : want > FAST_CHANNELS_GRANT_MAX ? FAST_CHANNELS_GRANT_MAX : want;
 	ss->client_cap = get16(p + 10);
+	ss->nopad = (get32(p + 12) & FAST_FEAT_PAD) == 0;
+	sp->nopad += ss->nopad;
+	sp_pad_update(sp);
 	fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
 	               ctx->now_us);
 	fast_link_set_cap(&ss->l, ss_resp_cap(ss));

@@ -40,10 +40,18 @@
 #define FAST_SESSION_LOANS_DEFAULT 4096u      /* loans=: request fragments per session */
 #define FAST_BAD_SESSION_RATE_DEFAULT 1000u   /* bsrate=: BAD_SESSION per s per port */
 #define FAST_BAD_SESSION_BURST 100u           /* token bucket depth */
-/* SESSION_OPEN: nonce u64, channels u16, cap u16, zero u32, cookie u64.
- * Padded so that neither answer to it (cookie, reply) is larger. */
+/* SESSION_OPEN: nonce u64, channels u16, cap u16, features u32, cookie
+ * u64. Padded so that neither answer to it (cookie, reply) is larger. */
 #define FAST_OPEN_PAYLOAD_BYTES 24
-#define FAST_OPEN_REPLY_PAYLOAD_BYTES 20      /* nonce, epoch u64, channels, cap u16 */
+/* nonce, epoch u64, channels, cap u16, features u32 (older servers sent
+ * the first 20 bytes: no features) */
+#define FAST_OPEN_REPLY_PAYLOAD_BYTES 24
+#define FAST_OPEN_REPLY_MIN_BYTES 20
+/* Features a side announces in its open or reply (docs/WIRE.md):
+ * it ignores bytes after a datagram's content ("Padding"), so its peer may
+ * pad datagrams to coalesce them (udp segmentation offload). */
+#define FAST_FEAT_PAD 0x1u
+#define FAST_FEATURES FAST_FEAT_PAD
 #define FAST_COOKIE_PAYLOAD_BYTES 16          /* nonce echoed, cookie u64 */
 #define FAST_ACK_PAYLOAD_BYTES 8              /* at least one bitmap word */
 /* A window-limited burst asks for an ack at its end, and halfway when it
@@ -177,6 +185,7 @@ typedef struct fast_ss {
 	uint32_t index, nchan;
 	uint32_t client_cap;
 	uint32_t loans;         /* request fragments held by its channels */
+	bool nopad;             /* its client did not announce FAST_FEAT_PAD */
 	fast_sch ch[FERRY_CHANNELS_MAX];
 } fast_ss;
 
@@ -200,6 +209,9 @@ typedef struct fast_sport {
 	 * the port, and channels waiting for some of that credit (FIFO). */
 	uint32_t inflight, credit;
 	fast_sch *whead, *wtail;
+	/* Sessions whose client takes no padding: the port's endpoint pads
+	 * (ferry_ep.tx_pad) only while there are none. */
+	uint32_t nopad;
 	ferry__timer sweep;
 } fast_sport;
 

@@ -79,6 +79,7 @@ typedef struct expect {
 	uint64_t nonce, epoch;   /* session packets */
 	uint64_t cookie;         /* SESSION_OPEN (0 = first open), SESSION_COOKIE */
 	uint16_t channels, cap;  /* SESSION_OPEN(_REPLY) */
+	uint32_t features;       /* SESSION_OPEN(_REPLY) */
 } expect;
 
 static expect pk[NPKT];
@@ -176,7 +177,8 @@ static void build(void)
 	put64(e->payload, e->nonce);
 	put16(e->payload + 8, e->channels);
 	put16(e->payload + 10, e->cap);
-	put32(e->payload + 12, 0);
+	e->features = (uint32_t)rng();
+	put32(e->payload + 12, e->features);
 	put64(e->payload + 16, e->cookie);
 	e->plen = 24;
 
@@ -212,7 +214,9 @@ static void build(void)
 	put64(e->payload + 8, e->epoch);
 	put16(e->payload + 16, e->channels);
 	put16(e->payload + 18, e->cap);
-	e->plen = 20;
+	e->features = (uint32_t)rng();
+	put32(e->payload + 20, e->features);
+	e->plen = 24;
 
 	e = &pk[npk++];
 	e->what = "BAD_SESSION";
@@ -315,7 +319,7 @@ enum {
 	C_RPC_ID, C_FRAG, C_MSG_LEN, C_FRAG_BYTES, C_AUX, C_STATUS, C_CAP, C_RETRANSMISSION,
 	C_ACK_FIRST_MISSING, C_ACK_TRIGGER, C_ACK_BITMAP, C_ACK_RECEIVED, C_EPOCH, C_NONCE,
 	C_CHANNELS_WANTED, C_CHANNELS_GRANTED, C_CLIENT_CAP, C_SERVER_CAP, C_PAYLOAD,
-	C_PAYLOAD_LEN, C_COOKIE, C_COUNT
+	C_PAYLOAD_LEN, C_COOKIE, C_FEATURES, C_COUNT
 };
 static const char *const fields[C_COUNT] = {
 	"_ws.col.Protocol", "_ws.col.Info", "ferry.magic", "ferry.version", "ferry.type",
@@ -326,7 +330,7 @@ static const char *const fields[C_COUNT] = {
 	"ferry.ack.first_missing", "ferry.ack.trigger", "ferry.ack.bitmap", "ferry.ack.received",
 	"ferry.epoch", "ferry.nonce", "ferry.channels_wanted", "ferry.channels_granted",
 	"ferry.client_cap", "ferry.server_cap", "ferry.payload", "ferry.payload_len",
-	"ferry.cookie",
+	"ferry.cookie", "ferry.features",
 };
 
 static int failures;
@@ -462,6 +466,7 @@ static void check_packet(char **col)
 	check_num(col, C_CLIENT_CAP, open, e->cap);
 	check_num(col, C_CHANNELS_GRANTED, reply, e->channels);
 	check_num(col, C_SERVER_CAP, reply, e->cap);
+	check_num(col, C_FEATURES, open || reply, e->features);
 
 	/* DATA payload: length and bytes (hex, possibly with ':' separators). */
 	check_num(col, C_PAYLOAD_LEN, data, (long long)e->plen);
@@ -611,12 +616,14 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 12)
 			e->nonce = LE64(0), e->channels = LE16(8), e->cap = LE16(10);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 24)
-			e->cookie = LE64(16);
+			e->cookie = LE64(16), e->features = (uint32_t)LE16(12) | (uint32_t)LE16(14) << 16;
 		if (e->h.type == FERRY_PKT_SESSION_COOKIE && e->plen >= 16)
 			e->nonce = LE64(0), e->cookie = LE64(8);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN_REPLY && e->plen >= 20)
 			e->nonce = LE64(0), e->epoch = LE64(8), e->channels = LE16(16),
 			e->cap = LE16(18);
+		if (e->h.type == FERRY_PKT_SESSION_OPEN_REPLY && e->plen >= 24)
+			e->features = (uint32_t)LE16(20) | (uint32_t)LE16(22) << 16;
 		if (e->h.type == FERRY_PKT_BAD_SESSION)
 			e->epoch = (uint64_t)e->h.msg_len << 32 | e->h.frag;
 	}

@@ -106,6 +106,7 @@ local pf = {
 	peer_version_min = ProtoField.uint8("ferry.peer_version_min", "Oldest version the sender speaks", base.DEC),
 	peer_version_max = ProtoField.uint8("ferry.peer_version_max", "Newest version the sender speaks", base.DEC),
 	cookie = ProtoField.uint64("ferry.cookie", "Cookie (0 = none yet)", base.HEX),
+	features = ProtoField.uint32("ferry.features", "Features (bit 0: takes padding)", base.HEX),
 	epoch = ProtoField.uint64("ferry.epoch", "Server epoch", base.HEX),
 	channels_wanted = ProtoField.uint16("ferry.channels_wanted", "Channels wanted (0 = default)",
 		base.DEC),
@@ -226,7 +227,8 @@ local function dissect_one(tvb, pinfo, root, stream)
 			local want
 			if frag + 1 == n then want = msg_len - frag * frag_bytes else want = frag_bytes end
 			local last_ok = (bit32.band(flags, FLAG_LAST) ~= 0) == (frag + 1 == n)
-			if (msg_len ~= 0 and frag_bytes == 0) or frag >= n or plen ~= want or not last_ok then
+			-- bytes after the fragment are padding (docs/WIRE.md "Padding")
+			if (msg_len ~= 0 and frag_bytes == 0) or frag >= n or plen < want or not last_ok then
 				tree:add_proto_expert_info(ef.bad_length)
 			end
 		end
@@ -283,6 +285,7 @@ local function dissect_one(tvb, pinfo, root, stream)
 			info = info .. string.format(" nonce=%s channels=%d cap=%d", hex64(tvb(HDR, 8)),
 				tvb(HDR + 8, 2):le_uint(), tvb(HDR + 10, 2):le_uint())
 			if plen >= 24 then
+				st:add_le(pf.features, tvb(HDR + 12, 4))
 				st:add_le(pf.cookie, tvb(HDR + 16, 8))
 				info = info .. " cookie=" .. hex64(tvb(HDR + 16, 8))
 			end
@@ -299,6 +302,7 @@ local function dissect_one(tvb, pinfo, root, stream)
 			st:add_le(pf.epoch, tvb(HDR + 8, 8))
 			st:add_le(pf.channels_granted, tvb(HDR + 16, 2))
 			st:add_le(pf.server_cap, tvb(HDR + 18, 2))
+			if plen >= 24 then st:add_le(pf.features, tvb(HDR + 20, 4)) end
 			info = info .. string.format(" epoch=%s channels=%d cap=%d", hex64(tvb(HDR + 8, 8)),
 				tvb(HDR + 16, 2):le_uint(), tvb(HDR + 18, 2):le_uint())
 		else

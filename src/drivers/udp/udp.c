@@ -18,6 +18,13 @@
 #include "../inet.h"
 
 #define UDP_TX_SLOTS_DEFAULT 64
+/* ... where packets are link-sized (segmentation offload on): a ring that
+ * holds a whole window's burst (1,024 x 1,472 B, 1.5 MB), so it leaves in
+ * one flush. With 64 slots a 256 KiB response left in three sendmmsg
+ * calls from within the transport's burst, and READ of 256 KiB over veth
+ * at MTU 1500 took 114-116 us against 92-98 us (1 MiB: 312-321 against
+ * 272-274; block mode, paired runs). A slot is ~1.3 KB. */
+#define UDP_TX_SLOTS_GSO_DEFAULT 1024
 #define UDP_RX_SLOTS_DEFAULT 512
 #define UDP_RX_BATCH_MAX 64
 #define UDP_IOV_MAX 8             /* payload pieces referenced per packet */
@@ -271,6 +278,9 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		u->max_payload = p == 0 ? UDP_FALLBACK_PAYLOAD_BYTES : p > cap ? cap : p;
 	}
 
+	if (gso && ferry_loc_get(loc, "txslots") == NULL &&
+	    u->max_payload * 2 <= UDP_GSO_BYTES_MAX)
+		txslots = UDP_TX_SLOTS_GSO_DEFAULT;
 	u->tx_slots = (uint32_t)txslots;
 	u->tx = ferry__calloc(u->tx_slots, sizeof(*u->tx));
 	u->tx_msgs = ferry__calloc(u->tx_slots, sizeof(*u->tx_msgs));

@@ -89,6 +89,91 @@ static void done_cb(void *arg, int status, ferry_buf *resp)
 	*slot = status == 0 ? 1 : status;
 }
 
+/* Eight ECHO calls of n bytes in flight on s, each byte-exact. */
+static void echo_in_flight(ferry_ctx *ctx, ferry_session *s, size_t n, uint64_t seed)
+{
+	enum { INFL = 8 };
+	ferry_buf rq[INFL], rs[INFL];
+	int slot[INFL];
+	for (int i = 0; i < INFL; i++) {
+		ferry_buf_init(&rq[i]);
+		ferry_buf_init(&rs[i]);
+		tu_fill(ferry_buf_alloc(&rq[i], n), n, seed + (uint64_t)i);
+		slot[i] = 0;
+		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &rq[i], &rs[i], 30000000, done_cb,
+		                            &slot[i]),
+		                 0);
+	}
+	uint64_t t0 = now_us();
+	for (int left = INFL; left > 0 && now_us() - t0 < 30000000;) {
+		ferry_ctx_poll(ctx, 1000);
+		left = 0;
+		for (int i = 0; i < INFL; i++)
+			left += slot[i] == 0;
+	}
+	for (int i = 0; i < INFL; i++) {
+		if (slot[i] != 1)
+			fail_msg("in flight %d: %s", i, slot[i] == 0 ? "not done" : ferry_err_name(slot[i]));
+		assert_int_equal(tu_check(&rs[i], n, seed + (uint64_t)i), -1);
+		ferry_buf_fini(&rq[i]);
+		ferry_buf_fini(&rs[i]);
+	}
+}
+
+/* A counter of the server at s, from its built-in metrics service. */
+static uint64_t server_metric(ferry_session *s, const char *name)
+{
+	ferry_buf out;
+	ferry_buf_init(&out);
+	assert_int_equal(ferry_metrics_remote_dump(s, NULL, &out), 0);
+	size_t len = ferry_buf_len(&out);
+	char *json = malloc(len + 1);
+	assert_non_null(json);
+	assert_int_equal(ferry_buf_copy_out(&out, 0, len, json), len);
+	json[len] = '\0';
+	char key[128];
+	snprintf(key, sizeof(key), "\"%s\":", name);
+	const char *at = strstr(json, key);
+	if (at == NULL)
+		fail_msg("server metrics lack %s: %.300s", name, json);
+	uint64_t v = strtoull(at + strlen(key), NULL, 10);
+	free(json);
+	ferry_buf_fini(&out);
+	return v;
+}
+
+/* Padding is negotiated in the open (docs/WIRE.md "Features"): a side that
+ * does not announce it (pad=0, as a peer from before padding) never gets
+ * a padded datagram. A server with pad=0: the client does not pad toward
+ * it. A client with pad=0: the server's port stops padding, and the client
+ * does not pad either. Both exchange eight 512 KiB echoes at once (short
+ * last fragments followed by the next call's), byte-exact. */
+static void test_pad_negotiation(void **st)
+{
+	(void)st;
+	for (int who = 0; who < 2; who++) {
+		char loc[512], cloc[600];
+		pid_t pid = start_server(who == 0 ? "fast+udp:host=127.0.0.1,port=0,mtu=1472,pad=0"
+		                                  : "fast+udp:host=127.0.0.1,port=0,mtu=1472",
+		                         loc, sizeof(loc));
+		snprintf(cloc, sizeof(cloc), "%s%s", loc, who == 1 ? ",pad=0" : "");
+		ferry_ctx *ctx;
+		ferry_session *s;
+		assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+		assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
+		echo_in_flight(ctx, s, 512u << 10, 700 + 10 * (uint64_t)who);
+		uint64_t padded = 1, gso = 0;
+		assert_int_equal(ferry_metrics_get(ctx, "udp.gso_padded", &padded), 0);
+		assert_int_equal(ferry_metrics_get(ctx, "udp.gso_pkts", &gso), 0);
+		assert_true(gso > 0); /* segmentation was on: padding could have happened */
+		assert_int_equal(padded, 0);
+		assert_true(server_metric(s, "udp.gso_pkts") > 0);
+		assert_int_equal(server_metric(s, "udp.gso_padded"), 0);
+		ferry_ctx_destroy(ctx);
+		assert_int_equal(tu_stop_server(pid), 0);
+	}
+}
+
 /* A 1500-byte path (mtu=1472 on both sides over 127.0.0.1, so udp segments
  * and coalesces as on Ethernet) with a client receive pool of 64 packets:
  * before long messages were copied on receipt, a message of more fragments
@@ -124,33 +209,7 @@ static void test_small_mtu(void **st)
 			ferry_buf_reset(&resp);
 		}
 	/* eight 512 KiB calls in flight (the issue saw the session die) */
-	enum { INFL = 8 };
-	size_t n = 512u << 10;
-	ferry_buf rq[INFL], rs[INFL];
-	int slot[INFL];
-	for (int i = 0; i < INFL; i++) {
-		ferry_buf_init(&rq[i]);
-		ferry_buf_init(&rs[i]);
-		tu_fill(ferry_buf_alloc(&rq[i], n), n, 900 + (uint64_t)i);
-		slot[i] = 0;
-		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &rq[i], &rs[i], 30000000, done_cb,
-		                            &slot[i]),
-		                 0);
-	}
-	uint64_t t0 = now_us();
-	for (int left = INFL; left > 0 && now_us() - t0 < 30000000;) {
-		ferry_ctx_poll(ctx, 1000);
-		left = 0;
-		for (int i = 0; i < INFL; i++)
-			left += slot[i] == 0;
-	}
-	for (int i = 0; i < INFL; i++) {
-		if (slot[i] != 1)
-			fail_msg("in flight %d: %s", i, slot[i] == 0 ? "not done" : ferry_err_name(slot[i]));
-		assert_int_equal(tu_check(&rs[i], n, 900 + (uint64_t)i), -1);
-		ferry_buf_fini(&rq[i]);
-		ferry_buf_fini(&rs[i]);
-	}
+	echo_in_flight(ctx, s, 512u << 10, 900);
 	uint64_t trains = 0, gso = 0, scarce = 0, payload = 0, padded = 0;
 	/* the server's open reply announced that it takes padding, so a
 	 * request's short last fragment was padded into the next's run */
@@ -604,6 +663,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_incast),
 		cmocka_unit_test(test_idle_credit),
 		cmocka_unit_test(test_small_mtu),
+		cmocka_unit_test(test_pad_negotiation),
 		cmocka_unit_test(test_fin_ack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,8 @@
 
 static const char *const fast_keys[] = {"maxmsg",   "channels", "liveness", "expire",
                                         "keepalive", "queue",   "sessions", "reasm",
-                                        "loans",     "bsrate",  "inflight", NULL};
+                                        "loans",     "bsrate",  "inflight", "pad",
+                                        NULL};
 
 static uint64_t fast_random64(void)
 {
@@ -251,7 +252,7 @@ static void cs_open_send(fast_cs *cs)
 	put64(p, cs->nonce);
 	put16(p + 8, (uint16_t)cs->channels_wanted);
 	put16(p + 10, (uint16_t)cs->s->frag_bytes);
-	put32(p + 12, FAST_FEATURES);
+	put32(p + 12, cs->features);
 	put64(p + 16, cs->cookie);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
 	fast_ctx_of(cs->s->ctx)->open_sent++;
@@ -353,6 +354,9 @@ static int fast_session_init(ferry_session *s)
 	cs->keepalive_us = fast_loc_u32(&loc, "keepalive", 0, 3600000000u,
 	                                FAST_KEEPALIVE_US_DEFAULT, &rc, ctx->errmsg,
 	                                sizeof(ctx->errmsg));
+	cs->features = fast_loc_u32(&loc, "pad", 0, 1, 1, &rc, ctx->errmsg, sizeof(ctx->errmsg)) != 0
+	                   ? FAST_FEATURES
+	                   : 0;
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
 		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
@@ -604,7 +608,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	/* Pad toward this server only if it takes padding (every session of
 	 * a client port has the same server). */
 	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? get32(p + 20) : 0;
-	s->port->eps[s->port->neps - 1]->tx_pad = (feat & FAST_FEAT_PAD) != 0;
+	s->port->eps[s->port->neps - 1]->tx_pad = (feat & cs->features & FAST_FEAT_PAD) != 0;
 	fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
 	fast_ctx_of(s->ctx)->sessions_opened++;
@@ -809,7 +813,7 @@ static void ss_free(fast_sport *sp, fast_ss *ss);
 static void sp_pad_update(fast_sport *sp)
 {
 	ferry__port *port = sp->port;
-	port->eps[port->neps - 1]->tx_pad = sp->nopad == 0;
+	port->eps[port->neps - 1]->tx_pad = (sp->features & FAST_FEAT_PAD) != 0 && sp->nopad == 0;
 }
 
 static void sc_timer(ferry__timer *t);
@@ -863,6 +867,9 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	                                 : FAST_SESSION_LOANS_DEFAULT;
 	sp->loans_max = fast_loc_u32(loc, "loans", 1, 1u << 24, loans_default, &rc,
 	                             ctx->errmsg, sizeof(ctx->errmsg));
+	sp->features = fast_loc_u32(loc, "pad", 0, 1, 1, &rc, ctx->errmsg, sizeof(ctx->errmsg)) != 0
+	                   ? FAST_FEATURES
+	                   : 0;
 	sp->bs_rate = fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
 	                           ctx->errmsg, sizeof(ctx->errmsg));
 	uint32_t inflight = fast_loc_u32(loc, "inflight", 4096, 1u << 30, FAST_PORT_INFLIGHT_BYTES,
@@ -1032,7 +1039,7 @@ static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 	put64(p + 8, sp->epoch);
 	put16(p + 16, (uint16_t)ss->nchan);
 	put16(p + 18, (uint16_t)ferry__frame_bytes(sp->port));
-	put32(p + 20, FAST_FEATURES);
+	put32(p + 20, sp->features);
 	fast_send_ctl(sp->port, &ss->peer, &h, p, sizeof(p));
 }
 

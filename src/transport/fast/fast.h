@@ -152,6 +152,7 @@ typedef struct fast_cs {
 	ferry__timer open_timer;
 	uint64_t open_started_us;
 	uint32_t keepalive_us;  /* 0: no keepalives */
+	uint32_t features;      /* announced in the open (pad=) */
 	ferry__timer ka_timer;
 	fast_cchan ch[FERRY_CHANNELS_MAX];
 } fast_cs;
@@ -212,6 +213,7 @@ typedef struct fast_sport {
 	/* Sessions whose client takes no padding: the port's endpoint pads
 	 * (ferry_ep.tx_pad) only while there are none. */
 	uint32_t nopad;
+	uint32_t features;      /* announced in open replies (pad=) */
 	ferry__timer sweep;
 } fast_sport;
 

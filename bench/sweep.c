@@ -204,6 +204,16 @@ static int sweep_spawn(const sweep_cfg *cfg, int side, char *const argv[],
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		/* Its own process group: the sweep stops idle servers
+		 * (SIGSTOP), and a group with a stopped member that becomes
+		 * orphaned (the shell that started the sweep exits, as a
+		 * backgrounded `./ferry.sh bench` does) gets SIGHUP. That
+		 * killed the servers started in the sweep's first seconds: the
+		 * raw baselines' rows then had no server ("connection
+		 * refused"). Reproduced by backgrounding a sweep from a shell
+		 * that exits at once. The sweep ends its children by pid (on
+		 * its own signals too), not by group. */
+		setpgid(0, 0);
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);

@@ -48,15 +48,42 @@ static pid_t start_server(const char *listen, char *loc, size_t len)
 	return pid;
 }
 
+/* A server on listen and one client session to it (extra: keys added to
+ * the client's locator), for the tests that need no more. */
+typedef struct client {
+	pid_t pid;
+	ferry_ctx *ctx;
+	ferry_session *s;
+} client;
+
+static void client_open(client *c, const char *listen, const char *extra)
+{
+	char loc[512], cloc[600];
+	c->pid = start_server(listen, loc, sizeof(loc));
+	snprintf(cloc, sizeof(cloc), "%s%s", loc, extra);
+	assert_int_equal(ferry_ctx_create(NULL, &c->ctx), 0);
+	assert_int_equal(ferry_session_open(c->ctx, cloc, &c->s), 0);
+}
+
+static void client_close(client *c)
+{
+	ferry_ctx_destroy(c->ctx);
+	assert_int_equal(tu_stop_server(c->pid), 0);
+}
+
+static uint64_t metric(ferry_ctx *ctx, const char *name)
+{
+	uint64_t v = 0;
+	assert_int_equal(ferry_metrics_get(ctx, name, &v), 0);
+	return v;
+}
+
 static void test_16mib(void **st)
 {
 	(void)st;
-	char loc[512];
-	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0", loc, sizeof(loc));
-	ferry_ctx *ctx;
-	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
-	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	client c;
+	client_open(&c, "fast+udp:host=127.0.0.1,port=0", "");
+	ferry_session *s = c.s;
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
@@ -72,8 +99,7 @@ static void test_16mib(void **st)
 	}
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
-	ferry_ctx_destroy(ctx);
-	assert_int_equal(tu_stop_server(pid), 0);
+	client_close(&c);
 }
 
 struct done {
@@ -152,25 +178,18 @@ static void test_pad_negotiation(void **st)
 {
 	(void)st;
 	for (int who = 0; who < 2; who++) {
-		char loc[512], cloc[600];
-		pid_t pid = start_server(who == 0 ? "fast+udp:host=127.0.0.1,port=0,mtu=1472,pad=0"
-		                                  : "fast+udp:host=127.0.0.1,port=0,mtu=1472",
-		                         loc, sizeof(loc));
-		snprintf(cloc, sizeof(cloc), "%s%s", loc, who == 1 ? ",pad=0" : "");
-		ferry_ctx *ctx;
-		ferry_session *s;
-		assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
-		assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
-		echo_in_flight(ctx, s, 512u << 10, 700 + 10 * (uint64_t)who);
-		uint64_t padded = 1, gso = 0;
-		assert_int_equal(ferry_metrics_get(ctx, "udp.gso_padded", &padded), 0);
-		assert_int_equal(ferry_metrics_get(ctx, "udp.gso_pkts", &gso), 0);
-		assert_true(gso > 0); /* segmentation was on: padding could have happened */
-		assert_int_equal(padded, 0);
-		assert_true(server_metric(s, "udp.gso_pkts") > 0);
-		assert_int_equal(server_metric(s, "udp.gso_padded"), 0);
-		ferry_ctx_destroy(ctx);
-		assert_int_equal(tu_stop_server(pid), 0);
+		client c;
+		client_open(&c,
+		            who == 0 ? "fast+udp:host=127.0.0.1,port=0,mtu=1472,pad=0"
+		                     : "fast+udp:host=127.0.0.1,port=0,mtu=1472",
+		            who == 1 ? ",pad=0" : "");
+		echo_in_flight(c.ctx, c.s, 512u << 10, 700 + 10 * (uint64_t)who);
+		/* segmentation was on, so padding could have happened */
+		assert_true(metric(c.ctx, "udp.gso_pkts") > 0);
+		assert_int_equal(metric(c.ctx, "udp.gso_padded"), 0);
+		assert_true(server_metric(c.s, "udp.gso_pkts") > 0);
+		assert_int_equal(server_metric(c.s, "udp.gso_padded"), 0);
+		client_close(&c);
 	}
 }
 
@@ -186,13 +205,10 @@ static void test_pad_negotiation(void **st)
 static void test_small_mtu(void **st)
 {
 	(void)st;
-	char loc[512], cloc[600];
-	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,mtu=1472", loc, sizeof(loc));
-	snprintf(cloc, sizeof(cloc), "%s,rxslots=64", loc);
-	ferry_ctx *ctx;
-	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
-	assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
+	client c;
+	client_open(&c, "fast+udp:host=127.0.0.1,port=0,mtu=1472", ",rxslots=64");
+	ferry_ctx *ctx = c.ctx;
+	ferry_session *s = c.s;
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
@@ -210,15 +226,12 @@ static void test_small_mtu(void **st)
 		}
 	/* eight 512 KiB calls in flight (the issue saw the session die) */
 	echo_in_flight(ctx, s, 512u << 10, 900);
-	uint64_t trains = 0, gso = 0, scarce = 0, payload = 0, padded = 0;
 	/* the server's open reply announced that it takes padding, so a
 	 * request's short last fragment was padded into the next's run */
-	assert_int_equal(ferry_metrics_get(ctx, "udp.gso_padded", &padded), 0);
-	assert_true(padded > 0);
-	assert_int_equal(ferry_metrics_get(ctx, "udp.gro_trains", &trains), 0);
-	assert_int_equal(ferry_metrics_get(ctx, "udp.gso_pkts", &gso), 0);
-	assert_int_equal(ferry_metrics_get(ctx, "rpc.rx_scarce_copies", &scarce), 0);
-	assert_int_equal(ferry_metrics_get(ctx, "udp.max_payload", &payload), 0);
+	assert_true(metric(ctx, "udp.gso_padded") > 0);
+	uint64_t trains = metric(ctx, "udp.gro_trains"), gso = metric(ctx, "udp.gso_pkts");
+	uint64_t scarce = metric(ctx, "rpc.rx_scarce_copies");
+	uint64_t payload = metric(ctx, "udp.max_payload");
 	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce copies %llu\n",
 	       (unsigned long long)payload, (unsigned long long)trains, (unsigned long long)gso,
 	       (unsigned long long)scarce);
@@ -228,15 +241,7 @@ static void test_small_mtu(void **st)
 	assert_true(scarce > 0);
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
-	ferry_ctx_destroy(ctx);
-	assert_int_equal(tu_stop_server(pid), 0);
-}
-
-static uint64_t metric(ferry_ctx *ctx, const char *name)
-{
-	uint64_t v = 0;
-	assert_int_equal(ferry_metrics_get(ctx, name, &v), 0);
-	return v;
+	client_close(&c);
 }
 
 /* A multi-fragment response's completion ack waits for the channel's next
@@ -246,12 +251,10 @@ static uint64_t metric(ferry_ctx *ctx, const char *name)
 static void test_fin_ack(void **st)
 {
 	(void)st;
-	char loc[512];
-	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,mtu=1472", loc, sizeof(loc));
-	ferry_ctx *ctx;
-	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
-	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	client c;
+	client_open(&c, "fast+udp:host=127.0.0.1,port=0,mtu=1472", "");
+	ferry_ctx *ctx = c.ctx;
+	ferry_session *s = c.s;
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
@@ -279,8 +282,7 @@ static void test_fin_ack(void **st)
 	assert_int_equal(metric(ctx, "fast.acks_implicit"), implicit);
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
-	ferry_ctx_destroy(ctx);
-	assert_int_equal(tu_stop_server(pid), 0);
+	client_close(&c);
 }
 
 
@@ -356,12 +358,9 @@ static void test_restart(void **st)
 static void test_idle_expiry(void **st)
 {
 	(void)st;
-	char loc[512];
-	pid_t pid = start_server("fast+udp:host=127.0.0.1,port=0,expire=100000", loc, sizeof(loc));
-	ferry_ctx *ctx;
-	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
-	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	client c;
+	client_open(&c, "fast+udp:host=127.0.0.1,port=0,expire=100000", "");
+	ferry_session *s = c.s;
 	ferry_buf q, r;
 	ferry_buf_init(&q);
 	ferry_buf_init(&r);
@@ -373,13 +372,10 @@ static void test_idle_expiry(void **st)
 		ferry_buf_reset(&r);
 		usleep(400000); /* the server expires the idle session */
 	}
-	uint64_t reopens = 0;
-	assert_int_equal(ferry_metrics_get(ctx, "fast.reopens", &reopens), 0);
-	assert_true(reopens >= 2);
+	assert_true(metric(c.ctx, "fast.reopens") >= 2);
 	ferry_buf_fini(&q);
 	ferry_buf_fini(&r);
-	ferry_ctx_destroy(ctx);
-	assert_int_equal(tu_stop_server(pid), 0);
+	client_close(&c);
 }
 
 /* Every call fails with EPEERDEAD within twice the liveness interval. */

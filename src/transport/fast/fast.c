@@ -119,46 +119,45 @@ static void fast_acks_flush(ferry_ctx *ctx)
 		if (o->server) {
 			fast_ss *ss = o->owner;
 			fast_sch *sc = &ss->ch[o->ch];
-			if (!sc->ack_owed)
+			if (!sc->ack.owed)
 				continue;
-			sc->ack_owed = false;
+			sc->ack.owed = false;
 			if (sc->state == FAST_SCH_RECEIVING && sc->rpc != NULL && !ss->l.port->dead)
 				fast_send_ack(&ss->l, sc->idx, sc->rpc_id, &sc->rpc->rx,
-				              sc->rpc->rx.next, 0, sc->ack_echo & 0x7fffffffu);
+				              sc->rpc->rx.next, 0, sc->ack.echo);
 		} else {
 			fast_cs *cs = o->owner;
 			fast_cchan *cc = &cs->ch[o->ch];
-			if (!cc->ack_owed)
+			if (!cc->ack.owed)
 				continue;
-			cc->ack_owed = false;
+			cc->ack.owed = false;
 			ferry__chan *ch = &cs->s->chan[o->ch];
 			ferry__call *c = ch->call;
 			if (c != NULL && c->state == FERRY_CALL_ACTIVE && ch->rx.active &&
 			    !cs->l.port->dead)
 				fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, 0,
-				              cc->ack_echo & 0x7fffffffu);
+				              cc->ack.echo);
 		}
 	}
 	f->nowed = 0;
 }
 
-/* echo: the fragment that made the ack due, plus one; one that asked for
- * it (ACK_REQ) is kept, since the sender times that one. */
-static void fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, bool *owed,
-                     uint32_t *echo_field, uint32_t echo, bool asked)
+static void fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, fast_owed_ack *a,
+                     uint32_t echo, bool asked)
 {
 	fast_ctx *f = fast_ctx_of(ctx);
-	if (*owed) {
+	if (a->owed) {
 		f->acks_coalesced++;
-		if (asked || (*echo_field & 0x80000000u) == 0)
-			*echo_field = echo | (asked ? 0x80000000u : 0);
+		if (asked || !a->asked) {
+			a->echo = echo;
+			a->asked = asked;
+		}
 		return;
 	}
 	if (f->nowed == FAST_ACKS_OWED_MAX)
 		fast_acks_flush(ctx);
 	f->owed[f->nowed++] = (fast_owed){.owner = owner, .server = server, .ch = ch};
-	*owed = true;
-	*echo_field = echo | (asked ? 0x80000000u : 0);
+	*a = (fast_owed_ack){.owed = true, .asked = asked, .echo = echo};
 }
 
 /* A session going away takes its owed acks with it. */
@@ -236,6 +235,13 @@ static uint32_t fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min
 	if (*rc == 0)
 		*rc = ferry__loc_u64(loc, key, min, max, dflt, &v, err, err_len);
 	return (uint32_t)v;
+}
+
+/* The features a side announces in its open or reply: pad=0 turns
+ * padding off (docs/WIRE.md "Features"). */
+static uint32_t fast_loc_features(const ferry_loc *loc, int *rc, char *err, size_t err_len)
+{
+	return fast_loc_u32(loc, "pad", 0, 1, 1, rc, err, err_len) != 0 ? FAST_FEATURES : 0;
 }
 
 /* Client side ------------------------------------------------------------------*/
@@ -354,9 +360,7 @@ static int fast_session_init(ferry_session *s)
 	cs->keepalive_us = fast_loc_u32(&loc, "keepalive", 0, 3600000000u,
 	                                FAST_KEEPALIVE_US_DEFAULT, &rc, ctx->errmsg,
 	                                sizeof(ctx->errmsg));
-	cs->features = fast_loc_u32(&loc, "pad", 0, 1, 1, &rc, ctx->errmsg, sizeof(ctx->errmsg)) != 0
-	                   ? FAST_FEATURES
-	                   : 0;
+	cs->features = fast_loc_features(&loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
 		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
@@ -732,8 +736,6 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	int r = ferry__reasm_add(&ch->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
 	                         pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
 	if (r == FERRY_REASM_COMPLETE) {
-		/* A multi-fragment response: say it all came, so the server
-		 * stops its timer (single-fragment ones need no ack). */
 		/* A multi-fragment response: the server must hear that it all
 		 * came (single-fragment ones need no ack). That ack waits for
 		 * the channel's next request, which implies it: fast_call_end
@@ -748,7 +750,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		ack_req = true; /* the server is resending: tell it where we are */
 	}
 	if (fast_ack_due(&ch->rx, before, high, h->frag, ack_req, r))
-		fast_owe(ctx, cs, false, h->channel, &cc->ack_owed, &cc->ack_echo, h->frag + 1,
+		fast_owe(ctx, cs, false, h->channel, &cc->ack, h->frag + 1,
 		         ack_req);
 	ferry__timer_push(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
@@ -867,9 +869,7 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	                                 : FAST_SESSION_LOANS_DEFAULT;
 	sp->loans_max = fast_loc_u32(loc, "loans", 1, 1u << 24, loans_default, &rc,
 	                             ctx->errmsg, sizeof(ctx->errmsg));
-	sp->features = fast_loc_u32(loc, "pad", 0, 1, 1, &rc, ctx->errmsg, sizeof(ctx->errmsg)) != 0
-	                   ? FAST_FEATURES
-	                   : 0;
+	sp->features = fast_loc_features(loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
 	sp->bs_rate = fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
 	                           ctx->errmsg, sizeof(ctx->errmsg));
 	uint32_t inflight = fast_loc_u32(loc, "inflight", 4096, 1u << 30, FAST_PORT_INFLIGHT_BYTES,
@@ -1384,7 +1384,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			ack_req = true;
 		}
 		if (fast_ack_due(&rpc->rx, before, high, h->frag, ack_req, r))
-			fast_owe(ctx, ss, true, h->channel, &sc->ack_owed, &sc->ack_echo, h->frag + 1,
+			fast_owe(ctx, ss, true, h->channel, &sc->ack, h->frag + 1,
 			         ack_req);
 		return;
 	}

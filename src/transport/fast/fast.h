@@ -116,6 +116,15 @@ typedef struct fast_link {
 	uint32_t liveness_us;
 } fast_link;
 
+/* A progress ack a channel owes until the receive batch ends. echo: the
+ * fragment that made it due, plus one; asked: that fragment asked for it
+ * (ACK_REQ), so the sender times it and a later fragment must not replace
+ * it. */
+typedef struct fast_owed_ack {
+	bool owed, asked;
+	uint32_t echo;
+} fast_owed_ack;
+
 enum { FAST_CS_OPENING = 0, FAST_CS_OPEN = 1 };
 
 struct fast_cs;
@@ -137,8 +146,7 @@ typedef struct fast_cchan {
 	/* A progress ack is due for the response being received; it leaves
 	 * at the end of the receive batch (fast_acks_flush), one per channel
 	 * however many fragments of the batch called for it. */
-	bool ack_owed;
-	uint32_t ack_echo;
+	fast_owed_ack ack;
 } fast_cchan;
 
 typedef struct fast_cs {
@@ -175,8 +183,7 @@ typedef struct fast_sch {
 	uint32_t loans;         /* request fragments charged to the session */
 	struct fast_sch *wnext; /* the port's credit queue */
 	ferry__timer timer;
-	bool ack_owed;          /* as fast_cchan's, for the request */
-	uint32_t ack_echo;
+	fast_owed_ack ack;      /* as fast_cchan's, for the request */
 } fast_sch;
 
 typedef struct fast_ss {

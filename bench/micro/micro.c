@@ -19,9 +19,9 @@
 
 #include "ferry/ferry.h"
 #include "shim.h"
-#include "src/transport/core.h"
-#include "src/transport/locator.h"
-#include "src/transport/wire.h"
+#include "transport/core.h"
+#include "transport/locator.h"
+#include "transport/wire.h"
 
 #define OP_ECHO64 100
 #define SPIN_MAX 10000000L /* polls before a receive is declared lost */

@@ -16,7 +16,7 @@
 #include "ferry/buf.h"
 
 /* Allocation hooks, provided by the core module. */
-#include "alloc.h"
+#include "base/alloc.h"
 
 /* Every overflow block is at least this much larger than the request that
  * caused it, so a run of small carves does not allocate once per carve. */

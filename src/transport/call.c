@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "core.h"
 #include "wire.h"
 

@@ -12,7 +12,7 @@
 #include "ferry/driver.h"
 #include "ferry/metrics.h"
 #include "ferry/rpc.h"
-#include "../../metrics/trace.h"
+#include "metrics/trace.h"
 #include "locator.h"
 #include "reasm.h"
 #include "timer.h"

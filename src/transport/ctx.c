@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "core.h"
-#include "../drivers/capture.h"
+#include "drivers/core/capture.h"
 
 static ferry_log_cb log_cb;
 static void *log_arg;

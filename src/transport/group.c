@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "core.h"
 
 /* A poll pass in block mode sleeps at most this long (the stop flag is

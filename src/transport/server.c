@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "core.h"
 
 int ferry_server_create(ferry_ctx *ctx, ferry_server **out)

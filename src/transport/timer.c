@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "timer.h"
 
 int ferry__timers_init(ferry__timers *ts, uint32_t cap)

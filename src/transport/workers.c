@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "core.h"
 
 typedef struct workers_job {

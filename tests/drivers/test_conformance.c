@@ -17,8 +17,8 @@
 #include <cmocka.h>
 
 #include "../common/testutil.h"
-#include "src/transport/core.h"
-#include "src/transport/wire.h"
+#include "transport/core.h"
+#include "transport/wire.h"
 
 #define HDR_BYTES 16 /* arbitrary "transport header" for raw driver tests */
 

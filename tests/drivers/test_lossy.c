@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "src/transport/core.h"
+#include "transport/core.h"
 
 #define N 2000
 

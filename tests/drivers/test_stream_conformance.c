@@ -39,8 +39,8 @@
 #include <cmocka.h>
 
 #include "../common/testutil.h"
-#include "src/transport/core.h"
-#include "src/transport/locator.h"
+#include "transport/core.h"
+#include "transport/locator.h"
 
 static const char *drv_name; /* "tcp", "splice" or "infrc" */
 static bool is_splice;

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "../common/testutil.h"
-#include "src/transport/core.h"
+#include "transport/core.h"
 
 #define OP_DEFER 300          /* request: u64 seed, u32 size; reply from a worker */
 #define WORKERS 4

@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "ferry/ferry.h"
-#include "src/transport/core.h"
-#include "src/transport/locator.h"
+#include "transport/core.h"
+#include "transport/locator.h"
 
 #define FZ_SLOTS_MAX 1024
 #define FZ_SOCKBUF_MAX (1u << 20)

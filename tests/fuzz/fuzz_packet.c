@@ -27,8 +27,8 @@
 #include <string.h>
 
 #include "ferry/ferry.h"
-#include "src/transport/core.h"
-#include "src/transport/wire.h"
+#include "transport/core.h"
+#include "transport/wire.h"
 
 #define FZ_OP_ECHO 0x100  /* response = request */
 #define FZ_OP_FAIL 0x101  /* replies with an error status */

@@ -32,8 +32,8 @@
 #include <unistd.h>
 
 #include "ferry/ferry.h"
-#include "src/transport/locator.h"
-#include "src/transport/wire.h"
+#include "transport/locator.h"
+#include "transport/wire.h"
 
 #define FZ_OP_ECHO 0x100
 #define FZ_OP_FAIL 0x101

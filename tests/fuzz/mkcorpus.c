@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/transport/wire.h"
+#include "transport/wire.h"
 
 #define OP_ECHO 0x100
 #define OP_FAIL 0x101

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "src/transport/fast/cookie.h"
+#include "transport/fast/cookie.h"
 
 static void test_siphash_vectors(void **st)
 {

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "src/transport/fast/rto.h"
-#include "src/transport/fast/window.h"
+#include "transport/fast/rto.h"
+#include "transport/fast/window.h"
 
 static void test_first_sample(void **st)
 {

@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "src/drivers/ib/ib.h"
-#include "src/transport/locator.h"
+#include "drivers/kit/ib.h"
+#include "transport/locator.h"
 
 static const uint8_t prefix_a[8] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0};
 static const uint8_t prefix_b[8] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 7};

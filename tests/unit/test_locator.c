@@ -19,8 +19,8 @@
 
 #include "ferry/ferry.h"
 #include "ferry/driver.h"
-#include "src/transport/locator.h"
-#include "src/transport/transport.h"
+#include "transport/locator.h"
+#include "transport/transport.h"
 
 /* Big enough for every message locator.c writes, so a missing part is a
  * wording problem and not truncation (truncation has its own test). */

@@ -37,8 +37,8 @@
 
 #include "ferry/err.h"
 #include "ferry/ferry.h"
-#include "src/transport/core.h"
-#include "src/transport/wire.h"
+#include "transport/core.h"
+#include "transport/wire.h"
 #include "../common/testutil.h"
 
 #define NPKT 1024

@@ -16,8 +16,8 @@
 
 #include <string.h>
 
-#include "src/transport/core.h"
-#include "src/transport/reasm.h"
+#include "transport/core.h"
+#include "transport/reasm.h"
 
 #define NPKT 8
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/transport/timer.h"
+#include "transport/timer.h"
 
 /* A test timer: the heap node plus what the handlers record. */
 typedef struct tt {

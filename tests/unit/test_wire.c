@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "ferry/err.h"
-#include "src/transport/wire.h"
+#include "transport/wire.h"
 
 #define HDR FERRY_WIRE_HDR_BYTES
 #define PKT_MAX (HDR + 70000u)

@@ -30,10 +30,10 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../inet.h"
-#include "../util.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/inet.h"
+#include "drivers/util.h"
 #include "infrc.h"
 
 #define INFRC_EP_BYTES 4096

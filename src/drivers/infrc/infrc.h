@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "../ib/ib.h"
-#include "../txpay.h"
+#include "drivers/kit/ib.h"
+#include "drivers/kit/txpay.h"
 #include "ferry/driver.h"
 
 #define INFRC_HDR_MAX 64             /* transport header bytes */

@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../inet.h"
-#include "../util.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/inet.h"
+#include "drivers/util.h"
 #include "infrc.h"
 
 enum { HELLO_KIND_HELLO = 1, HELLO_KIND_READY = 2 };

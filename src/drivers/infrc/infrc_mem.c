@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "../../buffer/alloc.h"
+#include "base/alloc.h"
 #include "infrc.h"
 
 #define INFRC_MR_ACCESS                                                        \

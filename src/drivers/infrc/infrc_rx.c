@@ -9,11 +9,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../inet.h"
-#include "../sink.h"
-#include "../util.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/inet.h"
+#include "drivers/kit/sink.h"
+#include "drivers/util.h"
 #include "infrc.h"
 
 /* Receive -------------------------------------------------------------------*/

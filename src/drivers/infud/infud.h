@@ -12,10 +12,10 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../ib/ib.h"
-#include "../inet.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/ib.h"
+#include "drivers/kit/inet.h"
 
 #define INFUD_QKEY 0x46525955u /* "FRYU"; high bit clear: not a controlled QKey */
 #define INFUD_GRH_BYTES 40u    /* GRH (or 20 zero bytes + IPv4 header) before each datagram */

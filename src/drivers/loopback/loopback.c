@@ -19,8 +19,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
 
 #define LB_PORTS_MAX 1024
 #define LB_EPHEMERAL_MIN 49152u

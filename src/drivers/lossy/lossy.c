@@ -8,9 +8,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../util.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/util.h"
 
 #define LOSSY_HELD_SLOTS 256       /* packets held (delayed, reordered, copied) */
 #define LOSSY_DELAY_US_DEFAULT 1000

@@ -5,7 +5,7 @@
  * no body byte was read ahead into user memory. Where the fd refuses
  * splice (O_APPEND files, some descriptor types) the rest of that body is
  * copied, and counted (tcp.splice_fallbacks, tcp.rx_sink_copy_bytes). */
-#include "../tcp/tcp.h"
+#include "drivers/tcp/tcp.h"
 
 static int splice_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 {

@@ -34,12 +34,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../inet.h"
-#include "../sink.h"
-#include "../txpay.h"
-#include "../util.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/inet.h"
+#include "drivers/kit/sink.h"
+#include "drivers/kit/txpay.h"
+#include "drivers/util.h"
 #include "tcp.h"
 
 #define TCP_BLK_BYTES (256u << 10)  /* receive block */

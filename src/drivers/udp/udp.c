@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../buffer/alloc.h"
-#include "../../transport/locator.h"
-#include "../inet.h"
+#include "base/alloc.h"
+#include "transport/locator.h"
+#include "drivers/kit/inet.h"
 
 #define UDP_TX_SLOTS_DEFAULT 64
 /* ... where packets are link-sized (segmentation offload on): a ring that

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "../../buffer/alloc.h"
-#include "../frame.h"
+#include "base/alloc.h"
+#include "transport/frame.h"
 #include "fast.h"
 #include "window.h"
 

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../core.h"
+#include "transport/core.h"
 #include "cookie.h"
 #include "rto.h"
 

@@ -7,8 +7,8 @@
  * first missing fragment and a bitmap of the 64 after it. */
 #include <string.h>
 
-#include "../../buffer/alloc.h"
-#include "../frame.h"
+#include "base/alloc.h"
+#include "transport/frame.h"
 #include "fast.h"
 #include "window.h"
 

@@ -2,7 +2,7 @@
 #ifndef FERRY_FAST_WINDOW_H
 #define FERRY_FAST_WINDOW_H
 
-#include "../wire.h"
+#include "transport/wire.h"
 #include "fast.h"
 
 fast_ctx *fast_ctx_of(ferry_ctx *ctx);

@@ -20,10 +20,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../../buffer/alloc.h"
-#include "../core.h"
-#include "../frame.h"
-#include "../wire.h"
+#include "base/alloc.h"
+#include "transport/core.h"
+#include "transport/frame.h"
+#include "transport/wire.h"
 
 static const char *const stream_keys[] = {"maxmsg", NULL};
 

@@ -12,8 +12,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../core.h"
-#include "../frame.h"
+#include "transport/core.h"
+#include "transport/frame.h"
 
 #define UNREL_REASM_MAX 128           /* partial requests per server port */
 #define UNREL_REASM_EXPIRE_US 2000000 /* a partial request idle this long goes */

@@ -8,8 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../transport/locator.h"
-#include "../inet.h"
+#include "transport/locator.h"
+#include "inet.h"
 #include "ib.h"
 
 #define IB_BOOT_VERSION 1

@@ -21,8 +21,8 @@
 #include <pcap/pcap.h>
 #endif
 
-#include "../buffer/alloc.h"
-#include "../transport/core.h"
+#include "base/alloc.h"
+#include "transport/core.h"
 #include "capture.h"
 
 #define CAP_MAX_BYTES_DEFAULT (64ull << 20) /* pcap_max: per file */

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../buffer/alloc.h"
-#include "../transport/core.h"
+#include "base/alloc.h"
+#include "transport/core.h"
 #include "capture.h"
 
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already

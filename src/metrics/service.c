@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../src/buffer/alloc.h"
-#include "../src/transport/core.h"
+#include "base/alloc.h"
+#include "transport/core.h"
 #include "snap.h"
 
 #define METRICS_CALL_TIMEOUT_US 5000000

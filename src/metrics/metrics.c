@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../src/buffer/alloc.h"
+#include "base/alloc.h"
 #include "ferry/metrics.h"
 #include "snap.h"
 

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../buffer/alloc.h"
+#include "base/alloc.h"
 #include "txpay.h"
 
 bool ferry__txpay_seg(ferry__txpay *p)

@@ -355,6 +355,10 @@ struct ferry_ep {
 	 * of the datagrams around it, so that they leave as one send. Read at
 	 * flush time; false = never pad. */
 	bool tx_pad;
+	/** The core's way up to the context that owns this endpoint (where a
+	 * loaned packet goes back from any thread, where a failure is
+	 * reported). Set by the core before open; drivers never touch it. */
+	const struct ferry__ep_host *host;
 };
 
 /** Registry: every driver meson built, in one static array. */

@@ -12,6 +12,10 @@
 #include "ferry/driver.h"
 #include "ferry/metrics.h"
 #include "ferry/rpc.h"
+#include "base/clock.h"
+#include "drivers/core/ep.h"
+#include "base/log.h"
+#include "metrics/service.h"
 #include "metrics/trace.h"
 #include "locator.h"
 #include "reasm.h"
@@ -172,7 +176,7 @@ struct ferry_server {
 	uint32_t rpcs_out;             /* rpcs handed out and not replied */
 	bool draining;                 /* ferry_server_drain: new requests get
 	                                * FERRY_ESHUTDOWN */
-	ferry_metrics_snap *m_start, *m_stop; /* metrics service interval */
+	ferry__metrics_svc *metrics_svc; /* the built-in metrics service */
 	ferry__workers *workers;       /* blocking handlers' pool, lazily */
 };
 
@@ -287,18 +291,15 @@ static inline bool ferry__on_owner(const ferry_ctx *ctx)
 	return ferry__tid() == ctx->owner_tid;
 }
 void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h);
+/* How a context's endpoints reach it: loan releases, failure reports. */
+extern const ferry__ep_host ferry__ctx_ep_host;
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void ferry__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Levels of ferry_set_log (include/ferry/rpc.h). */
-enum { FERRY_LOG_ERROR = 0, FERRY_LOG_WARN = 1, FERRY_LOG_INFO = 2, FERRY_LOG_DEBUG = 3 };
 /* Dropped input from the network: FERRY_LOG_DEBUG, at most one message per
  * FERRY_LOG_DROP_INTERVAL_US per context (the next one says how many were
  * suppressed), so a flood of garbage cannot flood the log. */
 #define FERRY_LOG_DROP_INTERVAL_US 1000000
 void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-uint64_t ferry__clock_us(void);
-uint64_t ferry__clock_ns(void);
 /* Read the clock into ctx->now_ns / now_us. */
 void ferry__ctx_tick(ferry_ctx *ctx);
 int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
@@ -357,24 +358,5 @@ void ferry__servers_destroy_all(ferry_ctx *ctx);
 int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
                                  ferry_handler_cb cb, void *arg);
 
-/* metrics/service.c */
-int ferry__metrics_service_register(ferry_server *srv);
-void ferry__metrics_service_fini(ferry_server *srv);
-
-/* drivers/ep.c: the thin wrappers every call to a driver goes through. */
-int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
-                         const ferry_stream_upcalls *up, void *up_arg,
-                         ferry_ep **eps, int *neps, char *err, size_t err_len);
-void ferry__ep_close(ferry_ep *ep);
-void ferry__ep_caps(ferry_ep *ep, ferry_caps *out);
-int ferry__ep_ctl(ferry_ep *ep, int op, void *arg);
-int ferry__ep_stream_poll(ferry_ep *ep, int max);
-int ferry__ep_stream_flush(ferry_ep *ep);
-void ferry__ep_close_stack(ferry_ep **eps, int neps);
-int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-                   size_t hdr_len, ferry_buf_iter *payload);
-int ferry__ep_flush(ferry_ep *ep);
-int ferry__ep_poll(ferry_ep *ep, ferry_pkt **pkts, int max);
-void ferry__ep_release(ferry_pkt *pkt);
 
 #endif

@@ -24,30 +24,9 @@
 #include "core.h"
 #include "drivers/core/capture.h"
 
-static ferry_log_cb log_cb;
-static void *log_arg;
-
-void ferry_set_log(ferry_log_cb cb, void *arg)
-{
-	log_cb = cb;
-	log_arg = arg;
-}
-
-void ferry__log(int level, const char *fmt, ...)
-{
-	if (log_cb == NULL)
-		return;
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_cb(log_arg, level, msg);
-}
-
 void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...)
 {
-	if (log_cb == NULL)
+	if (!ferry__log_enabled())
 		return;
 	if (ctx->log_drop_us != 0 && ctx->now_us - ctx->log_drop_us < FERRY_LOG_DROP_INTERVAL_US) {
 		ctx->log_drop_suppressed++;
@@ -98,15 +77,6 @@ static void ctx_atfork_init(void)
 	ctx_pid = getpid();
 	pthread_atfork(NULL, NULL, ctx_atfork_child);
 }
-
-uint64_t ferry__clock_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t ferry__clock_us(void) { return ferry__clock_ns() / 1000u; }
 
 void ferry__ctx_tick(ferry_ctx *ctx)
 {
@@ -312,6 +282,17 @@ void ferry__pkt_loan_release(void *arg, void *data)
 	}
 }
 
+static void ctx_report(ferry_ctx *ctx, int err, const char *msg)
+{
+	ferry__set_errmsg(ctx, err, "%s", msg);
+}
+
+/* How a context's endpoints reach it (drivers/core/ep.h). */
+const ferry__ep_host ferry__ctx_ep_host = {
+	.loan_release = ferry__pkt_loan_release,
+	.report = ctx_report,
+};
+
 static void ctx_drain_handoff(ferry_ctx *ctx)
 {
 	if (atomic_load_explicit(&ctx->ho_pending, memory_order_acquire) == 0)
@@ -391,7 +372,7 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 	p->tp = loc->transport;
 	p->server = server;
 	char err[FERRY_ERRMSG_BYTES] = "";
-	int rc = ferry__ep_open_stack(ctx, loc, server ? FERRY_EP_LISTEN : 0,
+	int rc = ferry__ep_open_stack(ctx, &ferry__ctx_ep_host, ctx->poll_mode == FERRY_POLL_BLOCK, loc, server ? FERRY_EP_LISTEN : 0,
 	                              p->tp->upcalls, p, p->eps, &p->neps, err,
 	                              sizeof(err));
 	if (rc != 0) {

@@ -16,7 +16,7 @@ int ferry_server_create(ferry_ctx *ctx, ferry_server **out)
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->ctx = ctx;
-	int rc = ferry__metrics_service_register(srv);
+	int rc = ferry__metrics_svc_create(srv, ctx, ferry__server_handle_builtin, &srv->metrics_svc);
 	if (rc != 0) {
 		for (int i = 0; i < 256; i++)
 			ferry__free(srv->handlers[i]);
@@ -50,7 +50,8 @@ void ferry_server_destroy(ferry_server *srv)
 	}
 	for (int i = 0; i < 256; i++)
 		ferry__free(srv->handlers[i]);
-	ferry__metrics_service_fini(srv);
+	ferry__metrics_svc_destroy(srv->metrics_svc);
+	srv->metrics_svc = NULL;
 	/* rpcs still with the application are orphaned: their replies are
 	 * dropped (the port and server are gone) and they go back to the pool. */
 	for (ferry_rpc *r = ctx->rpcs_out; r != NULL; r = r->out_next)

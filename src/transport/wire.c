@@ -1,44 +1,30 @@
 /* Header encode/decode shared by every datagram transport. */
 #include <string.h>
 
+#include "base/le.h"
 #include "wire.h"
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
 
 void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES])
 {
-	put16(out + 0, FERRY_WIRE_MAGIC);
+	ferry__put16(out + 0, FERRY_WIRE_MAGIC);
 	out[2] = FERRY_WIRE_VERSION;
 	out[3] = h->type;
 	out[4] = h->flags;
 	out[5] = h->channel;
-	put16(out + 6, h->opcode);
-	put64(out + 8, h->token);
-	put32(out + 16, h->client_hint);
-	put32(out + 20, h->server_hint);
-	put32(out + 24, h->rpc_id);
-	put32(out + 28, h->frag);
-	put32(out + 32, h->msg_len);
-	put16(out + 36, h->frag_bytes);
-	put16(out + 38, h->aux);
+	ferry__put16(out + 6, h->opcode);
+	ferry__put64(out + 8, h->token);
+	ferry__put32(out + 16, h->client_hint);
+	ferry__put32(out + 20, h->server_hint);
+	ferry__put32(out + 24, h->rpc_id);
+	ferry__put32(out + 28, h->frag);
+	ferry__put32(out + 32, h->msg_len);
+	ferry__put16(out + 36, h->frag_bytes);
+	ferry__put16(out + 38, h->aux);
 }
 
 static int wire_fields(const uint8_t *p, ferry_wire_hdr *h)
 {
-	if (get16(p) != FERRY_WIRE_MAGIC)
+	if (ferry__get16(p) != FERRY_WIRE_MAGIC)
 		return FERRY_WIRE_BAD_MAGIC;
 	h->version = p[2];
 	if (p[2] != FERRY_WIRE_VERSION)
@@ -46,15 +32,15 @@ static int wire_fields(const uint8_t *p, ferry_wire_hdr *h)
 	h->type = p[3];
 	h->flags = p[4];
 	h->channel = p[5];
-	h->opcode = get16(p + 6);
-	h->token = get64(p + 8);
-	h->client_hint = get32(p + 16);
-	h->server_hint = get32(p + 20);
-	h->rpc_id = get32(p + 24);
-	h->frag = get32(p + 28);
-	h->msg_len = get32(p + 32);
-	h->frag_bytes = get16(p + 36);
-	h->aux = get16(p + 38);
+	h->opcode = ferry__get16(p + 6);
+	h->token = ferry__get64(p + 8);
+	h->client_hint = ferry__get32(p + 16);
+	h->server_hint = ferry__get32(p + 20);
+	h->rpc_id = ferry__get32(p + 24);
+	h->frag = ferry__get32(p + 28);
+	h->msg_len = ferry__get32(p + 32);
+	h->frag_bytes = ferry__get16(p + 36);
+	h->aux = ferry__get16(p + 38);
 	if (h->type >= FERRY_PKT_TYPE_COUNT || (h->flags & ~FERRY_FLAG_KNOWN) != 0)
 		return FERRY_WIRE_BAD_TYPE;
 	return FERRY_WIRE_OK;
@@ -116,10 +102,10 @@ void ferry__wire_encode_mismatch(uint8_t refused_version, uint8_t out[FERRY_WIRE
 bool ferry__wire_is_mismatch(const uint8_t *p, size_t len, uint8_t *peer_min,
                              uint8_t *peer_max, uint8_t *refused)
 {
-	if (len < FERRY_WIRE_HDR_BYTES || get16(p) != FERRY_WIRE_MAGIC || p[2] != 1 ||
+	if (len < FERRY_WIRE_HDR_BYTES || ferry__get16(p) != FERRY_WIRE_MAGIC || p[2] != 1 ||
 	    p[3] != FERRY_PKT_VERSION_MISMATCH)
 		return false;
-	uint16_t range = get16(p + 38);
+	uint16_t range = ferry__get16(p + 38);
 	if (peer_min != NULL)
 		*peer_min = (uint8_t)range;
 	if (peer_max != NULL)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/le.h"
 #include "ferry/err.h"
 
 #define FERRY_WIRE_MAGIC 0xFE77u   /* bytes 0x77 0xFE on the wire */
@@ -67,8 +68,7 @@ static inline void ferry__wire_patch_frag(uint8_t out[FERRY_WIRE_HDR_BYTES], uin
                                           uint32_t frag)
 {
 	out[4] = flags;
-	out[28] = (uint8_t)frag, out[29] = (uint8_t)(frag >> 8);
-	out[30] = (uint8_t)(frag >> 16), out[31] = (uint8_t)(frag >> 24);
+	ferry__put32(out + 28, frag);
 }
 
 /* Why a packet was refused (each counted separately). */

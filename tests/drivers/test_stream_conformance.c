@@ -477,7 +477,7 @@ static int side_open_rc(ferry_ctx *ctx, side *s, const char *text, bool listen, 
 	if (rc != 0)
 		return rc;
 	s->listening = listen;
-	rc = ferry__ep_open_stack(ctx, &loc, listen ? FERRY_EP_LISTEN : 0, &upcalls, s, s->eps,
+	rc = ferry__ep_open_stack(ctx, &ferry__ctx_ep_host, ctx->poll_mode == FERRY_POLL_BLOCK, &loc, listen ? FERRY_EP_LISTEN : 0, &upcalls, s, s->eps,
 	                          &s->neps, err, errlen);
 	if (rc == 0) {
 		assert_int_equal(s->neps, 1);

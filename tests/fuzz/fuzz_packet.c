@@ -29,6 +29,7 @@
 #include "ferry/ferry.h"
 #include "transport/core.h"
 #include "transport/wire.h"
+#include "base/le.h"
 
 #define FZ_OP_ECHO 0x100  /* response = request */
 #define FZ_OP_FAIL 0x101  /* replies with an error status */
@@ -167,14 +168,6 @@ static void fz_close(fz_world *w)
 	ferry_ctx_destroy(w->raw_ctx);
 }
 
-static uint64_t fz_get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void fz_put(uint8_t *p, uint64_t v, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -205,7 +198,7 @@ static void fz_raw_drain(fz_world *w)
 					w->have_cli_hdr[cli] = true;
 					if (h.type == FERRY_PKT_SESSION_OPEN &&
 					    p->len >= FERRY_WIRE_HDR_BYTES + 8)
-						w->cli_nonce[cli] = fz_get64(p->data + FERRY_WIRE_HDR_BYTES);
+						w->cli_nonce[cli] = ferry__get64(p->data + FERRY_WIRE_HDR_BYTES);
 				}
 			}
 			ferry__ep_release(p);

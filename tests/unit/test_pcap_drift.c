@@ -40,6 +40,7 @@
 #include "transport/core.h"
 #include "transport/wire.h"
 #include "../common/testutil.h"
+#include "base/le.h"
 
 #define NPKT 1024
 #define PAYLOAD_MAX 1024
@@ -545,14 +546,6 @@ static void dissect_and_compare(const char *path, const char *lua)
 	}
 }
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* Part 2: every packet fast sends, as its encoders wrote it. */
 static bool recording;
 static int real_dropped; /* packets beyond NPKT or PAYLOAD_MAX */
@@ -599,8 +592,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		}
 		/* Payload fields at the offsets docs/WIRE.md gives. */
 		const uint8_t *q = e->payload;
-#define LE16(o) ((uint16_t)(q[o] | q[(o) + 1] << 8))
-#define LE64(o) (le64(q + (o)))
+#define LE16(o) (ferry__get16(q + (o)))
+#define LE64(o) (ferry__get64(q + (o)))
 		static const char *const what[] = {"fast DATA",        "fast ACK",
 		                                   "fast SESSION_OPEN", "fast SESSION_OPEN_REPLY",
 		                                   "fast BAD_SESSION", "fast CANCEL",

@@ -22,7 +22,10 @@
 #endif
 
 #include "base/alloc.h"
-#include "transport/core.h"
+#include "base/clock.h"
+#include "base/loc.h"
+#include "base/log.h"
+#include "ep.h"
 #include "capture.h"
 
 #define CAP_MAX_BYTES_DEFAULT (64ull << 20) /* pcap_max: per file */
@@ -466,10 +469,13 @@ static void cap_report(ferry__cap_tap *t, int err)
 	if (t->reported)
 		return;
 	t->reported = true;
-	ferry__set_errmsg(t->ep->ctx, err, "capture to '%.100s' failed: %s; records are "
-	                  "dropped from now on (capture.dropped)", t->w->path,
-	                  strerror(-err));
-	ferry__log(1, "ferry: capture to '%s' failed: %s", t->w->path, strerror(-err));
+	char msg[256];
+	snprintf(msg, sizeof(msg),
+	         "capture to '%.100s' failed: %s; records are dropped from now on "
+	         "(capture.dropped)",
+	         t->w->path, strerror(-err));
+	t->ep->host->report(t->ep->ctx, err, msg);
+	ferry__log(FERRY_LOG_WARN, "ferry: capture to '%s' failed: %s", t->w->path, strerror(-err));
 }
 
 static void cap_record(ferry__cap_tap *t, const cap_inet *src, const cap_inet *dst,

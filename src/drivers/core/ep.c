@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "transport/core.h"
 #include "capture.h"
+#include "ep.h"
 
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already
  * open. On failure everything opened so far is closed, outermost first. */
-int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
-                         const ferry_stream_upcalls *up, void *up_arg,
-                         ferry_ep **eps, int *neps, char *err, size_t err_len)
+int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps,
+                         const ferry_loc *loc, unsigned flags, const ferry_stream_upcalls *up,
+                         void *up_arg, ferry_ep **eps, int *neps, char *err, size_t err_len)
 {
 	int n = loc->ndrv;
 	int rc = 0;
@@ -41,7 +41,8 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry_loc *loc, unsigned flags,
 		ep->drv = d;
 		ep->ctx = ctx;
 		ep->fd = -1;
-		ep->sleeps = ctx->poll_mode == FERRY_POLL_BLOCK;
+		ep->host = host;
+		ep->sleeps = sleeps;
 		ep->inner = i + 1 < n ? eps[i + 1] : NULL;
 		ep->up = up;
 		ep->up_arg = up_arg;
@@ -177,7 +178,7 @@ int ferry__ep_stream_flush(ferry_ep *ep)
 int ferry_buf_append_pkt(ferry_buf *b, ferry_pkt *pkt, void *data, size_t n)
 {
 	pkt->ep->loans_out++;
-	int rc = ferry_buf_append_loan(b, data, n, ferry__pkt_loan_release, pkt);
+	int rc = ferry_buf_append_loan(b, data, n, pkt->ep->host->loan_release, pkt);
 	if (rc != 0)
 		pkt->ep->loans_out--;
 	return rc;

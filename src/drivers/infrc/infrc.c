@@ -30,10 +30,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "drivers/kit/inet.h"
-#include "drivers/util.h"
 #include "infrc.h"
 
 #define INFRC_EP_BYTES 4096

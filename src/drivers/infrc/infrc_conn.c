@@ -21,10 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "drivers/kit/inet.h"
-#include "drivers/util.h"
 #include "infrc.h"
 
 enum { HELLO_KIND_HELLO = 1, HELLO_KIND_READY = 2 };

@@ -9,11 +9,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "drivers/kit/inet.h"
 #include "drivers/kit/sink.h"
-#include "drivers/util.h"
 #include "infrc.h"
 
 /* Receive -------------------------------------------------------------------*/

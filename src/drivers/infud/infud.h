@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "drivers/kit/ib.h"
 #include "drivers/kit/inet.h"
 

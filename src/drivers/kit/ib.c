@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "inet.h"
 #include "ib.h"
 

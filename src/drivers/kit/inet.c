@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "inet.h"
 
 int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 
 #define LB_PORTS_MAX 1024
 #define LB_EPHEMERAL_MIN 49152u

@@ -8,9 +8,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/alloc.h"
-#include "transport/locator.h"
-#include "drivers/util.h"
+#include "base/loc.h"
 
 #define LOSSY_HELD_SLOTS 256       /* packets held (delayed, reordered, copied) */
 #define LOSSY_DELAY_US_DEFAULT 1000

@@ -34,12 +34,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/alloc.h"
-#include "transport/locator.h"
+#include "base/loc.h"
 #include "drivers/kit/inet.h"
 #include "drivers/kit/sink.h"
 #include "drivers/kit/txpay.h"
-#include "drivers/util.h"
 #include "tcp.h"
 
 #define TCP_BLK_BYTES (256u << 10)  /* receive block */

@@ -1,17 +1,10 @@
 /* SipHash-2-4 and fast's open cookies (cookie.h). */
-#include "cookie.h"
-
 #include <string.h>
 
-static uint64_t sip_rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
+#include "base/le.h"
+#include "cookie.h"
 
-static uint64_t sip_get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
+static uint64_t sip_rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
 
 #define SIP_ROUND(v0, v1, v2, v3)                                                            \
 	do {                                                                                 \
@@ -24,12 +17,12 @@ static uint64_t sip_get64(const uint8_t *p)
 uint64_t fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const void *msg, size_t len)
 {
 	const uint8_t *in = msg;
-	uint64_t k0 = sip_get64(key), k1 = sip_get64(key + 8);
+	uint64_t k0 = ferry__get64(key), k1 = ferry__get64(key + 8);
 	uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
 	uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
 	size_t full = len & ~(size_t)7;
 	for (size_t i = 0; i < full; i += 8) {
-		uint64_t m = sip_get64(in + i);
+		uint64_t m = ferry__get64(in + i);
 		v3 ^= m;
 		SIP_ROUND(v0, v1, v2, v3);
 		SIP_ROUND(v0, v1, v2, v3);

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "base/alloc.h"
+#include "base/le.h"
 #include "transport/frame.h"
 #include "fast.h"
 #include "window.h"
@@ -27,27 +28,6 @@ static uint64_t fast_random64(void)
 	uint64_t v = 0;
 	while (getrandom(&v, sizeof(v), 0) != sizeof(v) || v == 0)
 		;
-	return v;
-}
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
 	return v;
 }
 
@@ -96,7 +76,7 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 				if (f - first_missing < ferry__reasm_window(r) && ferry__reasm_has(r, f))
 					bm |= 1ull << i;
 			}
-			put64(p + 8 * k, bm);
+			ferry__put64(p + 8 * k, bm);
 		}
 	}
 	h.aux = (uint16_t)words;
@@ -187,7 +167,7 @@ static uint32_t fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32
 	if (n > FAST_ACK_WORDS_MAX)
 		n = FAST_ACK_WORDS_MAX;
 	for (uint32_t k = 0; k < n; k++)
-		words[k] = get64(p + 8 * k);
+		words[k] = ferry__get64(p + 8 * k);
 	return n;
 }
 
@@ -255,11 +235,11 @@ static void cs_open_send(fast_cs *cs)
 	h.token = 0;
 	h.server_hint = 0;
 	uint8_t p[FAST_OPEN_PAYLOAD_BYTES];
-	put64(p, cs->nonce);
-	put16(p + 8, (uint16_t)cs->channels_wanted);
-	put16(p + 10, (uint16_t)cs->s->frag_bytes);
-	put32(p + 12, cs->features);
-	put64(p + 16, cs->cookie);
+	ferry__put64(p, cs->nonce);
+	ferry__put16(p + 8, (uint16_t)cs->channels_wanted);
+	ferry__put16(p + 10, (uint16_t)cs->s->frag_bytes);
+	ferry__put32(p + 12, cs->features);
+	ferry__put64(p + 16, cs->cookie);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
 	fast_ctx_of(cs->s->ctx)->open_sent++;
 }
@@ -579,11 +559,11 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 {
 	ferry_session *s = cs->s;
 	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_MIN_BYTES ||
-	    get64(p) != cs->nonce)
+	    ferry__get64(p) != cs->nonce)
 		return; /* a late duplicate, or not ours */
-	uint64_t epoch = get64(p + 8);
-	uint32_t granted = get16(p + 16);
-	uint32_t cap = get16(p + 18);
+	uint64_t epoch = ferry__get64(p + 8);
+	uint32_t granted = ferry__get16(p + 16);
+	uint32_t cap = ferry__get16(p + 18);
 	if (h->token == 0 && granted == 0) {
 		/* Refused: the server's session table is full. What waits for
 		 * this session fails; the open goes on being retried. */
@@ -611,7 +591,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 		s->frag_bytes = cap;
 	/* Pad toward this server only if it takes padding (every session of
 	 * a client port has the same server). */
-	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? get32(p + 20) : 0;
+	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? ferry__get32(p + 20) : 0;
 	s->port->eps[s->port->neps - 1]->tx_pad = (feat & cs->features & FAST_FEAT_PAD) != 0;
 	fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
@@ -636,9 +616,9 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 static void cs_cookie(fast_cs *cs, const uint8_t *p, uint32_t len)
 {
 	if (cs->state != FAST_CS_OPENING || len < FAST_COOKIE_PAYLOAD_BYTES ||
-	    get64(p) != cs->nonce)
+	    ferry__get64(p) != cs->nonce)
 		return;
-	uint64_t cookie = get64(p + 8);
+	uint64_t cookie = ferry__get64(p + 8);
 	if (cookie == 0 || cookie == cs->cookie)
 		return;
 	cs->cookie = cookie;
@@ -1005,8 +985,8 @@ static void sp_send_cookie(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr 
 	h.flags = FERRY_FLAG_RESPONSE;
 	h.client_hint = rh->client_hint;
 	uint8_t p[FAST_COOKIE_PAYLOAD_BYTES];
-	put64(p, nonce);
-	put64(p + 8, fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
+	ferry__put64(p, nonce);
+	ferry__put64(p + 8, fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
 	                              sp->port->ctx->now_us));
 	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
 	fast_ctx_of(sp->port->ctx)->cookies_sent++;
@@ -1024,8 +1004,8 @@ static void sp_refuse_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr 
 	h.client_hint = rh->client_hint;
 	uint8_t p[FAST_OPEN_REPLY_PAYLOAD_BYTES];
 	memset(p, 0, sizeof(p));
-	put64(p, nonce);
-	put64(p + 8, sp->epoch);
+	ferry__put64(p, nonce);
+	ferry__put64(p + 8, sp->epoch);
 	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
 	fast_ctx_of(sp->port->ctx)->opens_refused++;
 }
@@ -1035,11 +1015,11 @@ static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 	ferry_wire_hdr h;
 	fast_hdr(&ss->l, &h, FERRY_PKT_SESSION_OPEN_REPLY, 0, 0, 0);
 	uint8_t p[FAST_OPEN_REPLY_PAYLOAD_BYTES];
-	put64(p, ss->nonce);
-	put64(p + 8, sp->epoch);
-	put16(p + 16, (uint16_t)ss->nchan);
-	put16(p + 18, (uint16_t)ferry__frame_bytes(sp->port));
-	put32(p + 20, sp->features);
+	ferry__put64(p, ss->nonce);
+	ferry__put64(p + 8, sp->epoch);
+	ferry__put16(p + 16, (uint16_t)ss->nchan);
+	ferry__put16(p + 18, (uint16_t)ferry__frame_bytes(sp->port));
+	ferry__put32(p + 20, sp->features);
 	fast_send_ctl(sp->port, &ss->peer, &h, p, sizeof(p));
 }
 
@@ -1052,8 +1032,8 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		f->opens_dropped++; /* unpadded: a cookie would be a larger reply */
 		return;
 	}
-	uint64_t nonce = get64(p);
-	uint64_t cookie = get64(p + 16);
+	uint64_t nonce = ferry__get64(p);
+	uint64_t cookie = ferry__get64(p + 16);
 	if (!fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint, ctx->now_us,
 	                       cookie)) {
 		if (cookie != 0)
@@ -1104,11 +1084,11 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss->peer = pkt->src;
 	ss->index = idx;
 	ss->nonce = nonce;
-	uint32_t want = get16(p + 8);
+	uint32_t want = ferry__get16(p + 8);
 	ss->nchan = want == 0 ? FERRY_CHANNELS_DEFAULT
 	                      : want > FAST_CHANNELS_GRANT_MAX ? FAST_CHANNELS_GRANT_MAX : want;
-	ss->client_cap = get16(p + 10);
-	ss->nopad = (get32(p + 12) & FAST_FEAT_PAD) == 0;
+	ss->client_cap = ferry__get16(p + 10);
+	ss->nopad = (ferry__get32(p + 12) & FAST_FEAT_PAD) == 0;
 	sp->nopad += ss->nopad;
 	sp_pad_update(sp);
 	fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
@@ -1410,7 +1390,7 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_sch *sc = &ss->ch[h->channel];
 	fast_ctx *f = fast_ctx_of(ctx);
 	f->acks_received++;
-	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 && get64(p) == 0;
+	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 && ferry__get64(p) == 0;
 	if (probe && sc->rpc_id == h->rpc_id && sc->state == FAST_SCH_PROCESSING) {
 		/* A client probing while the handler works: the request is all
 		 * here (the handler is not run again). */

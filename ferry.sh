@@ -97,10 +97,19 @@ check_install() {
 	unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
 }
 
+# Source checks that need no build: include direction between the layers
+# (docs/ARCHITECTURE.md "Layers"). The layer link check is a build target
+# (libferry_layer_check, meson.build).
+check_sources() {
+	log "source checks: include direction (tools/check-layers.py)"
+	python3 tools/check-layers.py . || die "an include points up a layer (see above)"
+}
+
 cmd_test() {
 	local t0=$SECONDS
 	need_pkgs "${TEST_PKGS[@]}"
 	log "install step: $((SECONDS - t0)) s"
+	check_sources
 
 	local t1=$SECONDS
 	log "release build (gcc, -Dbuildtype=release)"

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 
+GENERATED = {"ferry_config.h", "registry_gen.h"}  # written by meson into the build dir
 RANK = {"base": 0, "buffer": 1, "drivers": 2, "metrics": 3, "transport": 4}
 ALLOWED_CROSS_DRIVER = {("splice", "tcp")}
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
@@ -25,7 +26,7 @@ def layer_of(rel):
 
 def resolve(root, path, inc):
     """The src/-relative path an include names, or None (public or outside)."""
-    if inc.startswith("ferry/") or inc == "ferry_config.h":
+    if inc.startswith("ferry/") or inc in GENERATED:
         return None
     here = os.path.join(os.path.dirname(path), inc)
     if os.path.exists(os.path.join(root, here)):

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/io.h"
 #include "ferry/buf.h"
 
 /* Allocation hooks, provided by the core module. */
@@ -236,27 +237,6 @@ static ferry_chunk *buf_seek(ferry_buf *b, size_t off, size_t *start)
 	return c;
 }
 
-/* pread exactly n bytes; running into end of file is an I/O error because
- * the caller promised the region exists. */
-static int buf_pread_full(int fd, uint8_t *dst, size_t n, off_t off)
-{
-	while (n > 0) {
-		ssize_t r = pread(fd, dst, n, off);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		dst += r;
-		n -= (size_t)r;
-		off += r;
-	}
-	return 0;
-}
-
 /* Copy [off, off+len) to dst, given the chunk c holding off and its start
  * offset s. The cursor follows the walk so the next lookup resumes here. */
 static int buf_copy(ferry_buf *b, ferry_chunk *c, size_t s, size_t off,
@@ -273,7 +253,7 @@ static int buf_copy(ferry_buf *b, ferry_chunk *c, size_t s, size_t off,
 		b->cur = c;
 		b->cur_off = s;
 		if (c->kind == FERRY_CHUNK_FILE) {
-			err = buf_pread_full(c->u.file.fd, dst, take,
+			err = ferry__pread_full(c->u.file.fd, dst, take,
 					     c->u.file.off + (off_t)skip);
 			if (err)
 				return err;

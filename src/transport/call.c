@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "core.h"
 #include "wire.h"
 
@@ -445,21 +446,19 @@ static int sink_write_buf(ferry_buf *b, int fd, int64_t *off, uint64_t *done)
 			size_t n = seg.len - at;
 			if (seg.kind == FERRY_CHUNK_FILE) {
 				n = n < sizeof(bounce) ? n : sizeof(bounce);
-				ssize_t r = pread(seg.fd, bounce, n, seg.file_off + (off_t)at);
-				if (r <= 0)
-					return r < 0 ? -errno : -EIO;
-				n = (size_t)r;
+				int rc = ferry__pread_full(seg.fd, bounce, n, seg.file_off + (off_t)at);
+				if (rc != 0)
+					return rc;
 				src = bounce;
 			}
-			ssize_t w = *off >= 0 ? pwrite(fd, src, n, *off) : write(fd, src, n);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				return w < 0 ? -errno : -EIO;
-			at += (size_t)w;
-			*done += (uint64_t)w;
+			size_t w = 0;
+			int rc = ferry__write_full(fd, src, n, *off, &w);
+			at += w;
+			*done += w;
 			if (*off >= 0)
-				*off += w;
+				*off += (int64_t)w;
+			if (rc != 0)
+				return rc;
 		}
 	}
 	return 0;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/io.h"
 #include "base/log.h"
 #include "base/alloc.h"
 #include "base/loc.h"
@@ -94,9 +95,10 @@ static size_t txm_copy_payload(infrc_ep *e, infrc_txm *m, uint8_t *dst, size_t r
 		if (k > room - at)
 			k = room - at;
 		if (m->pay.seg.kind == FERRY_CHUNK_FILE) {
-			ssize_t r = pread(m->pay.seg.fd, dst + at, k, m->pay.seg.file_off + (off_t)m->pay.seg_off);
-			if (r != (ssize_t)k) {
-				*err = -EIO; /* short: the file shrank under the region */
+			int rc = ferry__pread_full(m->pay.seg.fd, dst + at, k,
+			                           m->pay.seg.file_off + (off_t)m->pay.seg_off);
+			if (rc != 0) {
+				*err = rc; /* -EIO: the file shrank under the region */
 				return at;
 			}
 			e->cnt.tx_file_copy_bytes += k;

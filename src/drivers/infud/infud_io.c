@@ -2,6 +2,7 @@
  * work-request list per flush with selective signaling and inline sends, and
  * the registered receive pool loaned up zero-copy and reposted in batches
  * (docs/drivers/infud.md). */
+#include "buffer/seg.h"
 #include "infud.h"
 
 
@@ -202,26 +203,6 @@ bool ferry__infud_tx_drain(infud_ep *u)
 	return false;
 }
 
-/* Copy one payload piece to dst: memory with memcpy, file regions with
- * pread. */
-static int infud_copy_seg(uint8_t *dst, const ferry_buf_seg *seg)
-{
-	if (seg->kind != FERRY_CHUNK_FILE) {
-		memcpy(dst, seg->data, seg->len);
-		return 0;
-	}
-	size_t got = 0;
-	while (got < seg->len) {
-		ssize_t r = pread(seg->fd, dst + got, seg->len - got, seg->file_off + (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		got += (size_t)r;
-	}
-	return 0;
-}
-
 int ferry__infud_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
                       ferry_buf_iter *payload)
 {
@@ -244,7 +225,7 @@ int ferry__infud_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_
 	uint8_t *p = dst + hdr_len;
 	ferry_buf_seg seg;
 	while (payload != NULL && ferry_buf_iter_next(payload, &seg)) {
-		int rc = infud_copy_seg(p, &seg);
+		int rc = ferry__seg_copy(p, &seg);
 		if (rc != 0)
 			return rc;
 		p += seg.len;

@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/io.h"
+#include "buffer/seg.h"
 #include "base/log.h"
 #include "base/alloc.h"
 #include "base/loc.h"
@@ -489,14 +491,12 @@ static int tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 		/* Small: copy it whole (file regions with pread). */
 		uint32_t at = (uint32_t)hdr_len;
 		while (m->pay.it.left > 0 && ferry_buf_iter_next(&m->pay.it, &seg)) {
-			if (seg.kind != FERRY_CHUNK_FILE) {
-				memcpy(m->hdr + at, seg.data, seg.len);
-			} else if (pread(seg.fd, m->hdr + at, seg.len, seg.file_off) !=
-			           (ssize_t)seg.len) {
+			int rc = ferry__seg_copy(m->hdr + at, &seg);
+			if (rc != 0) {
 				/* Nothing is queued yet: refuse, as a datagram send would. */
 				m->next = t->txm_free;
 				t->txm_free = m;
-				return -EIO;
+				return rc;
 			}
 			at += (uint32_t)seg.len;
 		}

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buffer/seg.h"
 #include "base/alloc.h"
 #include "base/loc.h"
 #include "drivers/kit/inet.h"
@@ -542,31 +543,11 @@ static int udp_flush(ferry_ep *ep)
 	return (int)sent;
 }
 
-/* Copy one payload piece to dst: memory with memcpy, file regions with
- * pread. */
-static int udp_copy_seg(uint8_t *dst, const ferry_buf_seg *seg)
-{
-	if (seg->kind != FERRY_CHUNK_FILE) {
-		memcpy(dst, seg->data, seg->len);
-		return 0;
-	}
-	size_t got = 0;
-	while (got < seg->len) {
-		ssize_t r = pread(seg->fd, dst + got, seg->len - got, seg->file_off + (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		got += (size_t)r;
-	}
-	return 0;
-}
-
 static int udp_copy_payload(uint8_t *dst, ferry_buf_iter *payload)
 {
 	ferry_buf_seg seg;
 	while (payload != NULL && ferry_buf_iter_next(payload, &seg)) {
-		int rc = udp_copy_seg(dst, &seg);
+		int rc = ferry__seg_copy(dst, &seg);
 		if (rc != 0)
 			return rc;
 		dst += seg.len;
@@ -610,7 +591,7 @@ static int udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 		if (s->bounce == NULL &&
 		    (s->bounce = ferry__malloc(u->max_payload)) == NULL)
 			return -ENOMEM;
-		int rc = udp_copy_seg(s->bounce + bounced, &seg);
+		int rc = ferry__seg_copy(s->bounce + bounced, &seg);
 		if (rc != 0)
 			return rc;
 		bounced += seg.len;

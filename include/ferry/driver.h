@@ -359,6 +359,12 @@ struct ferry_ep {
 	 * loaned packet goes back from any thread, where a failure is
 	 * reported). Set by the core before open; drivers never touch it. */
 	const struct ferry__ep_host *host;
+	/** Stream endpoints: the core's counting upcalls (ep->up points at
+	 * them from before open) and the transport's own, which they forward
+	 * to. Core-private, like host. */
+	ferry_stream_upcalls up_count;
+	const ferry_stream_upcalls *up_next;
+	void *up_next_arg;
 };
 
 /** Registry: every driver meson built, in one static array. */

@@ -120,8 +120,11 @@ static void test_sizes_and_reply(void **s)
 	uint32_t max = p.caps.max_payload - HDR_BYTES;
 	uint32_t sizes[] = {0, 1, 7, 100, 1000, max / 3, max - 1, max};
 	uint8_t hdr[HDR_BYTES];
-	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+	uint64_t sent_bytes = 0;
+	enum { NSIZES = sizeof(sizes) / sizeof(sizes[0]) };
+	for (size_t k = 0; k < NSIZES; k++) {
 		uint32_t n = sizes[k];
+		sent_bytes += HDR_BYTES + n;
 		ferry_buf b;
 		ferry_buf_init(&b);
 		uint8_t *pat = malloc(n + 1);
@@ -152,6 +155,18 @@ static void test_sizes_and_reply(void **s)
 		ferry_buf_fini(&b);
 		free(pat);
 	}
+	/* The generic counters the core's wrappers keep, exactly what went
+	 * each way: the requests one way, the header-only replies back. */
+	assert_int_equal(p.cli->ep->cnt.tx_pkts, NSIZES);
+	assert_int_equal(p.cli->ep->cnt.tx_bytes, sent_bytes);
+	assert_int_equal(p.srv->ep->cnt.rx_pkts, NSIZES);
+	assert_int_equal(p.srv->ep->cnt.rx_bytes, sent_bytes);
+	assert_int_equal(p.srv->ep->cnt.tx_pkts, NSIZES);
+	assert_int_equal(p.srv->ep->cnt.tx_bytes, (uint64_t)NSIZES * HDR_BYTES);
+	assert_int_equal(p.cli->ep->cnt.rx_pkts, NSIZES);
+	assert_int_equal(p.cli->ep->cnt.rx_bytes, (uint64_t)NSIZES * HDR_BYTES);
+	assert_int_equal(p.cli->ep->cnt.tx_errors, 0);
+	assert_int_equal(p.srv->ep->cnt.tx_errors, 0);
 	/* one byte over the max is refused, not truncated */
 	ferry_buf b;
 	ferry_buf_init(&b);
@@ -159,6 +174,8 @@ static void test_sizes_and_reply(void **s)
 	ferry_buf_iter it;
 	ferry_buf_iter_init(&it, &b, 0, max + 1);
 	assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), -EMSGSIZE);
+	assert_int_equal(p.cli->ep->cnt.tx_errors, 1);
+	assert_int_equal(p.cli->ep->cnt.tx_pkts, NSIZES);
 	ferry_buf_fini(&b);
 	pair_close(&p);
 }

@@ -484,7 +484,7 @@ static int side_open_rc(ferry_ctx *ctx, side *s, const char *text, bool listen, 
 		s->ep = s->eps[0];
 		assert_int_equal(s->ep->drv->kind, FERRY_DRIVER_STREAM);
 		assert_string_equal(s->ep->drv->name, drv_name);
-		assert_ptr_equal(s->ep->up, &upcalls);
+		assert_ptr_equal(s->ep->up_next, &upcalls);
 	}
 	return rc;
 }
@@ -505,7 +505,7 @@ static int side_connect(side *s, const char *text)
 	if (rc != 0)
 		fail_msg("parse '%s': %s", text, err);
 	ferry_conn *c = NULL;
-	rc = s->ep->drv->stream->connect(s->ep, &loc, &c);
+	rc = ferry__ep_connect(s->ep, &loc, &c);
 	if (rc == 0) {
 		if (c == NULL || c->ep != s->ep)
 			fail_msg("connect returned no conn of this endpoint");
@@ -796,7 +796,7 @@ static int send_on(side *s, ferry_conn *c, uint32_t mode, uint64_t id, payload *
 	ferry_buf_iter it;
 	if (pl != NULL)
 		ferry_buf_iter_init(&it, &pl->b, 0, len);
-	int rc = s->ep->drv->stream->send_msg(c, &h, HDR_LEN, pl != NULL ? &it : NULL, t);
+	int rc = ferry__ep_send_msg(c, &h, HDR_LEN, pl != NULL ? &it : NULL, t);
 	if (rc == 0) {
 		s->ntx++;
 		s->tx_cum = t->cum;
@@ -881,7 +881,7 @@ static void listen_connect(const char *host)
 	struct ferry_ctl_locator bl = {tiny, sizeof(tiny)};
 	assert_int_equal(ferry__ep_ctl(p.srv->ep, FERRY_CTL_BOUND_LOCATOR, &bl), -ERANGE);
 	/* Local close: CLOSED from inside the call, the peer sees CLOSED. */
-	p.cli->ep->drv->stream->conn_close(p.cli->conn);
+	ferry__ep_conn_close(p.cli->conn);
 	assert_int_equal(p.cli->closeds, 1);
 	assert_null(p.cli->conn);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->closeds + p.srv->resets == 1);
@@ -1092,6 +1092,22 @@ static void test_sizes_both_directions(void **st)
 	}
 	assert_int_equal(written_bytes(p.cli->ep), p.cli->tx_cum);
 	assert_int_equal(written_bytes(p.srv->ep), p.srv->tx_cum);
+	/* The generic counters, kept by the core's wrappers as for datagram
+	 * drivers: one packet per message, header and payload bytes. */
+	uint64_t msg_bytes = 0;
+	for (int i = 0; i < N; i++)
+		msg_bytes += HDR_LEN + sizes[i];
+	for (int k = 0; k < 2; k++) {
+		side *sd = k == 0 ? p.cli : p.srv;
+		assert_int_equal(sd->ep->cnt.tx_pkts, N);
+		assert_int_equal(sd->ep->cnt.tx_bytes, msg_bytes);
+		assert_int_equal(sd->ep->cnt.tx_bytes, sd->tx_cum);
+		assert_int_equal(sd->ep->cnt.tx_errors, 0);
+		assert_int_equal(sd->ep->cnt.rx_pkts, N);
+		assert_int_equal(sd->ep->cnt.rx_bytes, msg_bytes);
+		assert_true(sd->ep->cnt.polls >= sd->ep->cnt.polls_nonempty);
+		assert_true(sd->ep->cnt.polls_nonempty > 0);
+	}
 	pair_close(&p);
 	for (int i = 0; i < N; i++) {
 		payload_free(&cpl[i]);
@@ -1205,7 +1221,7 @@ static void test_loans(void **st)
 	ferry_buf_truncate_front(&p.srv->rx[1].buf, 1000);
 	assert_int_equal(p.srv->ep->loans_out, loans_held(p.srv));
 	/* The connection goes; the loans stay readable. */
-	p.cli->ep->drv->stream->conn_close(p.cli->conn);
+	ferry__ep_conn_close(p.cli->conn);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->closeds == 1);
 	assert_true(p.srv->ep->loans_out > 0);
 	check_rx_buf(p.srv, 2, 2, pl[2].n, pl[2].seed);
@@ -1428,7 +1444,7 @@ static void test_detach(void **st)
 	/* A message already written: detaching its cookie is a no-op. */
 	send_pl(p.cli, M_BUF, 0, &done);
 	PUMP_UNTIL(p.srv, p.cli, p.cli->nsent == 1);
-	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[0]), 0);
+	assert_int_equal(ferry__ep_detach(p.cli->conn, &p.cli->tx[0]), 0);
 	send_pl(p.cli, M_BUF, 1, &one);
 	send_pl(p.cli, M_BUF, 2, &two);
 	/* Flush the sender alone until the socket refuses more. */
@@ -1443,12 +1459,12 @@ static void test_detach(void **st)
 	assert_true(written > HDR_LEN + done.n);
 	assert_true(written < p.cli->tx_cum);
 	assert_int_equal(p.cli->nsent, 1);
-	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[1]), 1);
-	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[2]), 1);
+	assert_int_equal(ferry__ep_detach(p.cli->conn, &p.cli->tx[1]), 1);
+	assert_int_equal(ferry__ep_detach(p.cli->conn, &p.cli->tx[2]), 1);
 	uint64_t copied = cnt(p.cli->ep, "detach_copy_bytes");
 	assert_true(copied > two.n && copied < one.n + two.n);
 	/* Detaching twice copies nothing more (nothing left to detach: 0). */
-	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[1]), 0);
+	assert_int_equal(ferry__ep_detach(p.cli->conn, &p.cli->tx[1]), 0);
 	assert_int_equal(cnt(p.cli->ep, "detach_copy_bytes"), copied);
 	/* The payloads go away for good. */
 	uint64_t s1 = one.seed, s2 = two.seed;
@@ -1485,7 +1501,7 @@ static void test_conn_close(void **st)
 		payload_make(&a, 1000, 80, true);
 		for (int i = 0; i < 3; i++)
 			send_pl(closer, M_BUF, (uint64_t)i, &a);
-		closer->ep->drv->stream->conn_close(closer->conn);
+		ferry__ep_conn_close(closer->conn);
 		assert_int_equal(closer->nsent, 3);
 		assert_int_equal(closer->closeds, 1);
 		assert_null(closer->conn);
@@ -1581,7 +1597,7 @@ static void test_many_conns(void **st)
 		th h = {MAGIC, M_BUF, r->h.len, r->h.id, r->h.seed, 0};
 		txrec *t = &p.srv->tx[p.srv->ntx];
 		*t = (txrec){.s = p.srv, .conn = r->conn, .idx = p.srv->ntx};
-		assert_int_equal(p.srv->ep->drv->stream->send_msg(r->conn, &h, HDR_LEN, &it, t), 0);
+		assert_int_equal(ferry__ep_send_msg(r->conn, &h, HDR_LEN, &it, t), 0);
 		p.srv->ntx++;
 	}
 	PUMP_UNTIL_N(all, NC + 1,
@@ -1746,7 +1762,7 @@ static void hook_reconnect(side *s, int where, ferry_conn *c, int event)
 	char err[256];
 	ferry_conn *nc = NULL;
 	if (ferry__loc_parse(g_reconnect_loc, &loc, err, sizeof(err)) != 0 ||
-	    s->ep->drv->stream->connect(s->ep, &loc, &nc) != 0 || nc == NULL) {
+	    ferry__ep_connect(s->ep, &loc, &nc) != 0 || nc == NULL) {
 		bad(s, "connect from conn_event failed");
 		return;
 	}
@@ -1789,7 +1805,7 @@ static void test_reentrant_send_connect(void **st)
 	p.cli->hook = hook_reconnect;
 	send_pl(p.cli, M_BUF, 1, &g_small);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->nrx == 1);
-	p.srv->ep->drv->stream->conn_close(p.srv->conn);
+	ferry__ep_conn_close(p.srv->conn);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->nrx == 2 && p.cli->nsent == 2);
 	assert_int_equal(p.cli->closeds, 1);
 	assert_int_equal(p.cli->ups, 2);
@@ -1803,14 +1819,14 @@ static void hook_close_on_body(side *s, int where, ferry_conn *c, int slot)
 {
 	(void)slot;
 	if (where == H_BODY && s->hook_n++ == 0)
-		c->ep->drv->stream->conn_close(c);
+		ferry__ep_conn_close(c);
 }
 
 static void hook_close_on_sent(side *s, int where, ferry_conn *c, int idx)
 {
 	(void)idx;
 	if (where == H_SENT && s->hook_n++ == 0)
-		c->ep->drv->stream->conn_close(c);
+		ferry__ep_conn_close(c);
 }
 
 /* conn_close from inside on_body / on_sent (a session closed from a call's
@@ -1915,7 +1931,7 @@ static void hdr_len_child(void)
 	ferry_buf_iter_init(&it, &b, 0, ferry_buf_len(&b));
 	txrec *t = &p.cli->tx[p.cli->ntx++];
 	*t = (txrec){.s = p.cli, .conn = p.cli->conn};
-	assert_int_equal(p.cli->ep->drv->stream->send_msg(p.cli->conn, &h, HDR_LEN, &it, t), 0);
+	assert_int_equal(ferry__ep_send_msg(p.cli->conn, &h, HDR_LEN, &it, t), 0);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->nrx == 1);
 	check_rx_buf(p.srv, 0, 1, pl.n, pl.seed);
 	if (p.srv->nrx != 1)

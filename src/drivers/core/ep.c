@@ -9,6 +9,51 @@
 #include "capture.h"
 #include "ep.h"
 
+/* Stream endpoints: the core's upcalls in front of the transport's, so
+ * received messages are counted here as a datagram driver's packets are in
+ * ferry__ep_poll: one packet per message, header and body bytes. */
+static void ep_up_conn_event(void *arg, ferry_conn *c, int event, int err)
+{
+	ferry_ep *ep = arg;
+	ep->up_next->conn_event(ep->up_next_arg, c, event, err);
+}
+
+static int ep_up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink)
+{
+	ferry_ep *ep = arg;
+	return ep->up_next->on_header(ep->up_next_arg, c, hdr, sink);
+}
+
+static void ep_up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink,
+                          int status)
+{
+	ferry_ep *ep = arg;
+	ep->cnt.rx_pkts++;
+	ep->cnt.rx_bytes += ep->up_next->hdr_len + sink->len;
+	ep->up_next->on_body(ep->up_next_arg, c, hdr, sink, status);
+}
+
+static void ep_up_on_sent(void *arg, ferry_conn *c, void *cookie)
+{
+	ferry_ep *ep = arg;
+	ep->up_next->on_sent(ep->up_next_arg, c, cookie);
+}
+
+static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up, void *up_arg)
+{
+	ep->up_next = up;
+	ep->up_next_arg = up_arg;
+	ep->up_count = (ferry_stream_upcalls){
+		.hdr_len = up->hdr_len,
+		.conn_event = ep_up_conn_event,
+		.on_header = ep_up_on_header,
+		.on_body = ep_up_on_body,
+		.on_sent = ep_up_on_sent,
+	};
+	ep->up = &ep->up_count;
+	ep->up_arg = ep;
+}
+
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already
  * open. On failure everything opened so far is closed, outermost first. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps,
@@ -44,8 +89,10 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps
 		ep->host = host;
 		ep->sleeps = sleeps;
 		ep->inner = i + 1 < n ? eps[i + 1] : NULL;
-		ep->up = up;
-		ep->up_arg = up_arg;
+		if (d->kind == FERRY_DRIVER_STREAM && up != NULL)
+			ep_counting_upcalls(ep, up, up_arg);
+		else
+			ep->up = up, ep->up_arg = up_arg;
 		ferry_loc sub;
 		ferry__loc_sub(loc, i, &sub);
 		rc = d->open(ep, &sub, flags);
@@ -156,7 +203,39 @@ int ferry__ep_ctl(ferry_ep *ep, int op, void *arg)
 	                                             : ep->drv->dgram->ctl(ep, op, arg);
 }
 
-/* Stream endpoints: the wrapper counts what every driver would. */
+/* Stream endpoints: the same counts as a datagram endpoint's, a message
+ * being one packet (received ones are counted by the core's upcalls). */
+int ferry__ep_connect(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out)
+{
+	return ep->drv->stream->connect(ep, peer, out);
+}
+
+int ferry__ep_send_msg(ferry_conn *c, const void *hdr, size_t hdr_len,
+                       ferry_buf_iter *payload, void *cookie)
+{
+	ferry_ep *ep = c->ep;
+	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
+	int rc = ep->drv->stream->send_msg(c, hdr, hdr_len, payload, cookie);
+	if (rc < 0) {
+		ep->cnt.tx_errors++;
+		return rc;
+	}
+	ep->cnt.tx_pkts++;
+	ep->cnt.tx_bytes += bytes;
+	ep->tx_pending = true;
+	return rc;
+}
+
+int ferry__ep_detach(ferry_conn *c, void *cookie)
+{
+	return c->ep->drv->stream->detach(c, cookie);
+}
+
+void ferry__ep_conn_close(ferry_conn *c)
+{
+	c->ep->drv->stream->conn_close(c);
+}
+
 int ferry__ep_stream_poll(ferry_ep *ep, int max)
 {
 	int n = ep->drv->stream->poll(ep, max);

@@ -39,6 +39,11 @@ int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t h
 int ferry__ep_flush(ferry_ep *ep);
 int ferry__ep_poll(ferry_ep *ep, ferry_pkt **pkts, int max);
 void ferry__ep_release(ferry_pkt *pkt);
+int ferry__ep_connect(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out);
+int ferry__ep_send_msg(ferry_conn *c, const void *hdr, size_t hdr_len, ferry_buf_iter *payload,
+                       void *cookie);
+int ferry__ep_detach(ferry_conn *c, void *cookie);
+void ferry__ep_conn_close(ferry_conn *c);
 int ferry__ep_stream_poll(ferry_ep *ep, int max);
 int ferry__ep_stream_flush(ferry_ep *ep);
 

@@ -87,7 +87,6 @@ static stream_ctx *sctx(ferry_ctx *ctx)
 	return x;
 }
 
-static const ferry_stream_ops *sops(ferry__port *p) { return p->ep->drv->stream; }
 
 /* Client ports ---------------------------------------------------------------*/
 static int stream_session_port(ferry_session *s, const ferry_loc *loc)
@@ -134,7 +133,7 @@ static void stream_session_port_put(ferry_session *s)
 			break;
 		}
 	if (cp->conn != NULL)
-		sops(port)->conn_close(cp->conn); /* upcalls see refs == 0 */
+		ferry__ep_conn_close(cp->conn); /* upcalls see refs == 0 */
 	port->tstate = NULL;
 	ferry__port_close(port);
 	ferry__free(cp);
@@ -146,14 +145,14 @@ static int stream_session_init(ferry_session *s)
 	return 0;
 }
 
-static int stream_hdr_send(ferry__port *port, ferry_conn *conn, const ferry_wire_hdr *h,
+static int stream_hdr_send(ferry_conn *conn, const ferry_wire_hdr *h,
                            ferry_buf *body, void *cookie)
 {
 	uint8_t hdr[FERRY_WIRE_HDR_BYTES];
 	ferry__wire_encode(h, hdr);
 	ferry_buf_iter it;
 	ferry_buf_iter_init(&it, body, 0, ferry_buf_len(body));
-	return sops(port)->send_msg(conn, hdr, sizeof(hdr), &it, cookie);
+	return ferry__ep_send_msg(conn, hdr, sizeof(hdr), &it, cookie);
 }
 
 static int stream_call_start(ferry__call *c)
@@ -163,7 +162,7 @@ static int stream_call_start(ferry__call *c)
 	stream_cport *cp = port->tstate;
 	stream_ctx *x = sctx(s->ctx);
 	if (cp->conn == NULL) {
-		int rc = sops(port)->connect(port->ep, &cp->loc, &cp->conn);
+		int rc = ferry__ep_connect(port->ep, &cp->loc, &cp->conn);
 		if (rc != 0) {
 			ferry__set_errmsg(s->ctx, rc, "%s: %s", port->ep->drv->name,
 			                  port->ep->errmsg[0] ? port->ep->errmsg : ferry_strerror(rc));
@@ -189,7 +188,7 @@ static int stream_call_start(ferry__call *c)
 		.rpc_id = c->rpc_id,
 		.msg_len = (uint32_t)ferry_buf_len(c->req),
 	};
-	return stream_hdr_send(port, cp->conn, &h, c->req, c);
+	return stream_hdr_send(cp->conn, &h, c->req, c);
 }
 
 /* The application canceled c: a header-only CANCEL follows the request on
@@ -210,7 +209,7 @@ static void stream_call_cancel(ferry__call *c)
 	};
 	ferry_buf empty;
 	ferry_buf_init(&empty);
-	if (stream_hdr_send(c->s->port, cp->conn, &h, &empty, NULL) == 0)
+	if (stream_hdr_send(cp->conn, &h, &empty, NULL) == 0)
 		sctx(c->s->ctx)->cancels_sent++;
 	ferry_buf_fini(&empty);
 }
@@ -235,7 +234,7 @@ static void stream_call_end(ferry__call *c, int status)
 	/* The request may still sit in the driver's queue, borrowing the
 	 * caller's buffer, which the caller gets back now. */
 	if (status != 0 && cp->conn != NULL &&
-	    sops(c->s->port)->detach(cp->conn, c) == 1)
+	    ferry__ep_detach(cp->conn, c) == 1)
 		sctx(c->s->ctx)->detached++;
 }
 
@@ -321,7 +320,7 @@ static void stream_server_port_fini(ferry__port *port)
 		sc->refs++; /* pinned: closing must not free them under us */
 	for (stream_sconn *sc = sp->conns; sc != NULL; sc = sc->next)
 		if (sc->conn != NULL)
-			sops(port)->conn_close(sc->conn);
+			ferry__ep_conn_close(sc->conn);
 	while (sp->conns != NULL) {
 		stream_sconn *sc = sp->conns;
 		sp->conns = sc->next;
@@ -363,7 +362,7 @@ static bool stream_server_reply(ferry_rpc *rpc)
 		.msg_len = (uint32_t)ferry_buf_len(&rpc->resp),
 		.aux = ferry__wire_status(rpc->status),
 	};
-	if (stream_hdr_send(rpc->port, sc->conn, &h, &rpc->resp, rpc) != 0) {
+	if (stream_hdr_send(sc->conn, &h, &rpc->resp, rpc) != 0) {
 		x->replies_dropped++;
 		sconn_put(sc);
 		rpc->tp = NULL;
@@ -454,8 +453,8 @@ static bool stream_version(ferry__port *port, ferry_conn *conn, const uint8_t *h
 		ferry__wire_encode_mismatch(h->version, out);
 		/* Written now, before the reset: the kernel delivers what was
 		 * written ahead of the close. */
-		if (sops(port)->send_msg(conn, out, sizeof(out), NULL, NULL) == 0 &&
-		    sops(port)->flush(port->ep) >= 0)
+		if (ferry__ep_send_msg(conn, out, sizeof(out), NULL, NULL) == 0 &&
+		    ferry__ep_stream_flush(port->ep) >= 0)
 			ctx->cnt.version_mismatch_sent++;
 		else
 			ctx->cnt.tx_dropped++;

@@ -142,8 +142,13 @@ FERRY_API void *ferry_buf_prepend(ferry_buf *b, size_t n);
 
 /** Pointer to bytes [off, off+len): direct when the range lies in one memory
  * chunk, else copied into buffer-owned aux space (valid until reset; file
- * regions are read with pread). NULL with errno set (ERANGE out of range,
- * EIO/short read on files, ENOMEM). len 0 returns a non-NULL pointer. */
+ * regions are read with pread). len 0 returns a non-NULL pointer.
+ *
+ * Errors: NULL with errno set to the positive code (ERANGE out of range,
+ * EIO a file region shorter than promised, another pread errno, ENOMEM).
+ * This and ferry_buf_prepend are the library's pointer-returning calls, and
+ * the only ones that report through errno rather than a negative return:
+ * a pointer has no room for a code. Read errno right after the call. */
 FERRY_API const void *ferry_buf_range(ferry_buf *b, size_t off, size_t len);
 /** Copy [off, off+len) to dst. Returns len, or -ERANGE / -errno. */
 FERRY_API ssize_t ferry_buf_copy_out(ferry_buf *b, size_t off, size_t len,

@@ -106,8 +106,7 @@ void ferry_ctx_histograms(ferry_ctx *ctx, ferry_hist_cb cb, void *arg)
 	cb(arg, "rpc.handler_ns", &ctx->hist_handler);
 	for (int i = 0; ctx_transports[i] != NULL; i++)
 		if (ctx_transports[i]->hists != NULL && ctx->tp_ctx[ctx_transports[i]->index] != NULL)
-			ctx_transports[i]->hists(ctx, (void (*)(void *, const char *, const void *))cb,
-			                         arg);
+			ctx_transports[i]->hists(ctx, cb, arg);
 }
 
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "ferry/driver.h"
+#include "ferry/metrics.h"
 
 struct ferry__port;
 struct ferry__call;
@@ -63,7 +64,7 @@ typedef struct ferry__transport_ops {
 	void (*server_port_fini)(struct ferry__port *port);
 	/* Report this transport's counters and histograms for ctx. */
 	void (*stats)(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg);
-	void (*hists)(ferry_ctx *ctx, void (*cb)(void *, const char *, const void *), void *arg);
+	void (*hists)(ferry_ctx *ctx, ferry_hist_cb cb, void *arg);
 	/* The context is going away: free its per-context state. */
 	void (*ctx_fini)(ferry_ctx *ctx);
 } ferry__transport_ops;

@@ -17,10 +17,10 @@ static void test_siphash_vectors(void **st)
 	uint8_t key[16], msg[16];
 	for (int i = 0; i < 16; i++)
 		key[i] = msg[i] = (uint8_t)i;
-	assert_true(fast_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ull);
-	assert_true(fast_siphash24(key, msg, 1) == 0x74f839c593dc67fdull);
-	assert_true(fast_siphash24(key, msg, 8) == 0x93f5f5799a932462ull);
-	assert_true(fast_siphash24(key, msg, 15) == 0xa129ca6149be45e5ull);
+	assert_true(ferry__fast_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ull);
+	assert_true(ferry__fast_siphash24(key, msg, 1) == 0x74f839c593dc67fdull);
+	assert_true(ferry__fast_siphash24(key, msg, 8) == 0x93f5f5799a932462ull);
+	assert_true(ferry__fast_siphash24(key, msg, 15) == 0xa129ca6149be45e5ull);
 }
 
 static void test_cookie_binding(void **st)
@@ -32,17 +32,17 @@ static void test_cookie_binding(void **st)
 	b = a;
 	b.u.bytes[5] ^= 1;
 	uint64_t t = 1000u * FAST_COOKIE_SLOT_US + 5;
-	uint64_t c = fast_cookie_make(key, &a, 42, 3, t);
+	uint64_t c = ferry__fast_cookie_make(key, &a, 42, 3, t);
 	assert_true(c != 0);
-	assert_true(fast_cookie_check(key, &a, 42, 3, t, c));
-	assert_true(fast_cookie_check(key, &a, 42, 3, t + FAST_COOKIE_SLOT_US, c)); /* next slot */
-	assert_false(fast_cookie_check(key, &a, 42, 3, t + 2 * FAST_COOKIE_SLOT_US, c));
-	assert_false(fast_cookie_check(key, &a, 42, 3, t - FAST_COOKIE_SLOT_US, c));
-	assert_false(fast_cookie_check(key, &b, 42, 3, t, c));
-	assert_false(fast_cookie_check(key, &a, 43, 3, t, c));
-	assert_false(fast_cookie_check(key, &a, 42, 4, t, c));
-	assert_false(fast_cookie_check(other, &a, 42, 3, t, c));
-	assert_false(fast_cookie_check(key, &a, 42, 3, t, 0));
+	assert_true(ferry__fast_cookie_check(key, &a, 42, 3, t, c));
+	assert_true(ferry__fast_cookie_check(key, &a, 42, 3, t + FAST_COOKIE_SLOT_US, c)); /* next slot */
+	assert_false(ferry__fast_cookie_check(key, &a, 42, 3, t + 2 * FAST_COOKIE_SLOT_US, c));
+	assert_false(ferry__fast_cookie_check(key, &a, 42, 3, t - FAST_COOKIE_SLOT_US, c));
+	assert_false(ferry__fast_cookie_check(key, &b, 42, 3, t, c));
+	assert_false(ferry__fast_cookie_check(key, &a, 43, 3, t, c));
+	assert_false(ferry__fast_cookie_check(key, &a, 42, 4, t, c));
+	assert_false(ferry__fast_cookie_check(other, &a, 42, 3, t, c));
+	assert_false(ferry__fast_cookie_check(key, &a, 42, 3, t, 0));
 }
 
 int main(void)

@@ -14,7 +14,7 @@ static uint64_t sip_rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
 		v2 += v1, v1 = sip_rotl(v1, 17), v1 ^= v2, v2 = sip_rotl(v2, 32);            \
 	} while (0)
 
-uint64_t fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const void *msg, size_t len)
+uint64_t ferry__fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const void *msg, size_t len)
 {
 	const uint8_t *in = msg;
 	uint64_t k0 = ferry__get64(key), k1 = ferry__get64(key + 8);
@@ -59,17 +59,17 @@ static uint64_t cookie_at(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_
 		m[20 + i] = (uint8_t)(alen >> (8 * i));
 	}
 	memcpy(m + COOKIE_FIXED_BYTES, addr->u.bytes, alen);
-	uint64_t c = fast_siphash24(key, m, COOKIE_FIXED_BYTES + alen);
+	uint64_t c = ferry__fast_siphash24(key, m, COOKIE_FIXED_BYTES + alen);
 	return c != 0 ? c : 1;
 }
 
-uint64_t fast_cookie_make(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
+uint64_t ferry__fast_cookie_make(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
                           uint64_t nonce, uint32_t client_hint, uint64_t now_us)
 {
 	return cookie_at(key, addr, nonce, client_hint, now_us / FAST_COOKIE_SLOT_US);
 }
 
-int fast_cookie_check(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
+int ferry__fast_cookie_check(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
                       uint64_t nonce, uint32_t client_hint, uint64_t now_us, uint64_t cookie)
 {
 	uint64_t slot = now_us / FAST_COOKIE_SLOT_US;

@@ -57,7 +57,7 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
                           uint32_t first_missing, uint8_t flags, uint32_t echo)
 {
 	ferry_wire_hdr h;
-	fast_hdr(l, &h, FERRY_PKT_ACK, ch, rpc_id, 0);
+	ferry__fast_hdr(l, &h, FERRY_PKT_ACK, ch, rpc_id, 0);
 	h.flags |= flags;
 	h.frag = first_missing;
 	h.msg_len = echo;
@@ -81,7 +81,7 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 	}
 	h.aux = (uint16_t)words;
 	fast_send_ctl(l->port, l->peer, &h, p, 8 * (size_t)words);
-	fast_ctx *f = fast_ctx_of(l->port->ctx);
+	fast_ctx *f = ferry__fast_ctx_of(l->port->ctx);
 	f->acks_sent++;
 	f->ack_words_sent += words;
 }
@@ -93,7 +93,7 @@ static void fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
  * same flush as they would have, so nothing is later. */
 static void fast_acks_flush(ferry_ctx *ctx)
 {
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	for (uint32_t i = 0; i < f->nowed; i++) {
 		const fast_owed *o = &f->owed[i];
 		if (o->server) {
@@ -125,7 +125,7 @@ static void fast_acks_flush(ferry_ctx *ctx)
 static void fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, fast_owed_ack *a,
                      uint32_t echo, bool asked)
 {
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	if (a->owed) {
 		f->acks_coalesced++;
 		if (asked || !a->asked) {
@@ -143,7 +143,7 @@ static void fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, fast_
 /* A session going away takes its owed acks with it. */
 static void fast_owed_forget(ferry_ctx *ctx, const void *owner)
 {
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < f->nowed; i++)
 		if (f->owed[i].owner != owner)
@@ -153,7 +153,7 @@ static void fast_owed_forget(ferry_ctx *ctx, const void *owner)
 
 static void fast_rx_batch_end(ferry__port *port)
 {
-	if (fast_ctx_of(port->ctx)->nowed != 0)
+	if (ferry__fast_ctx_of(port->ctx)->nowed != 0)
 		fast_acks_flush(port->ctx);
 }
 
@@ -173,7 +173,7 @@ static uint32_t fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32
 
 /* Does a fragment just offered to r (r's next and high were next0 and
  * high0 before; verdict v) call for an ack? When the sender asked
- * (ACK_REQ: a window-limited burst, fast_out_pump) and on a refused
+ * (ACK_REQ: a window-limited burst, ferry__fast_out_pump) and on a refused
  * fragment (the sender is resending); otherwise only on news of loss.
  * Short messages (loan mode): on any gap and while fragments wait parked.
  * Long ones, whose window is wide: when a fragment opens a new hole
@@ -200,7 +200,7 @@ static bool fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0, 
  * core's rpc.drop.*) and given back. */
 static void fast_refused(ferry__port *port, ferry_pkt *pkt, int verdict)
 {
-	fast_ctx *f = fast_ctx_of(port->ctx);
+	fast_ctx *f = ferry__fast_ctx_of(port->ctx);
 	if (verdict == FERRY_REASM_DUP)
 		f->frag_dup++;
 	else if (verdict == FERRY_REASM_AHEAD)
@@ -231,7 +231,7 @@ static fast_cs *cs_of(ferry_session *s) { return s->tstate; }
 static void cs_open_send(fast_cs *cs)
 {
 	ferry_wire_hdr h;
-	fast_hdr(&cs->l, &h, FERRY_PKT_SESSION_OPEN, 0, 0, 0);
+	ferry__fast_hdr(&cs->l, &h, FERRY_PKT_SESSION_OPEN, 0, 0, 0);
 	h.token = 0;
 	h.server_hint = 0;
 	uint8_t p[FAST_OPEN_PAYLOAD_BYTES];
@@ -241,7 +241,7 @@ static void cs_open_send(fast_cs *cs)
 	ferry__put32(p + 12, cs->features);
 	ferry__put64(p + 16, cs->cookie);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, p, sizeof(p));
-	fast_ctx_of(cs->s->ctx)->open_sent++;
+	ferry__fast_ctx_of(cs->s->ctx)->open_sent++;
 }
 
 static void cs_open_timer(ferry__timer *t);
@@ -255,7 +255,7 @@ static void cs_open(fast_cs *cs)
 	cs->cookie = 0;
 	cs->s->nchan = 0;
 	cs->open_started_us = ctx->now_us;
-	fast_rto_init(&cs->l.rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
+	ferry__fast_rto_init(&cs->l.rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
 	cs_open_send(cs);
 	ferry__timer_arm(&ctx->timers, &cs->open_timer, ctx->now_us + cs->l.rto.rto_us);
 }
@@ -269,7 +269,7 @@ static void cs_open_timer(ferry__timer *t)
 	if (ctx->now_us - cs->open_started_us > cs->l.liveness_us) {
 		/* Nobody answers: the calls waiting for this session fail, and
 		 * the next ones start a fresh liveness interval. */
-		fast_ctx *f = fast_ctx_of(ctx);
+		fast_ctx *f = ferry__fast_ctx_of(ctx);
 		f->calls_peerdead += cs->s->qlen;
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 			f->calls_peerdead += cs->s->chan[i].call != NULL;
@@ -280,7 +280,7 @@ static void cs_open_timer(ferry__timer *t)
 			return; /* a callback closed the session: cs is gone */
 		cs->open_started_us = ctx->now_us;
 	}
-	fast_rto_backoff(&cs->l.rto);
+	ferry__fast_rto_backoff(&cs->l.rto);
 	cs_open_send(cs);
 	ferry__timer_arm(&ctx->timers, &cs->open_timer, ctx->now_us + cs->l.rto.rto_us);
 }
@@ -303,9 +303,9 @@ static void cs_ka_timer(ferry__timer *t)
 			dead = true;
 		if (quiet >= cs->keepalive_us) {
 			ferry_wire_hdr h;
-			fast_hdr(&cs->l, &h, FERRY_PKT_KEEPALIVE, 0, 0, 0);
+			ferry__fast_hdr(&cs->l, &h, FERRY_PKT_KEEPALIVE, 0, 0, 0);
 			fast_send_ctl(cs->l.port, cs->l.peer, &h, NULL, 0);
-			fast_ctx_of(ctx)->keepalives_sent++;
+			ferry__fast_ctx_of(ctx)->keepalives_sent++;
 		}
 	}
 	ferry__timer_arm(&ctx->timers, &cs->ka_timer, ctx->now_us + cs->keepalive_us);
@@ -324,7 +324,7 @@ static int fast_session_init(ferry_session *s)
 	s->frag_bytes = ferry__frame_bytes(s->port);
 	if (s->frag_bytes == 0)
 		return ferry__set_errmsg(ctx, -EMSGSIZE, "driver max payload leaves no room for data");
-	fast_ctx_of(ctx);
+	ferry__fast_ctx_of(ctx);
 	int rc = 0;
 	ferry_loc loc;
 	char err[FERRY_ERRMSG_BYTES];
@@ -352,7 +352,7 @@ static int fast_session_init(ferry_session *s)
 	if (rc != 0)
 		return rc;
 	ferry__ctx_tick(ctx);
-	fast_link_init(&cs->l, s->port, &s->peer, 0, live, ctx->now_us);
+	ferry__fast_link_init(&cs->l, s->port, &s->peer, 0, live, ctx->now_us);
 	cs->l.client_hint = s->index;
 	cs->open_timer.fn = cs_open_timer;
 	cs->ka_timer.fn = cs_ka_timer;
@@ -396,13 +396,13 @@ static void cc_send_request(fast_cchan *cc, ferry__call *c)
 	if (cc->fin_owed) {
 		/* this request acks the channel's last response */
 		cc->fin_owed = false;
-		fast_ctx_of(ctx)->acks_implicit++;
+		ferry__fast_ctx_of(ctx)->acks_implicit++;
 	}
 	cc->req_delivered = false;
 	cc->got_response = false;
 	cc->probes = 0;
-	fast_out_start(&cs->l, &cc->out, c->req, cs->s->frag_bytes);
-	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes,
+	ferry__fast_out_start(&cs->l, &cc->out, c->req, cs->s->frag_bytes);
+	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes,
 	              UINT32_MAX);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
@@ -430,9 +430,9 @@ static void fast_call_cancel(ferry__call *c)
 	if (cs->state != FAST_CS_OPEN || cc->out.next == 0)
 		return; /* nothing reached the wire: nothing to take back */
 	ferry_wire_hdr h;
-	fast_hdr(&cs->l, &h, FERRY_PKT_CANCEL, c->chan, c->rpc_id, c->opcode);
+	ferry__fast_hdr(&cs->l, &h, FERRY_PKT_CANCEL, c->chan, c->rpc_id, c->opcode);
 	fast_send_ctl(cs->l.port, cs->l.peer, &h, NULL, 0);
-	fast_ctx_of(c->s->ctx)->cancels_sent++;
+	ferry__fast_ctx_of(c->s->ctx)->cancels_sent++;
 }
 
 static void fast_call_end(ferry__call *c, int status)
@@ -440,7 +440,7 @@ static void fast_call_end(ferry__call *c, int status)
 	fast_cs *cs = cs_of(c->s);
 	fast_cchan *cc = &cs->ch[c->chan];
 	ferry_ctx *ctx = c->s->ctx;
-	fast_out_stop(&cc->out);
+	ferry__fast_out_stop(&cc->out);
 	cc->done_rpc_id = c->rpc_id;
 	cc->done_nfrags = status == 0 ? c->s->chan[c->chan].rx.nfrags : 0;
 	if (status == 0 && cc->fin_owed && cs->state == FAST_CS_OPEN) {
@@ -461,7 +461,7 @@ static bool cs_check_alive(fast_cs *cs)
 	if (quiet <= cs->l.liveness_us ||
 	    (cs->l.unanswered < FAST_LIVENESS_PROBES && quiet <= cs->l.liveness_us * 3 / 2))
 		return true;
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 		f->calls_peerdead += cs->s->chan[i].call != NULL;
 	f->calls_peerdead += cs->s->qlen;
@@ -492,7 +492,7 @@ static void cc_timer(ferry__timer *t)
 	if (!cs_check_alive(cs))
 		return;
 	cs->l.unanswered++;
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	/* A channel's timer firing while the server is heard from (its other
 	 * channels' packets keep coming) is a busy server, not a lost link:
 	 * resend or probe, but neither back the session's RTO off nor drop
@@ -500,22 +500,22 @@ static void cc_timer(ferry__timer *t)
 	 * doubled the RTO 64 times and kept the window at 2 fragments. */
 	bool heard = ctx->now_us - cs->l.last_rx_us < cs->l.rto.rto_us;
 	if (!heard) {
-		fast_rto_backoff(&cs->l.rto);
+		ferry__fast_rto_backoff(&cs->l.rto);
 		f->rto_backoffs++;
 	}
 	ferry__chan *ch = &s->chan[cc->idx];
-	if (!cc->req_delivered && !fast_out_done(&cc->out) && cc->out.base < cc->out.next) {
+	if (!cc->req_delivered && !ferry__fast_out_done(&cc->out) && cc->out.base < cc->out.next) {
 		f->retx_timeout++;
 		if (!heard)
-			fast_link_loss(&cs->l, true);
-		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+			ferry__fast_link_loss(&cs->l, true);
+		ferry__fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
 		              (uint16_t)s->frag_bytes, cc->out.base,
 		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	} else if (!cc->got_response && !cc->req_delivered) {
 		/* Every fragment went out and none is known to have arrived whole:
 		 * ask where the request stands by resending its last fragment. */
 		f->retx_probe++;
-		fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+		ferry__fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
 		              (uint16_t)s->frag_bytes, cc->out.nfrags - 1,
 		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	} else if (!cc->got_response) {
@@ -567,7 +567,7 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	if (h->token == 0 && granted == 0) {
 		/* Refused: the server's session table is full. What waits for
 		 * this session fails; the open goes on being retried. */
-		fast_ctx *f = fast_ctx_of(s->ctx);
+		fast_ctx *f = ferry__fast_ctx_of(s->ctx);
 		f->open_refused_received++;
 		cs->open_started_us = s->ctx->now_us;
 		(void)ferry__session_fail(s, FERRY_EAGAIN); /* may free s and cs */
@@ -593,13 +593,13 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	 * a client port has the same server). */
 	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? ferry__get32(p + 20) : 0;
 	s->port->eps[s->port->neps - 1]->tx_pad = (feat & cs->features & FAST_FEAT_PAD) != 0;
-	fast_link_set_cap(&cs->l, s->frag_bytes);
+	ferry__fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
-	fast_ctx_of(s->ctx)->sessions_opened++;
+	ferry__fast_ctx_of(s->ctx)->sessions_opened++;
 	if (restarted) {
 		/* A new server instance: what it had in flight may or may not
 		 * have run. Those calls fail; queued ones go to the new one. */
-		fast_ctx *f = fast_ctx_of(s->ctx);
+		fast_ctx *f = ferry__fast_ctx_of(s->ctx);
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
 				f->calls_restarted++;
@@ -622,7 +622,7 @@ static void cs_cookie(fast_cs *cs, const uint8_t *p, uint32_t len)
 	if (cookie == 0 || cookie == cs->cookie)
 		return;
 	cs->cookie = cookie;
-	fast_ctx_of(cs->s->ctx)->cookies_received++;
+	ferry__fast_ctx_of(cs->s->ctx)->cookies_received++;
 	cs_open_send(cs);
 }
 
@@ -631,13 +631,13 @@ static void cs_bad_session(fast_cs *cs, const ferry_wire_hdr *h)
 	/* Only a reply to our own packet counts: it echoes our token. */
 	if (cs->state != FAST_CS_OPEN || h->token != cs->l.token)
 		return;
-	fast_ctx_of(cs->s->ctx)->bad_session_received++;
-	fast_ctx_of(cs->s->ctx)->reopens++;
+	ferry__fast_ctx_of(cs->s->ctx)->bad_session_received++;
+	ferry__fast_ctx_of(cs->s->ctx)->reopens++;
 	uint64_t epoch = (uint64_t)h->msg_len << 32 | h->frag; /* no payload: see WIRE.md */
 	if (epoch != cs->epoch) {
 		/* Restarted: fail what is in flight now, before reopening. */
 		ferry_session *s = cs->s;
-		fast_ctx *f = fast_ctx_of(s->ctx);
+		fast_ctx *f = ferry__fast_ctx_of(s->ctx);
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
 				f->calls_restarted++;
@@ -656,17 +656,17 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 		return;
 	ferry__call *c = s->chan[h->channel].call;
 	fast_cchan *cc = &cs->ch[h->channel];
-	fast_ctx_of(s->ctx)->acks_received++;
+	ferry__fast_ctx_of(s->ctx)->acks_received++;
 	if (c == NULL || c->rpc_id != h->rpc_id || c->state != FERRY_CALL_ACTIVE)
 		return;
 	uint64_t words[FAST_ACK_WORDS_MAX];
 	uint32_t nw = fast_ack_words(h, p, len, words);
-	fast_out_ack(&cs->l, &cc->out, h->frag, words, nw, h->msg_len);
+	ferry__fast_out_ack(&cs->l, &cc->out, h->frag, words, nw, h->msg_len);
 	if (h->frag >= cc->out.nfrags)
 		cc->req_delivered = true;
-	fast_ctx_of(s->ctx)->retx_fast += fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
+	ferry__fast_ctx_of(s->ctx)->retx_fast += ferry__fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
 	                                                   c->opcode, (uint16_t)s->frag_bytes);
-	fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes,
+	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes,
 	              UINT32_MAX);
 	ferry__timer_push(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
 }
@@ -695,8 +695,8 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		cc->got_response = true;
 		cc->req_delivered = true;
 		if (cc->out.nfrags == 1 && !(*cc->out.retx & 1))
-			fast_link_sample(&cs->l, fast_out_sent_at(&cc->out, 0, ctx->now_us));
-		fast_out_stop(&cc->out);
+			ferry__fast_link_sample(&cs->l, ferry__fast_out_sent_at(&cc->out, 0, ctx->now_us));
+		ferry__fast_out_stop(&cc->out);
 	}
 	if (h->aux != 0) {
 		ferry__ep_release(pkt);
@@ -772,7 +772,7 @@ static void fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	cs->l.unanswered = 0;
 	ferry__session_peer(s, 0); /* heard (again) */
 	if (h.type == FERRY_PKT_KEEPALIVE) {
-		fast_ctx_of(ctx)->keepalives_answered++;
+		ferry__fast_ctx_of(ctx)->keepalives_answered++;
 		return ferry__ep_release(pkt);
 	}
 	if (h.type == FERRY_PKT_ACK) {
@@ -819,7 +819,7 @@ static void sp_sweep(ferry__timer *t)
 			        ss->ch[k].state == FAST_SCH_PROCESSING;
 		if (busy)
 			continue;
-		fast_ctx_of(ctx)->sessions_expired++;
+		ferry__fast_ctx_of(ctx)->sessions_expired++;
 		ss_free(sp, ss);
 	}
 	uint32_t every = sp->expire_us / 4 > 1000 ? sp->expire_us / 4 : 1000;
@@ -874,7 +874,7 @@ static int fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 		sp->credit = FAST_PORT_CREDIT_MIN_FRAGS;
 	sp->sweep.fn = sp_sweep;
 	port->tstate = sp;
-	fast_ctx_of(ctx);
+	ferry__fast_ctx_of(ctx);
 	ferry__ctx_tick(ctx);
 	sp->bs_last_us = ctx->now_us;
 	ferry__timer_arm(&ctx->timers, &sp->sweep, ctx->now_us + sp->expire_us / 4 + 1000);
@@ -887,7 +887,7 @@ static void sc_release(fast_sch *sc)
 	fast_sport *sp = sp_of(sc->ss);
 	ferry__timer_cancel(&ctx->timers, &sc->timer);
 	sp_unwait(sp, sc);
-	fast_out_stop(&sc->out);
+	ferry__fast_out_stop(&sc->out);
 	sc_recharge(sp, sc);
 	sp->reasm_bytes -= sc->reasm_bytes;
 	sc->ss->loans -= sc->loans;
@@ -960,7 +960,7 @@ static bool sp_bad_session_allowed(fast_sport *sp)
  * reply is a bare header: never larger than the packet that caused it. */
 static void sp_send_bad_session(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *rh)
 {
-	fast_ctx *f = fast_ctx_of(sp->port->ctx);
+	fast_ctx *f = ferry__fast_ctx_of(sp->port->ctx);
 	if (!sp_bad_session_allowed(sp)) {
 		f->bad_session_suppressed++;
 		return;
@@ -986,10 +986,10 @@ static void sp_send_cookie(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr 
 	h.client_hint = rh->client_hint;
 	uint8_t p[FAST_COOKIE_PAYLOAD_BYTES];
 	ferry__put64(p, nonce);
-	ferry__put64(p + 8, fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
+	ferry__put64(p + 8, ferry__fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
 	                              sp->port->ctx->now_us));
 	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
-	fast_ctx_of(sp->port->ctx)->cookies_sent++;
+	ferry__fast_ctx_of(sp->port->ctx)->cookies_sent++;
 }
 
 /* A verified open the table has no room for: a reply with no token and
@@ -1007,13 +1007,13 @@ static void sp_refuse_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr 
 	ferry__put64(p, nonce);
 	ferry__put64(p + 8, sp->epoch);
 	fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
-	fast_ctx_of(sp->port->ctx)->opens_refused++;
+	ferry__fast_ctx_of(sp->port->ctx)->opens_refused++;
 }
 
 static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 {
 	ferry_wire_hdr h;
-	fast_hdr(&ss->l, &h, FERRY_PKT_SESSION_OPEN_REPLY, 0, 0, 0);
+	ferry__fast_hdr(&ss->l, &h, FERRY_PKT_SESSION_OPEN_REPLY, 0, 0, 0);
 	uint8_t p[FAST_OPEN_REPLY_PAYLOAD_BYTES];
 	ferry__put64(p, ss->nonce);
 	ferry__put64(p + 8, sp->epoch);
@@ -1026,7 +1026,7 @@ static void ss_open_reply(fast_sport *sp, fast_ss *ss)
 static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 {
 	ferry_ctx *ctx = sp->port->ctx;
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	const uint8_t *p = pkt->data + FERRY_WIRE_HDR_BYTES;
 	if (pkt->len - FERRY_WIRE_HDR_BYTES < FAST_OPEN_PAYLOAD_BYTES) {
 		f->opens_dropped++; /* unpadded: a cookie would be a larger reply */
@@ -1034,7 +1034,7 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	}
 	uint64_t nonce = ferry__get64(p);
 	uint64_t cookie = ferry__get64(p + 16);
-	if (!fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint, ctx->now_us,
+	if (!ferry__fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint, ctx->now_us,
 	                       cookie)) {
 		if (cookie != 0)
 			f->cookies_failed++; /* forged, or stale: a fresh one */
@@ -1091,9 +1091,9 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss->nopad = (ferry__get32(p + 12) & FAST_FEAT_PAD) == 0;
 	sp->nopad += ss->nopad;
 	sp_pad_update(sp);
-	fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
+	ferry__fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
 	               ctx->now_us);
-	fast_link_set_cap(&ss->l, ss_resp_cap(ss));
+	ferry__fast_link_set_cap(&ss->l, ss_resp_cap(ss));
 	ss->l.token = fast_random64();
 	ss->l.client_hint = h->client_hint;
 	ss->l.server_hint = idx;
@@ -1103,7 +1103,7 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		ss->ch[k].timer.fn = sc_timer;
 	}
 	sp->table[idx] = ss;
-	fast_ctx_of(ctx)->sessions_opened++;
+	ferry__fast_ctx_of(ctx)->sessions_opened++;
 	ss_open_reply(sp, ss);
 }
 
@@ -1116,7 +1116,7 @@ static fast_sport *sp_of(fast_ss *ss) { return ss->l.port->tstate; }
  * charging it would leak a fragment of credit per idle channel. */
 static void sc_recharge(fast_sport *sp, fast_sch *sc)
 {
-	uint32_t now = sc->out.active && sc->out.nfrags > 1 ? fast_out_inflight(&sc->out) : 0;
+	uint32_t now = sc->out.active && sc->out.nfrags > 1 ? ferry__fast_out_inflight(&sc->out) : 0;
 	sp->inflight = sp->inflight - sc->charged + now;
 	sc->charged = now;
 }
@@ -1128,9 +1128,9 @@ static void sc_pump(fast_sch *sc)
 	fast_ss *ss = sc->ss;
 	fast_sport *sp = sp_of(ss);
 	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
-	fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, credit);
+	ferry__fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, credit);
 	sc_recharge(sp, sc);
-	bool more = fast_out_more(&ss->l, &sc->out);
+	bool more = ferry__fast_out_more(&ss->l, &sc->out);
 	if (more && !sc->waiting) {
 		sc->waiting = true;
 		sc->wnext = NULL;
@@ -1183,7 +1183,7 @@ static void sc_timer(ferry__timer *t)
 	fast_sch *sc = ferry_container_of(t, fast_sch, timer);
 	fast_ss *ss = sc->ss;
 	ferry_ctx *ctx = ss->l.port->ctx;
-	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || fast_out_done(&sc->out))
+	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || ferry__fast_out_done(&sc->out))
 		return;
 	if (sc->out.base >= sc->out.next) {
 		/* nothing in flight: waiting for port credit, not for an ack.
@@ -1196,15 +1196,15 @@ static void sc_timer(ferry__timer *t)
 	/* A silent client: stop pushing; the reply stays for a probe. */
 	if (ctx->now_us - ss->l.last_rx_us > ss->l.liveness_us)
 		return;
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	f->retx_timeout++;
 	/* as on the client (cc_timer): a client still heard from is busy */
 	if (ctx->now_us - ss->l.last_rx_us >= ss->l.rto.rto_us) {
 		f->rto_backoffs++;
-		fast_rto_backoff(&ss->l.rto);
-		fast_link_loss(&ss->l, true);
+		ferry__fast_rto_backoff(&ss->l.rto);
+		ferry__fast_link_loss(&ss->l, true);
 	}
-	fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
+	ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
 	              sc->out.base, FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 }
@@ -1218,7 +1218,7 @@ static bool fast_server_reply(ferry_rpc *rpc)
 	ferry_ctx *ctx = ss->l.port->ctx;
 	sc->state = FAST_SCH_REPLIED;
 	sc->status = ferry__wire_status(rpc->status);
-	fast_out_start(&ss->l, &sc->out, &rpc->resp, ss_resp_cap(ss));
+	ferry__fast_out_start(&ss->l, &sc->out, &rpc->resp, ss_resp_cap(ss));
 	sc_pump(sc);
 	/* Single-fragment replies are recovered by the client's probe; longer
 	 * ones need the server's own timer for their tail. */
@@ -1255,17 +1255,17 @@ static void sc_answer_probe(fast_sch *sc)
 {
 	fast_ss *ss = sc->ss;
 	ferry_ctx *ctx = ss->l.port->ctx;
-	if (fast_out_done(&sc->out) && sc->out.nfrags != 1)
+	if (ferry__fast_out_done(&sc->out) && sc->out.nfrags != 1)
 		return;
 	/* ... and not what is still on its way: a client probing while a long
 	 * response streams (incast) would otherwise make us resend its head
 	 * again and again. */
-	uint32_t f = fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
-	uint64_t age = ctx->now_us - fast_out_sent_at(&sc->out, f, ctx->now_us);
+	uint32_t f = ferry__fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
+	uint64_t age = ctx->now_us - ferry__fast_out_sent_at(&sc->out, f, ctx->now_us);
 	uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us : ss->l.rto.rto_us / 2;
 	if (sc->out.nfrags == 1 || age >= guard) {
-		fast_ctx_of(ctx)->retx_dup_request++;
-		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, f,
+		ferry__fast_ctx_of(ctx)->retx_dup_request++;
+		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, f,
 		              FERRY_FLAG_RETX);
 	}
 }
@@ -1304,11 +1304,11 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			nfrags = 0;
 		int limit = 0;
 		if (sp->reasm_bytes + h->msg_len > sp->reasm_max) {
-			fast_ctx_of(ctx)->limit_reasm++;
+			ferry__fast_ctx_of(ctx)->limit_reasm++;
 			ctx->cnt.rx_reasm_full++;
 			limit = FERRY_EAGAIN;
 		} else if (ss->loans + nfrags > sp->loans_max) {
-			fast_ctx_of(ctx)->limit_loans++;
+			ferry__fast_ctx_of(ctx)->limit_loans++;
 			limit = nfrags > sp->loans_max ? FERRY_ETOOBIG : FERRY_EAGAIN;
 		}
 		if (limit != 0) {
@@ -1353,7 +1353,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			 * worker thread): ack the whole request now, so the client
 			 * probes with acks while it waits and never resends data. */
 			if (sc->state == FAST_SCH_PROCESSING && sc->rpc == rpc) {
-				fast_ctx_of(ctx)->acks_deferred++;
+				ferry__fast_ctx_of(ctx)->acks_deferred++;
 				fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0,
 				              h->frag + 1);
 			}
@@ -1370,7 +1370,7 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 	}
 	case FAST_SCH_PROCESSING:
 		/* A duplicate while the handler works: the request is all here. */
-		fast_ctx_of(ctx)->frag_dup++;
+		ferry__fast_ctx_of(ctx)->frag_dup++;
 		if (ack_req)
 			fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, h->frag + 1);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
@@ -1388,7 +1388,7 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	if (h->channel >= ss->nchan || len < FAST_ACK_PAYLOAD_BYTES)
 		return;
 	fast_sch *sc = &ss->ch[h->channel];
-	fast_ctx *f = fast_ctx_of(ctx);
+	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	f->acks_received++;
 	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 && ferry__get64(p) == 0;
 	if (probe && sc->rpc_id == h->rpc_id && sc->state == FAST_SCH_PROCESSING) {
@@ -1409,20 +1409,20 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_sport *sp = sp_of(ss);
 	uint64_t words[FAST_ACK_WORDS_MAX];
 	uint32_t nw = fast_ack_words(h, p, len, words);
-	uint32_t newly = fast_out_ack(&ss->l, &sc->out, h->frag, words, nw, h->msg_len);
+	uint32_t newly = ferry__fast_out_ack(&ss->l, &sc->out, h->frag, words, nw, h->msg_len);
 	sc_recharge(sp, sc);
-	if (fast_out_done(&sc->out)) {
+	if (ferry__fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
 		sp_drain(sp);
 		return;
 	}
-	uint32_t resent = fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	uint32_t resent = ferry__fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
 	                                   sc->status);
 	f->retx_fast += resent;
 	if (resent == 0 && newly == 0 && (h->flags & FERRY_FLAG_ACK_REQ)) {
 		/* A probe from a client that lacks the oldest fragment. */
 		f->retx_probe++;
-		fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
+		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
 		              sc->out.base, FERRY_FLAG_RETX);
 	}
 	sc_pump(sc);
@@ -1467,7 +1467,7 @@ static bool fast_server_port_busy(ferry__port *port)
 		for (uint32_t k = 0; k < ss->nchan; k++) {
 			fast_sch *sc = &ss->ch[k];
 			if (sc->state == FAST_SCH_REPLIED && sc->out.active && sc->out.nfrags > 1 &&
-			    !fast_out_done(&sc->out))
+			    !ferry__fast_out_done(&sc->out))
 				return true;
 		}
 	}
@@ -1509,9 +1509,9 @@ static void fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	}
 	if (h.type == FERRY_PKT_KEEPALIVE) {
 		ferry_wire_hdr r;
-		fast_hdr(&ss->l, &r, FERRY_PKT_KEEPALIVE, 0, 0, 0);
+		ferry__fast_hdr(&ss->l, &r, FERRY_PKT_KEEPALIVE, 0, 0, 0);
 		fast_send_ctl(port, &ss->peer, &r, NULL, 0);
-		fast_ctx_of(ctx)->keepalives_received++;
+		ferry__fast_ctx_of(ctx)->keepalives_received++;
 		return ferry__ep_release(pkt);
 	}
 	if (h.type != FERRY_PKT_DATA) {
@@ -1531,7 +1531,7 @@ static void fast_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t
 #undef FAST_STAT_
 }
 
-static void fast_hists(ferry_ctx *ctx, void (*cb)(void *, const char *, const void *), void *arg)
+static void fast_hists(ferry_ctx *ctx, ferry_hist_cb cb, void *arg)
 {
 	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
 	cb(arg, "fast.cwnd_frags", &f->hist_cwnd);
@@ -1542,7 +1542,7 @@ static void fast_ctx_fini(ferry_ctx *ctx)
 {
 	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
 	if (f != NULL)
-		fast_win_pool_fini(f);
+		ferry__fast_win_pool_fini(f);
 	ferry__free(ctx->tp_ctx[ferry__fast_ops.index]);
 	ctx->tp_ctx[ferry__fast_ops.index] = NULL;
 }

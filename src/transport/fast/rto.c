@@ -12,7 +12,7 @@ static uint32_t rto_clamp(const fast_rto *r, uint64_t v)
 	return (uint32_t)v;
 }
 
-void fast_rto_init(fast_rto *r, uint32_t min_us, uint32_t max_us)
+void ferry__fast_rto_init(fast_rto *r, uint32_t min_us, uint32_t max_us)
 {
 	*r = (fast_rto){.min_us = min_us, .max_us = max_us};
 	r->rto_us = rto_clamp(r, FAST_RTO_INITIAL_US);
@@ -25,7 +25,7 @@ static uint32_t rto_compute(const fast_rto *r)
 	                            (k > FAST_RTO_GRANULARITY_US ? k : FAST_RTO_GRANULARITY_US));
 }
 
-void fast_rto_sample(fast_rto *r, uint32_t rtt)
+void ferry__fast_rto_sample(fast_rto *r, uint32_t rtt)
 {
 	if (!r->have_sample) {
 		r->srtt_us = rtt;
@@ -40,13 +40,13 @@ void fast_rto_sample(fast_rto *r, uint32_t rtt)
 	r->rto_us = rto_compute(r);
 }
 
-void fast_rto_backoff(fast_rto *r)
+void ferry__fast_rto_backoff(fast_rto *r)
 {
 	r->backoffs++;
 	r->rto_us = rto_clamp(r, 2ull * r->rto_us);
 }
 
-void fast_rto_progress(fast_rto *r)
+void ferry__fast_rto_progress(fast_rto *r)
 {
 	if (r->backoffs == 0)
 		return;

@@ -23,13 +23,13 @@ typedef struct fast_rto {
 	bool have_sample;
 } fast_rto;
 
-void fast_rto_init(fast_rto *r, uint32_t min_us, uint32_t max_us);
+void ferry__fast_rto_init(fast_rto *r, uint32_t min_us, uint32_t max_us);
 /* A round-trip sample from a packet that was sent once. */
-void fast_rto_sample(fast_rto *r, uint32_t rtt_us);
+void ferry__fast_rto_sample(fast_rto *r, uint32_t rtt_us);
 /* A retransmission timer fired: double the RTO (clamped). */
-void fast_rto_backoff(fast_rto *r);
+void ferry__fast_rto_backoff(fast_rto *r);
 /* An ack acknowledged new data: the path works again, so the backoff ends
  * (as Linux TCP does) even without a new sample. */
-void fast_rto_progress(fast_rto *r);
+void ferry__fast_rto_progress(fast_rto *r);
 
 #endif

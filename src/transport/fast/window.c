@@ -12,7 +12,7 @@
 #include "fast.h"
 #include "window.h"
 
-fast_ctx *fast_ctx_of(ferry_ctx *ctx)
+fast_ctx *ferry__fast_ctx_of(ferry_ctx *ctx)
 {
 	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
 	if (f == NULL) {
@@ -22,13 +22,13 @@ fast_ctx *fast_ctx_of(ferry_ctx *ctx)
 	return f;
 }
 
-void fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t dir,
+void ferry__fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t dir,
                     uint32_t liveness_us, uint64_t now_us)
 {
 	l->port = port;
 	l->peer = peer;
 	l->dir = dir;
-	fast_rto_init(&l->rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
+	ferry__fast_rto_init(&l->rto, FAST_RTO_MIN_US, FAST_RTO_MAX_US);
 	l->cwnd = FAST_CWND_INITIAL_FRAGS;
 	l->cwnd_max = FAST_WINDOW_FRAGS;
 	l->ssthresh = FAST_WINDOW_FRAGS;
@@ -37,7 +37,7 @@ void fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t d
 	l->liveness_us = liveness_us;
 }
 
-void fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
+void ferry__fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
               uint32_t rpc_id, uint16_t opcode)
 {
 	memset(h, 0, sizeof(*h));
@@ -53,7 +53,7 @@ void fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
 
 /* Fragments a long message may have in flight with fragments of cap
  * bytes: FAST_WINDOW_BYTES worth, within [FAST_WINDOW_FRAGS, MAX]. */
-uint32_t fast_win_frags(uint32_t cap)
+uint32_t ferry__fast_win_frags(uint32_t cap)
 {
 	uint32_t w = cap > 0 ? FAST_WINDOW_BYTES / cap : FAST_WINDOW_FRAGS;
 	if (w < FAST_WINDOW_FRAGS)
@@ -82,13 +82,13 @@ static void out_unbig(fast_out *o)
 	out_small(o);
 }
 
-void fast_out_stop(fast_out *o)
+void ferry__fast_out_stop(fast_out *o)
 {
 	out_unbig(o);
 	o->active = false;
 }
 
-void fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
+void ferry__fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
 {
 	out_unbig(o);
 	out_small(o);
@@ -107,7 +107,7 @@ void fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
 	if (o->nfrags <= FAST_WINDOW_FRAGS || l->cwnd_max <= FAST_WINDOW_FRAGS)
 		return;
 	/* Long: the receiver copies it and accepts a wider window. */
-	fast_ctx *f = fast_ctx_of(l->port->ctx);
+	fast_ctx *f = ferry__fast_ctx_of(l->port->ctx);
 	fast_win *w = f->win_free;
 	if (w != NULL) {
 		f->win_free = w->next;
@@ -128,7 +128,7 @@ void fast_out_start(fast_link *l, fast_out *o, ferry_buf *msg, uint32_t cap)
 	o->wlimit = l->cwnd_max;
 }
 
-void fast_win_pool_fini(fast_ctx *f)
+void ferry__fast_win_pool_fini(fast_ctx *f)
 {
 	while (f->win_free != NULL) {
 		fast_win *w = f->win_free;
@@ -153,19 +153,19 @@ static inline void out_clear(uint64_t *bits, const fast_out *o, uint32_t f)
 	bits[b / 64] &= ~(1ull << (b % 64));
 }
 
-uint64_t fast_out_sent_at(const fast_out *o, uint32_t f, uint64_t now_us)
+uint64_t ferry__fast_out_sent_at(const fast_out *o, uint32_t f, uint64_t now_us)
 {
 	/* 32 bits of microseconds: exact for any age under 71 minutes */
 	return now_us - (uint32_t)((uint32_t)now_us - o->sent_us[f & o->wmask]);
 }
 
 /* One fragment out. flags: FERRY_FLAG_ACK_REQ / RETX (LAST is set here). */
-int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+int ferry__fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
                   uint16_t aux, uint32_t f, uint8_t flags)
 {
 	ferry_ctx *ctx = l->port->ctx;
 	ferry_wire_hdr h;
-	fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
+	ferry__fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
 	h.flags |= flags;
 	h.aux = aux;
 	int rc = ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, f, f);
@@ -180,7 +180,7 @@ int fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16
 		o->sample_frag = f;
 		o->sample_sent_us = ctx->now_us;
 	}
-	fast_ctx_of(ctx)->data_sent++;
+	ferry__fast_ctx_of(ctx)->data_sent++;
 	return rc;
 }
 
@@ -192,12 +192,12 @@ static void out_run(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint
 		return;
 	ferry_ctx *ctx = l->port->ctx;
 	ferry_wire_hdr h;
-	fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
+	ferry__fast_hdr(l, &h, FERRY_PKT_DATA, ch, rpc_id, opcode);
 	h.aux = aux;
 	ferry__frame_send(l->port, l->peer, &h, o->msg, o->cap, first, end - 1);
 	for (uint32_t f = first; f < end; f++)
 		o->sent_us[f & o->wmask] = (uint32_t)ctx->now_us;
-	fast_ctx_of(ctx)->data_sent += end - first;
+	ferry__fast_ctx_of(ctx)->data_sent += end - first;
 }
 
 static uint32_t out_win(const fast_link *l, const fast_out *o)
@@ -211,7 +211,7 @@ static uint32_t out_win(const fast_link *l, const fast_out *o)
  * so does the last fragment of a multi-fragment response (so the server
  * learns it can stop). A single-fragment message asks for nothing: the
  * reply (or the next request) is its ack. */
-uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
+uint32_t ferry__fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
                        uint16_t aux, uint32_t max_new)
 {
 	if (!o->active || o->next >= o->nfrags)
@@ -225,7 +225,7 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 	if (n == 0)
 		return 0;
 	ferry_ctx *ctx = l->port->ctx;
-	ferry_hist_record(&fast_ctx_of(ctx)->hist_cwnd, l->cwnd);
+	ferry_hist_record(&ferry__fast_ctx_of(ctx)->hist_cwnd, l->cwnd);
 	uint32_t first = o->next, last = first + n - 1;
 	o->next += n;
 	/* Only the last fragment of the burst may ask for an ack. */
@@ -248,23 +248,23 @@ uint32_t fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, u
 	if (burst_end && n >= 2 * FAST_ACK_EVERY_FRAGS) {
 		uint32_t mid = first + n / 2 - 1;
 		out_run(l, o, ch, rpc_id, opcode, aux, first, mid);
-		fast_out_send(l, o, ch, rpc_id, opcode, aux, mid, FERRY_FLAG_ACK_REQ);
+		ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, mid, FERRY_FLAG_ACK_REQ);
 		first = mid + 1;
 	}
 	out_run(l, o, ch, rpc_id, opcode, aux, first, last);
-	fast_out_send(l, o, ch, rpc_id, opcode, aux, last,
+	ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, last,
 	              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
 	return n;
 }
 
 /* Would the window let another fragment go? */
-bool fast_out_more(const fast_link *l, const fast_out *o)
+bool ferry__fast_out_more(const fast_link *l, const fast_out *o)
 {
 	return o->active && o->next < o->nfrags && o->next - o->base < out_win(l, o);
 }
 
 /* Fragments sent and not yet acked (in flight). */
-uint32_t fast_out_inflight(const fast_out *o)
+uint32_t ferry__fast_out_inflight(const fast_out *o)
 {
 	if (!o->active || o->next <= o->base)
 		return 0;
@@ -285,28 +285,28 @@ static void link_grow(fast_link *l, uint32_t newly)
 	}
 }
 
-void fast_link_loss(fast_link *l, bool timeout)
+void ferry__fast_link_loss(fast_link *l, bool timeout)
 {
 	l->ssthresh = l->cwnd / 2 > FAST_CWND_MIN_FRAGS ? l->cwnd / 2 : FAST_CWND_MIN_FRAGS;
 	l->cwnd = timeout ? FAST_CWND_MIN_FRAGS : l->ssthresh;
 	l->cwnd_acc = 0;
 }
 
-void fast_link_sample(fast_link *l, uint64_t sent_us)
+void ferry__fast_link_sample(fast_link *l, uint64_t sent_us)
 {
 	ferry_ctx *ctx = l->port->ctx;
 	if (sent_us == 0 || ctx->now_us < sent_us)
 		return;
 	uint32_t rtt = (uint32_t)(ctx->now_us - sent_us);
-	fast_rto_sample(&l->rto, rtt);
-	ferry_hist_record(&fast_ctx_of(ctx)->hist_rtt, rtt);
+	ferry__fast_rto_sample(&l->rto, rtt);
+	ferry_hist_record(&ferry__fast_ctx_of(ctx)->hist_rtt, rtt);
 }
 
 /* The link's fragment size is known (open reply, or the client's cap):
  * long messages may use the window that size allows. */
-void fast_link_set_cap(fast_link *l, uint32_t cap)
+void ferry__fast_link_set_cap(fast_link *l, uint32_t cap)
 {
-	l->cwnd_max = fast_win_frags(cap);
+	l->cwnd_max = ferry__fast_win_frags(cap);
 	if (l->ssthresh < l->cwnd_max)
 		l->ssthresh = l->cwnd_max;
 }
@@ -325,7 +325,7 @@ static void out_mark(fast_out *o, uint32_t f, uint32_t *newly, bool *sampled)
  * (nwords 64-bit words, bit i of word k = fragment first_missing + 1 +
  * 64k + i); echo names the fragment that caused it, plus one. Returns how
  * many were newly acked. */
-uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const uint64_t *words,
+uint32_t ferry__fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const uint64_t *words,
                       uint32_t nwords, uint32_t echo)
 {
 	/* An ack naming a fragment never sent is bogus; one below base is old
@@ -368,13 +368,13 @@ uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const u
 	 * caused: a late ack that merely covers it (its own ack was lost)
 	 * would add the loss-recovery delay to the estimate. */
 	if (sampled && echo == o->sample_frag + 1)
-		fast_link_sample(l, o->sample_sent_us);
+		ferry__fast_link_sample(l, o->sample_sent_us);
 	if (sampled)
 		o->sample_sent_us = 0;
 	if (newly > 0)
-		fast_rto_progress(&l->rto);
+		ferry__fast_rto_progress(&l->rto);
 	link_grow(l, newly);
-	if (fast_out_done(o))
+	if (ferry__fast_out_done(o))
 		out_unbig(o);
 	return newly;
 }
@@ -384,7 +384,7 @@ uint32_t fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const u
  * presumed lost and sent again (at most a window's worth per ack). The
  * window halves once per loss episode, not once per lost fragment. Returns
  * the number resent. */
-uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+uint32_t ferry__fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
                           uint16_t opcode, uint16_t aux)
 {
 	ferry_ctx *ctx = l->port->ctx;
@@ -402,13 +402,13 @@ uint32_t fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id
 		if ((uint32_t)((uint32_t)ctx->now_us - o->sent_us[f & o->wmask]) < guard)
 			continue;
 		if (sent == 0 && o->base >= o->recover_until) {
-			fast_link_loss(l, false);
+			ferry__fast_link_loss(l, false);
 			o->recover_until = o->next;
 		}
-		fast_out_send(l, o, ch, rpc_id, opcode, aux, f, FERRY_FLAG_RETX);
+		ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, f, FERRY_FLAG_RETX);
 		sent++;
 	}
 	return sent;
 }
 
-bool fast_out_done(const fast_out *o) { return o->base >= o->nfrags; }
+bool ferry__fast_out_done(const fast_out *o) { return o->base >= o->nfrags; }

@@ -363,8 +363,8 @@ struct ferry_ep {
 	 * them from before open) and the transport's own, which they forward
 	 * to. Core-private, like host. */
 	ferry_stream_upcalls up_count;
-	const ferry_stream_upcalls *up_next;
-	void *up_next_arg;
+	const ferry_stream_upcalls *up_next; /**< the transport's upcalls (core-private) */
+	void *up_next_arg;                   /**< their first argument (core-private) */
 };
 
 /** Registry: every driver meson built, in one static array. */

@@ -284,4 +284,48 @@ typedef struct fast_ctx {
 	ferry_hist hist_rtt;    /* us */
 } fast_ctx;
 
+/* fast.c: what both sides share -------------------------------------------*/
+uint64_t ferry__fast_random64(void);
+/* Send a control packet (ack, open, BAD_SESSION...): header and small payload
+ * as one header block. */
+void ferry__fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hdr *h,
+                          const uint8_t *payload, size_t len);
+/* An ack for a message being received: first missing + bitmap. */
+void ferry__fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry__reasm *r,
+                          uint32_t first_missing, uint8_t flags, uint32_t echo);
+/* Owe channel ch of owner an ack, sent once at the end of the receive
+ * batch (asked: the sender requested it). */
+void ferry__fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, fast_owed_ack *a,
+                     uint32_t echo, bool asked);
+/* A session going away takes its owed acks with it. */
+void ferry__fast_owed_forget(ferry_ctx *ctx, const void *owner);
+void ferry__fast_rx_batch_end(ferry__port *port);
+/* The bitmap words of an ack (aux of them, as many as came). */
+uint32_t ferry__fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32_t len,
+                               uint64_t *words);
+/* Does the fragment just offered to r call for an ack now? */
+bool ferry__fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0, uint32_t frag,
+                         bool req, int v);
+/* A fragment reassembly refused: counted and logged (rate-limited). */
+void ferry__fast_refused(ferry__port *port, ferry_pkt *pkt, int verdict);
+uint32_t ferry__fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
+                             uint64_t dflt, int *rc, char *err, size_t err_len);
+/* The features a side announces (pad=0 turns FAST_FEAT_PAD off). */
+uint32_t ferry__fast_loc_features(const ferry_loc *loc, int *rc, char *err, size_t err_len);
+
+/* client.c: the client side ----------------------------------------------*/
+int ferry__fast_session_init(ferry_session *s);
+void ferry__fast_session_fini(ferry_session *s);
+int ferry__fast_call_start(ferry__call *c);
+void ferry__fast_call_cancel(ferry__call *c);
+void ferry__fast_call_end(ferry__call *c, int status);
+void ferry__fast_client_pkt(ferry__port *port, ferry_pkt *pkt);
+
+/* server.c: the server side ----------------------------------------------*/
+int ferry__fast_server_port_init(ferry__port *port, const ferry_loc *loc);
+void ferry__fast_server_port_fini(ferry__port *port);
+bool ferry__fast_server_reply(ferry_rpc *rpc);
+bool ferry__fast_server_port_busy(ferry__port *port);
+void ferry__fast_server_pkt(ferry__port *port, ferry_pkt *pkt);
+
 #endif

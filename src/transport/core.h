@@ -291,6 +291,10 @@ static inline bool ferry__on_owner(const ferry_ctx *ctx)
 	return ferry__tid() == ctx->owner_tid;
 }
 void ferry__handoff_push(ferry_ctx *ctx, ferry__handoff *h);
+/* Owner thread: run what other threads handed off (handoff.c). */
+void ferry__handoff_drain(ferry_ctx *ctx);
+/* Owner thread, between passes: free the ports closed meanwhile (port.c). */
+void ferry__ports_sweep(ferry_ctx *ctx);
 /* How a context's endpoints reach it: loan releases, failure reports. */
 extern const ferry__ep_host ferry__ctx_ep_host;
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)

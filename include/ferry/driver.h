@@ -302,6 +302,44 @@ typedef struct ferry_stream_ops {
 	void (*close)(ferry_ep *ep);
 } ferry_stream_ops;
 
+/* Locator keys ------------------------------------------------------------*/
+/** What a locator key's value is. */
+typedef enum ferry_loc_kind {
+	FERRY_LOC_STR = 0, /**< any text */
+	FERRY_LOC_UINT,    /**< unsigned integer; k/m/g suffixes multiply by 1024 */
+	FERRY_LOC_REAL,    /**< a finite real number */
+} ferry_loc_kind;
+
+/** One locator key a layer accepts, declared once in the layer's table
+ * (ending with a NULL name): the locator parser checks every value against
+ * it, naming key and value when one is out of range, and the layer's open
+ * reads the values with ferry_loc_read. */
+typedef struct ferry_loc_key {
+	const char *name;      /**< key as written in the locator */
+	ferry_loc_kind kind;   /**< value type */
+	uint64_t min;          /**< FERRY_LOC_UINT: smallest value accepted */
+	uint64_t max;          /**< FERRY_LOC_UINT: largest value accepted */
+	uint64_t dflt;         /**< FERRY_LOC_UINT: value when absent */
+	double rmin;           /**< FERRY_LOC_REAL: smallest value accepted */
+	double rmax;           /**< FERRY_LOC_REAL: largest value accepted */
+	double rdflt;          /**< FERRY_LOC_REAL: value when absent */
+	const char *sdflt;     /**< FERRY_LOC_STR: value when absent (may be NULL) */
+} ferry_loc_key;
+
+/** A key's value as ferry_loc_read gives it (the member of its kind). */
+typedef struct ferry_loc_val {
+	bool set;       /**< the locator named the key (else the default) */
+	uint64_t u;     /**< FERRY_LOC_UINT */
+	double r;       /**< FERRY_LOC_REAL */
+	const char *s;  /**< FERRY_LOC_STR: points into the locator (or sdflt) */
+} ferry_loc_val;
+
+/** Read every key of table (NULL-name ended) from loc into vals, index for
+ * index. 0, or FERRY_EBADLOC with a message naming the key and value in err
+ * (a malformed number, or one out of the key's range). */
+FERRY_API int ferry_loc_read(const ferry_loc *loc, const ferry_loc_key *table, ferry_loc_val *vals,
+                             char *err, size_t err_len);
+
 /* Driver ops ---------------------------------------------------------------*/
 /** A driver: its name, kind and how to open an endpoint. */
 typedef struct ferry_driver_ops {
@@ -323,6 +361,11 @@ typedef struct ferry_driver_ops {
 
 	const ferry_dgram_ops *dgram;   /**< kind == DATAGRAM */
 	const ferry_stream_ops *stream; /**< kind == STREAM */
+	/** The key tables of this driver (its own, then shared ones such as
+	 * the inet or verbs keys), NULL-ended: the locator accepts and
+	 * range-checks these keys. keys (names only) is the older form; a
+	 * driver may give either or both. */
+	const ferry_loc_key *const *key_tables;
 } ferry_driver_ops;
 
 /** Base endpoint: every driver's endpoint struct starts with this. */

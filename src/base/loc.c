@@ -112,3 +112,48 @@ void ferry__loc_sub(const ferry_loc *loc, int drv_index, ferry_loc *out)
 	for (int i = 0; i < out->ndrv; i++)
 		out->drv[i] = loc->drv[drv_index + i];
 }
+
+/* One key's value against its declaration (loc.h / driver.h). */
+int ferry__loc_check(const ferry_loc_key *k, const char *v, ferry_loc_val *out, char *err,
+                     size_t err_len)
+{
+	ferry_loc_val val = {.set = v != NULL};
+	int rc = 0;
+	ferry_loc tmp = {.nkeys = 1};
+	tmp.kv[0].key = k->name;
+	tmp.kv[0].val = v;
+	const ferry_loc *l = v != NULL ? &tmp : NULL;
+	switch (k->kind) {
+	case FERRY_LOC_UINT:
+		if (l == NULL)
+			val.u = k->dflt;
+		else
+			rc = ferry__loc_u64(l, k->name, k->min, k->max, k->dflt, &val.u, err, err_len);
+		break;
+	case FERRY_LOC_REAL:
+		if (l == NULL)
+			val.r = k->rdflt;
+		else
+			rc = ferry__loc_double(l, k->name, k->rmin, k->rmax, k->rdflt, &val.r, err,
+			                       err_len);
+		break;
+	default:
+		val.s = v != NULL ? v : k->sdflt;
+		break;
+	}
+	if (rc == 0 && out != NULL)
+		*out = val;
+	return rc;
+}
+
+int ferry_loc_read(const ferry_loc *loc, const ferry_loc_key *table, ferry_loc_val *vals,
+                   char *err, size_t err_len)
+{
+	for (int i = 0; table[i].name != NULL; i++) {
+		int rc = ferry__loc_check(&table[i], ferry_loc_get(loc, table[i].name), &vals[i], err,
+		                          err_len);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}

@@ -45,6 +45,12 @@ int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
                       double max, double dflt, double *out, char *err,
                       size_t err_len);
 
+/* Check one value v (NULL: absent) against its declaration k; the parsed
+ * value (or the default) in *out when out is not NULL. 0 or FERRY_EBADLOC
+ * with err naming key and value. */
+int ferry__loc_check(const ferry_loc_key *k, const char *v, ferry_loc_val *out, char *err,
+                     size_t err_len);
+
 /* A copy of loc whose stack starts at driver index i (drops the transport
  * and the layers above it): what a wrapper passes to its inner driver. */
 void ferry__loc_sub(const ferry_loc *loc, int drv_index, ferry_loc *out);

@@ -47,15 +47,36 @@ static bool loc_in_list(const char *const *list, const char *key)
 	return false;
 }
 
-static bool loc_key_accepted(const ferry_loc *loc, const char *key)
+/* The declaration of key in a driver's key tables, or NULL. */
+static const ferry_loc_key *loc_key_decl(const ferry_driver_ops *d, const char *key)
 {
+	for (const ferry_loc_key *const *t = d->key_tables; t != NULL && *t != NULL; t++)
+		for (const ferry_loc_key *k = *t; k->name != NULL; k++)
+			if (strcmp(k->name, key) == 0)
+				return k;
+	return NULL;
+}
+
+/* Is key accepted by some layer? A declared key's value is checked
+ * against its declaration here, so a bad value is refused at parse time
+ * with the key named (FERRY_EBADLOC in *rc and err). */
+static bool loc_key_accepted(const ferry_loc *loc, const char *key, const char *val, int *rc,
+                             char *err, size_t err_len)
+{
+	*rc = 0;
 	if (loc_in_list(loc_common_keys, key))
 		return true;
 	if (loc->transport != NULL && loc_in_list(loc->transport->keys, key))
 		return true;
-	for (int i = 0; i < loc->ndrv; i++)
+	for (int i = 0; i < loc->ndrv; i++) {
+		const ferry_loc_key *k = loc_key_decl(loc->drv[i], key);
+		if (k != NULL) {
+			*rc = ferry__loc_check(k, val, NULL, err, err_len);
+			return true;
+		}
 		if (loc_in_list(loc->drv[i]->keys, key))
 			return true;
+	}
 	return false;
 }
 
@@ -186,10 +207,13 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
 			return loc_fail(err, err_len, "key '%s' has an empty value", p);
 		if (ferry_loc_get(loc, p) != NULL)
 			return loc_fail(err, err_len, "duplicate key '%s'", p);
-		if (!loc_key_accepted(loc, p))
+		int vrc;
+		if (!loc_key_accepted(loc, p, eq + 1, &vrc, err, err_len))
 			return loc_fail(err, err_len,
 			                "unknown key '%s' for stack '%s'", p,
 			                stack_copy);
+		if (vrc != 0)
+			return vrc;
 		if (loc->nkeys == FERRY_LOC_MAX_KEYS)
 			return loc_fail(err, err_len, "more than %d keys",
 			                FERRY_LOC_MAX_KEYS);

@@ -90,9 +90,16 @@ static void test_ops_complete(void **state)
 		assert_non_null(d);
 		assert_non_null(d->name);
 		assert_true(d->name[0] != '\0');
-		assert_non_null(d->keys);
-		for (const char *const *k = d->keys; *k != NULL; k++)
+		assert_true(d->keys != NULL || d->key_tables != NULL);
+		for (const char *const *k = d->keys; k != NULL && *k != NULL; k++)
 			assert_true((*k)[0] != '\0');
+		for (const ferry_loc_key *const *t = d->key_tables; t != NULL && *t != NULL; t++)
+			for (const ferry_loc_key *k = *t; k->name != NULL; k++) {
+				assert_true(k->name[0] != '\0');
+				assert_true(k->kind <= FERRY_LOC_REAL);
+				assert_true(k->min <= k->max || k->kind != FERRY_LOC_UINT);
+				assert_true(k->rmin <= k->rmax || k->kind != FERRY_LOC_REAL);
+			}
 		assert_true(d->ep_size >= sizeof(ferry_ep));
 		assert_non_null(d->open);
 		assert_true(d->kind == FERRY_DRIVER_DATAGRAM ||

@@ -12,11 +12,21 @@
 #include "base/loc.h"
 #include "inet.h"
 
+enum { INET_K_HOST, INET_K_PORT, INET_K_COUNT };
+const ferry_loc_key ferry__inet_keys[INET_K_COUNT + 1] = {
+	[INET_K_HOST] = {.name = "host", .kind = FERRY_LOC_STR},
+	[INET_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = 65535},
+};
+
 int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,
                         struct sockaddr_storage *ss, socklen_t *len, char *err,
                         size_t err_len)
 {
-	const char *host = ferry_loc_get(loc, "host");
+	ferry_loc_val v[INET_K_COUNT];
+	int rc = ferry_loc_read(loc, ferry__inet_keys, v, err, err_len);
+	if (rc != 0)
+		return rc;
+	const char *host = v[INET_K_HOST].s;
 	if (host == NULL) {
 		if (!passive) {
 			snprintf(err, err_len, "missing key 'host'");
@@ -24,15 +34,15 @@ int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,
 		}
 		host = "127.0.0.1";
 	}
-	uint64_t port;
-	if (!passive && ferry_loc_get(loc, "port") == NULL) {
+	if (!passive && !v[INET_K_PORT].set) {
 		snprintf(err, err_len, "missing key 'port'");
 		return FERRY_EBADLOC;
 	}
-	int rc = ferry__loc_u64(loc, "port", passive ? 0 : 1, 65535, 0, &port, err,
-	                        err_len);
-	if (rc != 0)
-		return rc;
+	uint64_t port = v[INET_K_PORT].u;
+	if (!passive && port == 0) {
+		snprintf(err, err_len, "key 'port': value '0' out of range [1, 65535]");
+		return FERRY_EBADLOC;
+	}
 	char name[256];
 	size_t hl = strlen(host);
 	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {

@@ -9,6 +9,10 @@
 
 #include "ferry/driver.h"
 
+/* The host and port keys every socket driver accepts (its key_tables
+ * list this one after its own). */
+extern const ferry_loc_key ferry__inet_keys[];
+
 /* Resolve loc's host and port keys (host may be a name, an IPv4 or an IPv6
  * address, with or without [brackets]). passive: a listener, where host
  * defaults to 127.0.0.1 and port to 0. FERRY_EBADLOC with a message naming

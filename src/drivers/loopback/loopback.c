@@ -28,7 +28,16 @@
 #define LB_PAYLOAD_MAX_BYTES 65535u
 #define LB_SLOTS_DEFAULT 1024u
 
-static const char *const lb_keys[] = {"port", "mtu", "rxslots", NULL};
+enum { LB_K_PORT, LB_K_MTU, LB_K_RXSLOTS, LB_K_COUNT };
+/* port: a listener's (0 = pick one) or the peer's; mtu: payload bytes. */
+static const ferry_loc_key lb_keys[LB_K_COUNT + 1] = {
+	[LB_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = UINT32_MAX},
+	[LB_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = 64, .max = LB_PAYLOAD_MAX_BYTES,
+	              .dflt = LB_PAYLOAD_DEFAULT_BYTES},
+	[LB_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = 16, .max = 1u << 20,
+	                  .dflt = LB_SLOTS_DEFAULT},
+};
+static const ferry_loc_key *const lb_key_tables[] = {lb_keys, NULL};
 
 typedef struct lb_slot {
 	ferry_pkt pkt;
@@ -72,16 +81,11 @@ static lb_ep *lb_find(uint32_t port)
 static int lb_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 {
 	lb_ep *l = lb_of(ep);
-	uint64_t port, mtu, slots;
-	int rc;
-	if ((rc = ferry__loc_u64(loc, "port", 0, UINT32_MAX, 0, &port, ep->errmsg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "mtu", 64, LB_PAYLOAD_MAX_BYTES,
-	                         LB_PAYLOAD_DEFAULT_BYTES, &mtu, ep->errmsg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rxslots", 16, 1u << 20, LB_SLOTS_DEFAULT,
-	                         &slots, ep->errmsg, sizeof(ep->errmsg))) != 0)
+	ferry_loc_val v[LB_K_COUNT];
+	int rc = ferry_loc_read(loc, lb_keys, v, ep->errmsg, sizeof(ep->errmsg));
+	if (rc != 0)
 		return rc;
+	uint64_t port = v[LB_K_PORT].u, mtu = v[LB_K_MTU].u, slots = v[LB_K_RXSLOTS].u;
 	ep->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ep->fd < 0)
 		return -errno;
@@ -262,16 +266,18 @@ static void lb_release(ferry_ep *ep, ferry_pkt *pkt)
 
 static int lb_resolve(ferry_ep *ep, const ferry_loc *peer, ferry_addr *out)
 {
-	uint64_t port;
-	if (ferry_loc_get(peer, "port") == NULL) {
-		snprintf(ep->errmsg, sizeof(ep->errmsg), "missing key 'port'");
-		return FERRY_EBADLOC;
-	}
-	int rc = ferry__loc_u64(peer, "port", 1, UINT32_MAX, 0, &port, ep->errmsg,
-	                        sizeof(ep->errmsg));
+	ferry_loc_val v[LB_K_COUNT];
+	int rc = ferry_loc_read(peer, lb_keys, v, ep->errmsg, sizeof(ep->errmsg));
 	if (rc != 0)
 		return rc;
-	uint32_t p = (uint32_t)port;
+	if (!v[LB_K_PORT].set || v[LB_K_PORT].u == 0) {
+		snprintf(ep->errmsg, sizeof(ep->errmsg),
+		         v[LB_K_PORT].set ? "key 'port': value '0' out of range [1, %u]"
+		                          : "missing key 'port'",
+		         UINT32_MAX);
+		return FERRY_EBADLOC;
+	}
+	uint32_t p = (uint32_t)v[LB_K_PORT].u;
 	memset(out, 0, sizeof(*out));
 	out->len = sizeof(p);
 	memcpy(out->u.bytes, &p, sizeof(p));
@@ -332,7 +338,7 @@ const ferry_driver_ops ferry__loopback_driver = {
 	.name = "loopback",
 	.kind = FERRY_DRIVER_DATAGRAM,
 	.ep_size = sizeof(lb_ep),
-	.keys = lb_keys,
+	.key_tables = lb_key_tables,
 	.open = lb_open,
 	.dgram = &lb_dgram_ops,
 };

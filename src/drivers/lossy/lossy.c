@@ -16,8 +16,29 @@
 #define LOSSY_HELD_SLOTS 256       /* packets held (delayed, reordered, copied) */
 #define LOSSY_DELAY_US_DEFAULT 1000
 
-static const char *const lossy_keys[] = {"drop", "dup", "reorder", "delay",
-                                         "delay_us", "corrupt", "seed", NULL};
+enum {
+	LOSSY_K_DROP,
+	LOSSY_K_DUP,
+	LOSSY_K_REORDER,
+	LOSSY_K_DELAY,
+	LOSSY_K_CORRUPT,
+	LOSSY_K_DELAY_US,
+	LOSSY_K_SEED,
+	LOSSY_K_COUNT
+};
+/* Rates are probabilities per packet; delay_us how long a delayed one is
+ * held; seed makes a run repeatable. */
+static const ferry_loc_key lossy_keys[LOSSY_K_COUNT + 1] = {
+	[LOSSY_K_DROP] = {.name = "drop", .kind = FERRY_LOC_REAL, .rmax = 1},
+	[LOSSY_K_DUP] = {.name = "dup", .kind = FERRY_LOC_REAL, .rmax = 1},
+	[LOSSY_K_REORDER] = {.name = "reorder", .kind = FERRY_LOC_REAL, .rmax = 1},
+	[LOSSY_K_DELAY] = {.name = "delay", .kind = FERRY_LOC_REAL, .rmax = 1},
+	[LOSSY_K_CORRUPT] = {.name = "corrupt", .kind = FERRY_LOC_REAL, .rmax = 1},
+	[LOSSY_K_DELAY_US] = {.name = "delay_us", .kind = FERRY_LOC_UINT, .max = 10000000,
+	                      .dflt = LOSSY_DELAY_US_DEFAULT},
+	[LOSSY_K_SEED] = {.name = "seed", .kind = FERRY_LOC_UINT, .max = UINT64_MAX, .dflt = 1},
+};
+static const ferry_loc_key *const lossy_key_tables[] = {lossy_keys, NULL};
 
 typedef struct lossy_held {
 	uint8_t *data;     /* hdr + payload copy, inner max_payload bytes */
@@ -69,19 +90,17 @@ static int lossy_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	(void)flags;
 	lossy_ep *l = lossy_of(ep);
 	ferry_buf_init(&l->scratch);
-	uint64_t seed;
-	int rc;
-	char *m = ep->errmsg;
-	size_t ml = sizeof(ep->errmsg);
-	if ((rc = ferry__loc_double(loc, "drop", 0, 1, 0, &l->drop, m, ml)) != 0 ||
-	    (rc = ferry__loc_double(loc, "dup", 0, 1, 0, &l->dup, m, ml)) != 0 ||
-	    (rc = ferry__loc_double(loc, "reorder", 0, 1, 0, &l->reorder, m, ml)) != 0 ||
-	    (rc = ferry__loc_double(loc, "delay", 0, 1, 0, &l->delay, m, ml)) != 0 ||
-	    (rc = ferry__loc_double(loc, "corrupt", 0, 1, 0, &l->corrupt, m, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "delay_us", 0, 10000000, LOSSY_DELAY_US_DEFAULT,
-	                         &l->delay_us, m, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "seed", 0, UINT64_MAX, 1, &seed, m, ml)) != 0)
+	ferry_loc_val v[LOSSY_K_COUNT];
+	int rc = ferry_loc_read(loc, lossy_keys, v, ep->errmsg, sizeof(ep->errmsg));
+	if (rc != 0)
 		return rc;
+	l->drop = v[LOSSY_K_DROP].r;
+	l->dup = v[LOSSY_K_DUP].r;
+	l->reorder = v[LOSSY_K_REORDER].r;
+	l->delay = v[LOSSY_K_DELAY].r;
+	l->corrupt = v[LOSSY_K_CORRUPT].r;
+	l->delay_us = v[LOSSY_K_DELAY_US].u;
+	uint64_t seed = v[LOSSY_K_SEED].u;
 	/* splitmix64 of the seed; xorshift must not start from zero. */
 	uint64_t z = seed + 0x9E3779B97F4A7C15ull;
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -322,7 +341,7 @@ const ferry_driver_ops ferry__lossy_driver = {
 	.kind = FERRY_DRIVER_DATAGRAM,
 	.wrapper = true,
 	.ep_size = sizeof(lossy_ep),
-	.keys = lossy_keys,
+	.key_tables = lossy_key_tables,
 	.open = lossy_open,
 	.dgram = &lossy_dgram_ops,
 };

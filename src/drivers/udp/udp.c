@@ -55,8 +55,35 @@ _Static_assert(UDP_INLINE_BYTES >= FERRY_DRIVER_HDR_MAX, "a slot holds any heade
  * packet of its own. Slots are then this big, and fewer. */
 #define UDP_GRO_SLOT_BYTES 65536u
 
-static const char *const udp_keys[] = {"host",    "port",    "mtu",       "sndbuf", "rcvbuf",
-                                       "rxslots", "txslots", "reuseport", "gso",    "gro", NULL};
+enum {
+	UDP_K_MTU,
+	UDP_K_SNDBUF,
+	UDP_K_RCVBUF,
+	UDP_K_RXSLOTS,
+	UDP_K_TXSLOTS,
+	UDP_K_REUSEPORT,
+	UDP_K_GSO,
+	UDP_K_GRO,
+	UDP_K_COUNT
+};
+/* udp's keys (host and port are kit/inet's). mtu's upper bound is the
+ * IPv6 one; open narrows it for IPv4. */
+static const ferry_loc_key udp_keys[UDP_K_COUNT + 1] = {
+	[UDP_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = UDP_MIN_PAYLOAD_BYTES,
+	               .max = UDP_MAX_DGRAM_V6_BYTES},
+	[UDP_K_SNDBUF] = {.name = "sndbuf", .kind = FERRY_LOC_UINT, .min = 4096, .max = 1u << 30,
+	                  .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
+	[UDP_K_RCVBUF] = {.name = "rcvbuf", .kind = FERRY_LOC_UINT, .min = 4096, .max = 1u << 30,
+	                  .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
+	[UDP_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = 16, .max = 1u << 20,
+	                   .dflt = UDP_RX_SLOTS_DEFAULT},
+	[UDP_K_TXSLOTS] = {.name = "txslots", .kind = FERRY_LOC_UINT, .min = 1, .max = 1u << 16,
+	                   .dflt = UDP_TX_SLOTS_DEFAULT},
+	[UDP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+	[UDP_K_GSO] = {.name = "gso", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
+	[UDP_K_GRO] = {.name = "gro", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
+};
+static const ferry_loc_key *const udp_key_tables[] = {udp_keys, ferry__inet_keys, NULL};
 
 typedef struct udp_tx_slot {
 	uint8_t hdr[UDP_INLINE_BYTES]; /* header, or the whole small packet */
@@ -206,24 +233,19 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg, sizeof(ep->errmsg));
 	if (rc != 0)
 		goto bad;
-	uint64_t sndbuf, rcvbuf, rxslots, txslots, mtu, reuseport, gso, gro;
-	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "gso", 0, 1, 1, &gso, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "gro", 0, 1, 1, &gro, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "sndbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
-	                         &sndbuf, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rcvbuf", 4096, 1u << 30, UDP_SOCKBUF_DEFAULT_BYTES,
-	                         &rcvbuf, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rxslots", 16, 1u << 20, UDP_RX_SLOTS_DEFAULT,
-	                         &rxslots, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "txslots", 1, 1u << 16, UDP_TX_SLOTS_DEFAULT,
-	                         &txslots, msg, sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "mtu", UDP_MIN_PAYLOAD_BYTES,
-	                         ss.ss_family == AF_INET6 ? UDP_MAX_DGRAM_V6_BYTES
-	                                                  : UDP_MAX_DGRAM_V4_BYTES,
-	                         0, &mtu, msg, sizeof(ep->errmsg))) != 0)
+	ferry_loc_val v[UDP_K_COUNT];
+	if ((rc = ferry_loc_read(loc, udp_keys, v, msg, sizeof(ep->errmsg))) != 0)
 		goto bad;
+	uint64_t sndbuf = v[UDP_K_SNDBUF].u, rcvbuf = v[UDP_K_RCVBUF].u;
+	uint64_t rxslots = v[UDP_K_RXSLOTS].u, txslots = v[UDP_K_TXSLOTS].u, mtu = v[UDP_K_MTU].u;
+	bool reuseport = v[UDP_K_REUSEPORT].u, gso = v[UDP_K_GSO].u, gro = v[UDP_K_GRO].u;
+	if (ss.ss_family != AF_INET6 && mtu > UDP_MAX_DGRAM_V4_BYTES) {
+		snprintf(msg, sizeof(ep->errmsg), "key 'mtu': value '%s' out of range [%u, %u]",
+		         ferry_loc_get(loc, "mtu"), (unsigned)UDP_MIN_PAYLOAD_BYTES,
+		         (unsigned)UDP_MAX_DGRAM_V4_BYTES);
+		rc = FERRY_EBADLOC;
+		goto bad;
+	}
 	u->family = ss.ss_family;
 	u->listening = listen;
 	int fd = socket(u->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -279,7 +301,7 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		u->max_payload = p == 0 ? UDP_FALLBACK_PAYLOAD_BYTES : p > cap ? cap : p;
 	}
 
-	if (gso && ferry_loc_get(loc, "txslots") == NULL &&
+	if (gso && !v[UDP_K_TXSLOTS].set &&
 	    u->max_payload * 2 <= UDP_GSO_BYTES_MAX)
 		txslots = UDP_TX_SLOTS_GSO_DEFAULT;
 	u->tx_slots = (uint32_t)txslots;
@@ -972,7 +994,7 @@ const ferry_driver_ops ferry__udp_driver = {
 	.kind = FERRY_DRIVER_DATAGRAM,
 	.wrapper = false,
 	.ep_size = sizeof(udp_ep),
-	.keys = udp_keys,
+	.key_tables = udp_key_tables,
 	.probe = NULL,
 	.open = udp_open,
 	.dgram = &udp_dgram_ops,

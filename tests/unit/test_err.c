@@ -1,4 +1,4 @@
-/* Unit tests for error codes (src/transport/err.c): names and descriptions
+/* Unit tests for error codes (src/base/err.c): names and descriptions
  * of success, every library code (iterated with the FERRY_ERRORS X-macro),
  * -errno values and unknown codes, plus the version string. */
 #include <stdarg.h>

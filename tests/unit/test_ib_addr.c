@@ -1,4 +1,4 @@
-/* The verbs addressing shared by infud and infrc (src/drivers/ib), without
+/* The verbs addressing shared by infud and infrc (src/drivers/kit/ib.c), without
  * a device: address-handle attributes for IB (LID, GRH across subnets) and
  * RoCE (always a GRH), ferry_addr round trips, and the UDP bootstrap
  * exchange over 127.0.0.1. */

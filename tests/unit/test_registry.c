@@ -1,4 +1,4 @@
-/* Unit test for the driver registry (src/drivers/registry.c): every driver
+/* Unit test for the driver registry (src/drivers/core/registry.c, generated from meson's driver list): every driver
  * meson built is registered. meson passes the built driver names as
  * arguments (tests/unit/meson.build: args : drivers_built), so a driver added
  * to the build but not to the registry array fails here instead of shipping

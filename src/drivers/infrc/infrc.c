@@ -43,9 +43,31 @@
 
 _Static_assert(sizeof(infrc_ep) <= INFRC_EP_BYTES, "INFRC_EP_BYTES too small");
 
-static const char *const infrc_keys[] = {FERRY_IB_KEYS, "host",     "port",   "connect_timeout",
-                                         "large",       "pull_min", "bufsize", "rxbufs",
-                                         "reuseport",   NULL};
+enum {
+	INFRC_K_CONNECT_TIMEOUT,
+	INFRC_K_LARGE,
+	INFRC_K_PULL_MIN,
+	INFRC_K_BUFSIZE,
+	INFRC_K_RXBUFS,
+	INFRC_K_REUSEPORT,
+	INFRC_K_COUNT
+};
+/* infrc's keys; the verbs keys are kit/ib's, host/port (the connection
+ * setup over TCP) kit/inet's. connect_timeout in ms; large: push or pull. */
+static const ferry_loc_key infrc_keys[INFRC_K_COUNT + 1] = {
+	[INFRC_K_CONNECT_TIMEOUT] = {.name = "connect_timeout", .kind = FERRY_LOC_UINT, .min = 1,
+	                             .max = 3600000, .dflt = 5000},
+	[INFRC_K_LARGE] = {.name = "large", .kind = FERRY_LOC_STR, .sdflt = "push"},
+	[INFRC_K_PULL_MIN] = {.name = "pull_min", .kind = FERRY_LOC_UINT, .min = 1,
+	                      .max = UINT32_MAX, .dflt = INFRC_PULL_MIN_DEFAULT},
+	[INFRC_K_BUFSIZE] = {.name = "bufsize", .kind = FERRY_LOC_UINT, .min = INFRC_BUF_MIN,
+	                     .max = INFRC_BUF_MAX, .dflt = INFRC_BUF_DEFAULT},
+	[INFRC_K_RXBUFS] = {.name = "rxbufs", .kind = FERRY_LOC_UINT, .min = INFRC_RXBUFS_MIN,
+	                    .max = INFRC_RXBUFS_MAX, .dflt = INFRC_RXBUFS_DEFAULT},
+	[INFRC_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+};
+static const ferry_loc_key *const infrc_key_tables[] = {infrc_keys, ferry__ib_keys,
+                                                        ferry__inet_keys, NULL};
 
 void ferry__infrc_conn_fail(infrc_ep *e, infrc_conn *c, int err)
 {
@@ -624,22 +646,16 @@ static int infrc_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	e->lfd = -1;
 	e->max_inline = UINT32_MAX;
 	e->listening = (flags & FERRY_EP_LISTEN) != 0;
-	uint64_t ct_ms, bufsize, rxbufs, pull_min;
-	int rc;
-	if ((rc = ferry__loc_u64(loc, "connect_timeout", 1, 3600000, 5000, &ct_ms, msg, msz)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "bufsize", INFRC_BUF_MIN, INFRC_BUF_MAX, INFRC_BUF_DEFAULT,
-	                         &bufsize, msg, msz)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rxbufs", INFRC_RXBUFS_MIN, INFRC_RXBUFS_MAX,
-	                         INFRC_RXBUFS_DEFAULT, &rxbufs, msg, msz)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "pull_min", 1, UINT32_MAX, INFRC_PULL_MIN_DEFAULT, &pull_min,
-	                         msg, msz)) != 0)
+	ferry_loc_val v[INFRC_K_COUNT];
+	int rc = ferry_loc_read(loc, infrc_keys, v, msg, msz);
+	if (rc != 0)
 		return rc;
-	e->connect_timeout_us = ct_ms * 1000;
-	e->bufsize = (uint32_t)bufsize;
-	e->rxbufs = (uint32_t)rxbufs;
-	e->pull_min = (uint32_t)pull_min;
-	const char *large = ferry_loc_get(loc, "large");
-	if (large == NULL || strcmp(large, "push") == 0) {
+	e->connect_timeout_us = v[INFRC_K_CONNECT_TIMEOUT].u * 1000;
+	e->bufsize = (uint32_t)v[INFRC_K_BUFSIZE].u;
+	e->rxbufs = (uint32_t)v[INFRC_K_RXBUFS].u;
+	e->pull_min = (uint32_t)v[INFRC_K_PULL_MIN].u;
+	const char *large = v[INFRC_K_LARGE].s;
+	if (strcmp(large, "push") == 0) {
 		e->large = INFRC_LARGE_PUSH;
 	} else if (strcmp(large, "pull") == 0) {
 		e->large = INFRC_LARGE_PULL;
@@ -789,7 +805,7 @@ const ferry_driver_ops ferry__infrc_driver = {
 	.kind = FERRY_DRIVER_STREAM,
 	.wrapper = false,
 	.ep_size = INFRC_EP_BYTES,
-	.keys = infrc_keys,
+	.key_tables = infrc_key_tables,
 	.probe = infrc_probe,
 	.open = infrc_open,
 	.stream = &infrc_stream_ops,

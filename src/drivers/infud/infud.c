@@ -11,8 +11,32 @@
  * docs/drivers/infud.md has the design and numbers. */
 #include "infud.h"
 
-static const char *const infud_keys[] = {FERRY_IB_KEYS, "host", "port", "mtu", "txslots",
-                                         "rxslots", "rxmax", "boot_timeout", "reuseport", NULL};
+enum {
+	INFUD_K_MTU,
+	INFUD_K_TXSLOTS,
+	INFUD_K_RXSLOTS,
+	INFUD_K_RXMAX,
+	INFUD_K_BOOT_TIMEOUT,
+	INFUD_K_REUSEPORT,
+	INFUD_K_COUNT
+};
+/* infud's keys; the verbs keys are kit/ib's, host/port (the bootstrap
+ * exchange) kit/inet's. mtu: 0 = the port's active MTU. */
+static const ferry_loc_key infud_keys[INFUD_K_COUNT + 1] = {
+	[INFUD_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = INFUD_MIN_MTU_BYTES,
+	                 .max = 4096},
+	[INFUD_K_TXSLOTS] = {.name = "txslots", .kind = FERRY_LOC_UINT, .min = 1, .max = 1u << 15,
+	                     .dflt = INFUD_TX_SLOTS_DEFAULT},
+	[INFUD_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = INFUD_RX_SLOTS_MIN,
+	                     .max = 1u << 16, .dflt = INFUD_RX_SLOTS_DEFAULT},
+	[INFUD_K_RXMAX] = {.name = "rxmax", .kind = FERRY_LOC_UINT, .min = INFUD_RX_SLOTS_MIN,
+	                   .max = 1u << 22, .dflt = INFUD_RX_MAX_DEFAULT},
+	[INFUD_K_BOOT_TIMEOUT] = {.name = "boot_timeout", .kind = FERRY_LOC_UINT, .min = 1,
+	                          .max = 600000, .dflt = INFUD_BOOT_TIMEOUT_DEFAULT_MS},
+	[INFUD_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+};
+static const ferry_loc_key *const infud_key_tables[] = {infud_keys, ferry__ib_keys,
+                                                        ferry__inet_keys, NULL};
 
 /* Listeners of this process. A client and a server on one thread (tests,
  * in-process services) would otherwise deadlock: resolve() blocks in the
@@ -281,18 +305,13 @@ static int infud_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	size_t ml = sizeof(ep->errmsg);
 	u->boot_fd = -1;
 	u->listening = (flags & FERRY_EP_LISTEN) != 0;
-	uint64_t mtu, txslots, rxslots, rxmax, boot_ms;
-	int rc;
-	if ((rc = ferry__loc_u64(loc, "mtu", INFUD_MIN_MTU_BYTES, 4096, 0, &mtu, msg, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "txslots", 1, 1u << 15, INFUD_TX_SLOTS_DEFAULT, &txslots,
-	                         msg, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rxslots", INFUD_RX_SLOTS_MIN, 1u << 16,
-	                         INFUD_RX_SLOTS_DEFAULT, &rxslots, msg, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rxmax", INFUD_RX_SLOTS_MIN, 1u << 22, INFUD_RX_MAX_DEFAULT,
-	                         &rxmax, msg, ml)) != 0 ||
-	    (rc = ferry__loc_u64(loc, "boot_timeout", 1, 600000, INFUD_BOOT_TIMEOUT_DEFAULT_MS,
-	                         &boot_ms, msg, ml)) != 0)
+	ferry_loc_val v[INFUD_K_COUNT];
+	int rc = ferry_loc_read(loc, infud_keys, v, msg, ml);
+	if (rc != 0)
 		return rc;
+	uint64_t mtu = v[INFUD_K_MTU].u, txslots = v[INFUD_K_TXSLOTS].u;
+	uint64_t rxslots = v[INFUD_K_RXSLOTS].u, rxmax = v[INFUD_K_RXMAX].u;
+	uint64_t boot_ms = v[INFUD_K_BOOT_TIMEOUT].u;
 	u->boot_timeout_ms = (unsigned)boot_ms;
 	if ((rc = ferry__ib_dev_open(&u->dev, loc, msg, ml)) != 0)
 		return rc;
@@ -514,7 +533,7 @@ const ferry_driver_ops ferry__infud_driver = {
 	.kind = FERRY_DRIVER_DATAGRAM,
 	.wrapper = false,
 	.ep_size = sizeof(infud_ep),
-	.keys = infud_keys,
+	.key_tables = infud_key_tables,
 	.probe = ferry__ib_probe,
 	.open = infud_open,
 	.dgram = &infud_dgram_ops,

@@ -68,13 +68,22 @@ int ferry__ib_probe(char *why, size_t why_len)
 	return rc;
 }
 
+enum { IB_K_DEV, IB_K_IBPORT, IB_K_GID, IB_K_COUNT };
+const ferry_loc_key ferry__ib_keys[IB_K_COUNT + 1] = {
+	[IB_K_DEV] = {.name = "dev", .kind = FERRY_LOC_STR},
+	[IB_K_IBPORT] = {.name = "ibport", .kind = FERRY_LOC_UINT, .min = 1, .max = 255, .dflt = 1},
+	/* The device's table may be shorter: checked against it at open. */
+	[IB_K_GID] = {.name = "gid", .kind = FERRY_LOC_UINT, .max = 255},
+};
+
 int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t err_len)
 {
-	uint64_t port, gidx;
-	int rc = ferry__loc_u64(loc, "ibport", 1, 255, 1, &port, err, err_len);
+	ferry_loc_val v[IB_K_COUNT];
+	int rc = ferry_loc_read(loc, ferry__ib_keys, v, err, err_len);
 	if (rc != 0)
 		return rc;
-	const char *want = ferry_loc_get(loc, "dev");
+	uint64_t port = v[IB_K_IBPORT].u, gidx;
+	const char *want = v[IB_K_DEV].s;
 	int n = 0;
 	struct ibv_device **list = ibv_get_device_list(&n);
 	if (list == NULL) {
@@ -140,10 +149,13 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 	d->lid = pa.lid;
 	d->mtu = pa.active_mtu;
 	d->mtu_bytes = ferry__ib_mtu_bytes(pa.active_mtu);
-	rc = ferry__loc_u64(loc, "gid", 0, (uint64_t)(pa.gid_tbl_len > 0 ? pa.gid_tbl_len - 1 : 0),
-	                    d->roce ? 1 : 0, &gidx, err, err_len);
-	if (rc != 0)
-		return rc;
+	gidx = v[IB_K_GID].set ? v[IB_K_GID].u : d->roce ? 1 : 0;
+	uint64_t gid_max = (uint64_t)(pa.gid_tbl_len > 0 ? pa.gid_tbl_len - 1 : 0);
+	if (gidx > gid_max) {
+		snprintf(err, err_len, "key 'gid': value '%llu' out of range [0, %llu] of dev '%s'",
+		         (unsigned long long)gidx, (unsigned long long)gid_max, d->name);
+		return FERRY_EBADLOC;
+	}
 	d->gid_index = (uint8_t)gidx;
 	if (ibv_query_gid(d->ctx, d->port, d->gid_index, &d->gid) != 0) {
 		rc = -errno;

@@ -50,7 +50,10 @@ _Static_assert(sizeof(ferry_ib_addr) <= FERRY_ADDR_BYTES, "ib addr fits ferry_ad
 
 /* Keys every IB driver accepts (dev, ibport, gid); the driver appends its
  * own. */
-#define FERRY_IB_KEYS "dev", "ibport", "gid"
+/* The verbs keys both drivers accept (their key_tables list this one):
+ * dev (default: the first device with an active port), ibport (the HCA
+ * port), gid (GID table index; default 1 on RoCE, 0 on InfiniBand). */
+extern const ferry_loc_key ferry__ib_keys[];
 
 /* Open the device/port the locator names, query it and allocate a PD.
  * FERRY_EBADLOC (bad key, no such device, port not active) or -errno with

@@ -59,6 +59,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "common.h"
 #include "ferry/driver.h"
 #include "link.h"
@@ -960,55 +962,56 @@ typedef struct sweep_msum {
 	double calls, ctx, crx, srx, stx, copy;
 } sweep_msum;
 
-static double sweep_json_counter(const char *line, const char *suffix_or_name, bool suffix)
+/* The sum of every counter of dump whose name equals (or ends with) key. */
+static double sweep_json_counter(json_object *dump, const char *key, bool suffix)
 {
-	/* sum every counter whose name equals (or ends with) the key */
+	json_object *counters;
 	double sum = 0;
-	const char *p = strstr(line, "\"counters\":{");
-	if (p == NULL)
+	if (!json_object_object_get_ex(dump, "counters", &counters) ||
+	    !json_object_is_type(counters, json_type_object))
 		return 0;
-	p += strlen("\"counters\":{");
-	while (*p == '"') {
-		const char *q = strchr(p + 1, '"');
-		if (q == NULL)
-			break;
-		size_t n = (size_t)(q - p - 1), k = strlen(suffix_or_name);
-		bool hit = suffix ? n >= k && memcmp(q - k, suffix_or_name, k) == 0
-		                  : n == k && memcmp(p + 1, suffix_or_name, k) == 0;
-		char *end;
-		double v = strtod(q + 2, &end);
+	size_t k = strlen(key);
+	json_object_object_foreach(counters, name, v)
+	{
+		size_t n = strlen(name);
+		bool hit = suffix ? n >= k && memcmp(name + n - k, key, k) == 0
+		                  : strcmp(name, key) == 0;
 		if (hit)
-			sum += v;
-		p = end;
-		if (*p == ',')
-			p++;
+			sum += json_object_get_double(v);
 	}
 	return sum;
 }
 
 /* Both metric files carry one JSON line per measured slice, scoped
  * "<side>:T:poll:mode:op:size" (server side "bench", client side "client").
- * Call fn for every such line with the text after "<side>:". */
-typedef void (*sweep_dump_fn)(void *arg, int side, const char *line, const char *scope);
+ * Call fn for every such dump with the scope after "<side>:". */
+typedef void (*sweep_dump_fn)(void *arg, int side, json_object *dump, const char *scope);
 
 static void sweep_each_dump(const sweep_cfg *cfg, sweep_dump_fn fn, void *arg)
 {
-	static char line[1 << 16];
 	const char *files[2] = {"server-metrics.jsonl", "client-metrics.jsonl"};
-	const char *prefix[2] = {"\"scope\":\"bench:", "\"scope\":\"client:"};
+	const char *prefix[2] = {"bench:", "client:"};
 	char path[PATH_MAX];
+	char *line = NULL;
+	size_t cap = 0;
 	for (int side = 0; side < 2; side++) {
 		snprintf(path, sizeof(path), "%s/%s", cfg->out, files[side]);
 		FILE *f = fopen(path, "r");
 		if (f == NULL)
 			continue;
-		while (fgets(line, sizeof(line), f) != NULL) {
-			const char *sc = strstr(line, prefix[side]);
-			if (sc != NULL)
-				fn(arg, side, line, sc + strlen(prefix[side]));
+		size_t plen = strlen(prefix[side]);
+		while (getline(&line, &cap, f) > 0) {
+			json_object *dump = bench_json_parse(line), *scope;
+			const char *sc = json_object_object_get_ex(dump, "scope", &scope)
+			                         ? json_object_get_string(scope)
+			                         : NULL;
+			if (sc != NULL && strncmp(sc, prefix[side], plen) == 0)
+				fn(arg, side, dump, sc + plen);
+			json_object_put(dump);
 		}
 		fclose(f);
 	}
+	free(line);
 }
 
 static sweep_msum *sweep_msum_get(sweep_msum *sums, int *nsums, const char *key)
@@ -1029,7 +1032,7 @@ struct sweep_msums {
 	int n;
 };
 
-static void sweep_metrics_line(void *arg, int side, const char *line, const char *scope)
+static void sweep_metrics_line(void *arg, int side, json_object *line, const char *scope)
 {
 	struct sweep_msums *ms = arg;
 	char t[96], poll[8], mode[16], op[12], key[160];
@@ -1107,48 +1110,42 @@ struct sweep_hsums {
 	int n;
 };
 
-static void sweep_hist_line(void *arg, int side, const char *line, const char *scope)
+static void sweep_hist_line(void *arg, int side, json_object *dump, const char *scope)
 {
 	struct sweep_hsums *hs = arg;
 	const char *sides[2] = {"server", "client"};
 	const char *names[] = {"fast.rtt_us", "fast.cwnd_frags"};
 	char t[96], poll[8];
-	if (sscanf(scope, "%95[^:]:%7[^:]", t, poll) != 2)
+	json_object *hists;
+	if (sscanf(scope, "%95[^:]:%7[^:]", t, poll) != 2 ||
+	    !json_object_object_get_ex(dump, "histograms", &hists))
 		return;
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		char pat[64];
-		snprintf(pat, sizeof(pat), "\"%s\":{\"bounds\":[", names[k]);
-		const char *b = strstr(line, pat);
-		if (b == NULL)
+		json_object *h, *b, *c;
+		if (!json_object_object_get_ex(hists, names[k], &h) ||
+		    !json_object_object_get_ex(h, "bounds", &b) ||
+		    !json_object_object_get_ex(h, "counts", &c) ||
+		    !json_object_is_type(b, json_type_array) ||
+		    !json_object_is_type(c, json_type_array))
 			continue;
-		b += strlen(pat);
-		const char *c = strstr(b, "\"counts\":[");
-		if (c == NULL)
-			continue;
-		c += strlen("\"counts\":[");
 		char key[128];
 		snprintf(key, sizeof(key), "%s,%s,%s,%s", t, poll, sides[side], names[k]);
-		sweep_hsum *h = NULL;
+		sweep_hsum *hsum = NULL;
 		for (int i = 0; i < hs->n; i++)
 			if (strcmp(hs->sums[i].key, key) == 0)
-				h = &hs->sums[i];
-		if (h == NULL && hs->n < 64) {
-			h = &hs->sums[hs->n++];
-			memset(h, 0, sizeof(*h));
-			snprintf(h->key, sizeof(h->key), "%s", key);
+				hsum = &hs->sums[i];
+		if (hsum == NULL && hs->n < 64) {
+			hsum = &hs->sums[hs->n++];
+			memset(hsum, 0, sizeof(*hsum));
+			snprintf(hsum->key, sizeof(hsum->key), "%s", key);
 		}
-		if (h == NULL)
+		if (hsum == NULL)
 			continue;
-		/* bounds has one more entry than counts */
-		while (*c != ']' && *b != ']') {
-			char *e1, *e2;
-			uint64_t lower = strtoull(b, &e1, 10), count = strtoull(c, &e2, 10);
-			if (e1 == b || e2 == c)
-				break;
-			sweep_hist_add(h, lower, count);
-			b = *e1 == ',' ? e1 + 1 : e1;
-			c = *e2 == ',' ? e2 + 1 : e2;
-		}
+		/* bounds has one more entry than counts: count i is from bound i */
+		size_t nb = json_object_array_length(b), nc = json_object_array_length(c);
+		for (size_t i = 0; i < nc && i < nb; i++)
+			sweep_hist_add(hsum, json_object_get_uint64(json_object_array_get_idx(b, i)),
+			               json_object_get_uint64(json_object_array_get_idx(c, i)));
 	}
 }
 

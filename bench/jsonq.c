@@ -1,8 +1,9 @@
-/* jsonq FILE KEY: the test scripts' JSON reader (json-c). FILE holds JSON
- * values one after another (JSON lines, or one document); an array stands
- * for its elements. For each object, its member KEY is printed on a line of
- * its own, strings bare, other values as JSON. Exit status 1 when FILE does
- * not parse, holds no object, or an object has no KEY; 2 on bad usage. */
+/* jsonq FILE KEY: the shell scripts' JSON reader (json-c), for ib_vm.sh and
+ * the bench-smoke tests. FILE holds JSON values one after another (JSON
+ * lines, or one document); an array stands for its elements. For each
+ * object, its member KEY is printed on a line of its own, strings bare,
+ * other values as JSON. Exit status 1 when FILE does not parse, holds no
+ * object, or an object has no KEY; 2 on bad usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -9,12 +9,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "common.h"
+
+#define BENCH_TTY_COLS_DEFAULT 80
 
 int bench_parse_sizes(const char *s, uint64_t *out, int max)
 {
@@ -320,17 +323,33 @@ void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double r
 	fputc('\n', f);
 }
 
-bool bench_tty(void) { return isatty(2) == 1; }
+bool bench_tty(void)
+{
+	return isatty(2) == 1 && getenv(BENCH_NO_PROGRESS_ENV) == NULL;
+}
+
+/* Columns of the terminal on stderr, BENCH_TTY_COLS_DEFAULT when unknown. */
+static int bench_tty_cols(void)
+{
+	struct winsize ws;
+	if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return BENCH_TTY_COLS_DEFAULT;
+}
 
 void bench_progress(const char *fmt, ...)
 {
 	if (!bench_tty())
 		return;
+	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("\r\033[K", stderr);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* a line wider than the terminal wraps, and \r would redraw only its
+	 * last part: cut it to one column less */
+	int cols = bench_tty_cols() - 1;
+	fprintf(stderr, "\r\033[K%.*s", cols > 0 ? cols : 0, line);
 	fflush(stderr);
 }
 

@@ -90,7 +90,10 @@ void bench_csv_fields(FILE *f, const bench_result *r, const char *raw_ref, doubl
 /* A number, or nothing when v < 0 (unknown): a CSV cell. */
 void bench_csv_num(FILE *f, double v, const char *fmt);
 
-/* Progress on a terminal (stderr), nothing otherwise. */
+/* Progress on a terminal (stderr), nothing otherwise; a progress line is
+ * cut to the terminal's width. The sweep sets BENCH_NO_PROGRESS_ENV in its
+ * children, so that only its own progress bar is drawn. */
+#define BENCH_NO_PROGRESS_ENV "FERRY_BENCH_NO_PROGRESS"
 bool bench_tty(void);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_progress_done(void);

@@ -44,11 +44,23 @@
  * given up: a dead session costs seconds per slice, and its errors are
  * already on record (results.json, the table).
  *
+ * Servers: before each slice every server the sweep started (the ferry
+ * server, both raw baselines, the fileread server) is checked; one that
+ * died is said, started again and counted (the summary's restarts), and if
+ * it cannot be started the sweep stops. A transport row is written only
+ * with its baseline: a row none of whose slices could be paired with a
+ * baseline slice is reported as an error, left out of results.csv, and the
+ * sweep exits 1 at the end.
+ *
+ * Progress on stderr: a bar on a terminal, else one line per finished
+ * point with the time spent and left.
+ *
  * Files: sweep.c (this: options, the plan, the loop over points and
  * slices), sweep_procs.c (child processes, the servers), sweep_slices.c (one
  * measuring child per slice), sweep_rows.c (rows and aggregation),
- * sweep_fileread.c (splice against tcp reading a file), sweep_out.c (CSV,
- * JSON, the table, plots); sweep.h what they share. */
+ * sweep_fileread.c (splice against tcp reading a file), sweep_progress.c
+ * (progress on stderr), sweep_out.c (CSV, JSON, the table, plots); sweep.h
+ * what they share. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -142,7 +154,12 @@ static void sweep_usage(FILE *f)
 	        "  --list    print each transport and whether it would run, then exit\n"
 	        "Writes DIR/results.csv, results.json, metrics.csv, *-metrics.jsonl and\n"
 	        "the plots (gnuplot, scripts from --plots, default ./plots), every row\n"
-	        "and plot saying its link.\n");
+	        "and plot saying its link. A server that died is started again before\n"
+	        "the next slice (the summary counts restarts); a row whose baseline "
+	        "could\n"
+	        "not be measured is not written, and the sweep then exits 1. Progress "
+	        "on\n"
+	        "stderr: a bar on a terminal, else a line per finished point.\n");
 }
 
 static bool sweep_have_ucx(void)
@@ -250,7 +267,8 @@ static bool sweep_runs(int t, const bool *use, bool peer, const char *poll)
 }
 
 /* Slice k of row t (SWEEP_NTRANSPORTS: the UCX peer) at one point, paired
- * with a slice of its raw baseline; which goes first alternates with k. */
+ * with a slice of its raw baseline; which goes first alternates with k.
+ * Every server is checked (and a dead one started again) first. */
 static void sweep_slice(const sweep_cfg *cfg, sweep_servers *sv, int t, const char *poll,
                         const char *mode, uint64_t size, int k, uint64_t *ucx_iters,
                         sweep_progress *pg)
@@ -262,33 +280,33 @@ static void sweep_slice(const sweep_cfg *cfg, sweep_servers *sv, int t, const ch
 	sweep_row *raw =
 	        bench_sweep_row_get(ref, poll, mode, size, NULL); /* listed first */
 	sweep_row *w = bench_sweep_row_get(name, poll, mode, size, ref);
-	bench_progress("[%d/%d %.0fs %s] %s %s %s %llu B, slice %d/%d", pg->done + 1,
-	               pg->total, (double)(bench_now_ns() - pg->t_start) / 1e9,
-	               cfg->link.name, name, poll, mode, (unsigned long long)size, k + 1,
-	               cfg->slices);
+	bench_sweep_progress_slice(pg, name, poll, mode, size, k, cfg->slices);
 	pg->done++;
 	if (w != NULL && w->gave_up) {
 		pg->skipped++;
-		return;
+		goto out;
 	}
+	if (bench_sweep_check_servers(cfg, sv, pg) != 0)
+		return;
 	bench_result rr, tr;
 	int rc_raw = -1, rc_t = -1;
 	for (int side = 0; side < 2; side++) {
 		bool raw_now = (side == 0) == (k % 2 == 0);
-		if (raw_now)
+		if (raw_now) {
 			rc_raw =
 			        bench_sweep_slice_raw(cfg, sv, dg, poll, mode, size, &rr);
-		else if (is_peer)
-			bench_sweep_focus(sv, SWEEP_SRV_NONE),
-			        rc_t = bench_sweep_slice_ucx(cfg, mode, size, ucx_iters,
-			                                     &tr);
-		else
+		} else if (is_peer) {
+			bench_sweep_focus(sv, SWEEP_SRV_NONE);
+			rc_t = bench_sweep_slice_ucx(cfg, mode, size, ucx_iters, &tr);
+		} else {
 			rc_t = bench_sweep_slice_ferry(cfg, sv, t, poll, mode, size, &tr);
+		}
 	}
 	if (rc_raw == 0) {
 		snprintf(rr.poll, sizeof(rr.poll), "%s", poll);
 		bench_sweep_row_add(raw, &rr);
 	}
+	pg->raw_failures += rc_raw != 0 || rr.ops == 0;
 	if (rc_t == 0) {
 		snprintf(tr.poll, sizeof(tr.poll), "%s", poll);
 		bench_sweep_row_add(w, &tr);
@@ -296,13 +314,17 @@ static void sweep_slice(const sweep_cfg *cfg, sweep_servers *sv, int t, const ch
 	if (rc_t != 0 || tr.ops == 0) {
 		pg->failures++;
 		bench_sweep_row_failed(w, rc_t != 0);
-		if (!is_peer && bench_sweep_restart_ferry(cfg, sv) != 0)
-			pg->broken = true;
-		return;
+		if (!is_peer && bench_sweep_restart_ferry(cfg, sv, pg) != 0)
+			return;
+	} else {
+		double pr = rc_raw == 0 ? bench_sweep_pair(mode, &tr, &rr) : -1;
+		if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
+			w->pair_ratio[w->npairs++] = pr;
 	}
-	double pr = rc_raw == 0 ? bench_sweep_pair(mode, &tr, &rr) : -1;
-	if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
-		w->pair_ratio[w->npairs++] = pr;
+out:
+	if (k == cfg->slices - 1)
+		bench_sweep_progress_point(pg, name, poll, mode, size,
+		                           w != NULL && w->gave_up);
 }
 
 /* Every latency and throughput point of one poll mode against one set of
@@ -348,6 +370,42 @@ static void sweep_report_gave_up(void)
 			        (unsigned long long)w->size, w->nfailed,
 			        (unsigned long long)w->agg.errors);
 	}
+}
+
+/* Rows that had a baseline to be compared with but none was measured with
+ * them, on stderr: left out of results.csv. Returns their count. */
+static int sweep_report_no_baseline(void)
+{
+	int n = 0;
+	for (int i = 0; i < bench_sweep_nrows; i++) {
+		const sweep_row *w = &bench_sweep_rows[i];
+		if (!bench_sweep_row_no_baseline(w))
+			continue;
+		fprintf(stderr,
+		        "ferry-bench sweep: error: %s %s %s %llu B has no %s baseline "
+		        "measured "
+		        "with it: row not written\n",
+		        w->transport, w->poll, w->mode, (unsigned long long)w->size,
+		        w->raw_ref);
+		n++;
+	}
+	return n;
+}
+
+/* The end of the summary: servers started again, baselines missing. */
+static void sweep_summary(const sweep_progress *pg, int nobase, bool aborted)
+{
+	printf("servers started again after dying:");
+	for (int i = SWEEP_SRV_FERRY; i < SWEEP_SRV_KINDS; i++)
+		printf("%s %s %d", i == SWEEP_SRV_FERRY ? "" : ",",
+		       bench_sweep_srv_name(i), pg->restarts[i]);
+	printf("; replaced after a failed slice: ferry %d, fileread %d\n",
+	       pg->replaced[SWEEP_SRV_FERRY], pg->replaced[SWEEP_SRV_FILEREAD]);
+	printf("baseline slices without a result: %d; rows without a baseline (not "
+	       "written): %d\n",
+	       pg->raw_failures, nobase);
+	if (aborted)
+		printf("stopped early: see the errors above\n");
 }
 
 int bench_sweep_main(int argc, char **argv)
@@ -468,8 +526,8 @@ int bench_sweep_main(int argc, char **argv)
 	cfg.exe = exe;
 	if (sweep_plan(&cfg, strcmp(link, "veth") == 0, sizes, polls, slices, slice) != 0)
 		goto bad;
-	bench_sweep_catch_signals(); /* before the namespaces: a signal now removes them
-	                              */
+	/* before the namespaces: a signal now removes them */
+	bench_sweep_catch_signals();
 	if (bench_link_open(&cfg.link, link, mtu >= 0 ? mtu : SWEEP_MTU_DEFAULT) != 0)
 		return 1;
 	mkdir(cfg.out, 0755);
@@ -485,22 +543,23 @@ int bench_sweep_main(int argc, char **argv)
 	for (int p = 0; p < cfg.npolls; p++)
 		for (int t = 0; t < SWEEP_NTRANSPORTS + 1; t++)
 			if (sweep_runs(t, use, peer, cfg.polls[p]))
-				pg.total += 2 * cfg.nsizes * cfg.slices;
+				pg.points += 2 * cfg.nsizes;
 	int fti[2];
 	int nfile = bench_sweep_fileread_plan(&cfg, use, fti);
 	if (cfg.fileread && cfg.nfsizes > 0 && nfile < 2)
 		fprintf(stderr, "ferry-bench sweep: %s\n",
 		        nfile == 0 ? "no fileread rows (needs the tcp transport)"
 		                   : "fileread: no splice row, tcp alone");
-	pg.total += nfile * cfg.nfsizes * cfg.slices;
+	pg.points += nfile * cfg.nfsizes;
+	pg.total = pg.points * cfg.slices;
 	pg.t_start = bench_now_ns();
-	bool aborted = false; /* no servers: what was measured is still written */
+	/* no servers, or one that could not be started again: what was
+	 * measured is still written */
+	bool aborted = false;
 	for (int p = 0; p < cfg.npolls && !aborted; p++)
 		aborted = sweep_poll_mode(&cfg, cfg.polls[p], use, peer, &pg) != 0;
-	if (!aborted && nfile > 0 &&
-	    bench_sweep_fileread(&cfg, fti, nfile, &pg.done, pg.total, pg.t_start,
-	                         &pg.failures) != 0)
-		pg.failures++;
+	if (!aborted && nfile > 0)
+		aborted = bench_sweep_fileread(&cfg, fti, nfile, &pg) != 0;
 	bench_progress_done();
 	bench_sweep_finish_rows();
 	if (bench_sweep_write(&cfg) != 0)
@@ -510,10 +569,12 @@ int bench_sweep_main(int argc, char **argv)
 	bench_sweep_table(&cfg, stdout);
 	fflush(stdout); /* the table, then what was given up, also into one file */
 	sweep_report_gave_up();
+	int nobase = sweep_report_no_baseline();
 	printf("\n%d slices in %.1f s (%d failed, %d skipped after failures), link %s; "
 	       "results in %s/results.csv\n",
 	       pg.done, (double)(bench_now_ns() - pg.t_start) / 1e9, pg.failures,
 	       pg.skipped, cfg.link.name, cfg.out);
+	sweep_summary(&pg, nobase, aborted);
 	if (cfg.plot) {
 		if (bench_sweep_plots(&cfg) != 0) {
 			fprintf(stderr, "ferry-bench sweep: plotting failed\n");
@@ -521,8 +582,9 @@ int bench_sweep_main(int argc, char **argv)
 		}
 		printf("plots in %s/\n", cfg.out);
 	}
-	return aborted || (pg.failures > 0 && pg.failures + pg.skipped == pg.done) ? 1
-	                                                                           : 0;
+	if (aborted || nobase > 0)
+		return 1;
+	return pg.failures > 0 && pg.failures + pg.skipped == pg.done ? 1 : 0;
 bad:
 	sweep_usage(stderr);
 	return 2;

@@ -99,12 +99,26 @@ typedef struct sweep_servers {
 /* Spinning servers would share the server core and time-slice each other
  * (a 3x loss of throughput, invisible in the median). Only the server a
  * slice talks to runs; the others are stopped (SIGSTOP), sockets intact. */
-enum { SWEEP_SRV_NONE = 0, SWEEP_SRV_FERRY, SWEEP_SRV_RAW_UDP, SWEEP_SRV_RAW_TCP };
+enum {
+	SWEEP_SRV_NONE = 0,
+	SWEEP_SRV_FERRY,
+	SWEEP_SRV_RAW_UDP,
+	SWEEP_SRV_RAW_TCP,
+	SWEEP_SRV_FILEREAD, /* the file-read comparison's own ferry server */
+	SWEEP_SRV_KINDS
+};
 
+/* How far the sweep is, and what went wrong on the way. A slice is one
+ * measured pair (a transport and its baseline); a point is a transport's
+ * row (transport, poll, mode, size), done after its last slice. */
 typedef struct sweep_progress {
-	int total, done, failures, skipped;
+	int total, done, failures, skipped; /* slices */
+	int raw_failures;                   /* baseline slices without a result */
+	int points, points_done;
+	int restarts[SWEEP_SRV_KINDS]; /* servers started again after dying */
+	int replaced[SWEEP_SRV_KINDS]; /* live servers replaced after a failed slice */
 	uint64_t t_start;
-	bool broken; /* the ferry server could not be restarted: stop */
+	bool broken; /* a server could not be started again: stop */
 } sweep_progress;
 
 /* sweep.c */
@@ -136,8 +150,18 @@ int bench_sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_serv
 /* Let only server which (SWEEP_SRV_*) run; the others are stopped. */
 void bench_sweep_focus(sweep_servers *sv, int which);
 void bench_sweep_stop_servers(sweep_servers *sv);
-/* A fresh ferry server after a failed slice. 0 or -1. */
-int bench_sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv);
+/* "ferry", "raw-udp", "raw-tcp", "fileread": server which's name. */
+const char *bench_sweep_srv_name(int which);
+/* Before a slice: is every server of sv alive? One that died is reaped,
+ * said on stderr with why, started again and counted in pg->restarts. 0,
+ * or -1 when one could not be started again (said; pg->broken set). */
+int bench_sweep_check_servers(const sweep_cfg *cfg, sweep_servers *sv,
+                              sweep_progress *pg);
+/* After a failed slice: a fresh ferry server (counted in pg->restarts when
+ * the old one had died, else in pg->replaced). 0, or -1 when it did not
+ * start (said; pg->broken set). */
+int bench_sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv,
+                              sweep_progress *pg);
 
 /* sweep_slices.c: one measuring child per slice */
 /* Calls in flight for mode at size. */
@@ -167,6 +191,8 @@ void bench_sweep_row_add(sweep_row *w, const bench_result *r);
 void bench_sweep_row_failed(sweep_row *w, bool no_result);
 /* Does w go into results.csv? */
 bool bench_sweep_row_written(const sweep_row *w);
+/* Has w a raw_ref but no baseline measured with it (not written then)? */
+bool bench_sweep_row_no_baseline(const sweep_row *w);
 /* Aggregate every row: medians, ratios, ratio_vs_tcp. */
 void bench_sweep_finish_rows(void);
 /* A slice pair's ratio of t to raw (mode decides which way), or -1. */
@@ -175,8 +201,21 @@ double bench_sweep_pair(const char *mode, const bench_result *t, const bench_res
 /* sweep_fileread.c: splice against tcp reading a file */
 /* The fileread transports into ti (tcp first): their count, 0..2. */
 int bench_sweep_fileread_plan(sweep_cfg *cfg, const bool *use, int *ti);
-int bench_sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done,
-                         int total, uint64_t t_start, int *failures);
+/* Every fileread point; 0, or -1 when its server could not be started
+ * (again). */
+int bench_sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, sweep_progress *pg);
+
+/* sweep_progress.c: where the sweep is, on stderr */
+/* A slice starts: the progress bar, on a terminal. */
+void bench_sweep_progress_slice(const sweep_progress *pg, const char *name,
+                                const char *poll, const char *mode, uint64_t size, int k,
+                                int slices);
+/* A point is done (its last slice, or given up): one line on stderr when
+ * that is no terminal. */
+void bench_sweep_progress_point(sweep_progress *pg, const char *name, const char *poll,
+                                const char *mode, uint64_t size, bool gave_up);
+/* "45s", "3m12s", "1h05m" into buf. */
+char *bench_sweep_duration(double s, char *buf, size_t len);
 
 /* sweep_out.c: results.csv/json, metrics.csv, histograms.csv, the table, plots */
 int bench_sweep_write(const sweep_cfg *cfg);

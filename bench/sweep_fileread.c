@@ -83,78 +83,114 @@ static int sweep_fileread_start(const sweep_cfg *cfg, const int *ti, int nt,
 	return -1;
 }
 
-/* splice vs tcp FILEREAD at each file size, alternating slices against one
- * blocking server of their own (the other servers are gone by now). After
- * a failed slice, or once it has died, the server is replaced, and a death
- * is reported (a server killed from outside used to fail every slice after
- * it, each client finding nothing in its sink). Returns 0, or -1 when that
- * server did not start; *done and *failures count slices. */
-int bench_sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, int *done,
-                         int total, uint64_t t_start, int *failures)
+/* The fileread server, started again when it has died (before a slice) or
+ * after a failed slice (a live one is replaced: its broken state would
+ * fail every slice after it, each client finding nothing in its sink).
+ * Deaths are said and counted in pg->restarts, replacements in
+ * pg->replaced. 0, or -1 when it could not be started again (said). */
+static int sweep_fileread_again(const sweep_cfg *cfg, const int *ti, int nt,
+                                sweep_child *srv, char loc[][640], bool failed,
+                                sweep_progress *pg)
+{
+	char why[96];
+	bool died = bench_sweep_exited(srv, why, sizeof(why));
+	if (!died && !failed)
+		return 0;
+	if (died) {
+		bench_progress_done(); /* the message on a line of its own */
+		fprintf(stderr,
+		        "ferry-bench sweep: the fileread server (pid %d) died (%s); "
+		        "starting another\n",
+		        (int)srv->pid, why);
+	}
+	bench_sweep_reap(srv, true, NULL);
+	if (sweep_fileread_start(cfg, ti, nt, srv, loc) != 0) {
+		fprintf(stderr,
+		        "ferry-bench sweep: the fileread server could not be started "
+		        "again: stopping the sweep\n");
+		pg->broken = true;
+		return -1;
+	}
+	(died ? pg->restarts : pg->replaced)[SWEEP_SRV_FILEREAD]++;
+	return 0;
+}
+
+/* One FILEREAD slice of transport ti at size into its row (row ref: NULL
+ * for the reference). 0, or -1 when it failed (no result, or no call
+ * completed: then on record in its row, unpaired). */
+static int sweep_fileread_slice(const sweep_cfg *cfg, int ti, const char *loc,
+                                const char *ref, uint64_t size, bench_result *r)
+{
+	const char *name = bench_sweep_transports[ti].stack;
+	const char *poll = SWEEP_FILEREAD_POLL;
+	if (bench_sweep_client(cfg, loc, name, "fileread", "fileread", poll, size, r) !=
+	    0)
+		return -1;
+	snprintf(r->poll, sizeof(r->poll), "%s", poll);
+	bench_sweep_row_add(bench_sweep_row_get(name, poll, "fileread", size, ref), r);
+	return r->ops > 0 ? 0 : -1;
+}
+
+/* Every slice at one file size: tcp and splice alternate who goes first,
+ * each slice pair gives splice a ratio. 0, or -1 when the server could not
+ * be started again. */
+static int sweep_fileread_size(const sweep_cfg *cfg, const int *ti, int nt,
+                               sweep_child *srv, char loc[][640], uint64_t size,
+                               sweep_progress *pg)
 {
 	const char *poll = SWEEP_FILEREAD_POLL;
+	const char *ref = bench_sweep_transports[ti[0]].stack;
+	for (int k = 0; k < cfg->slices; k++) {
+		bench_result res[2];
+		int rc[2] = {-1, -1};
+		for (int j = 0; j < nt; j++) {
+			int i = k % 2 == 0 ? j : nt - 1 - j;
+			bench_sweep_progress_slice(
+			        pg, bench_sweep_transports[ti[i]].stack, poll, "fileread",
+			        size, k, cfg->slices);
+			pg->done++;
+			if (sweep_fileread_again(cfg, ti, nt, srv, loc, false, pg) != 0)
+				return -1;
+			rc[i] = sweep_fileread_slice(cfg, ti[i], loc[i],
+			                             i == 0 ? NULL : ref, size, &res[i]);
+			/* tcp's slice is both a row's and splice's baseline */
+			pg->failures += rc[i] != 0;
+			pg->raw_failures += rc[i] != 0 && i == 0;
+			if (rc[i] != 0 &&
+			    sweep_fileread_again(cfg, ti, nt, srv, loc, true, pg) != 0)
+				return -1;
+		}
+		if (nt == 2 && rc[0] == 0 && rc[1] == 0) {
+			sweep_row *w =
+			        bench_sweep_row_get(bench_sweep_transports[ti[1]].stack,
+			                            poll, "fileread", size, ref);
+			double pr = bench_sweep_pair("fileread", &res[1], &res[0]);
+			if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
+				w->pair_ratio[w->npairs++] = pr;
+		}
+	}
+	return 0;
+}
+
+/* splice vs tcp FILEREAD at each file size against one blocking server of
+ * their own (the other servers are gone by now), checked before each slice.
+ * Returns 0, or -1 when that server could not be started (again); pg counts
+ * slices, points and restarts. */
+int bench_sweep_fileread(const sweep_cfg *cfg, const int *ti, int nt, sweep_progress *pg)
+{
 	sweep_child srv;
 	char loc[2][640];
-	if (sweep_fileread_start(cfg, ti, nt, &srv, loc) != 0)
+	if (sweep_fileread_start(cfg, ti, nt, &srv, loc) != 0) {
+		pg->broken = true;
 		return -1;
-	const char *ref = bench_sweep_transports[ti[0]].stack;
+	}
 	for (int s = 0; s < cfg->nfsizes; s++) {
-		uint64_t size = cfg->fsizes[s];
-		for (int k = 0; k < cfg->slices; k++) {
-			bench_result res[2];
-			int rc[2] = {-1, -1};
-			for (int j = 0; j < nt; j++) {
-				int i = k % 2 == 0 ? j : nt - 1 - j; /* alternate who goes
-				                                        first */
-				const char *name = bench_sweep_transports[ti[i]].stack;
-				bench_progress("[%d/%d %.0fs] %s %s fileread %llu B, "
-				               "slice %d/%d",
-				               *done + 1, total,
-				               (double)(bench_now_ns() - t_start) / 1e9,
-				               name, poll, (unsigned long long)size,
-				               k + 1, cfg->slices);
-				rc[i] = bench_sweep_client(cfg, loc[i], name, "fileread",
-				                           "fileread", poll, size,
-				                           &res[i]);
-				(*done)++;
-				if (rc[i] == 0) {
-					snprintf(res[i].poll, sizeof(res[i].poll), "%s",
-					         poll);
-					bench_sweep_row_add(
-					        bench_sweep_row_get(name, poll,
-					                            "fileread", size,
-					                            i == 0 ? NULL : ref),
-					        &res[i]);
-					if (res[i].ops ==
-					    0) /* on record in its row; no pair */
-						rc[i] = -1;
-				}
-				*failures += rc[i] != 0;
-				char why[96] = "";
-				bool died = bench_sweep_exited(&srv, why, sizeof(why));
-				if (rc[i] == 0 && !died)
-					continue;
-				if (died)
-					fprintf(stderr,
-					        "ferry-bench sweep: the fileread server "
-					        "died (%s) by "
-					        "the end of %s %llu B; starting "
-					        "another\n",
-					        why, name, (unsigned long long)size);
-				bench_sweep_reap(&srv, true, NULL);
-				if (sweep_fileread_start(cfg, ti, nt, &srv, loc) != 0)
-					return -1;
-			}
-			if (nt == 2 && rc[0] == 0 && rc[1] == 0) {
-				sweep_row *w = bench_sweep_row_get(
-				        bench_sweep_transports[ti[1]].stack, poll,
-				        "fileread", size, ref);
-				double pr =
-				        bench_sweep_pair("fileread", &res[1], &res[0]);
-				if (w != NULL && pr > 0 && w->npairs < SWEEP_SLICES_MAX)
-					w->pair_ratio[w->npairs++] = pr;
-			}
-		}
+		if (sweep_fileread_size(cfg, ti, nt, &srv, loc, cfg->fsizes[s], pg) != 0)
+			return -1; /* no server left to reap */
+		for (int i = 0; i < nt; i++)
+			bench_sweep_progress_point(
+			        pg, bench_sweep_transports[ti[i]].stack,
+			        SWEEP_FILEREAD_POLL, "fileread", cfg->fsizes[s], false);
 	}
 	bench_sweep_reap(&srv, true, NULL);
 	return 0;

@@ -292,10 +292,12 @@ void bench_sweep_table(const sweep_cfg *cfg, FILE *f)
 			        w->gave_up ? ", given up" : "");
 			continue;
 		}
-		fprintf(f, "%11.2f %11.2f %11.1f %9.2f %9.2f %7.3f %7.3f%s\n",
+		fprintf(f, "%11.2f %11.2f %11.1f %9.2f %9.2f %7.3f %7.3f%s%s\n",
 		        w->agg.median_us, w->agg.p99_us, w->agg.mb_per_s,
 		        w->agg.client_cpu_us_per_op, w->agg.server_cpu_us_per_op,
-		        w->ratio, w->vs_tcp, w->agg.errors ? " (errors)" : "");
+		        w->ratio, w->vs_tcp, w->agg.errors ? " (errors)" : "",
+		        bench_sweep_row_no_baseline(w) ? " (no baseline: not written)"
+		                                       : "");
 	}
 }
 

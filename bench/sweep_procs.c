@@ -93,6 +93,7 @@ int bench_sweep_spawn(const sweep_cfg *cfg, int side, char *const argv[],
 		close(fds[1]);
 		for (int i = 0; envp_extra != NULL && envp_extra[i] != NULL; i++)
 			putenv(envp_extra[i]);
+		setenv(BENCH_NO_PROGRESS_ENV, "1", 1); /* the sweep draws its own */
 		if (cpu >= 0)
 			bench_pin(cpu);
 		sweep_exec(cfg, side, argv);
@@ -232,6 +233,31 @@ static int sweep_start_ferry(const sweep_cfg *cfg, sweep_servers *sv)
 	return 0;
 }
 
+/* Raw baseline server udp (else tcp) of sv, its port into sv. 0 or -1 (a
+ * child that started is left in sv for bench_sweep_stop_servers). */
+static int sweep_start_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp)
+{
+	char line[600], any[64];
+	sweep_child *c = udp ? &sv->raw_udp : &sv->raw_tcp;
+	bench_sweep_raw_addr(cfg, 0, any, sizeof(any));
+	char *argv[] = {(char *)cfg->exe,
+	                "raw",
+	                "--proto",
+	                udp ? "udp" : "tcp",
+	                "--listen",
+	                any,
+	                "--poll",
+	                (char *)sv->poll,
+	                NULL};
+	int rc =
+	        bench_sweep_spawn(cfg, BENCH_LINK_SERVER, argv, NULL, cfg->cpu_server, c);
+	if (rc != 0 || bench_sweep_readline(c, line, sizeof(line), 10) != 0 ||
+	    strncmp(line, "port=", 5) != 0)
+		return -1;
+	*(udp ? &sv->raw_udp_port : &sv->raw_tcp_port) = atoi(line + 5);
+	return 0;
+}
+
 /* The ferry server and both raw servers for one poll mode. 0 or -1 (the
  * caller stops whatever started). */
 int bench_sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_servers *sv,
@@ -239,24 +265,9 @@ int bench_sweep_start_servers(const sweep_cfg *cfg, const char *poll, sweep_serv
 {
 	sv->poll = poll;
 	sv->use = use;
-	if (sweep_start_ferry(cfg, sv) != 0)
+	if (sweep_start_ferry(cfg, sv) != 0 || sweep_start_raw(cfg, sv, true) != 0 ||
+	    sweep_start_raw(cfg, sv, false) != 0)
 		return -1;
-	char line[600];
-	const char *protos[2] = {"udp", "tcp"};
-	char any[64];
-	bench_sweep_raw_addr(cfg, 0, any, sizeof(any));
-	for (int k = 0; k < 2; k++) {
-		sweep_child *c = k == 0 ? &sv->raw_udp : &sv->raw_tcp;
-		char *rargv[] = {(char *)cfg->exe,  "raw",        "--proto",
-		                 (char *)protos[k], "--listen",   any,
-		                 "--poll",          (char *)poll, NULL};
-		if (bench_sweep_spawn(cfg, BENCH_LINK_SERVER, rargv, NULL,
-		                      cfg->cpu_server, c) != 0 ||
-		    bench_sweep_readline(c, line, sizeof(line), 10) != 0 ||
-		    strncmp(line, "port=", 5) != 0)
-			return -1;
-		*(k == 0 ? &sv->raw_udp_port : &sv->raw_tcp_port) = atoi(line + 5);
-	}
 	return 0;
 }
 
@@ -292,18 +303,90 @@ void bench_sweep_stop_servers(sweep_servers *sv)
 	memset(sv, 0, sizeof(*sv));
 }
 
+const char *bench_sweep_srv_name(int which)
+{
+	static const char *const names[SWEEP_SRV_KINDS] = {
+	        [SWEEP_SRV_NONE] = "none",
+	        [SWEEP_SRV_FERRY] = "ferry",
+	        [SWEEP_SRV_RAW_UDP] = "raw-udp",
+	        [SWEEP_SRV_RAW_TCP] = "raw-tcp",
+	        [SWEEP_SRV_FILEREAD] = "fileread"};
+	return which >= 0 && which < SWEEP_SRV_KINDS ? names[which] : "?";
+}
+
+static sweep_child *sweep_srv_child(sweep_servers *sv, int which)
+{
+	return which == SWEEP_SRV_FERRY     ? &sv->ferry
+	       : which == SWEEP_SRV_RAW_UDP ? &sv->raw_udp
+	                                    : &sv->raw_tcp;
+}
+
+/* Server which of sv again, the old one reaped first (stopped or not). */
+static int sweep_srv_start_again(const sweep_cfg *cfg, sweep_servers *sv, int which)
+{
+	sweep_child *c = sweep_srv_child(sv, which);
+	if (c->pid > 0) {
+		kill(c->pid, SIGCONT); /* a stopped server acts on SIGTERM once it runs */
+		bench_sweep_reap(c, true, NULL);
+	}
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	return which == SWEEP_SRV_FERRY
+	               ? sweep_start_ferry(cfg, sv)
+	               : sweep_start_raw(cfg, sv, which == SWEEP_SRV_RAW_UDP);
+}
+
+static int sweep_srv_broken(sweep_servers *sv, int which, sweep_progress *pg)
+{
+	bench_progress_done(); /* the message on a line of its own */
+	fprintf(stderr,
+	        "ferry-bench sweep: the %s server (poll %s) could not be started again: "
+	        "stopping the sweep\n",
+	        bench_sweep_srv_name(which), sv->poll);
+	pg->broken = true;
+	return -1;
+}
+
+/* waitid(WNOHANG | WNOWAIT) on each child: a stopped server is alive, a dead
+ * one a zombie until reaped. Whether its port still answers is not probed:
+ * a stopped server's kernel socket accepts and queues all the same. */
+int bench_sweep_check_servers(const sweep_cfg *cfg, sweep_servers *sv, sweep_progress *pg)
+{
+	static const int all[] = {SWEEP_SRV_FERRY, SWEEP_SRV_RAW_UDP, SWEEP_SRV_RAW_TCP};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sweep_child *c = sweep_srv_child(sv, all[i]);
+		char why[96];
+		if (c->pid <= 0 || !bench_sweep_exited(c, why, sizeof(why)))
+			continue;
+		bench_progress_done(); /* the message on a line of its own */
+		fprintf(stderr,
+		        "ferry-bench sweep: the %s server (poll %s, pid %d) died (%s); "
+		        "starting another\n",
+		        bench_sweep_srv_name(all[i]), sv->poll, (int)c->pid, why);
+		if (sweep_srv_start_again(cfg, sv, all[i]) != 0)
+			return sweep_srv_broken(sv, all[i], pg);
+		pg->restarts[all[i]]++;
+	}
+	return 0;
+}
+
 /* After a failed slice: a fresh ferry server, so that one transport's
  * broken state (a session declared dead, a pinned receive pool) does not
- * fail every later slice of every transport it serves. 0 or -1. */
-int bench_sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv)
+ * fail every later slice of every transport it serves. */
+int bench_sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv, sweep_progress *pg)
 {
-	if (sv->ferry.pid > 0) {
-		kill(sv->ferry.pid, SIGCONT);
-		bench_sweep_reap(&sv->ferry, true, NULL);
+	char why[96];
+	bool died = sv->ferry.pid > 0 && bench_sweep_exited(&sv->ferry, why, sizeof(why));
+	if (died) {
+		bench_progress_done(); /* the message on a line of its own */
+		fprintf(stderr,
+		        "ferry-bench sweep: the ferry server (poll %s, pid %d) died "
+		        "(%s); "
+		        "starting another\n",
+		        sv->poll, (int)sv->ferry.pid, why);
 	}
-	memset(&sv->ferry, 0, sizeof(sv->ferry));
-	if (sweep_start_ferry(cfg, sv) == 0)
-		return 0;
-	fprintf(stderr, "ferry-bench sweep: the restarted ferry server did not start\n");
-	return -1;
+	if (sweep_srv_start_again(cfg, sv, SWEEP_SRV_FERRY) != 0)
+		return sweep_srv_broken(sv, SWEEP_SRV_FERRY, pg);
+	(died ? pg->restarts : pg->replaced)[SWEEP_SRV_FERRY]++;
+	return 0;
 }

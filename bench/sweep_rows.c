@@ -138,6 +138,11 @@ bool bench_sweep_row_written(const sweep_row *w)
 	return w->ngood > 0 && (w->raw_ref == NULL || w->ratio >= 0);
 }
 
+bool bench_sweep_row_no_baseline(const sweep_row *w)
+{
+	return w->raw_ref != NULL && w->ngood > 0 && w->ratio < 0;
+}
+
 /* ratio_vs_tcp from the numbers results.csv carries (see the top of this
  * file), so that it recomputes from the CSV too. */
 static void sweep_vs_tcp(sweep_row *w)

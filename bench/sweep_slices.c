@@ -18,8 +18,10 @@ int bench_sweep_concurrency(const char *mode, uint64_t size)
 	return c < 1 ? 1 : c > SWEEP_TPUT_CONCURRENCY ? SWEEP_TPUT_CONCURRENCY : (int)c;
 }
 
-/* Run one measuring child and parse its one JSON result line. */
-static int sweep_measure(const sweep_cfg *cfg, char **argv, bench_result *r)
+/* Run one measuring child and parse its one JSON result line; what (the
+ * row's transport) names it in a failure. */
+static int sweep_measure(const sweep_cfg *cfg, char **argv, const char *what,
+                         bench_result *r)
 {
 	sweep_child c;
 	if (bench_sweep_spawn(cfg, BENCH_LINK_CLIENT, argv, NULL, cfg->cpu_client, &c) !=
@@ -30,8 +32,9 @@ static int sweep_measure(const sweep_cfg *cfg, char **argv, bench_result *r)
 	                              cfg->slice_s + cfg->warmup_s + 20);
 	int st = bench_sweep_reap(&c, rc != 0, NULL);
 	if (rc != 0 || bench_result_parse(line, r) != 0) {
-		fprintf(stderr, "ferry-bench sweep: %s %s: no result (exit %d)\n",
-		        argv[1], argv[2], st);
+		bench_progress_done(); /* the message on a line of its own */
+		fprintf(stderr, "ferry-bench sweep: %s slice: no result (exit %d)\n",
+		        what, st);
 		return -1;
 	}
 	return 0;
@@ -59,7 +62,7 @@ int bench_sweep_client(const sweep_cfg *cfg, const char *loc, const char *label,
 	                sm, "--client-metrics", cm,
 	                /* a 64 MiB file read takes tens of ms: give it room */
 	                "--timeout", fileread ? SWEEP_FILEREAD_TIMEOUT : "1s", NULL};
-	return sweep_measure(cfg, argv, r);
+	return sweep_measure(cfg, argv, label, r);
 }
 
 int bench_sweep_slice_ferry(const sweep_cfg *cfg, sweep_servers *sv, int ti,
@@ -107,7 +110,7 @@ int bench_sweep_slice_raw(const sweep_cfg *cfg, sweep_servers *sv, bool udp,
 	                "-",
 	                NULL};
 	bench_sweep_focus(sv, udp ? SWEEP_SRV_RAW_UDP : SWEEP_SRV_RAW_TCP);
-	return sweep_measure(cfg, argv, r);
+	return sweep_measure(cfg, argv, udp ? "raw-udp" : "raw-tcp", r);
 }
 
 /* A port free here, for ucx_perftest's server. On veth that server runs in

@@ -50,7 +50,7 @@ static pid_t spawn_bench_server(char *loc, size_t len)
 
 static double counter(json_object *dump, const char *name)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	return tu_json_counter(dump, name, &v) == 0 ? (double)v : -1;
 }
 

@@ -159,7 +159,7 @@ static uint64_t server_metric(ferry_session *s, const char *name)
 	assert_int_equal(ferry_buf_copy_out(&out, 0, len, text), len);
 	text[len] = '\0';
 	json_object *dump = tu_json_parse(text, len, NULL);
-	uint64_t v;
+	uint64_t v = 0;
 	if (dump == NULL || tu_json_counter(dump, name, &v) != 0)
 		fail_msg("server metrics lack %s: %.300s", name, text);
 	json_object_put(dump);
@@ -539,7 +539,7 @@ static void test_incast(void **st)
 	const char *keys[] = {"fast.retx.timeout", "fast.retx.fast", "fast.retx.probe",
 	                      "fast.retx.dup_request"};
 	json_object *jd = tu_json_parse(text, dl, NULL);
-	uint64_t v;
+	uint64_t v = 0;
 	assert_non_null(jd);
 	assert_int_equal(tu_json_counter(jd, "fast.data_sent", &v), 0);
 	sent = (double)v;

@@ -158,7 +158,7 @@ static uint64_t remote_stat(ferry_session *s, const char *name)
 	ferry_buf_fini(&out);
 	json_object *j = tu_json_parse(text, n, NULL);
 	assert_non_null(j);
-	uint64_t value;
+	uint64_t value = 0;
 	if (tu_json_counter(j, name, &value) != 0)
 		fail_msg("server has no counter %s", name);
 	json_object_put(j);

@@ -112,28 +112,23 @@ int bench_sweep_transport_index(const char *stack)
 
 static void sweep_usage(FILE *f)
 {
+	/* one source line per line of the usage text */
+	/* clang-format off */
 	fprintf(f,
 	        "usage: ferry-bench sweep --out DIR [--quick | --tiny] [--plots DIR]\n"
-	        "         [--link lo|veth] [--mtu N] [--no-peer] [--no-plots] "
-	        "[--no-fileread]\n"
+	        "         [--link lo|veth] [--mtu N] [--no-peer] [--no-plots] [--no-fileread]\n"
 	        "         [--transports a,b] [--sizes LIST] [--polls spin,block]\n"
 	        "         [--slices K] [--slice 0.2s] [--cpus CLIENT,SERVER]\n"
 	        "       ferry-bench sweep --list\n"
-	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX "
-	        "over\n"
-	        "TCP, row " SWEEP_PEER
-	        ", when ucx_perftest is installed): latency (ECHO\n"
-	        "ping-pong) and throughput (READ); runs of a transport and its raw "
-	        "baseline\n"
+	        "Every transport this machine can run plus raw-udp/raw-tcp (and UCX over\n"
+	        "TCP, row " SWEEP_PEER ", when ucx_perftest is installed): latency (ECHO\n"
+	        "ping-pong) and throughput (READ); runs of a transport and its raw baseline\n"
 	        "alternate in short slices and the ratio is the median of the paired\n"
-	        "ratios. Datagram transports compare with raw-udp (raw-tcp past 64 "
-	        "KiB),\n"
+	        "ratios. Datagram transports compare with raw-udp (raw-tcp past 64 KiB),\n"
 	        "stream transports (tcp, splice) with raw-tcp. Then file reads (mode\n"
-	        "fileread, poll block): splice vs tcp serving a /dev/shm file region "
-	        "into\n"
+	        "fileread, poll block): splice vs tcp serving a /dev/shm file region into\n"
 	        "a /dev/shm file (ferry_call_into_fd), ratio = splice / tcp throughput.\n"
-	        "results.csv's ratio_vs_tcp compares each row with the tcp row of the "
-	        "same\n"
+	        "results.csv's ratio_vs_tcp compares each row with the tcp row of the same\n"
 	        "poll, mode and size, above 1 = better than tcp: MB/s over tcp's\n"
 	        "(throughput, fileread), tcp's median RTT over the row's (latency).\n"
 	        "  --link lo    the default: everything on 127.0.0.1 in this namespace\n"
@@ -141,25 +136,22 @@ static void sweep_usage(FILE *f)
 	        "               joined by a veth pair (root; ip, ethtool for GRO);\n"
 	        "               full sizes 64,4k,64k,256k,1m,4m,16m,64m\n"
 	        "  --mtu N      the veth pair's MTU (default 1500); link column vethN\n"
-	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point; fileread "
-	        "1m,16m\n"
-	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke "
-	        "test);\n"
+	        "  --quick   sizes 64,64k,1m, spin only, ~1 s per point; fileread 1m,16m\n"
+	        "  --tiny    sizes 64,4k, spin only, a few short slices (the smoke test);\n"
 	        "            fileread 1m\n"
 	        "  default   sizes 64,1k,4k,16k,64k,256k,1m, spin and block (< 10 min);\n"
 	        "            fileread 1m,4m,16m,64m\n"
 	        "  --sizes, --polls  replace the sizes and poll modes the above chose\n"
-	        "  --transports      only these rows (names as in --list, or " SWEEP_PEER
-	        ")\n"
+	        "  --transports      only these rows (names as in --list, or " SWEEP_PEER ")\n"
 	        "  --list    print each transport and whether it would run, then exit\n"
 	        "Writes DIR/results.csv, results.json, metrics.csv, *-metrics.jsonl and\n"
 	        "the plots (gnuplot, scripts from --plots, default ./plots), every row\n"
-	        "and plot saying its link. A server that died is started again before\n"
-	        "the next slice (the summary counts restarts); a row whose baseline "
-	        "could\n"
-	        "not be measured is not written, and the sweep then exits 1. Progress "
-	        "on\n"
-	        "stderr: a bar on a terminal, else a line per finished point.\n");
+	        "and plot saying its link. A server that died is started again\n"
+	        "before the next slice (the summary counts restarts); a row whose\n"
+	        "baseline could not be measured is not written, and the sweep then\n"
+	        "exits 1. Progress on stderr: a bar on a terminal, else a line per\n"
+	        "finished point.\n");
+	/* clang-format on */
 }
 
 static bool sweep_have_ucx(void)
@@ -363,9 +355,8 @@ static void sweep_report_gave_up(void)
 		const sweep_row *w = &bench_sweep_rows[i];
 		if (w->gave_up)
 			fprintf(stderr,
-			        "ferry-bench sweep: gave up on %s %s %s %llu B after %d "
-			        "failed "
-			        "slices (%llu call errors)\n",
+			        "ferry-bench sweep: gave up on %s %s %s %llu B after "
+			        "%d failed slices (%llu call errors)\n",
 			        w->transport, w->poll, w->mode,
 			        (unsigned long long)w->size, w->nfailed,
 			        (unsigned long long)w->agg.errors);
@@ -382,9 +373,8 @@ static int sweep_report_no_baseline(void)
 		if (!bench_sweep_row_no_baseline(w))
 			continue;
 		fprintf(stderr,
-		        "ferry-bench sweep: error: %s %s %s %llu B has no %s baseline "
-		        "measured "
-		        "with it: row not written\n",
+		        "ferry-bench sweep: error: %s %s %s %llu B has no %s "
+		        "baseline measured with it: row not written\n",
 		        w->transport, w->poll, w->mode, (unsigned long long)w->size,
 		        w->raw_ref);
 		n++;

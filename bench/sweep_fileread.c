@@ -28,9 +28,8 @@ int bench_sweep_fileread_plan(sweep_cfg *cfg, const bool *use, int *ti)
 				cfg->fsizes[n++] = s;
 			else
 				fprintf(stderr,
-				        "ferry-bench sweep: fileread %llu B skipped: %s "
-				        "has %llu MiB "
-				        "free, needs %llu\n",
+				        "ferry-bench sweep: fileread %llu B skipped: "
+				        "%s has %llu MiB free, needs %llu\n",
 				        (unsigned long long)s, SWEEP_FILEREAD_DIR,
 				        (unsigned long long)(avail >> 20),
 				        (unsigned long long)(need >> 20));

@@ -380,9 +380,8 @@ int bench_sweep_restart_ferry(const sweep_cfg *cfg, sweep_servers *sv, sweep_pro
 	if (died) {
 		bench_progress_done(); /* the message on a line of its own */
 		fprintf(stderr,
-		        "ferry-bench sweep: the ferry server (poll %s, pid %d) died "
-		        "(%s); "
-		        "starting another\n",
+		        "ferry-bench sweep: the ferry server (poll %s, pid %d) "
+		        "died (%s); starting another\n",
 		        sv->poll, (int)sv->ferry.pid, why);
 	}
 	if (sweep_srv_start_again(cfg, sv, SWEEP_SRV_FERRY) != 0)

@@ -10,7 +10,7 @@ ROOT=$PWD
 
 TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace
 	libbenchmark-dev gnuplot-nox iproute2 nftables libibverbs-dev ibverbs-providers
-	libpcap-dev tshark doxygen)
+	libpcap-dev tshark doxygen libjson-c-dev)
 # The Soft-RoCE VM that runs the ib suite (../shared/tools/ibvm) installs its
 # own host packages (qemu, busybox, perftest) on first use.
 IBVM=$ROOT/../shared/tools/ibvm/run-in-ibvm

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "common.h"
 #include "ferry/ferry.h"
 
@@ -249,12 +251,18 @@ static void client_latency(ferry_ctx *ctx, client_run *run, uint64_t end_ns)
 /* The server's "process.cpu_ns" from a dump line, or 0. */
 static uint64_t client_dump_cpu(const char *line)
 {
-	const char *p = strstr(line, "\"process.cpu_ns\":");
-	return p == NULL ? 0 : strtoull(p + strlen("\"process.cpu_ns\":"), NULL, 10);
+	json_object *dump = bench_json_parse(line), *counters, *v;
+	uint64_t ns = 0;
+	if (json_object_object_get_ex(dump, "counters", &counters) &&
+	    json_object_object_get_ex(counters, "process.cpu_ns", &v) &&
+	    json_object_is_type(v, json_type_int))
+		ns = json_object_get_uint64(v);
+	json_object_put(dump);
+	return ns;
 }
 
-static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f,
-                          FILE *local_f, bench_result *r)
+static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE *local_f,
+                          bench_result *r)
 {
 	const client_cfg *cfg = run->cfg;
 	int n = cfg->mode_tput ? cfg->concurrency : 1;

@@ -3,14 +3,21 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "common.h"
+
+#define BENCH_TTY_COLS_DEFAULT 80
 
 int bench_parse_sizes(const char *s, uint64_t *out, int max)
 {
@@ -178,8 +185,16 @@ void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
 		ops > 0 && server_cpu_ns > 0 ? (double)server_cpu_ns / 1e3 / (double)ops : -1;
 }
 
+/* JSON has no inf or nan (printf would write "inf", which json-c refuses):
+ * such a value, a rate over no time, is written as -1, unknown. */
+static double bench_json_finite(double v)
+{
+	return isfinite(v) ? v : -1;
+}
+
 void bench_result_json(FILE *f, const bench_result *r)
 {
+#define BENCH_FIN(x) bench_json_finite(r->x)
 	fprintf(f,
 	        "{\"transport\":\"%s\",\"poll\":\"%s\",\"mode\":\"%s\",\"op\":\"%s\","
 	        "\"size\":%llu,\"ops\":%llu,\"errors\":%llu,\"seconds\":%.6f,"
@@ -187,74 +202,101 @@ void bench_result_json(FILE *f, const bench_result *r)
 	        "\"p999_us\":%.3f,\"max_us\":%.3f,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,"
 	        "\"client_cpu_us_per_op\":%.3f,\"server_cpu_us_per_op\":%.3f",
 	        r->transport, r->poll, r->mode, r->op, (unsigned long long)r->size,
-	        (unsigned long long)r->ops, (unsigned long long)r->errors, r->seconds,
-	        r->min_us, r->median_us, r->p90_us, r->p99_us, r->p999_us, r->max_us,
-	        r->ops_per_s, r->mb_per_s, r->client_cpu_us_per_op, r->server_cpu_us_per_op);
+	        (unsigned long long)r->ops, (unsigned long long)r->errors,
+	        BENCH_FIN(seconds), BENCH_FIN(min_us), BENCH_FIN(median_us),
+	        BENCH_FIN(p90_us), BENCH_FIN(p99_us), BENCH_FIN(p999_us),
+	        BENCH_FIN(max_us), BENCH_FIN(ops_per_s), BENCH_FIN(mb_per_s),
+	        BENCH_FIN(client_cpu_us_per_op), BENCH_FIN(server_cpu_us_per_op));
+#undef BENCH_FIN
 	if (r->link[0] != '\0')
 		fprintf(f, ",\"link\":\"%s\"", r->link);
 	fputs("}\n", f);
 	fflush(f);
 }
 
-/* Our own lines only: flat object, string or number values. */
-static const char *json_field(const char *line, const char *key)
+struct json_object *bench_json_parse(const char *text)
 {
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	const char *p = strstr(line, pat);
-	return p == NULL ? NULL : p + strlen(pat);
+	size_t len = strlen(text);
+	if (len > INT_MAX)
+		return NULL;
+	json_tokener *tok = json_tokener_new();
+	if (tok == NULL)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_object *j = json_tokener_parse_ex(tok, text, (int)len);
+	/* a bare number ends with the input: say so with the NUL */
+	if (j == NULL && json_tokener_get_error(tok) == json_tokener_continue)
+		j = json_tokener_parse_ex(tok, text + len, 1);
+	json_tokener_free(tok);
+	return j;
 }
 
-static int json_str(const char *line, const char *key, char *out, size_t len)
+/* Member key of o as a string that fits in len bytes: 0 or -1. */
+static int bench_json_str(json_object *o, const char *key, char *out, size_t len)
 {
-	const char *p = json_field(line, key);
-	if (p == NULL || *p != '"')
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return -1;
-	p++;
-	size_t n = strcspn(p, "\"");
-	if (n >= len)
+	const char *s = json_object_get_string(v);
+	if ((size_t)json_object_get_string_len(v) >= len)
 		return -1;
-	memcpy(out, p, n);
-	out[n] = '\0';
+	snprintf(out, len, "%s", s);
 	return 0;
 }
 
-static int json_num(const char *line, const char *key, double *out)
+/* Member key of o as a number (integer or not): 0 or -1. */
+static int bench_json_num(json_object *o, const char *key, double *out)
 {
-	const char *p = json_field(line, key);
-	if (p == NULL)
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !(json_object_is_type(v, json_type_int) ||
+	      json_object_is_type(v, json_type_double)))
 		return -1;
-	char *end;
-	*out = strtod(p, &end);
-	return end == p ? -1 : 0;
+	*out = json_object_get_double(v);
+	return 0;
 }
 
 int bench_result_parse(const char *line, bench_result *r)
 {
 	memset(r, 0, sizeof(*r));
+	json_object *o = bench_json_parse(line);
 	double size, ops, errors;
-	if (json_str(line, "transport", r->transport, sizeof(r->transport)) ||
-	    json_str(line, "poll", r->poll, sizeof(r->poll)) ||
-	    json_str(line, "mode", r->mode, sizeof(r->mode)) ||
-	    json_str(line, "op", r->op, sizeof(r->op)) || json_num(line, "size", &size) ||
-	    json_num(line, "ops", &ops) || json_num(line, "errors", &errors) ||
-	    json_num(line, "seconds", &r->seconds) || json_num(line, "min_us", &r->min_us) ||
-	    json_num(line, "median_us", &r->median_us) || json_num(line, "p90_us", &r->p90_us) ||
-	    json_num(line, "p99_us", &r->p99_us) || json_num(line, "p999_us", &r->p999_us) ||
-	    json_num(line, "max_us", &r->max_us) || json_num(line, "ops_per_s", &r->ops_per_s) ||
-	    json_num(line, "mb_per_s", &r->mb_per_s) ||
-	    json_num(line, "client_cpu_us_per_op", &r->client_cpu_us_per_op) ||
-	    json_num(line, "server_cpu_us_per_op", &r->server_cpu_us_per_op))
-		return -1;
-	if (json_str(line, "link", r->link, sizeof(r->link)) != 0) /* optional */
+	int rc = -1;
+	if (o == NULL ||
+	    bench_json_str(o, "transport", r->transport, sizeof(r->transport)) ||
+	    bench_json_str(o, "poll", r->poll, sizeof(r->poll)) ||
+	    bench_json_str(o, "mode", r->mode, sizeof(r->mode)) ||
+	    bench_json_str(o, "op", r->op, sizeof(r->op)) ||
+	    bench_json_num(o, "size", &size) || bench_json_num(o, "ops", &ops) ||
+	    bench_json_num(o, "errors", &errors) ||
+	    bench_json_num(o, "seconds", &r->seconds) ||
+	    bench_json_num(o, "min_us", &r->min_us) ||
+	    bench_json_num(o, "median_us", &r->median_us) ||
+	    bench_json_num(o, "p90_us", &r->p90_us) ||
+	    bench_json_num(o, "p99_us", &r->p99_us) ||
+	    bench_json_num(o, "p999_us", &r->p999_us) ||
+	    bench_json_num(o, "max_us", &r->max_us) ||
+	    bench_json_num(o, "ops_per_s", &r->ops_per_s) ||
+	    bench_json_num(o, "mb_per_s", &r->mb_per_s) ||
+	    bench_json_num(o, "client_cpu_us_per_op", &r->client_cpu_us_per_op) ||
+	    bench_json_num(o, "server_cpu_us_per_op", &r->server_cpu_us_per_op))
+		goto out;
+	if (bench_json_str(o, "link", r->link, sizeof(r->link)) != 0) /* optional */
 		r->link[0] = '\0';
 	r->size = (uint64_t)size;
 	r->ops = (uint64_t)ops;
 	r->errors = (uint64_t)errors;
-	return 0;
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
 }
 
-void bench_csv_header(FILE *f) { fputs(BENCH_CSV_COLUMNS "\n", f); }
+void bench_csv_header(FILE *f)
+{
+	fputs(BENCH_CSV_COLUMNS "\n", f);
+}
 
 void bench_csv_num(FILE *f, double v, const char *fmt)
 {
@@ -281,17 +323,33 @@ void bench_csv_row(FILE *f, const bench_result *r, const char *raw_ref, double r
 	fputc('\n', f);
 }
 
-bool bench_tty(void) { return isatty(2) == 1; }
+bool bench_tty(void)
+{
+	return isatty(2) == 1 && getenv(BENCH_NO_PROGRESS_ENV) == NULL;
+}
+
+/* Columns of the terminal on stderr, BENCH_TTY_COLS_DEFAULT when unknown. */
+static int bench_tty_cols(void)
+{
+	struct winsize ws;
+	if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return BENCH_TTY_COLS_DEFAULT;
+}
 
 void bench_progress(const char *fmt, ...)
 {
 	if (!bench_tty())
 		return;
+	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("\r\033[K", stderr);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* a line wider than the terminal wraps, and \r would redraw only its
+	 * last part: cut it to one column less */
+	int cols = bench_tty_cols() - 1;
+	fprintf(stderr, "\r\033[K%.*s", cols > 0 ? cols : 0, line);
 	fflush(stderr);
 }
 

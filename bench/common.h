@@ -72,8 +72,12 @@ void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
                          uint64_t server_cpu_ns /* 0: unknown */);
 /* {"transport":…,"poll":…,…} on one line ("link" last, when set). */
 void bench_result_json(FILE *f, const bench_result *r);
-/* Parse a line written by bench_result_json. 0 or -1. */
+/* Parse a line written by bench_result_json (with json-c). 0 or -1. */
 int bench_result_parse(const char *line, bench_result *r);
+/* A NUL-terminated JSON document (a result line, a metrics dump line)
+ * parsed with json-c in strict mode, trailing whitespace allowed. Returns
+ * new (json_object_put), or NULL when it does not parse. */
+struct json_object *bench_json_parse(const char *text);
 /* results.csv: the header, and one row (raw_ref, ratio given). The sweep
  * appends its own columns after these (BENCH_CSV_COLUMNS, then the
  * fields without the line's end). */
@@ -86,7 +90,10 @@ void bench_csv_fields(FILE *f, const bench_result *r, const char *raw_ref, doubl
 /* A number, or nothing when v < 0 (unknown): a CSV cell. */
 void bench_csv_num(FILE *f, double v, const char *fmt);
 
-/* Progress on a terminal (stderr), nothing otherwise. */
+/* Progress on a terminal (stderr), nothing otherwise; a progress line is
+ * cut to the terminal's width. The sweep sets BENCH_NO_PROGRESS_ENV in its
+ * children, so that only its own progress bar is drawn. */
+#define BENCH_NO_PROGRESS_ENV "FERRY_BENCH_NO_PROGRESS"
 bool bench_tty(void);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_progress_done(void);

@@ -14,6 +14,7 @@ set -euo pipefail
 BUILD=${1:?usage: ib_vm.sh BUILD OUT}
 OUT=${2:?usage: ib_vm.sh BUILD OUT}
 BENCH=$BUILD/bench/ferry-bench
+JSONQ=$BUILD/bench/jsonq
 DEV=${IB_DEV:-rxe0}
 GIDX=${IB_GID:-1}
 LAT_ITERS=${IB_LAT_ITERS:-2000}
@@ -49,7 +50,8 @@ start_server() {
 	SERVER_PID=$pid
 }
 
-field() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" <<<"$2"; }
+# field NAME LINE: NAME of the JSON line LINE (read with json-c: jsonq).
+field() { "$JSONQ" /dev/stdin "$1" <<<"$2" || true; }
 
 # ferry-bench client; prints its JSON line.
 client() {

@@ -4,9 +4,10 @@
 # byte-exact with no error; into a sink that takes nothing (/dev/full), or
 # with the server gone, no call succeeds and the client says so (one error
 # in its row) instead of "wrong bytes in the sink".
-# usage: fileread_check.sh FERRY_BENCH
+# usage: fileread_check.sh FERRY_BENCH JSONQ
 set -euo pipefail
 bench=$1
+jsonq=$2 # JSON read with json-c
 dir=$(mktemp -d)
 srv=
 trap '[ -z "$srv" ] || kill "$srv" 2>/dev/null; rm -rf "$dir"' EXIT
@@ -28,7 +29,7 @@ fileread() {
 		--warmup 0.05 --poll block --timeout 2s --json - "$@" \
 		>"$dir/$name.json" 2>"$dir/$name.err" || true
 }
-field() { grep -o "\"$2\":[0-9]*" "$dir/$1.json" | cut -d: -f2; }
+field() { "$jsonq" "$dir/$1.json" "$2"; }
 fail() { echo "FAIL: $*"; cat "$dir"/*.err; exit 1; }
 
 fileread live --sink "$dir"

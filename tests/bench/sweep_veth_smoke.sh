@@ -6,10 +6,11 @@
 # that the plots' names carry the link, and that the sweep removed its
 # namespaces. Skips (77) without root or network namespaces unless
 # FERRY_REQUIRE names netns.
-# usage: sweep_veth_smoke.sh FERRY_BENCH PLOTS_DIR
+# usage: sweep_veth_smoke.sh FERRY_BENCH PLOTS_DIR JSONQ
 set -euo pipefail
 bench=$1
 plotdir=$2
+jsonq=$3 # JSON read with json-c
 skip() {
 	case ",${FERRY_REQUIRE:-}," in
 	*,netns,*) echo "FAIL: netns required: $1"; exit 1 ;;
@@ -43,7 +44,8 @@ awk -F, 'NR > 1 && $14 != "veth1500" { print "FAIL: not on veth1500: " $0; bad =
 	END { exit bad }' "$out/results.csv"
 grep -q '^fast+udp,spin,latency,64,.*,[0-9.]*,veth1500$' "$out/results.csv" ||
 	{ echo "FAIL: fast+udp has no ratio_vs_tcp"; exit 1; }
-grep -q '"link":"veth1500"' "$out/results.json" || { echo "FAIL: results.json has no link"; exit 1; }
+links=$("$jsonq" "$out/results.json" link | sort -u) || { echo "FAIL: results.json"; exit 1; }
+[ "$links" = veth1500 ] || { echo "FAIL: results.json links: $links"; exit 1; }
 if [ "${plots[0]}" = --plots ]; then
 	[ -s "$out/latency-spin-veth1500.png" ] || { echo "FAIL: no latency-spin-veth1500.png"; exit 1; }
 fi

@@ -48,59 +48,66 @@ static pid_t spawn_bench_server(char *loc, size_t len)
 	return pid;
 }
 
-static double counter(const json *dump, const char *name)
+static double counter(json_object *dump, const char *name)
 {
-	const json *c = json_get(json_get(dump, "counters"), name);
-	return c != NULL && c->type == JSON_NUM ? c->num : -1;
+	uint64_t v = 0;
+	return tu_json_counter(dump, name, &v) == 0 ? (double)v : -1;
 }
 
 /* The documented schema, checked strictly. Returns the histogram object
- * named hist (or NULL). */
-static const json *check_schema(const json *d, const char *hist)
+ * named hist (or NULL), borrowed from d. */
+static json_object *check_schema(json_object *d, const char *hist)
 {
-	assert_int_equal(d->type, JSON_OBJ);
-	assert_int_equal(d->n, 4);
-	const json *ts = json_get(d, "ts_ns"), *scope = json_get(d, "scope"),
-		   *counters = json_get(d, "counters"), *hists = json_get(d, "histograms");
-	assert_non_null(ts);
-	assert_int_equal(ts->type, JSON_NUM);
-	assert_true(ts->num > 1e18); /* wall clock in ns: after 2001 */
-	assert_non_null(scope);
-	assert_int_equal(scope->type, JSON_STR);
-	assert_non_null(counters);
-	assert_int_equal(counters->type, JSON_OBJ);
-	for (size_t i = 0; i < counters->n; i++) {
-		const json *c = counters->kids[i];
-		assert_int_equal(c->type, JSON_NUM);
-		assert_true(c->num >= 0 && c->num == (double)(uint64_t)c->num);
-		assert_non_null(strchr(c->key, '.')); /* layer first, dotted */
+	assert_true(json_object_is_type(d, json_type_object));
+	assert_int_equal(json_object_object_length(d), 4);
+	json_object *ts, *scope, *counters, *hists;
+	assert_true(json_object_object_get_ex(d, "ts_ns", &ts));
+	assert_true(json_object_is_type(ts, json_type_int));
+	/* wall clock in ns: after 2001 */
+	assert_true(json_object_get_int64(ts) > 1000000000000000000);
+	assert_true(json_object_object_get_ex(d, "scope", &scope));
+	assert_true(json_object_is_type(scope, json_type_string));
+	assert_true(json_object_object_get_ex(d, "counters", &counters));
+	assert_true(json_object_is_type(counters, json_type_object));
+	json_object_object_foreach(counters, name, c)
+	{
+		assert_true(json_object_is_type(c, json_type_int)); /* integers only */
+		assert_true(json_object_get_int64(c) >= 0);
+		assert_non_null(strchr(name, '.')); /* layer first, dotted */
 	}
-	assert_non_null(hists);
-	assert_int_equal(hists->type, JSON_OBJ);
-	const json *want = NULL;
-	for (size_t i = 0; i < hists->n; i++) {
-		const json *h = hists->kids[i];
-		assert_int_equal(h->type, JSON_OBJ);
-		const json *b = json_get(h, "bounds"), *c = json_get(h, "counts");
-		assert_non_null(b);
-		assert_non_null(c);
-		assert_int_equal(b->type, JSON_ARR);
-		assert_int_equal(c->type, JSON_ARR);
-		assert_true(c->n == 0 ? b->n == 0 : b->n == c->n + 1);
-		for (size_t k = 1; k < b->n; k++)
-			assert_true(b->kids[k]->num > b->kids[k - 1]->num);
-		if (strcmp(h->key, hist) == 0)
+	assert_true(json_object_object_get_ex(d, "histograms", &hists));
+	assert_true(json_object_is_type(hists, json_type_object));
+	json_object *want = NULL;
+	json_object_object_foreach(hists, hname, h)
+	{
+		assert_true(json_object_is_type(h, json_type_object));
+		json_object *b, *c;
+		assert_true(json_object_object_get_ex(h, "bounds", &b));
+		assert_true(json_object_object_get_ex(h, "counts", &c));
+		assert_true(json_object_is_type(b, json_type_array));
+		assert_true(json_object_is_type(c, json_type_array));
+		size_t nb = json_object_array_length(b), nc = json_object_array_length(c);
+		assert_true(nc == 0 ? nb == 0 : nb == nc + 1);
+		for (size_t k = 1; k < nb; k++) {
+			json_object *lo = json_object_array_get_idx(b, k - 1);
+			json_object *hi = json_object_array_get_idx(b, k);
+			assert_true(json_object_get_double(hi) >
+			            json_object_get_double(lo));
+		}
+		if (strcmp(hname, hist) == 0)
 			want = h;
 	}
 	return want;
 }
 
-static double hist_total(const json *h)
+static double hist_total(json_object *h)
 {
 	double sum = 0;
-	const json *c = json_get(h, "counts");
-	for (size_t k = 0; c != NULL && k < c->n; k++)
-		sum += c->kids[k]->num;
+	json_object *c;
+	if (!json_object_object_get_ex(h, "counts", &c))
+		return 0;
+	for (size_t k = 0; k < json_object_array_length(c); k++)
+		sum += json_object_get_double(json_object_array_get_idx(c, k));
 	return sum;
 }
 
@@ -147,11 +154,12 @@ static void test_start_stop_dump_exact(void **state)
 	assert_true(len > 0 && text[len - 1] == '\n'); /* one line */
 	assert_null(memchr(text, '\n', len - 1));
 	size_t err = 0;
-	json *d = json_parse(text, len, &err);
+	json_object *d = tu_json_parse(text, len, &err);
 	if (d == NULL)
 		fail_msg("dump does not parse at byte %zu: %.*s", err, (int)len, text);
-	const json *h = check_schema(d, "rpc.handler_ns");
-	assert_string_equal(json_get(d, "scope")->str, "test-scope");
+	json_object *h = check_schema(d, "rpc.handler_ns"), *scope;
+	assert_true(json_object_object_get_ex(d, "scope", &scope));
+	assert_string_equal(json_object_get_string(scope), "test-scope");
 	assert_true(counter(d, "rpc.requests_received") == N_CALLS);
 	assert_true(counter(d, "rpc.responses_sent") == N_CALLS);
 	assert_true(counter(d, "rpc.builtin.requests_received") == 1); /* STOP */
@@ -159,7 +167,7 @@ static void test_start_stop_dump_exact(void **state)
 	assert_true(counter(d, "process.cpu_ns") > 0);
 	assert_non_null(h);
 	assert_true(hist_total(h) == N_CALLS);
-	json_free(d);
+	json_object_put(d);
 
 	/* This side, over the same interval (built-ins excluded). */
 	ferry_metrics_snap *local1 = ferry_metrics_snapshot(ctx);
@@ -178,12 +186,12 @@ static void test_start_stop_dump_exact(void **state)
 	FILE *mf = open_memstream(&buf, &blen);
 	assert_true(ferry_metrics_snap_json(local1, "client", mf) > 0);
 	fclose(mf);
-	d = json_parse(buf, blen, &err);
+	d = tu_json_parse(buf, blen, &err);
 	assert_non_null(d);
 	h = check_schema(d, "rpc.call_ns");
 	assert_non_null(h);
 	assert_true(hist_total(h) == N_CALLS + 20);
-	json_free(d);
+	json_object_put(d);
 	free(buf);
 	ferry_metrics_snap_free(local0);
 	ferry_metrics_snap_free(local1);

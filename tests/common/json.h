@@ -1,26 +1,22 @@
-/* A small JSON parser for tests: parses a whole document into a tree of
- * nodes (objects, arrays, strings, numbers, true/false/null). Enough to check
- * dumps against their documented schema. */
+/* JSON for tests, read with json-c: a strict parse of a whole document, and
+ * the counter lookup the tests repeat on metric dumps. What the parse
+ * returns is released with json_object_put. */
 #ifndef FERRY_TEST_JSON_H
 #define FERRY_TEST_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-enum json_type { JSON_NULL, JSON_BOOL, JSON_NUM, JSON_STR, JSON_ARR, JSON_OBJ };
+#include <json-c/json.h>
 
-typedef struct json {
-	enum json_type type;
-	double num;        /* JSON_NUM, JSON_BOOL */
-	char *str;         /* JSON_STR; member name for children of objects */
-	char *key;
-	struct json **kids;
-	size_t n;
-} json;
+/* Parse len bytes of text (no terminating NUL needed) as one JSON document:
+ * json-c's strict mode, whole input (trailing whitespace allowed). Returns
+ * new, or NULL with the byte offset where parsing stopped in *err (err may
+ * be NULL). */
+json_object *tu_json_parse(const char *text, size_t len, size_t *err);
 
-/* Parse text (len bytes); NULL on a syntax error (err gets the offset). */
-json *json_parse(const char *text, size_t len, size_t *err);
-void json_free(json *j);
-/* Member of an object by name, or NULL. */
-const json *json_get(const json *obj, const char *key);
+/* Counter name of a metrics dump ({"counters": {name: integer}}), borrowed.
+ * 0 with *out set, or -1 when it is missing or not a non-negative integer. */
+int tu_json_counter(json_object *dump, const char *name, uint64_t *out);
 
 #endif

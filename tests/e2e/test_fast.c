@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "../common/json.h"
 #include "../common/testutil.h"
 
 static const char *server_exe;
@@ -153,17 +154,16 @@ static uint64_t server_metric(ferry_session *s, const char *name)
 	ferry_buf_init(&out);
 	assert_int_equal(ferry_metrics_remote_dump(s, NULL, &out), 0);
 	size_t len = ferry_buf_len(&out);
-	char *json = malloc(len + 1);
-	assert_non_null(json);
-	assert_int_equal(ferry_buf_copy_out(&out, 0, len, json), len);
-	json[len] = '\0';
-	char key[128];
-	snprintf(key, sizeof(key), "\"%s\":", name);
-	const char *at = strstr(json, key);
-	if (at == NULL)
-		fail_msg("server metrics lack %s: %.300s", name, json);
-	uint64_t v = strtoull(at + strlen(key), NULL, 10);
-	free(json);
+	char *text = malloc(len + 1);
+	assert_non_null(text);
+	assert_int_equal(ferry_buf_copy_out(&out, 0, len, text), len);
+	text[len] = '\0';
+	json_object *dump = tu_json_parse(text, len, NULL);
+	uint64_t v = 0;
+	if (dump == NULL || tu_json_counter(dump, name, &v) != 0)
+		fail_msg("server metrics lack %s: %.300s", name, text);
+	json_object_put(dump);
+	free(text);
 	ferry_buf_fini(&out);
 	return v;
 }
@@ -536,14 +536,17 @@ static void test_incast(void **st)
 	size_t dl = ferry_buf_len(&dump);
 	char *text = strndup(ferry_buf_range(&dump, 0, dl), dl);
 	double sent = 0, retx = 0;
-	const char *keys[] = {"\"fast.retx.timeout\":", "\"fast.retx.fast\":", "\"fast.retx.probe\":",
-	                      "\"fast.retx.dup_request\":"};
-	const char *p = strstr(text, "\"fast.data_sent\":");
-	assert_non_null(p);
-	sent = strtod(p + strlen("\"fast.data_sent\":"), NULL);
+	const char *keys[] = {"fast.retx.timeout", "fast.retx.fast", "fast.retx.probe",
+	                      "fast.retx.dup_request"};
+	json_object *jd = tu_json_parse(text, dl, NULL);
+	uint64_t v = 0;
+	assert_non_null(jd);
+	assert_int_equal(tu_json_counter(jd, "fast.data_sent", &v), 0);
+	sent = (double)v;
 	for (int k = 0; k < 4; k++)
-		if ((p = strstr(text, keys[k])) != NULL)
-			retx += strtod(p + strlen(keys[k]), NULL);
+		if (tu_json_counter(jd, keys[k], &v) == 0)
+			retx += (double)v;
+	json_object_put(jd);
 	if (getenv("FERRY_TEST_DUMP") != NULL)
 		fprintf(stderr, "%s\n", text);
 	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data packets %.0f, "

@@ -156,14 +156,12 @@ static uint64_t remote_stat(ferry_session *s, const char *name)
 	char *text = malloc(n + 1);
 	assert_int_equal(ferry_buf_copy_out(&out, 0, n, text), (ssize_t)n);
 	ferry_buf_fini(&out);
-	size_t err = 0;
-	json *j = json_parse(text, n, &err);
+	json_object *j = tu_json_parse(text, n, NULL);
 	assert_non_null(j);
-	const json *v = json_get(json_get(j, "counters"), name);
-	if (v == NULL)
+	uint64_t value = 0;
+	if (tu_json_counter(j, name, &value) != 0)
 		fail_msg("server has no counter %s", name);
-	uint64_t value = (uint64_t)v->num;
-	json_free(j);
+	json_object_put(j);
 	free(text);
 	return value;
 }

@@ -109,9 +109,9 @@ ferry_metrics_snap *ferry__metrics_snap_dup(const ferry_metrics_snap *s)
 /* Gauges are levels, not counts: an interval keeps the later value. */
 static bool metrics_is_gauge(const char *name)
 {
-	static const char *const gauges[] = {".loans_out", ".rx_free", ".max_payload",
-	                                     "workers.threads", "workers.queue_depth",
-	                                     "workers.busy"};
+	static const char *const gauges[] = {".loans_out",      ".rx_free",          ".max_payload",
+	                                     ".conns",          ".tx_backlog_bytes", "workers.threads",
+	                                     "workers.queue_depth", "workers.busy"};
 	size_t n = strlen(name);
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
 		size_t k = strlen(gauges[i]);

@@ -237,6 +237,7 @@ static int tcp_ctl(ferry_ep *ep, int op, void *arg)
 		TCP_CNT(readahead_calls);
 		TCP_CNT(send_calls);
 		TCP_CNT(tx_inline);
+		TCP_CNT(tx_file_read_errors);
 #undef TCP_CNT
 		c->cb(c->arg, "conns", t->nconns);
 		uint64_t backlog = 0;

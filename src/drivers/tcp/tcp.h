@@ -59,6 +59,12 @@ typedef struct tcp_txm {
 	uint8_t hdr[TCP_INLINE_BYTES]; /* header, or the whole small message */
 	uint32_t hdr_len, hdr_off;
 	ferry__txpay pay; /* the payload, borrowed or (detached) copied */
+	/* File-region pieces in the payload: each is checked to still exist
+	 * before the message's first byte goes out (tcp_tx.c). */
+	uint32_t files;
+	/* detach could not copy the payload (the read's error, -ENOMEM): the
+	 * message is never sent whole (dropped, or the connection reset). */
+	int detach_err;
 } tcp_txm;
 
 enum { TCP_CONNECTING = 1, TCP_UP, TCP_DEAD };
@@ -99,6 +105,7 @@ typedef struct tcp_counters {
 	uint64_t rx_user_bytes, rx_sink_copy_bytes, splice_calls, splice_bytes,
 	        splice_fallbacks;
 	uint64_t detach_copy_bytes, readahead_calls, send_calls, tx_inline;
+	uint64_t tx_file_read_errors;
 } tcp_counters;
 
 typedef struct tcp_ep {

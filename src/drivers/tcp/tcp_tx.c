@@ -40,6 +40,8 @@ int ferry__tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 		m->pay.it = *payload;
 	else
 		memset(&m->pay.it, 0, sizeof(m->pay.it));
+	m->files = 0;
+	m->detach_err = 0;
 	ferry_buf_seg seg;
 	if (hdr_len + m->pay.it.left <= TCP_INLINE_BYTES) {
 		/* Small: copy it whole (file regions with pread). */
@@ -67,6 +69,7 @@ int ferry__tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 				posix_fadvise(seg.fd, seg.file_off, (off_t)seg.len,
 				              POSIX_FADV_WILLNEED);
 				t->cnt.readahead_calls++;
+				m->files++;
 			}
 	}
 	m->pay.have_seg = false;
@@ -85,7 +88,7 @@ int ferry__tcp_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
 
 static bool txm_done(const tcp_txm *m)
 {
-	if (m->hdr_off < m->hdr_len)
+	if (m->hdr_off < m->hdr_len || m->detach_err != 0)
 		return false;
 	if (m->pay.own != NULL)
 		return m->pay.own_off == m->pay.own_len;
@@ -134,34 +137,93 @@ static void conn_sent(tcp_ep *t, tcp_conn *c)
 	}
 }
 
-/* The head message's current piece is a file region: send it on its own. */
-static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m)
+/* 0 when m may start (or has started), else the error it fails with.
+ * Asked each time its header may be gathered, so the check is as late as
+ * it can be. */
+static int txm_ready(const tcp_txm *m)
+{
+	if (m->detach_err != 0)
+		return m->detach_err;
+	if (m->files == 0 || m->hdr_off > 0)
+		return 0;
+	return ferry__txpay_check_files(&m->pay);
+}
+
+/* The head message m cannot be sent whole: its payload could not be read
+ * (err). on_send_failed runs with m still queued (so a connection closed
+ * from it gives m its on_sent as usual). Nothing of m out: it leaves the
+ * queue (on_sent) and the connection carries on. Part of it out: the peer
+ * waits for bytes that will never come, so the connection is reset. No
+ * upcall for a message whose detach failed: its call has ended. Returns
+ * false when the connection is gone. */
+static bool txm_fail(tcp_ep *t, tcp_conn *c, tcp_txm *m, int err)
+{
+	const ferry_stream_upcalls *up = t->base.up;
+	bool tell = m->detach_err == 0 && up->on_send_failed != NULL;
+	bool reset = m->hdr_off > 0;
+	if (m->detach_err == 0 && err != -ENOMEM)
+		t->cnt.tx_file_read_errors++; /* (detach counted its own) */
+	m->detach_err = err; /* from here on nothing writes or detaches it */
+	if (tell)
+		up->on_send_failed(t->base.up_arg, &c->base, m->cookie, err, reset);
+	if (c->state == TCP_DEAD)
+		return false;
+	if (reset) {
+		ferry__tcp_conn_fail(t, c, err);
+		return false;
+	}
+	if (c->txq != m)
+		return true; /* a flush from inside the upcall dropped it */
+	c->txq = m->next;
+	if (c->txq == NULL)
+		c->txq_tail = NULL;
+	c->backlog -= m->hdr_len + ferry__txpay_left(&m->pay);
+	void *cookie = m->cookie;
+	ferry__tcp_txm_put(t, m);
+	up->on_sent(t->base.up_arg, &c->base, cookie);
+	return c->state != TCP_DEAD;
+}
+
+/* The head message's current piece is a file region: send it on its own.
+ * Returns bytes sent, or -1: with *rerr = 0 the socket failed (errno);
+ * otherwise the file could not be read and *rerr says why (-EIO: the file
+ * ends before the region does). */
+static ssize_t conn_write_file(tcp_ep *t, tcp_conn *c, tcp_txm *m, int *rerr)
 {
 	size_t len = m->pay.seg.len - m->pay.seg_off;
 	off_t off = m->pay.seg.file_off + (off_t)m->pay.seg_off;
+	*rerr = 0;
 	if (t->zerocopy) {
 		ssize_t n = sendfile(c->fd, m->pay.seg.fd, &off, len);
 		t->cnt.sendfile_calls++;
 		if (n > 0)
 			t->cnt.sendfile_bytes += (uint64_t)n;
-		if (n == 0 && len > 0) {
-			errno = EIO; /* the file is shorter than the region */
-			return -1;
-		}
-		return n;
+		if (n == 0 && len > 0)
+			*rerr = -EIO; /* the file is shorter than the region */
+		else if (n < 0 && errno != EAGAIN && errno != EINTR && errno != EPIPE &&
+		         errno != ECONNRESET && errno != ENOTCONN)
+			*rerr = -errno; /* the file side: EIO, EINVAL, ... */
+		return *rerr != 0 ? -1 : n;
 	}
-	if (t->scratch == NULL && (t->scratch = ferry__malloc(TCP_SCRATCH_BYTES)) == NULL)
+	if (t->scratch == NULL &&
+	    (t->scratch = ferry__malloc(TCP_SCRATCH_BYTES)) == NULL) {
+		*rerr = -ENOMEM;
 		return -1;
+	}
 	/* What an earlier pread left unsent (a full socket) is sent first:
 	 * each file byte is read once. */
 	if (t->scr_conn != c || t->scr_fd != m->pay.seg.fd || t->scr_foff != off ||
 	    t->scr_pos == t->scr_len) {
 		if (len > TCP_SCRATCH_BYTES)
 			len = TCP_SCRATCH_BYTES;
-		ssize_t r = pread(m->pay.seg.fd, t->scratch, len, off);
+		ssize_t r;
+		do
+			r = pread(m->pay.seg.fd, t->scratch, len, off);
+		while (r < 0 && errno == EINTR);
 		if (r <= 0) {
-			if (r == 0)
-				errno = EIO;
+			/* A short read is sent and the rest read next time;
+			 * none at all means the file ended (or failed). */
+			*rerr = r == 0 ? -EIO : -errno;
 			return -1;
 		}
 		t->cnt.tx_file_copy_bytes += (uint64_t)r;
@@ -203,7 +265,16 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 		size_t want = 0;
 		tcp_txm *head = c->txq;
 		bool file_first = false;
+		int err = txm_ready(head);
+		if (err != 0) {
+			if (!txm_fail(t, c, head, err))
+				return total > 0 ? total : -1;
+			continue;
+		}
 		for (tcp_txm *m = head; m != NULL && n < TCP_IOV_MAX; m = m->next) {
+			/* A message that cannot go fails as the head, later. */
+			if (m != head && txm_ready(m) != 0)
+				break;
 			if (m->hdr_off < m->hdr_len) {
 				iov[n++] = (struct iovec){m->hdr + m->hdr_off,
 				                          m->hdr_len - m->hdr_off};
@@ -254,8 +325,14 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 				break;
 		}
 		ssize_t w;
+		int rerr = 0;
 		if (file_first) {
-			w = conn_write_file(t, c, head);
+			w = conn_write_file(t, c, head, &rerr);
+			if (rerr != 0) {
+				txm_fail(t, c, head,
+				         rerr); /* the header is out: a reset */
+				return total > 0 ? total : -1;
+			}
 		} else if (n == 1) {
 			w = send(c->fd, iov[0].iov_base, iov[0].iov_len,
 			         MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -331,11 +408,19 @@ int ferry__tcp_detach(ferry_conn *fc, void *cookie)
 	tcp_conn *c = tcp_conn_of(fc);
 	tcp_ep *t = tcp_of(fc->ep);
 	for (tcp_txm *m = c->txq; m != NULL; m = m->next) {
-		if (m->cookie != cookie || m->pay.own != NULL)
+		if (m->cookie != cookie || m->pay.own != NULL || m->detach_err != 0)
 			continue;
+		size_t rest = ferry__txpay_left(&m->pay);
 		long copied = ferry__txpay_detach(&m->pay);
-		if (copied < 0)
+		if (copied < 0) {
+			/* Never sent as anything but what it was: dropped, or
+			 * the connection reset, at the next flush. */
+			c->backlog -= rest;
+			m->detach_err = (int)copied;
+			t->cnt.tx_file_read_errors += copied != -ENOMEM;
+			t->base.tx_pending = true;
 			return (int)copied;
+		}
 		t->cnt.detach_copy_bytes += (uint64_t)copied;
 		return 1;
 	}

@@ -42,6 +42,11 @@
 #define TCP_SCRATCH_BYTES         (256u << 10) /* pread bounce for file regions */
 #define TCP_BACKLOG_PAUSE_DEFAULT (16ull << 20)
 #define TCP_KEEPALIVE_PROBES      3 /* unanswered probes before the kernel resets */
+/* Block mode, spliced bodies: the socket wakes the context only once this
+ * many body bytes (or the rest of the body) are queued, so each wake-up
+ * moves a large step socket -> pipe -> fd instead of whatever arrived
+ * since the last one (SO_RCVLOWAT; half the pipe, at most). */
+#define TCP_SPLICE_LOWAT_BYTES (512u << 10)
 
 /* A receive block: the unit of loans (refcounted). */
 typedef struct tcp_blk {
@@ -90,6 +95,8 @@ typedef struct tcp_conn {
 	bool sink_fallback; /* splice refused by the fd: copy the rest */
 	int pipe_r, pipe_w;
 	uint32_t pipe_fill;
+	uint32_t pipe_cap; /* bytes the pipe holds (F_GETPIPE_SZ, once) */
+	uint32_t lowat;    /* SO_RCVLOWAT set while splicing (0: default) */
 	/* transmit */
 	tcp_txm *txq, *txq_tail;
 	uint64_t backlog; /* queued bytes not yet written */

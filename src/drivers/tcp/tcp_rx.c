@@ -13,8 +13,23 @@
 #include "drivers/kit/sink.h"
 #include "tcp.h"
 
+/* SO_RCVLOWAT: wake for want bytes (1: the default). It never stays above
+ * want (the peer may send no more than that), and is raised only when that
+ * doubles it (a system call each time); a failure leaves the default,
+ * which is only slower. */
+static void conn_lowat(tcp_conn *c, uint32_t want)
+{
+	if (want == c->lowat || (want > c->lowat && c->lowat > 1 && want < 2 * c->lowat))
+		return;
+	int v = (int)want;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+		c->lowat = want;
+}
+
 static void body_finish(tcp_ep *t, tcp_conn *c)
 {
+	if (c->lowat > 1)
+		conn_lowat(c, 1);
 	c->in_body = false;
 	c->hdr_have = 0;
 	c->sink_fallback = false;
@@ -46,8 +61,36 @@ static void body_take(tcp_ep *t, tcp_conn *c)
 	c->body_left -= n;
 }
 
-/* Move body bytes socket -> pipe -> fd. Returns 1 progress, 0 nothing to
- * read, -1 connection failed (gone), -2 use the copy path from now on. */
+/* The fd refused splice (O_APPEND, a socket without support, ...): what
+ * sits in the pipe is copied out, the rest of the body takes the copy
+ * path. */
+static void body_unsplice(tcp_ep *t, tcp_conn *c)
+{
+	t->cnt.splice_fallbacks++;
+	c->sink_fallback = true;
+	if (c->lowat > 1)
+		conn_lowat(c, 1);
+	uint8_t buf[16384];
+	while (c->pipe_fill > 0) {
+		ssize_t r = read(c->pipe_r, buf, sizeof(buf));
+		if (r <= 0)
+			break;
+		c->pipe_fill -= (uint32_t)r;
+		c->body_left -= (uint64_t)r;
+		t->cnt.rx_user_bytes += (uint64_t)r;
+		if (c->sink_err == 0)
+			c->sink_err = ferry__sink_write(&c->sink, buf, (size_t)r,
+			                                &t->cnt.rx_sink_copy_bytes);
+	}
+}
+
+/* Move body bytes socket -> pipe -> fd, in as few and as large steps as
+ * the socket allows: the pipe is filled while the socket has body bytes
+ * (several splices when it fills up meanwhile), then emptied into the fd;
+ * once the socket has run dry the context goes back to sleep, and in block
+ * mode SO_RCVLOWAT keeps it asleep until a large step is queued. Returns 1
+ * progress and maybe more to read, 0 nothing more to read now, -1
+ * connection failed (gone), -2 use the copy path from now on. */
 static int body_splice(tcp_ep *t, tcp_conn *c)
 {
 	ferry_body_sink *k = &c->sink;
@@ -58,17 +101,18 @@ static int body_splice(tcp_ep *t, tcp_conn *c)
 		c->pipe_r = p[0];
 		c->pipe_w = p[1];
 		fcntl(c->pipe_w, F_SETPIPE_SZ, TCP_PIPE_BYTES);
+		int cap = fcntl(c->pipe_w, F_GETPIPE_SZ);
+		c->pipe_cap = cap > 0 ? (uint32_t)cap : 65536;
 	}
-	int pipe_cap = fcntl(c->pipe_w, F_GETPIPE_SZ);
-	if (pipe_cap <= 0)
-		pipe_cap = 65536;
-	bool progress = false;
-	for (int i = 0; i < TCP_READS_PER_POLL && c->body_left > 0; i++) {
-		uint64_t room = (uint64_t)pipe_cap - c->pipe_fill;
-		uint64_t want = c->body_left - c->pipe_fill;
-		if (want > room)
-			want = room;
-		if (want > 0) {
+	bool progress = false, dry = false;
+	for (int i = 0; i < TCP_READS_PER_POLL && c->body_left > 0 && !dry; i++) {
+		/* Fill. A splice that moves less than asked found the socket
+		 * empty or the pipe's slots full (a slot per socket buffer
+		 * fragment): then the pipe is emptied before asking again. */
+		while (c->pipe_fill < c->pipe_cap && c->pipe_fill < c->body_left) {
+			uint64_t want = c->body_left - c->pipe_fill;
+			if (want > c->pipe_cap - c->pipe_fill)
+				want = c->pipe_cap - c->pipe_fill;
 			ssize_t n = splice(c->fd, NULL, c->pipe_w, NULL, want,
 			                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			t->cnt.splice_calls++;
@@ -76,52 +120,52 @@ static int body_splice(tcp_ep *t, tcp_conn *c)
 				ferry__tcp_conn_fail(t, c, FERRY_EPEERDEAD);
 				return -1;
 			}
-			if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN) {
+					dry = true;
+					break;
+				}
 				if (errno == EINVAL && c->pipe_fill == 0)
 					return -2;
 				ferry__tcp_conn_fail(t, c, -errno);
 				return -1;
 			}
-			if (n > 0)
-				c->pipe_fill += (uint32_t)n;
+			c->pipe_fill += (uint32_t)n;
+			if ((uint64_t)n < want)
+				break;
 		}
-		if (c->pipe_fill == 0)
-			break;
-		loff_t o = k->off;
-		ssize_t m = splice(c->pipe_r, NULL, k->fd, k->off >= 0 ? &o : NULL,
-		                   c->pipe_fill, SPLICE_F_MOVE);
-		t->cnt.splice_calls++;
-		if (m < 0 && errno == EINTR)
-			continue;
-		if (m <= 0) {
-			/* The fd refuses splice (O_APPEND, a socket without
-			 * support, ...): what sits in the pipe is copied out, the
-			 * rest of the body takes the copy path. */
-			t->cnt.splice_fallbacks++;
-			c->sink_fallback = true;
-			uint8_t buf[16384];
-			while (c->pipe_fill > 0) {
-				ssize_t r = read(c->pipe_r, buf, sizeof(buf));
-				if (r <= 0)
-					break;
-				c->pipe_fill -= (uint32_t)r;
-				c->body_left -= (uint64_t)r;
-				t->cnt.rx_user_bytes += (uint64_t)r;
-				if (c->sink_err == 0)
-					c->sink_err = ferry__sink_write(
-					        &c->sink, buf, (size_t)r,
-					        &t->cnt.rx_sink_copy_bytes);
+		/* Empty the pipe into the fd. */
+		while (c->pipe_fill > 0) {
+			loff_t o = k->off;
+			ssize_t m =
+			        splice(c->pipe_r, NULL, k->fd, k->off >= 0 ? &o : NULL,
+			               c->pipe_fill, SPLICE_F_MOVE);
+			t->cnt.splice_calls++;
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m <= 0) {
+				body_unsplice(t, c);
+				return 1;
 			}
-			return 1;
+			if (k->off >= 0)
+				k->off = o;
+			c->pipe_fill -= (uint32_t)m;
+			c->body_left -= (uint64_t)m;
+			t->cnt.splice_bytes += (uint64_t)m;
+			progress = true;
 		}
-		if (k->off >= 0)
-			k->off = o;
-		c->pipe_fill -= (uint32_t)m;
-		c->body_left -= (uint64_t)m;
-		t->cnt.splice_bytes += (uint64_t)m;
-		progress = true;
 	}
-	return progress ? 1 : 0;
+	/* Sleep until the next large step is queued (or the rest of the
+	 * body, which may be less). */
+	if (t->base.sleeps && c->body_left > 0) {
+		uint64_t lw = c->pipe_cap / 2 < TCP_SPLICE_LOWAT_BYTES
+		                      ? c->pipe_cap / 2
+		                      : TCP_SPLICE_LOWAT_BYTES;
+		conn_lowat(c, (uint32_t)(c->body_left < lw ? c->body_left : lw));
+	}
+	return progress && !dry ? 1 : 0;
 }
 
 /* Room to read into: a fresh block when the current one is spent. */

@@ -240,6 +240,11 @@ int ferry__tcp_conn_read(tcp_ep *t, tcp_conn *c)
 		}
 		if (reads++ >= TCP_READS_PER_POLL)
 			return done;
+		/* A body that stopped being spliced (its call ended, the fd
+		 * failed) must not keep the splice wake-up threshold: it could
+		 * exceed what is left to come. */
+		if (c->lowat > 1)
+			conn_lowat(c, 1);
 		/* Read. With exact headers asked for, never past the header or
 		 * the body in progress. */
 		if (conn_room(t, c) != 0)

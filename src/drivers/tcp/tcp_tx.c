@@ -265,6 +265,7 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 		size_t want = 0;
 		tcp_txm *head = c->txq;
 		bool file_first = false;
+		int more = 0;
 		int err = txm_ready(head);
 		if (err != 0) {
 			if (!txm_fail(t, c, head, err))
@@ -312,6 +313,12 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 					if (n == 0 && m == head) {
 						ferry__txpay_seg(&m->pay);
 						file_first = true;
+					} else {
+						/* The file region follows at
+						 * once: hold what goes now for
+						 * it (TCP_NODELAY would send a
+						 * header-sized segment). */
+						more = MSG_MORE;
 					}
 					break;
 				}
@@ -335,7 +342,7 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 			}
 		} else if (n == 1) {
 			w = send(c->fd, iov[0].iov_base, iov[0].iov_len,
-			         MSG_NOSIGNAL | MSG_DONTWAIT);
+			         MSG_NOSIGNAL | MSG_DONTWAIT | more);
 			t->cnt.send_calls++;
 			if (w > 0) {
 				t->cnt.sendmsg_bytes += (uint64_t)w;
@@ -343,7 +350,7 @@ static ssize_t conn_write(tcp_ep *t, tcp_conn *c)
 			}
 		} else {
 			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-			w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT | more);
 			t->cnt.sendmsg_calls++;
 			if (w > 0) {
 				t->cnt.sendmsg_bytes += (uint64_t)w;

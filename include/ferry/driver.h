@@ -261,6 +261,18 @@ typedef struct ferry_stream_upcalls {
 	/** A message from send_msg is written out, or dropped with its
 	 * connection: its payload is no longer referenced. */
 	void (*on_sent)(void *arg, ferry_conn *c, void *cookie);
+	/** The message for cookie cannot be sent whole: reading its payload
+	 * failed (err: the read's error, -EIO when a file region ended before
+	 * the region did, a file truncated under a queued send). Its bytes are
+	 * never replaced by others: with reset false no byte of it was written,
+	 * it is dropped and the connection carries on; with reset true part of
+	 * it is out, and the driver resets the connection right after
+	 * (on_sent for every queued message, then conn_event RESET with err).
+	 * Runs before the message's own on_sent; never for a message whose
+	 * payload detach() failed to copy (its call has ended). NULL: not
+	 * wanted (the message is still dropped, or the connection reset). */
+	void (*on_send_failed)(void *arg, ferry_conn *c, void *cookie, int err,
+	                       bool reset);
 } ferry_stream_upcalls;
 
 /** Endpoint ops of a stream driver. */
@@ -274,7 +286,9 @@ typedef struct ferry_stream_ops {
 	 * never block the context; file regions go out natively where the
 	 * driver can (splice: sendfile), else read with pread. Errors:
 	 * FERRY_EPEERDEAD (connection closing), -ENOMEM, -EIO (a file region
-	 * that had to be read now could not be). Backpressure is the driver's:
+	 * that had to be read now could not be). A file region that cannot be
+	 * read later fails its message through on_send_failed (the bytes it
+	 * promised are never made up). Backpressure is the driver's:
 	 * it stops reading a connection whose replies are backed up. */
 	int (*send_msg)(ferry_conn *c, const void *hdr, size_t hdr_len,
 	                ferry_buf_iter *payload, void *cookie);
@@ -288,7 +302,12 @@ typedef struct ferry_stream_ops {
 	void (*release)(ferry_ep *ep, ferry_pkt *loan);
 	/** The payload of cookie's message must not be referenced any more
 	 * (its call ended early): copy what is still unwritten. on_sent still
-	 * follows. 1 (copied), 0 (no queued message for cookie) or -ENOMEM. */
+	 * follows. 1 (copied), 0 (no queued message for cookie), or the error
+	 * that kept the copy from being made: -ENOMEM, or the read's error
+	 * (-EIO: a file region ended early). On error the payload is not
+	 * referenced either: the message is dropped, or, if part of it was
+	 * written, the connection is reset (conn_event RESET with that error),
+	 * never sent with bytes that were not read. */
 	int (*detach)(ferry_conn *c, void *cookie);
 	/** Close one connection now: queued messages get on_sent, then
 	 * conn_event(CLOSED) runs from inside this call. */

@@ -77,6 +77,9 @@ typedef struct txrec {
 	int idx;
 	uint64_t cum; /* wire bytes through this message on its endpoint */
 	int sent;     /* on_sent calls */
+	int failed;   /* on_send_failed calls ... */
+	int fail_err; /* ... with this error */
+	bool fail_reset;
 	uint64_t seq;
 } txrec;
 
@@ -124,7 +127,7 @@ typedef struct side {
 	int nrx;    /* bodies complete (on_body) */
 	/* transmit */
 	txrec tx[MAX_MSGS];
-	int ntx, nsent;
+	int ntx, nsent, nfailed;
 	uint64_t tx_cum;
 	bool check_written; /* on_sent: the driver counts the bytes written */
 	uint64_t max_call_us; /* slowest poll/flush call (wall clock) */
@@ -420,12 +423,33 @@ static void up_on_sent(void *arg, ferry_conn *c, void *cookie)
 		s->hook(s, H_SENT, c, t->idx);
 }
 
-static ferry_stream_upcalls upcalls = { /* hdr_len changes in one test */
-	.hdr_len = HDR_LEN,
-	.conn_event = up_conn_event,
-	.on_header = up_on_header,
-	.on_body = up_on_body,
-	.on_sent = up_on_sent,
+/* Before the message's on_sent, once, with an error. */
+static void up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err, bool reset)
+{
+	side *s = arg;
+	txrec *t = cookie;
+	if (t == NULL || t->s != s) {
+		bad(s, "on_send_failed with a foreign cookie");
+		return;
+	}
+	if (cs_find(s, c) == NULL || c != t->conn)
+		bad(s, "on_send_failed for message %d on the wrong or a finished conn",
+		    t->idx);
+	if (t->sent != 0 || t->failed++ != 0)
+		bad(s, "on_send_failed for message %d after its on_sent or twice",
+		    t->idx);
+	if (err >= 0)
+		bad(s, "on_send_failed for message %d without an error", t->idx);
+	t->fail_err = err;
+	t->fail_reset = reset;
+	s->nfailed++;
+}
+
+static ferry_stream_upcalls upcalls = {
+        /* hdr_len changes in one test */
+        .hdr_len = HDR_LEN,        .conn_event = up_conn_event,
+        .on_header = up_on_header, .on_body = up_on_body,
+        .on_sent = up_on_sent,     .on_send_failed = up_on_send_failed,
 };
 
 /* Sides and pairs -------------------------------------------------------------*/
@@ -1899,23 +1923,159 @@ static void past_eof_child(void)
 	pair_open(&p, "");
 	pair_up(&p);
 	p.cli->check_written = false;
-	payload pl;
+	payload pl, after;
 	payload_make(&pl, 1u << 20, 96, true);
+	payload_make(&after, 3000, 95, false);
 	ferry_buf_reset(&pl.b);
 	assert_int_equal(ferry_buf_append_file(&pl.b, pl.fd, 0, pl.n), 0);
 	assert_int_equal(ftruncate(pl.fd, 1000), 0);
 	send_pl(p.cli, M_BUF, 1, &pl);
-	PUMP_UNTIL(p.srv, p.cli, p.cli->closeds + p.cli->resets == 1);
-	if (p.cli->nsent != 1)
+	send_pl(p.cli, M_BUF, 2, &after);
+	PUMP_UNTIL(p.srv, p.cli, p.cli->nsent == 2 && p.srv->nrx == 1);
+	/* Nothing of it was out: it alone fails, with the read's error, and
+	 * the connection stays framed (the next message arrives whole). */
+	if (p.cli->nfailed != 1 || p.cli->tx[0].fail_err != -EIO ||
+	    p.cli->tx[0].fail_reset) {
+		fprintf(stderr, "failed %d err %d reset %d\n", p.cli->nfailed,
+		        p.cli->tx[0].fail_err, p.cli->tx[0].fail_reset);
 		_exit(3);
+	}
+	check_rx_buf(p.srv, 0, 2, after.n, after.seed);
+	if (p.cli->closeds + p.cli->resets != 0 ||
+	    cnt(p.cli->ep, "tx_file_read_errors") != 1)
+		_exit(4);
+	pair_close(&p);
+	payload_free(&pl);
+	payload_free(&after);
 }
 
-/* A file region that ends past EOF (the file shrank after queueing): the
- * connection fails (RESET -EIO), on_sent runs, nothing hangs. */
+/* A file region that ends past EOF (the file shrank after queueing, before
+ * any byte of the message went out): the message fails on its own
+ * (on_send_failed -EIO, then on_sent), no zeros or other bytes stand in
+ * for the missing ones, and the connection carries on. */
 static void test_file_region_past_eof(void **st)
 {
 	(void)st;
 	run_in_child(past_eof_child, "file region past EOF");
+}
+
+/* Flush the sender alone until it is held back (a full socket, or no
+ * credits on infrc) for the first time after `since` such events. */
+static void flush_until_blocked(side *s, uint64_t since)
+{
+	uint64_t dl = now_us() + DEADLINE_US;
+	while (cnt(s->ep, "tx_blocked") + cnt_opt(s->ep, "credits_waits") == since) {
+		ferry__ep_stream_flush(s->ep);
+		side_ok(s);
+		if (now_us() > dl)
+			fail_msg("the sender never blocked");
+	}
+}
+
+/* The file shrinks under a message of which part is already out: the peer
+ * is owed bytes that do not exist, so the message fails with the read's
+ * error (on_send_failed, reset set) and the connection resets with it; the
+ * receiver never completes a body. */
+static void test_file_truncated_mid_send(void **st)
+{
+	(void)st;
+	if (is_pull)
+		skip_on_infrc("large=pull stages a message whole when it reaches the "
+		              "queue head: "
+		              "its file is read before anything is sent");
+	pair p;
+	pair_open(&p, SMALLBUF);
+	pair_up(&p);
+	p.cli->check_written = false;
+	payload pl;
+	payload_make(&pl, 16u << 20, 98, true);
+	ferry_buf_reset(&pl.b);
+	assert_int_equal(ferry_buf_append_file(&pl.b, pl.fd, 0, pl.n), 0);
+	send_pl(p.cli, M_BUF, 1, &pl);
+	flush_until_blocked(p.cli, 0);
+	assert_true(written_bytes(p.cli->ep) > HDR_LEN);
+	assert_int_equal(ftruncate(pl.fd, 0), 0);
+	PUMP_UNTIL(p.srv, p.cli,
+	           p.cli->closeds + p.cli->resets == 1 &&
+	                   p.srv->closeds + p.srv->resets == 1);
+	assert_int_equal(p.cli->nfailed, 1);
+	assert_int_equal(p.cli->tx[0].fail_err, -EIO);
+	assert_true(p.cli->tx[0].fail_reset);
+	assert_int_equal(p.cli->tx[0].sent, 1);
+	assert_int_equal(p.cli->resets, 1);
+	assert_int_equal(p.cli->last_err, -EIO);
+	assert_int_equal(p.srv->nrx, 0);
+	assert_int_equal(cnt(p.cli->ep, "tx_file_read_errors"), 1);
+	pair_close(&p);
+	payload_free(&pl);
+}
+
+/* detach cannot read what it must copy (the file shrank): it says so, the
+ * payload is referenced no more, no on_send_failed runs (its call ended),
+ * and the message never goes out as anything else: one not started is
+ * dropped (the connection carries on), one partly written resets the
+ * connection. */
+static void test_detach_unreadable(void **st)
+{
+	(void)st;
+	if (is_pull)
+		skip_on_infrc("large=pull stages a message whole when it reaches the "
+		              "queue head: "
+		              "nothing is left to detach");
+	pair p;
+	pair_open(&p, SMALLBUF);
+	pair_up(&p);
+	p.cli->check_written = false;
+	payload one, two, three, big;
+	payload_make(&one, 4u << 20, 81, true);
+	payload_make(&two, 300u << 10, 82, true);
+	payload_make(&three, 5000, 83, false);
+	payload_make(&big, 4u << 20, 84, true);
+	ferry_buf_reset(&two.b);
+	assert_int_equal(ferry_buf_append_file(&two.b, two.fd, 0, two.n), 0);
+	ferry_buf_reset(&big.b);
+	assert_int_equal(ferry_buf_append_file(&big.b, big.fd, 0, big.n), 0);
+	send_pl(p.cli, M_BUF, 1, &one);
+	send_pl(p.cli, M_BUF, 2, &two);
+	flush_until_blocked(p.cli, 0);
+	assert_int_equal(p.cli->nsent, 0);
+	/* Not started: dropped; detaching it again finds nothing. */
+	assert_int_equal(ftruncate(two.fd, 1000), 0);
+	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[1]),
+	                 -EIO);
+	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[1]), 0);
+	ferry_buf_reset(&two.b);
+	send_pl(p.cli, M_BUF, 3, &three);
+	PUMP_UNTIL(p.srv, p.cli, p.srv->nrx == 2 && p.cli->nsent == 3);
+	check_rx_buf(p.srv, 0, 1, one.n, one.seed);
+	check_rx_buf(p.srv, 1, 3, three.n, three.seed);
+	assert_int_equal(p.cli->nfailed, 0);
+	assert_int_equal(p.cli->closeds + p.cli->resets, 0);
+	assert_int_equal(cnt(p.cli->ep, "tx_file_read_errors"), 1);
+	assert_int_equal(cnt(p.cli->ep, "tx_backlog_bytes"), 0);
+	/* Partly written: the connection resets. */
+	send_pl(p.cli, M_BUF, 4, &big);
+	flush_until_blocked(p.cli, cnt(p.cli->ep, "tx_blocked") +
+	                                   cnt_opt(p.cli->ep, "credits_waits"));
+	assert_true(p.cli->nsent == 3);
+	assert_int_equal(ftruncate(big.fd, 0), 0);
+	assert_int_equal(p.cli->ep->drv->stream->detach(p.cli->conn, &p.cli->tx[3]),
+	                 -EIO);
+	ferry_buf_reset(&big.b);
+	PUMP_UNTIL(p.srv, p.cli,
+	           p.cli->closeds + p.cli->resets == 1 &&
+	                   p.srv->closeds + p.srv->resets == 1);
+	assert_int_equal(p.cli->resets, 1);
+	assert_int_equal(p.cli->last_err, -EIO);
+	assert_int_equal(p.cli->nfailed, 0);
+	assert_int_equal(p.cli->nsent, 4);
+	assert_int_equal(p.srv->nrx, 2);
+	assert_int_equal(cnt(p.cli->ep, "tx_file_read_errors"), 2);
+	pair_close(&p);
+	payload_free(&one);
+	payload_free(&two);
+	payload_free(&three);
+	payload_free(&big);
 }
 
 static void hdr_len_child(void)
@@ -1988,28 +2148,30 @@ int main(int argc, char **argv)
 	if (getenv("CMOCKA_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("CMOCKA_FILTER"));
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_listen_connect_v4),
-		cmocka_unit_test(test_listen_connect_v6),
-		cmocka_unit_test(test_connect_refused),
-		cmocka_unit_test(test_bad_locator),
-		cmocka_unit_test(test_sizes_both_directions),
-		cmocka_unit_test(test_file_regions),
-		cmocka_unit_test(test_partial_writes),
-		cmocka_unit_test(test_loans),
-		cmocka_unit_test(test_fd_sink),
-		cmocka_unit_test(test_fd_sink_hdr_exact),
-		cmocka_unit_test(test_discard),
-		cmocka_unit_test(test_header_error_resets),
-		cmocka_unit_test(test_detach),
-		cmocka_unit_test(test_conn_close),
-		cmocka_unit_test(test_block_mode_fd),
-		cmocka_unit_test(test_many_conns),
-		cmocka_unit_test(test_sink_switch_mid_body),
-		cmocka_unit_test(test_connect_timeout),
-		cmocka_unit_test(test_reentrant_send_connect),
-		cmocka_unit_test(test_close_from_upcall),
-		cmocka_unit_test(test_file_region_past_eof),
-		cmocka_unit_test(test_hdr_len_limit),
+	        cmocka_unit_test(test_listen_connect_v4),
+	        cmocka_unit_test(test_listen_connect_v6),
+	        cmocka_unit_test(test_connect_refused),
+	        cmocka_unit_test(test_bad_locator),
+	        cmocka_unit_test(test_sizes_both_directions),
+	        cmocka_unit_test(test_file_regions),
+	        cmocka_unit_test(test_partial_writes),
+	        cmocka_unit_test(test_loans),
+	        cmocka_unit_test(test_fd_sink),
+	        cmocka_unit_test(test_fd_sink_hdr_exact),
+	        cmocka_unit_test(test_discard),
+	        cmocka_unit_test(test_header_error_resets),
+	        cmocka_unit_test(test_detach),
+	        cmocka_unit_test(test_conn_close),
+	        cmocka_unit_test(test_block_mode_fd),
+	        cmocka_unit_test(test_many_conns),
+	        cmocka_unit_test(test_sink_switch_mid_body),
+	        cmocka_unit_test(test_connect_timeout),
+	        cmocka_unit_test(test_reentrant_send_connect),
+	        cmocka_unit_test(test_close_from_upcall),
+	        cmocka_unit_test(test_file_region_past_eof),
+	        cmocka_unit_test(test_file_truncated_mid_send),
+	        cmocka_unit_test(test_detach_unreadable),
+	        cmocka_unit_test(test_hdr_len_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

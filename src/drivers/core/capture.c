@@ -350,6 +350,13 @@ static void cap_up_on_sent(void *arg, ferry_conn *c, void *cookie)
 	ferry__cap_tap *t = arg;
 	t->real_up->on_sent(t->real_up_arg, c, cookie);
 }
+
+static void cap_up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err,
+                                  bool reset)
+{
+	ferry__cap_tap *t = arg;
+	t->real_up->on_send_failed(t->real_up_arg, c, cookie, err, reset);
+}
 #endif /* FERRY_HAVE_PCAP */
 
 /* Attach, stats ----------------------------------------------------------*/
@@ -378,6 +385,8 @@ void ferry__cap_attach(ferry__cap_tap *t, ferry_ep *ep)
 		t->up.on_header = cap_up_on_header;
 		t->up.on_body = cap_up_on_body;
 		t->up.on_sent = cap_up_on_sent;
+		if (t->up.on_send_failed != NULL)
+			t->up.on_send_failed = cap_up_on_send_failed;
 		ep->up = &t->up;
 		ep->up_arg = t;
 	}

@@ -91,7 +91,7 @@ void ferry__infrc_txm_put(infrc_ep *e, infrc_txm *m)
 
 static bool txm_done(const infrc_txm *m)
 {
-	if (m->hdr_off < m->hdr_len)
+	if (m->hdr_off < m->hdr_len || m->err != 0)
 		return false;
 	if (m->pay.own != NULL)
 		return m->pay.own_off == m->pay.own_len;
@@ -176,6 +176,19 @@ static bool deliver_ready(infrc_ep *e, infrc_conn *c)
 {
 	while (c->sentq != NULL && c->sentq->ready) {
 		infrc_txm *m = c->sentq;
+		if (m->err != 0 && !m->detach_failed &&
+		    e->base.up->on_send_failed != NULL) {
+			/* Dropped before any of it was posted (txm_drop). */
+			int err = m->err;
+			m->err = 0; /* told once, even if the upcall re-enters */
+			m->detach_failed = true;
+			e->base.up->on_send_failed(e->base.up_arg, &c->base, m->cookie,
+			                           err, false);
+			if (c->state != INFRC_C_UP)
+				return false;
+			if (c->sentq != m)
+				continue;
+		}
 		c->sentq = m->next;
 		if (c->sentq == NULL)
 			c->sentq_tail = NULL;
@@ -221,6 +234,8 @@ static int infrc_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len, ferry
 	m->pay.own_len = m->pay.own_off = 0;
 	m->stage = NULL;
 	m->ready = false;
+	m->err = 0;
+	m->detach_failed = false;
 	if (c->txq_tail != NULL)
 		c->txq_tail->next = m;
 	else
@@ -260,6 +275,42 @@ static uint32_t imm_take(infrc_conn *c, int t)
 	return htobe32(INFRC_IMM(t, done, cred));
 }
 
+/* chunk_build: nothing built, the head failed (txm_drop follows). */
+#define INFRC_CHUNK_NONE (-2)
+
+/* 0 when m may start (or has started), else the error it fails with:
+ * asked each time its first bytes may be packed. */
+static int txm_ready(const infrc_txm *m)
+{
+	if (m->err != 0)
+		return m->err;
+	if (m->hdr_off > 0 || m->len == 0 || m->pay.own != NULL)
+		return 0;
+	return ferry__txpay_check_files(&m->pay);
+}
+
+/* The head m cannot be sent whole (err). Nothing of it posted: it leaves
+ * the queue as ready with its error, and deliver_ready reports it
+ * (on_send_failed, on_sent) in order. Part of it posted: the connection
+ * resets (after on_send_failed, unless its detach failed: the call has
+ * ended). false: the connection is gone. */
+static bool txm_drop(infrc_ep *e, infrc_conn *c, infrc_txm *m, int err)
+{
+	if (!m->detach_failed && err != -ENOMEM)
+		e->cnt.tx_file_read_errors++;
+	if (m->hdr_off > 0) {
+		if (!m->detach_failed && e->base.up->on_send_failed != NULL)
+			e->base.up->on_send_failed(e->base.up_arg, &c->base, m->cookie,
+			                           err, true);
+		ferry__infrc_conn_fail(e, c, err);
+		return false;
+	}
+	m->err = err;
+	c->backlog -= m->hdr_len + m->len;
+	txq_pop_to_sent(c, m, true);
+	return true;
+}
+
 /* Fill the next send slot from the queue head: a descriptor for a pulled
  * message, or the packed bytes of as many pushed messages as fit. Returns
  * the chunk length, or -1 when the connection failed. */
@@ -272,9 +323,10 @@ static ssize_t chunk_build(infrc_ep *e, infrc_conn *c, uint8_t *dst, int *type)
 		if (r != NULL) {
 			size_t got = txm_copy_payload(e, m, r->mem, m->len, &err);
 			if (err != 0 || got != m->len) {
+				/* Nothing of it is posted: it is dropped (conn_write). */
 				ferry__infrc_region_put(e, r);
-				ferry__infrc_conn_fail(e, c, err != 0 ? err : -EIO);
-				return -1;
+				m->err = err != 0 ? err : -EIO;
+				return INFRC_CHUNK_NONE;
 			}
 			memcpy(dst, m->hdr, m->hdr_len);
 			uint8_t *d = dst + m->hdr_len;
@@ -300,10 +352,23 @@ static ssize_t chunk_build(infrc_ep *e, infrc_conn *c, uint8_t *dst, int *type)
 	size_t len = 0;
 	*type = INFRC_T_DATA;
 	while (len < c->slot_bytes && (m = c->txq) != NULL) {
-		if (len > 0 && txm_pull(e, m))
-			break;
+		if (len > 0 && (txm_pull(e, m) || txm_ready(m) != 0))
+			break; /* a message that cannot go fails as the head */
+		bool fresh = m->hdr_off == 0;
 		size_t k = txm_pack(e, m, dst + len, c->slot_bytes - len, &err);
+		if (err != 0 && fresh) {
+			/* Its bytes in this slot are not posted: dropped. */
+			m->err = err;
+			m->hdr_off = 0;
+			return len > 0 ? (ssize_t)len : INFRC_CHUNK_NONE;
+		}
 		if (err != 0) {
+			/* Part of it is out: the peer is owed bytes that do
+			 * not exist. */
+			e->cnt.tx_file_read_errors++;
+			if (e->base.up->on_send_failed != NULL)
+				e->base.up->on_send_failed(e->base.up_arg, &c->base,
+				                           m->cookie, err, true);
 			ferry__infrc_conn_fail(e, c, err);
 			return -1;
 		}
@@ -338,9 +403,17 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 				blocked = true;
 				break;
 			}
+			int ferr = txm_ready(c->txq);
+			if (ferr != 0) {
+				if (!txm_drop(e, c, c->txq, ferr))
+					return -1;
+				continue;
+			}
 			uint8_t *dst = c->tx_mem + (size_t)(c->slot_head % INFRC_TX_SLOTS) * e->bufsize;
 			int type;
 			ssize_t len = chunk_build(e, c, dst, &type);
+			if (len == INFRC_CHUNK_NONE)
+				continue; /* the head failed: dropped next round */
 			if (len < 0)
 				return -1;
 			memset(&wr[n], 0, sizeof(wr[n]));
@@ -374,13 +447,16 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 			}
 			c->post_seq += (uint32_t)n;
 			e->cnt.sends += (uint64_t)n;
-			if (!deliver_ready(e, c))
-				return total;
 		}
-		if (blocked || n == 0) {
+		/* Also after drops alone: their upcalls are due. */
+		if (!deliver_ready(e, c))
+			return total;
+		if (blocked) {
 			e->cnt.tx_blocked++;
 			break;
 		}
+		if (n == 0)
+			break; /* the queue emptied by drops */
 	}
 	return total;
 }
@@ -435,11 +511,18 @@ static int infrc_detach(ferry_conn *fc, void *cookie)
 	infrc_conn *c = infrc_conn_of(fc);
 	infrc_ep *e = infrc_of(fc->ep);
 	for (infrc_txm *m = c->txq; m != NULL; m = m->next) {
-		if (m->cookie != cookie || m->pay.own != NULL)
+		if (m->cookie != cookie || m->pay.own != NULL || m->err != 0)
 			continue;
 		long copied = ferry__txpay_detach(&m->pay);
-		if (copied < 0)
+		if (copied < 0) {
+			/* Never sent as anything but what it was: dropped, or
+			 * the connection reset, at the next flush. */
+			m->err = (int)copied;
+			m->detach_failed = true;
+			e->cnt.tx_file_read_errors += copied != -ENOMEM;
+			e->base.tx_pending = true;
 			return (int)copied;
+		}
 		e->cnt.detach_copy_bytes += (uint64_t)copied;
 		return 1;
 	}

@@ -103,6 +103,12 @@ typedef struct infrc_txm {
 	ferry__txpay pay;     /* the payload, borrowed or (detached) copied */
 	infrc_region *stage;  /* pull: the exposed copy, until DONE */
 	bool ready;           /* left the queue: written (push) or DONE (pull) */
+	/* Its payload could not be read (err: the read's error): never sent
+	 * whole; dropped if nothing of it was posted, else the connection
+	 * resets. detach_failed: found by detach (its call has ended: no
+	 * on_send_failed). */
+	int err;
+	bool detach_failed;
 } infrc_txm;
 
 enum {
@@ -170,7 +176,7 @@ typedef struct infrc_conn {
 	X(rx_user_bytes) X(rx_loans) X(rx_copy_bytes) X(rx_sink_copy_bytes)    \
 	X(rx_reposted) X(repost_calls) X(rx_held) X(mr_registrations)          \
 	X(mr_deregistrations) X(cq_polls) X(cq_events) X(cq_arms)              \
-	X(epoll_waits)
+	X(epoll_waits) X(tx_file_read_errors)
 
 typedef struct infrc_counters {
 #define INFRC_CNT_FIELD(f) uint64_t f;

@@ -27,17 +27,18 @@
 
 static const char *const stream_keys[] = {"maxmsg", NULL};
 
-#define STREAM_COUNTERS(X)                                                     \
-	X(conns_up, "stream.conns_up")                                         \
-	X(conns_lost, "stream.conns_lost")                                     \
-	X(reconnects, "stream.reconnects")                                     \
-	X(calls_peerdead, "stream.calls_peerdead")                             \
-	X(late_responses, "stream.late_responses")                             \
-	X(too_big, "stream.too_big")                                           \
-	X(bad_headers, "stream.bad_headers")                                   \
-	X(replies_dropped, "stream.replies_dropped")                           \
-	X(detached, "stream.requests_detached")                                \
-	X(fd_bodies, "stream.fd_bodies")                                       \
+#define STREAM_COUNTERS(X)                                                               \
+	X(conns_up, "stream.conns_up")                                                   \
+	X(conns_lost, "stream.conns_lost")                                               \
+	X(reconnects, "stream.reconnects")                                               \
+	X(calls_peerdead, "stream.calls_peerdead")                                       \
+	X(late_responses, "stream.late_responses")                                       \
+	X(too_big, "stream.too_big")                                                     \
+	X(bad_headers, "stream.bad_headers")                                             \
+	X(replies_dropped, "stream.replies_dropped")                                     \
+	X(detached, "stream.requests_detached")                                          \
+	X(sends_failed, "stream.sends_failed")                                           \
+	X(fd_bodies, "stream.fd_bodies")                                                 \
 	X(cancels_sent, "stream.cancels_sent")
 
 typedef struct stream_cport stream_cport;
@@ -62,6 +63,10 @@ struct stream_cport {
 	/* The body being received: its call and the driver's sink. */
 	ferry__call *rx_call;
 	ferry_body_sink *rx_sink;
+	/* A request the driver could not send (on_send_failed) on a connection
+	 * that resets next: its call fails with err, not FERRY_EPEERDEAD. */
+	ferry__call *failed_call;
+	int failed_err;
 };
 
 /* A server-side connection. */
@@ -245,10 +250,12 @@ static void stream_cport_lost(stream_cport *cp)
 	ferry_ctx *ctx = cp->port->ctx;
 	stream_ctx *x = sctx(ctx);
 	uint32_t gen = cp->conn_gen;
+	ferry__call *failed = cp->failed_call;
 	cp->conn = NULL;
 	cp->rx_call = NULL;
 	cp->rx_sink = NULL;
 	cp->fd_calls = 0;
+	cp->failed_call = NULL;
 	if (cp->refs == 0)
 		return;
 	for (uint32_t i = 0; i < ctx->nsessions; i++) {
@@ -260,6 +267,10 @@ static void stream_cport_lost(stream_cport *cp)
 			/* Completions may start calls, on a new connection:
 			 * only those sent on the lost one fail. */
 			if (c != NULL && c->state == FERRY_CALL_ACTIVE && c->tp_word == gen) {
+				if (c == failed) {
+					ferry__call_complete(c, cp->failed_err);
+					continue;
+				}
 				x->calls_peerdead++;
 				ferry__call_complete(c, FERRY_EPEERDEAD);
 			}
@@ -618,12 +629,62 @@ static void up_on_sent(void *arg, ferry_conn *conn, void *cookie)
 		sconn_put(sc);
 }
 
+/* The driver could not read the payload of a message (a file truncated
+ * under a queued send): the bytes it promised never go out. A request's
+ * call fails with the read's error (now, or when the reset that follows
+ * fails the connection's other calls with FERRY_EPEERDEAD). A reply of
+ * which nothing was written is replaced by a header-only reply carrying
+ * the error, so the client's call sees it too; one cut short by a reset
+ * reaches the client as the reset (FERRY_EPEERDEAD). */
+static void up_on_send_failed(void *arg, ferry_conn *conn, void *cookie, int err,
+                              bool reset)
+{
+	ferry__port *port = arg;
+	stream_ctx *x = sctx(port->ctx);
+	if (cookie == NULL)
+		return; /* header-only messages have nothing to read */
+	x->sends_failed++;
+	if (!port->server) {
+		ferry__call *c = cookie;
+		stream_cport *cp = conn->user;
+		if (cp == NULL || cp->conn != conn || c->state != FERRY_CALL_ACTIVE ||
+		    c->tp_word != cp->conn_gen)
+			return;
+		if (reset) {
+			cp->failed_call = c;
+			cp->failed_err = err;
+		} else {
+			ferry__call_complete(c, err);
+		}
+		return;
+	}
+	ferry_rpc *rpc = cookie;
+	if (reset || conn->user == NULL)
+		return;
+	ferry_wire_hdr h = {
+	        .type = FERRY_PKT_DATA,
+	        .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST,
+	        .channel = rpc->chan,
+	        .opcode = rpc->opcode,
+	        .client_hint = rpc->client_hint,
+	        .rpc_id = rpc->rpc_id,
+	        .msg_len = 0,
+	        .aux = ferry__wire_status(err),
+	};
+	ferry_buf empty;
+	ferry_buf_init(&empty);
+	if (stream_hdr_send(port, conn, &h, &empty, NULL) != 0)
+		x->replies_dropped++;
+	ferry_buf_fini(&empty);
+}
+
 static const ferry_stream_upcalls stream_upcalls = {
-	.hdr_len = FERRY_WIRE_HDR_BYTES,
-	.conn_event = up_conn_event,
-	.on_header = up_on_header,
-	.on_body = up_on_body,
-	.on_sent = up_on_sent,
+        .hdr_len = FERRY_WIRE_HDR_BYTES,
+        .conn_event = up_conn_event,
+        .on_header = up_on_header,
+        .on_body = up_on_body,
+        .on_sent = up_on_sent,
+        .on_send_failed = up_on_send_failed,
 };
 
 /* Metrics ---------------------------------------------------------------------*/

@@ -1944,6 +1944,9 @@ static void past_eof_child(void)
 	if (p.cli->closeds + p.cli->resets != 0 ||
 	    cnt(p.cli->ep, "tx_file_read_errors") != 1)
 		_exit(4);
+	/* The core's generic count: one message that could not be sent. */
+	if (p.cli->ep->cnt.tx_errors != 1)
+		_exit(5);
 	pair_close(&p);
 	payload_free(&pl);
 	payload_free(&after);
@@ -2006,6 +2009,7 @@ static void test_file_truncated_mid_send(void **st)
 	assert_int_equal(p.cli->last_err, -EIO);
 	assert_int_equal(p.srv->nrx, 0);
 	assert_int_equal(cnt(p.cli->ep, "tx_file_read_errors"), 1);
+	assert_int_equal(p.cli->ep->cnt.tx_errors, 1);
 	pair_close(&p);
 	payload_free(&pl);
 }

@@ -39,6 +39,16 @@ static void ep_up_on_sent(void *arg, ferry_conn *c, void *cookie)
 	ep->up_next->on_sent(ep->up_next_arg, c, cookie);
 }
 
+/* A message that could not be sent (its payload unreadable): counted as a
+ * transmit error; its earlier tx_pkts stays (the message was queued). */
+static void ep_up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err, bool reset)
+{
+	ferry_ep *ep = arg;
+	ep->cnt.tx_errors++;
+	if (ep->up_next->on_send_failed != NULL)
+		ep->up_next->on_send_failed(ep->up_next_arg, c, cookie, err, reset);
+}
+
 static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up, void *up_arg)
 {
 	ep->up_next = up;
@@ -49,6 +59,7 @@ static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up, vo
 		.on_header = ep_up_on_header,
 		.on_body = ep_up_on_body,
 		.on_sent = ep_up_on_sent,
+		.on_send_failed = ep_up_on_send_failed,
 	};
 	ep->up = &ep->up_count;
 	ep->up_arg = ep;

@@ -673,7 +673,7 @@ static void up_on_send_failed(void *arg, ferry_conn *conn, void *cookie, int err
 	};
 	ferry_buf empty;
 	ferry_buf_init(&empty);
-	if (stream_hdr_send(port, conn, &h, &empty, NULL) != 0)
+	if (stream_hdr_send(conn, &h, &empty, NULL) != 0)
 		x->replies_dropped++;
 	ferry_buf_fini(&empty);
 }

@@ -159,28 +159,6 @@ static void h_file(void *arg, ferry_rpc *rpc)
 }
 
 /* Rig -------------------------------------------------------------------------*/
-static void rig_open(rig *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->st.file_fd = -1;
-	ferry_ctx_opts o = {.poll_mode = FERRY_POLL_SPIN, .cpu = -1};
-	assert_int_equal(ferry_ctx_create(&o, &r->sctx), 0);
-	assert_int_equal(ferry_ctx_create(&o, &r->cctx), 0);
-	assert_int_equal(ferry_server_create(r->sctx, &r->srv), 0);
-	ferry_server_handle(r->srv, OP_CHECK, h_check, &r->st);
-	ferry_server_handle(r->srv, OP_SIZED, h_sized, &r->st);
-	ferry_server_handle(r->srv, OP_FILE, h_file, &r->st);
-	char listen[256], bound[256];
-	snprintf(listen, sizeof(listen), "%s:host=127.0.0.1,port=0,%s", drv, keys);
-	assert_int_equal(ferry_server_listen(r->srv, listen), 0);
-	assert_true(ferry_server_locator(r->srv, 0, bound, sizeof(bound)) > 0);
-	const char *port = strstr(bound, "port=");
-	assert_non_null(port);
-	snprintf(r->loc, sizeof(r->loc), "%s:host=127.0.0.1,port=%d,%s", drv,
-	         atoi(port + 5), keys);
-	assert_int_equal(ferry_session_open(r->cctx, r->loc, &r->s), 0);
-}
-
 static void rig_close(rig *r)
 {
 	ferry_session_close(r->s);
@@ -246,6 +224,36 @@ static void call_check_mem(rig *r, call_rec *c, size_t n)
 	rec_init(c);
 	tu_fill(ferry_buf_alloc(&c->req, n), n, REQ_SEED);
 	call_on(r, c, OP_CHECK);
+}
+
+static void rig_open(rig *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->st.file_fd = -1;
+	ferry_ctx_opts o = {.poll_mode = FERRY_POLL_SPIN, .cpu = -1};
+	assert_int_equal(ferry_ctx_create(&o, &r->sctx), 0);
+	assert_int_equal(ferry_ctx_create(&o, &r->cctx), 0);
+	assert_int_equal(ferry_server_create(r->sctx, &r->srv), 0);
+	ferry_server_handle(r->srv, OP_CHECK, h_check, &r->st);
+	ferry_server_handle(r->srv, OP_SIZED, h_sized, &r->st);
+	ferry_server_handle(r->srv, OP_FILE, h_file, &r->st);
+	char listen[256], bound[256];
+	snprintf(listen, sizeof(listen), "%s:host=127.0.0.1,port=0,%s", drv, keys);
+	assert_int_equal(ferry_server_listen(r->srv, listen), 0);
+	assert_true(ferry_server_locator(r->srv, 0, bound, sizeof(bound)) > 0);
+	const char *port = strstr(bound, "port=");
+	assert_non_null(port);
+	snprintf(r->loc, sizeof(r->loc), "%s:host=127.0.0.1,port=%d,%s", drv,
+	         atoi(port + 5), keys);
+	assert_int_equal(ferry_session_open(r->cctx, r->loc, &r->s), 0);
+	/* One call with both sides polled: the connection is up (infrc's
+	 * setup needs the server to answer) before a side is stalled. */
+	call_rec w;
+	call_check_mem(r, &w, 16);
+	PUMP_UNTIL(r, true, true, w.done);
+	assert_int_equal(w.status, 0);
+	rec_fini(&w);
+	r->st.checked = r->st.handled = 0;
 }
 
 /* A file of n bytes of the request pattern. */

@@ -19,9 +19,29 @@
 #include "drivers/kit/inet.h"
 #include "tcp.h"
 
-const char *const ferry__tcp_keys[] = {
-        "host",          "port",      "sndbuf",    "rcvbuf", "connect_timeout",
-        "backlog_pause", "keepalive", "reuseport", NULL};
+enum {
+	TCP_K_SNDBUF,
+	TCP_K_RCVBUF,
+	TCP_K_CONNECT_TIMEOUT,
+	TCP_K_BACKLOG_PAUSE,
+	TCP_K_KEEPALIVE,
+	TCP_K_REUSEPORT,
+	TCP_K_COUNT
+};
+/* tcp's keys (splice's too); host and port are kit/inet's. sndbuf/rcvbuf 0:
+ * the kernel's autotuning; keepalive in seconds (0 off); connect_timeout
+ * in ms. */
+static const ferry_loc_key tcp_keys[TCP_K_COUNT + 1] = {
+	[TCP_K_SNDBUF] = {.name = "sndbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
+	[TCP_K_RCVBUF] = {.name = "rcvbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
+	[TCP_K_CONNECT_TIMEOUT] = {.name = "connect_timeout", .kind = FERRY_LOC_UINT, .min = 1,
+	                           .max = 3600000, .dflt = 5000},
+	[TCP_K_BACKLOG_PAUSE] = {.name = "backlog_pause", .kind = FERRY_LOC_UINT,
+	                         .max = UINT64_MAX / 2, .dflt = TCP_BACKLOG_PAUSE_DEFAULT},
+	[TCP_K_KEEPALIVE] = {.name = "keepalive", .kind = FERRY_LOC_UINT, .max = 32767},
+	[TCP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+};
+const ferry_loc_key *const ferry__tcp_key_tables[] = {tcp_keys, ferry__inet_keys, NULL};
 
 int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags,
                          bool zerocopy)
@@ -31,22 +51,16 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags,
 	t->zerocopy = zerocopy;
 	t->lfd = -1;
 	t->listening = (flags & FERRY_EP_LISTEN) != 0;
-	uint64_t ct_ms, reuseport;
-	int rc;
-	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "sndbuf", 0, 1u << 30, 0, &t->sndbuf, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "rcvbuf", 0, 1u << 30, 0, &t->rcvbuf, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "keepalive", 0, 32767, 0, &t->keepalive_s, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "connect_timeout", 1, 3600000, 5000, &ct_ms, msg,
-	                         sizeof(ep->errmsg))) != 0 ||
-	    (rc = ferry__loc_u64(loc, "backlog_pause", 0, UINT64_MAX / 2,
-	                         TCP_BACKLOG_PAUSE_DEFAULT, &t->backlog_pause, msg,
-	                         sizeof(ep->errmsg))) != 0)
+	ferry_loc_val v[TCP_K_COUNT];
+	int rc = ferry_loc_read(loc, tcp_keys, v, msg, sizeof(ep->errmsg));
+	if (rc != 0)
 		return rc;
+	bool reuseport = v[TCP_K_REUSEPORT].u != 0;
+	t->sndbuf = v[TCP_K_SNDBUF].u;
+	t->rcvbuf = v[TCP_K_RCVBUF].u;
+	t->keepalive_s = v[TCP_K_KEEPALIVE].u;
+	t->backlog_pause = v[TCP_K_BACKLOG_PAUSE].u;
+	uint64_t ct_ms = v[TCP_K_CONNECT_TIMEOUT].u;
 	t->connect_timeout_us = ct_ms * 1000;
 	if (ep->up == NULL || ep->up->hdr_len == 0 || ep->up->hdr_len > TCP_HDR_MAX) {
 		snprintf(msg, sizeof(ep->errmsg), "stream header must be 1-%u bytes",
@@ -267,7 +281,7 @@ const ferry_driver_ops ferry__tcp_driver = {
         .kind = FERRY_DRIVER_STREAM,
         .wrapper = false,
         .ep_size = FERRY_TCP_EP_BYTES,
-        .keys = ferry__tcp_keys,
+        .key_tables = ferry__tcp_key_tables,
         .probe = NULL,
         .open = tcp_open,
         .stream = &ferry__tcp_stream_ops,

@@ -150,7 +150,7 @@ static inline tcp_conn *tcp_conn_of(ferry_conn *c)
 }
 
 /* tcp.c: what the splice driver shares. */
-extern const char *const ferry__tcp_keys[];
+extern const ferry_loc_key *const ferry__tcp_key_tables[];
 extern const ferry_stream_ops ferry__tcp_stream_ops;
 int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags,
                          bool zerocopy);

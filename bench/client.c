@@ -22,7 +22,7 @@
 
 #define CLIENT_SESSIONS_MAX 64
 #define CLIENT_INFLIGHT_MAX 1024
-#define CLIENT_PROGRESS_NS 200000000ull
+#define CLIENT_PROGRESS_NS  200000000ull
 
 typedef struct client_cfg {
 	const char *connect;
@@ -33,7 +33,7 @@ typedef struct client_cfg {
 	double duration, warmup;
 	uint64_t timeout_us;
 	const char *csv, *json, *server_metrics, *client_metrics;
-	const char *sink;   /* FILEREAD: a directory (a fresh file in it) or a file */
+	const char *sink; /* FILEREAD: a directory (a fresh file in it) or a file */
 	pid_t server_pid;
 } client_cfg;
 
@@ -53,7 +53,7 @@ typedef struct client_run {
 	const client_cfg *cfg;
 	uint64_t size, end_ns, last_ns;
 	uint64_t ops, errors;
-	int sink_fd;        /* FILEREAD destination, -1 otherwise */
+	int sink_fd; /* FILEREAD destination, -1 otherwise */
 	bool measuring, stopping;
 	bench_samples samples;
 	client_slot slots[CLIENT_INFLIGHT_MAX];
@@ -65,8 +65,8 @@ static uint8_t *client_pattern;
 static const char *client_mode_name(const client_cfg *cfg)
 {
 	return cfg->op == BENCH_OP_FILEREAD ? "fileread"
-	       : cfg->mode_tput            ? "throughput"
-	                                   : "latency";
+	       : cfg->mode_tput             ? "throughput"
+	                                    : "latency";
 }
 
 static void client_fill_req(const client_cfg *cfg, ferry_buf *req, uint64_t size)
@@ -169,8 +169,8 @@ static void client_issue(client_slot *sl)
 	int rc;
 	if (run->cfg->op == BENCH_OP_FILEREAD) {
 		client_sink_arm(sl);
-		rc = ferry_call_into_fd(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->sink,
-		                        run->cfg->timeout_us, client_done, sl);
+		rc = ferry_call_into_fd(sl->s, (uint16_t)run->cfg->op, &sl->req,
+		                        &sl->sink, run->cfg->timeout_us, client_done, sl);
 	} else {
 		rc = ferry_call(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
 		                run->cfg->timeout_us, client_done, sl);
@@ -220,11 +220,12 @@ static void client_latency(ferry_ctx *ctx, client_run *run, uint64_t end_ns)
 		int rc;
 		if (run->cfg->op == BENCH_OP_FILEREAD) {
 			client_sink_arm(sl);
-			rc = ferry_call_into_fd_sync(sl->s, (uint16_t)run->cfg->op, &sl->req,
-			                             &sl->sink, run->cfg->timeout_us);
+			rc = ferry_call_into_fd_sync(sl->s, (uint16_t)run->cfg->op,
+			                             &sl->req, &sl->sink,
+			                             run->cfg->timeout_us);
 		} else {
-			rc = ferry_call_sync(sl->s, (uint16_t)run->cfg->op, &sl->req, &sl->resp,
-			                     run->cfg->timeout_us);
+			rc = ferry_call_sync(sl->s, (uint16_t)run->cfg->op, &sl->req,
+			                     &sl->resp, run->cfg->timeout_us);
 		}
 		uint64_t t1 = bench_now_ns();
 		bool ok = client_outcome(sl, rc, &sl->resp);
@@ -237,7 +238,8 @@ static void client_latency(ferry_ctx *ctx, client_run *run, uint64_t end_ns)
 			}
 			run->last_ns = t1;
 			if (t1 >= next_progress) {
-				bench_progress("%s size %llu: %llu calls", run->cfg->transport,
+				bench_progress("%s size %llu: %llu calls",
+				               run->cfg->transport,
 				               (unsigned long long)run->size,
 				               (unsigned long long)run->ops);
 				next_progress = t1 + CLIENT_PROGRESS_NS;
@@ -290,11 +292,13 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE
 		fprintf(stderr,
 		        "ferry-bench client: fileread %llu B: no warm-up call into sink "
 		        "offset 0 succeeded (last: %s); nothing to check\n",
-		        (unsigned long long)run->size, ferry_strerror(run->slots[0].last_rc));
+		        (unsigned long long)run->size,
+		        ferry_strerror(run->slots[0].last_rc));
 		bad_data = 1;
 	} else if (cfg->op == BENCH_OP_FILEREAD &&
 	           !client_sink_check(run->sink_fd, 0, run->size)) {
-		fprintf(stderr, "ferry-bench client: fileread %llu B: wrong bytes in the sink\n",
+		fprintf(stderr,
+		        "ferry-bench client: fileread %llu B: wrong bytes in the sink\n",
 		        (unsigned long long)run->size);
 		bad_data = 1;
 	}
@@ -318,7 +322,8 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE
 		ferry_metrics_snap *local1 = ferry_metrics_snapshot(ctx);
 		if (local1 != NULL) {
 			char scope[256];
-			snprintf(scope, sizeof(scope), "client:%s:%s:%s:%s:%llu", cfg->transport,
+			snprintf(scope, sizeof(scope), "client:%s:%s:%s:%s:%llu",
+			         cfg->transport,
 			         cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin",
 			         client_mode_name(cfg), bench_op_name(cfg->op),
 			         (unsigned long long)run->size);
@@ -358,7 +363,8 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE
 		ferry_buf_fini(&dump);
 	}
 	snprintf(r->transport, sizeof(r->transport), "%s", cfg->transport);
-	snprintf(r->poll, sizeof(r->poll), "%s", cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin");
+	snprintf(r->poll, sizeof(r->poll), "%s",
+	         cfg->poll == FERRY_POLL_BLOCK ? "block" : "spin");
 	snprintf(r->mode, sizeof(r->mode), "%s", client_mode_name(cfg));
 	snprintf(r->op, sizeof(r->op), "%s", bench_op_name(cfg->op));
 	r->size = run->size;
@@ -371,7 +377,8 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE
 static void client_usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: ferry-bench client --connect LOCATOR [--op read|write|echo|fileread]\n"
+	        "usage: ferry-bench client --connect LOCATOR [--op "
+	        "read|write|echo|fileread]\n"
 	        "         [--sizes 64,1k,4k,64k,1m] [--duration 3s] [--warmup 0.2s]\n"
 	        "         [--mode latency|throughput] [--concurrency N] [--sessions M]\n"
 	        "         [--poll spin|block] [--cpu N] [--timeout 1s]\n"
@@ -385,7 +392,8 @@ static void client_usage(FILE *f)
 	        "measured interval (one JSON line per size, docs/METRICS.md);\n"
 	        "--client-metrics does the same for this process's own context.\n"
 	        "--op fileread: the server answers with a file region; each body is\n"
-	        "received into --sink (a directory: a fresh unlinked file in it, default\n"
+	        "received into --sink (a directory: a fresh unlinked file in it, "
+	        "default\n"
 	        "/dev/shm; or a file such as /dev/null) with ferry_call_into_fd. Its\n"
 	        "rows say mode fileread; --mode still picks 1 or N calls in flight.\n"
 	        "--pcap FILE captures this client's packets (adds pcap=FILE to the\n"
@@ -395,31 +403,36 @@ static void client_usage(FILE *f)
 static int client_parse(int argc, char **argv, client_cfg *c)
 {
 	static const struct option opts[] = {
-		{"connect", required_argument, NULL, 'C'},
-		{"op", required_argument, NULL, 'o'},
-		{"sizes", required_argument, NULL, 's'},
-		{"duration", required_argument, NULL, 'd'},
-		{"warmup", required_argument, NULL, 'w'},
-		{"mode", required_argument, NULL, 'm'},
-		{"concurrency", required_argument, NULL, 'n'},
-		{"sessions", required_argument, NULL, 'S'},
-		{"poll", required_argument, NULL, 'p'},
-		{"cpu", required_argument, NULL, 'c'},
-		{"timeout", required_argument, NULL, 't'},
-		{"csv", required_argument, NULL, 'v'},
-		{"json", required_argument, NULL, 'j'},
-		{"server-metrics", required_argument, NULL, 'M'},
-		{"server-pid", required_argument, NULL, 'P'},
-		{"client-metrics", required_argument, NULL, 'K'},
-		{"label", required_argument, NULL, 'L'},
-		{"sink", required_argument, NULL, 'k'},
-		{"pcap", required_argument, NULL, 'A'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"connect", required_argument, NULL, 'C'},
+	        {"op", required_argument, NULL, 'o'},
+	        {"sizes", required_argument, NULL, 's'},
+	        {"duration", required_argument, NULL, 'd'},
+	        {"warmup", required_argument, NULL, 'w'},
+	        {"mode", required_argument, NULL, 'm'},
+	        {"concurrency", required_argument, NULL, 'n'},
+	        {"sessions", required_argument, NULL, 'S'},
+	        {"poll", required_argument, NULL, 'p'},
+	        {"cpu", required_argument, NULL, 'c'},
+	        {"timeout", required_argument, NULL, 't'},
+	        {"csv", required_argument, NULL, 'v'},
+	        {"json", required_argument, NULL, 'j'},
+	        {"server-metrics", required_argument, NULL, 'M'},
+	        {"server-pid", required_argument, NULL, 'P'},
+	        {"client-metrics", required_argument, NULL, 'K'},
+	        {"label", required_argument, NULL, 'L'},
+	        {"sink", required_argument, NULL, 'k'},
+	        {"pcap", required_argument, NULL, 'A'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
-	*c = (client_cfg){.op = BENCH_OP_READ, .cpu = -1, .concurrency = 8,
-	                  .sessions = 1, .duration = 3, .warmup = 0.2,
-	                  .timeout_us = 1000000, .sink = "/dev/shm"};
+	*c = (client_cfg){.op = BENCH_OP_READ,
+	                  .cpu = -1,
+	                  .concurrency = 8,
+	                  .sessions = 1,
+	                  .duration = 3,
+	                  .warmup = 0.2,
+	                  .timeout_us = 1000000,
+	                  .sink = "/dev/shm"};
 	c->nsizes = bench_parse_sizes("64,1k,4k,64k,1m", c->sizes, BENCH_SIZES_MAX);
 	const char *label = NULL;
 	const char *pcap = NULL;
@@ -427,13 +440,16 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 	double d;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'C': c->connect = optarg; break;
+		case 'C':
+			c->connect = optarg;
+			break;
 		case 'o':
 			if ((c->op = bench_parse_op(optarg)) < 0)
 				goto bad;
 			break;
 		case 's':
-			if ((c->nsizes = bench_parse_sizes(optarg, c->sizes, BENCH_SIZES_MAX)) < 0)
+			if ((c->nsizes = bench_parse_sizes(optarg, c->sizes,
+			                                   BENCH_SIZES_MAX)) < 0)
 				return 2;
 			break;
 		case 'd':
@@ -445,7 +461,8 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 				goto bad;
 			break;
 		case 'm':
-			if (strcmp(optarg, "latency") != 0 && strcmp(optarg, "throughput") != 0)
+			if (strcmp(optarg, "latency") != 0 &&
+			    strcmp(optarg, "throughput") != 0)
 				goto bad;
 			c->mode_tput = strcmp(optarg, "throughput") == 0;
 			break;
@@ -462,24 +479,47 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		case 'p':
 			if (strcmp(optarg, "spin") != 0 && strcmp(optarg, "block") != 0)
 				goto bad;
-			c->poll = strcmp(optarg, "block") == 0 ? FERRY_POLL_BLOCK : FERRY_POLL_SPIN;
+			c->poll = strcmp(optarg, "block") == 0 ? FERRY_POLL_BLOCK
+			                                       : FERRY_POLL_SPIN;
 			break;
-		case 'c': c->cpu = atoi(optarg); break;
+		case 'c':
+			c->cpu = atoi(optarg);
+			break;
 		case 't':
 			if ((d = bench_parse_duration(optarg)) <= 0)
 				goto bad;
 			c->timeout_us = (uint64_t)(d * 1e6);
 			break;
-		case 'v': c->csv = optarg; break;
-		case 'j': c->json = optarg; break;
-		case 'M': c->server_metrics = optarg; break;
-		case 'P': c->server_pid = (pid_t)atoi(optarg); break;
-		case 'K': c->client_metrics = optarg; break;
-		case 'L': label = optarg; break;
-		case 'k': c->sink = optarg; break;
-		case 'A': pcap = optarg; break;
-		case 'h': client_usage(stdout); return 0;
-		default: client_usage(stderr); return 2;
+		case 'v':
+			c->csv = optarg;
+			break;
+		case 'j':
+			c->json = optarg;
+			break;
+		case 'M':
+			c->server_metrics = optarg;
+			break;
+		case 'P':
+			c->server_pid = (pid_t)atoi(optarg);
+			break;
+		case 'K':
+			c->client_metrics = optarg;
+			break;
+		case 'L':
+			label = optarg;
+			break;
+		case 'k':
+			c->sink = optarg;
+			break;
+		case 'A':
+			pcap = optarg;
+			break;
+		case 'h':
+			client_usage(stdout);
+			return 0;
+		default:
+			client_usage(stderr);
+			return 2;
 		}
 	}
 	if (c->connect == NULL) {
@@ -487,7 +527,8 @@ static int client_parse(int argc, char **argv, client_cfg *c)
 		return 2;
 	}
 	if (pcap != NULL) {
-		if (bench_loc_pcap(c->connect, pcap, c->connect_pcap, sizeof(c->connect_pcap)) != 0)
+		if (bench_loc_pcap(c->connect, pcap, c->connect_pcap,
+		                   sizeof(c->connect_pcap)) != 0)
 			return 2;
 		c->connect = c->connect_pcap;
 	}
@@ -529,7 +570,8 @@ int bench_client_main(int argc, char **argv)
 		perror(cfg.client_metrics);
 		return 1;
 	}
-	if ((cfg.json != NULL && json == NULL) || (cfg.server_metrics != NULL && mf == NULL)) {
+	if ((cfg.json != NULL && json == NULL) ||
+	    (cfg.server_metrics != NULL && mf == NULL)) {
 		perror("ferry-bench client");
 		return 1;
 	}
@@ -545,8 +587,10 @@ int bench_client_main(int argc, char **argv)
 	client_run *run = calloc(1, sizeof(*run));
 	run->cfg = &cfg;
 	run->sink_fd = -1;
-	if (cfg.op == BENCH_OP_FILEREAD && (run->sink_fd = client_sink_open(cfg.sink)) < 0) {
-		fprintf(stderr, "ferry-bench client: sink %s: %s\n", cfg.sink, strerror(errno));
+	if (cfg.op == BENCH_OP_FILEREAD &&
+	    (run->sink_fd = client_sink_open(cfg.sink)) < 0) {
+		fprintf(stderr, "ferry-bench client: sink %s: %s\n", cfg.sink,
+		        strerror(errno));
 		ferry_ctx_destroy(ctx);
 		free(run);
 		return 1;

@@ -164,9 +164,8 @@ uint64_t bench_samples_q(const bench_samples *s, double q)
 	return s->v[i < s->n ? i : s->n - 1];
 }
 
-void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
-                         uint64_t errors, double seconds, uint64_t client_cpu_ns,
-                         uint64_t server_cpu_ns)
+void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops, uint64_t errors,
+                         double seconds, uint64_t client_cpu_ns, uint64_t server_cpu_ns)
 {
 	bench_samples_sort(s);
 	r->ops = ops;
@@ -180,9 +179,11 @@ void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
 	r->max_us = bench_samples_q(s, 1) / 1e3;
 	r->ops_per_s = seconds > 0 ? (double)ops / seconds : 0;
 	r->mb_per_s = r->ops_per_s * (double)r->size / 1e6;
-	r->client_cpu_us_per_op = ops > 0 ? (double)client_cpu_ns / 1e3 / (double)ops : -1;
-	r->server_cpu_us_per_op =
-		ops > 0 && server_cpu_ns > 0 ? (double)server_cpu_ns / 1e3 / (double)ops : -1;
+	r->client_cpu_us_per_op =
+	        ops > 0 ? (double)client_cpu_ns / 1e3 / (double)ops : -1;
+	r->server_cpu_us_per_op = ops > 0 && server_cpu_ns > 0
+	                                  ? (double)server_cpu_ns / 1e3 / (double)ops
+	                                  : -1;
 }
 
 /* JSON has no inf or nan (printf would write "inf", which json-c refuses):
@@ -362,7 +363,8 @@ void bench_progress_done(void)
 int bench_loc_pcap(const char *loc, const char *pcap, char *out, size_t len)
 {
 	if (strpbrk(pcap, ",:") != NULL) {
-		fprintf(stderr, "ferry-bench: --pcap '%s': the path may not contain ',' or ':'\n",
+		fprintf(stderr,
+		        "ferry-bench: --pcap '%s': the path may not contain ',' or ':'\n",
 		        pcap);
 		return -1;
 	}

@@ -12,13 +12,12 @@
 #include <sys/types.h>
 
 #define BENCH_SIZES_MAX 32
-#define BENCH_OP_READ 16  /* request: u32 size; response: the object of that size */
-#define BENCH_OP_WRITE 17 /* request: the bytes; response: empty */
-#define BENCH_OP_ECHO 18  /* response = request */
-#define BENCH_OP_FILEREAD 19 /* request: u32 size; response: a region of a file
-                              * (ferry_buf_append_file), received into an fd
-                              * with ferry_call_into_fd */
-
+#define BENCH_OP_READ   16 /* request: u32 size; response: the object of that size */
+#define BENCH_OP_WRITE  17 /* request: the bytes; response: empty */
+#define BENCH_OP_ECHO   18 /* response = request */
+/* Request: u32 size; response: a region of a file (ferry_buf_append_file), received into
+ * an fd with ferry_call_into_fd */
+#define BENCH_OP_FILEREAD 19
 /* Parse "64,1k,4k,64k,1m" (k = 1024, m = 1048576). Returns the count or -1
  * with a message on stderr. */
 /* loc with ",pcap=FILE" appended (":pcap=FILE" when loc has no keys) into
@@ -61,14 +60,14 @@ typedef struct bench_result {
 	uint64_t ops, errors;
 	double seconds;
 	double min_us, median_us, p90_us, p99_us, p999_us, max_us;
-	double ops_per_s, mb_per_s; /* MB = 10^6 bytes */
+	double ops_per_s, mb_per_s;                        /* MB = 10^6 bytes */
 	double client_cpu_us_per_op, server_cpu_us_per_op; /* <0: unknown */
 	char link[16]; /* the sweep's link (lo, veth1500): "" = not said, not written */
 } bench_result;
 
 /* Fill the latency fields and rates from samples and totals. */
-void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops,
-                         uint64_t errors, double seconds, uint64_t client_cpu_ns,
+void bench_result_finish(bench_result *r, bench_samples *s, uint64_t ops, uint64_t errors,
+                         double seconds, uint64_t client_cpu_ns,
                          uint64_t server_cpu_ns /* 0: unknown */);
 /* {"transport":…,"poll":…,…} on one line ("link" last, when set). */
 void bench_result_json(FILE *f, const bench_result *r);
@@ -81,7 +80,7 @@ struct json_object *bench_json_parse(const char *text);
 /* results.csv: the header, and one row (raw_ref, ratio given). The sweep
  * appends its own columns after these (BENCH_CSV_COLUMNS, then the
  * fields without the line's end). */
-#define BENCH_CSV_COLUMNS                                                           \
+#define BENCH_CSV_COLUMNS                                                                \
 	"transport,poll,mode,size,median_us,p99_us,ops_per_s,mb_per_s,"                  \
 	"client_cpu_us_per_op,server_cpu_us_per_op,raw_ref,ratio_vs_raw"
 void bench_csv_header(FILE *f);

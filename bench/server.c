@@ -18,7 +18,7 @@
 #include "common.h"
 #include "ferry/ferry.h"
 
-#define SERVER_LISTEN_MAX 16
+#define SERVER_LISTEN_MAX       16
 #define SERVER_OBJECT_MAX_BYTES (64u << 20)
 
 static volatile sig_atomic_t server_stop;
@@ -74,7 +74,8 @@ static int server_file(uint64_t size)
 {
 	if (server_file_fd < 0) {
 		char path[PATH_MAX];
-		snprintf(path, sizeof(path), "%s/ferry-bench-file-XXXXXX", server_file_dir);
+		snprintf(path, sizeof(path), "%s/ferry-bench-file-XXXXXX",
+		         server_file_dir);
 		server_file_fd = mkstemp(path);
 		if (server_file_fd < 0)
 			return -errno;
@@ -107,7 +108,8 @@ static void server_fileread(void *arg, ferry_rpc *rpc)
 		rc = server_file(size);
 	/* the fd stays open for the server's life: longer than any response */
 	if (rc == 0 && size > 0)
-		rc = ferry_buf_append_file(ferry_rpc_response(rpc), server_file_fd, 0, size);
+		rc = ferry_buf_append_file(ferry_rpc_response(rpc), server_file_fd, 0,
+		                           size);
 	ferry_rpc_reply(rpc, rc);
 }
 
@@ -137,32 +139,32 @@ static void server_echo(void *arg, ferry_rpc *rpc)
 
 static void server_usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
-	        "                          [--poll spin|block] [--cpu N] [--file-dir DIR]\n"
-	        "                          [--pcap FILE]\n"
-	        "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
-	        "locator; prints the bound locators (port=0 becomes the real port),\n"
-	        "then 'ready'.\n"
-	        "  --listen LOC   e.g. unreliable+udp:host=127.0.0.1,port=0\n"
-	        "  --poll MODE    spin (default) or block\n"
-	        "  --cpu N        pin the server thread to CPU N\n"
-	        "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
-	        "                 unlinked at once, grown to the largest size read)\n"
-	        "  --pcap FILE    capture every listener's packets to FILE (adds\n"
-	        "                 pcap=FILE to each locator; docs/CAPTURE.md)\n");
+	fprintf(f, "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
+	           "                          [--poll spin|block] [--cpu N] [--file-dir "
+	           "DIR]\n"
+	           "                          [--pcap FILE]\n"
+	           "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
+	           "locator; prints the bound locators (port=0 becomes the real port),\n"
+	           "then 'ready'.\n"
+	           "  --listen LOC   e.g. unreliable+udp:host=127.0.0.1,port=0\n"
+	           "  --poll MODE    spin (default) or block\n"
+	           "  --cpu N        pin the server thread to CPU N\n"
+	           "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
+	           "                 unlinked at once, grown to the largest size read)\n"
+	           "  --pcap FILE    capture every listener's packets to FILE (adds\n"
+	           "                 pcap=FILE to each locator; docs/CAPTURE.md)\n");
 }
 
 int bench_server_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"poll", required_argument, NULL, 'p'},
-		{"cpu", required_argument, NULL, 'c'},
-		{"file-dir", required_argument, NULL, 'f'},
-		{"pcap", required_argument, NULL, 'P'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"listen", required_argument, NULL, 'l'},
+	        {"poll", required_argument, NULL, 'p'},
+	        {"cpu", required_argument, NULL, 'c'},
+	        {"file-dir", required_argument, NULL, 'f'},
+	        {"pcap", required_argument, NULL, 'P'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *listen[SERVER_LISTEN_MAX];
 	const char *pcap = NULL;
@@ -171,17 +173,20 @@ int bench_server_main(int argc, char **argv)
 		switch (o) {
 		case 'l':
 			if (nlisten == SERVER_LISTEN_MAX) {
-				fprintf(stderr, "ferry-bench server: too many --listen\n");
+				fprintf(stderr,
+				        "ferry-bench server: too many --listen\n");
 				return 2;
 			}
 			listen[nlisten++] = optarg;
 			break;
 		case 'p':
 			if (strcmp(optarg, "spin") != 0 && strcmp(optarg, "block") != 0) {
-				fprintf(stderr, "ferry-bench server: --poll spin|block\n");
+				fprintf(stderr,
+				        "ferry-bench server: --poll spin|block\n");
 				return 2;
 			}
-			mode = strcmp(optarg, "block") == 0 ? FERRY_POLL_BLOCK : FERRY_POLL_SPIN;
+			mode = strcmp(optarg, "block") == 0 ? FERRY_POLL_BLOCK
+			                                    : FERRY_POLL_SPIN;
 			break;
 		case 'c':
 			cpu = atoi(optarg);
@@ -227,7 +232,8 @@ int bench_server_main(int argc, char **argv)
 	for (int i = 0; i < nlisten; i++) {
 		char with_pcap[1024];
 		if (pcap != NULL) {
-			if (bench_loc_pcap(listen[i], pcap, with_pcap, sizeof(with_pcap)) != 0) {
+			if (bench_loc_pcap(listen[i], pcap, with_pcap,
+			                   sizeof(with_pcap)) != 0) {
 				ferry_ctx_destroy(ctx);
 				return 2;
 			}

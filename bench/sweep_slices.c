@@ -187,8 +187,8 @@ int bench_sweep_slice_ucx(const sweep_cfg *cfg, const char *mode, uint64_t size,
 	bench_sweep_reap(&c, false, &cru);
 	double wall = (double)(bench_now_ns() - t0) / 1e9;
 	bench_sweep_reap(&s, true, &sru);
-	/* iterations,50.0_percentile_lat,avg_lat,overall_lat,avg_bw,overall_bw,avg_mr,overall_mr
-	 */
+	/* ucx_perftest's CSV: iterations, 50.0_percentile_lat, avg_lat,
+	 * overall_lat, avg_bw, overall_bw, avg_mr, overall_mr */
 	unsigned long long it;
 	double p50, avg_lat, overall_lat, avg_bw, overall_bw;
 	if (sscanf(last, "%llu,%lf,%lf,%lf,%lf,%lf", &it, &p50, &avg_lat, &overall_lat,

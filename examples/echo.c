@@ -12,7 +12,10 @@ static void echo(void *arg, ferry_rpc *rpc)
 
 int main(void)
 {
-	ferry_ctx *ctx; ferry_server *srv; ferry_session *s; ferry_buf req, resp;
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	ferry_session *s;
+	ferry_buf req, resp;
 	char loc[256];
 	ferry_ctx_create(NULL, &ctx), ferry_server_create(ctx, &srv);
 	ferry_server_handle(srv, 100, echo, NULL);
@@ -22,7 +25,8 @@ int main(void)
 	ferry_buf_init(&req), ferry_buf_init(&resp);
 	ferry_buf_append(&req, "hello, ferry", 12);
 	int rc = ferry_call_sync(s, 100, &req, &resp, 1000000);
-	printf("%s: %.12s from %s\n", ferry_err_name(rc), (const char *)ferry_buf_range(&resp, 0, 12), loc);
+	printf("%s: %.12s from %s\n", ferry_err_name(rc),
+	       (const char *)ferry_buf_range(&resp, 0, 12), loc);
 	ferry_buf_fini(&req), ferry_buf_fini(&resp), ferry_ctx_destroy(ctx);
 	return rc;
 }

@@ -36,8 +36,11 @@ static int setup(void *arg, int index, ferry_ctx *ctx, ferry_server *srv)
 int main(void)
 {
 	const char *listen[] = {"fast+udp:host=127.0.0.1,port=0,reuseport=1"};
-	ferry_server_group_opts o = {.nctx = CONTEXTS, .poll_mode = FERRY_POLL_BLOCK,
-	                             .locators = listen, .nlocators = 1, .setup = setup};
+	ferry_server_group_opts o = {.nctx = CONTEXTS,
+	                             .poll_mode = FERRY_POLL_BLOCK,
+	                             .locators = listen,
+	                             .nlocators = 1,
+	                             .setup = setup};
 	ferry_server_group *g;
 	char loc[256];
 	int rc = ferry_server_group_start(&o, &g);
@@ -45,7 +48,8 @@ int main(void)
 		return fprintf(stderr, "group: %s\n", ferry_strerror(rc)), 1;
 	ferry_server_group_locator(g, 0, loc, sizeof(loc));
 	ferry_ctx *ctx;
-	ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx);
+	ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1},
+	                 &ctx);
 	int ok = 0;
 	for (int i = 0; i < SESSIONS && rc == 0; i++) {
 		ferry_session *s;

@@ -24,7 +24,7 @@
 #include "transport/wire.h"
 
 #define OP_ECHO64 100
-#define SPIN_MAX 10000000L /* polls before a receive is declared lost */
+#define SPIN_MAX  10000000L /* polls before a receive is declared lost */
 
 static uint8_t bytes[4096]; /* referenced/copied payload bytes */
 
@@ -50,7 +50,8 @@ static void count_allocs_install(void)
 static void report_allocs(micro_state *s, uint64_t before, uint64_t iters)
 {
 	if (iters > 0)
-		micro_counter(s, "allocs_per_iter", (double)(allocs - before) / (double)iters);
+		micro_counter(s, "allocs_per_iter",
+		              (double)(allocs - before) / (double)iters);
 }
 
 /* 1. buffers -----------------------------------------------------------------*/
@@ -138,9 +139,13 @@ static void bm_buf_range_span(micro_state *s)
 
 static void bm_wire_encode(micro_state *s)
 {
-	ferry_wire_hdr h = {.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST,
-	                    .channel = 3, .opcode = OP_ECHO64, .client_hint = 1,
-	                    .msg_len = 64, .frag_bytes = 1400};
+	ferry_wire_hdr h = {.type = FERRY_PKT_DATA,
+	                    .flags = FERRY_FLAG_LAST,
+	                    .channel = 3,
+	                    .opcode = OP_ECHO64,
+	                    .client_hint = 1,
+	                    .msg_len = 64,
+	                    .frag_bytes = 1400};
 	uint8_t out[FERRY_WIRE_HDR_BYTES];
 	uint32_t i = 0;
 	while (micro_keep_running(s)) {
@@ -153,9 +158,14 @@ static void bm_wire_encode(micro_state *s)
 
 static void bm_wire_decode(micro_state *s)
 {
-	ferry_wire_hdr h = {.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST,
-	                    .channel = 3, .opcode = OP_ECHO64, .client_hint = 1,
-	                    .rpc_id = 77, .msg_len = 64, .frag_bytes = 1400};
+	ferry_wire_hdr h = {.type = FERRY_PKT_DATA,
+	                    .flags = FERRY_FLAG_LAST,
+	                    .channel = 3,
+	                    .opcode = OP_ECHO64,
+	                    .client_hint = 1,
+	                    .rpc_id = 77,
+	                    .msg_len = 64,
+	                    .frag_bytes = 1400};
 	uint8_t pkt[FERRY_WIRE_HDR_BYTES + 64] = {0};
 	ferry__wire_encode(&h, pkt);
 	while (micro_keep_running(s)) {
@@ -175,7 +185,7 @@ static void bm_wire_decode(micro_state *s)
 static void bm_locator_parse(micro_state *s)
 {
 	static const char text[] =
-		"unreliable+lossy+udp:drop=0.05,seed=7,host=127.0.0.1,port=12242";
+	        "unreliable+lossy+udp:drop=0.05,seed=7,host=127.0.0.1,port=12242";
 	ferry_loc loc;
 	char err[FERRY_LOC_ERR_BYTES];
 	while (micro_keep_running(s)) {
@@ -255,7 +265,10 @@ static void rpc_round_trip(micro_state *s, const char *listen)
 	ferry_ctx_destroy(ctx);
 }
 
-static void bm_loopback_rpc(micro_state *s) { rpc_round_trip(s, "unreliable+loopback"); }
+static void bm_loopback_rpc(micro_state *s)
+{
+	rpc_round_trip(s, "unreliable+loopback");
+}
 
 static void bm_udp_rpc(micro_state *s)
 {
@@ -321,7 +334,8 @@ static void udp_send_recv(micro_state *s, int batch)
 			ferry__ep_release(pkts[i]);
 		}
 		if (got != batch) {
-			snprintf(why, sizeof(why), "received %d of %d packets", got, batch);
+			snprintf(why, sizeof(why), "received %d of %d packets", got,
+			         batch);
 			micro_skip(s, why);
 			break;
 		}
@@ -336,8 +350,14 @@ static void udp_send_recv(micro_state *s, int batch)
 	ferry_ctx_destroy(ctx);
 }
 
-static void bm_udp_send_recv(micro_state *s) { udp_send_recv(s, 1); }
-static void bm_udp_send_recv_batch32(micro_state *s) { udp_send_recv(s, 32); }
+static void bm_udp_send_recv(micro_state *s)
+{
+	udp_send_recv(s, 1);
+}
+static void bm_udp_send_recv_batch32(micro_state *s)
+{
+	udp_send_recv(s, 32);
+}
 
 /* 6. metrics -----------------------------------------------------------------------*/
 
@@ -400,21 +420,21 @@ static void bm_hist_record(micro_state *s)
 
 /* Registration ----------------------------------------------------------------------*/
 const struct micro_case micro_cases[] = {
-	{"buf_append", bm_buf_append, {16}, 1},
-	{"buf_append", bm_buf_append, {1024}, 1},
-	{"buf_iterate", bm_buf_iterate, {16}, 1},
-	{"buf_iterate", bm_buf_iterate, {1024}, 1},
-	{"buf_range_build", bm_buf_range_build, {0}, 0},
-	{"buf_range_span", bm_buf_range_span, {0}, 0},
-	{"wire_encode", bm_wire_encode, {0}, 0},
-	{"wire_decode", bm_wire_decode, {0}, 0},
-	{"locator_parse", bm_locator_parse, {0}, 0},
-	{"loopback_rpc", bm_loopback_rpc, {0}, 0},
-	{"udp_rpc", bm_udp_rpc, {0}, 0},
-	{"udp_send_recv", bm_udp_send_recv, {0}, 0},
-	{"udp_send_recv_batch32", bm_udp_send_recv_batch32, {0}, 0},
-	{"trace_record", bm_trace_record, {0}, 0},
-	{"trace_record_inline", bm_trace_record_inline, {0}, 0},
-	{"hist_record", bm_hist_record, {0}, 0},
+        {"buf_append", bm_buf_append, {16}, 1},
+        {"buf_append", bm_buf_append, {1024}, 1},
+        {"buf_iterate", bm_buf_iterate, {16}, 1},
+        {"buf_iterate", bm_buf_iterate, {1024}, 1},
+        {"buf_range_build", bm_buf_range_build, {0}, 0},
+        {"buf_range_span", bm_buf_range_span, {0}, 0},
+        {"wire_encode", bm_wire_encode, {0}, 0},
+        {"wire_decode", bm_wire_decode, {0}, 0},
+        {"locator_parse", bm_locator_parse, {0}, 0},
+        {"loopback_rpc", bm_loopback_rpc, {0}, 0},
+        {"udp_rpc", bm_udp_rpc, {0}, 0},
+        {"udp_send_recv", bm_udp_send_recv, {0}, 0},
+        {"udp_send_recv_batch32", bm_udp_send_recv_batch32, {0}, 0},
+        {"trace_record", bm_trace_record, {0}, 0},
+        {"trace_record_inline", bm_trace_record_inline, {0}, 0},
+        {"hist_record", bm_hist_record, {0}, 0},
 };
 const int micro_ncases = (int)(sizeof(micro_cases) / sizeof(micro_cases[0]));

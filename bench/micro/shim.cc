@@ -11,7 +11,10 @@ struct micro_state {
 	const micro_case *mc;
 };
 
-extern "C" bool micro_keep_running(micro_state *s) { return s->st->KeepRunning(); }
+extern "C" bool micro_keep_running(micro_state *s)
+{
+	return s->st->KeepRunning();
+}
 
 extern "C" void micro_set_items(micro_state *s, int64_t per_iter)
 {
@@ -28,7 +31,10 @@ extern "C" int64_t micro_arg(micro_state *s, int i)
 	return i >= 0 && i < s->mc->nargs ? s->mc->args[i] : 0;
 }
 
-extern "C" void micro_skip(micro_state *s, const char *why) { s->st->SkipWithError(why); }
+extern "C" void micro_skip(micro_state *s, const char *why)
+{
+	s->st->SkipWithError(why);
+}
 
 extern "C" void micro_counter(micro_state *s, const char *name, double v)
 {
@@ -39,11 +45,11 @@ int main(int argc, char **argv)
 {
 	for (int i = 0; i < micro_ncases; i++) {
 		const micro_case *mc = &micro_cases[i];
-		benchmark::internal::Benchmark *b =
-			benchmark::RegisterBenchmark(mc->name, [mc](benchmark::State &st) {
-				micro_state s{&st, mc};
-				mc->fn(&s);
-			});
+		benchmark::internal::Benchmark *b = benchmark::RegisterBenchmark(
+		        mc->name, [mc](benchmark::State &st) {
+			        micro_state s{&st, mc};
+			        mc->fn(&s);
+		        });
 		if (mc->nargs > 0)
 			b->Args(std::vector<int64_t>(mc->args, mc->args + mc->nargs));
 	}

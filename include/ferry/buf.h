@@ -53,10 +53,10 @@ typedef void (*ferry_release_cb)(void *arg, void *data);
 typedef struct ferry_chunk ferry_chunk;
 /** A chunk of a buffer (private; see ferry_buf_iter). */
 struct ferry_chunk {
-	ferry_chunk *next; /**< next chunk, NULL at the tail */
-	size_t len;     /**< logical bytes in this chunk */
-	uint8_t kind;   /**< enum ferry_chunk_kind */
-	uint8_t owned;  /**< data lives in the buffer's arena (may grow/prepend) */
+	ferry_chunk *next;    /**< next chunk, NULL at the tail */
+	size_t len;           /**< logical bytes in this chunk */
+	uint8_t kind;         /**< enum ferry_chunk_kind */
+	uint8_t owned;        /**< data lives in the buffer's arena (may grow/prepend) */
 	uint16_t room_before; /**< owned MEM only: free arena bytes before data */
 	union {
 		uint8_t *data; /**< MEM, LOAN */
@@ -64,10 +64,10 @@ struct ferry_chunk {
 			int fd;
 			off_t off;
 		} file;
-	} u; /**< where the bytes are, by kind */
+	} u;                      /**< where the bytes are, by kind */
 	ferry_release_cb release; /**< LOAN only */
-	void *release_arg; /**< LOAN: argument of release */
-	void *loan_ptr; /**< LOAN: pointer handed back to release */
+	void *release_arg;        /**< LOAN: argument of release */
+	void *loan_ptr;           /**< LOAN: pointer handed back to release */
 };
 
 typedef struct ferry_buf_block ferry_buf_block; /**< overflow arena block */
@@ -75,27 +75,27 @@ typedef struct ferry_buf_block ferry_buf_block; /**< overflow arena block */
 /** A byte string as a chain of chunks (see the file comment). Fields are
  * private; a ferry_buf lives in caller memory: ferry_buf_init() it. */
 typedef struct ferry_buf {
-	ferry_chunk *head;      /**< first chunk */
-	ferry_chunk *tail;      /**< last chunk */
-	size_t len;             /**< logical length */
-	ferry_chunk *cur;       /**< cursor: a chunk ... */
-	size_t cur_off;         /**< ... and the logical offset where it starts */
-	uint8_t *arena_pos;     /**< free space in the current arena block */
-	size_t arena_left;      /**< bytes free at arena_pos */
+	ferry_chunk *head;       /**< first chunk */
+	ferry_chunk *tail;       /**< last chunk */
+	size_t len;              /**< logical length */
+	ferry_chunk *cur;        /**< cursor: a chunk ... */
+	size_t cur_off;          /**< ... and the logical offset where it starts */
+	uint8_t *arena_pos;      /**< free space in the current arena block */
+	size_t arena_left;       /**< bytes free at arena_pos */
 	ferry_buf_block *blocks; /**< overflow blocks in use (most recent first) */
 	ferry_buf_block *spare;  /**< one block kept across resets (no malloc) */
-	uint64_t node_visits;   /**< chunk nodes dereferenced (tests prove O(1)) */
+	uint64_t node_visits;    /**< chunk nodes dereferenced (tests prove O(1)) */
 	_Alignas(16) uint8_t arena[FERRY_BUF_INLINE_BYTES]; /**< inline arena */
 } ferry_buf;
 
 /** One contiguous piece seen by an iterator. */
 typedef struct ferry_buf_seg {
-	uint8_t kind;     /**< enum ferry_chunk_kind */
-	size_t offset;    /**< logical offset of this piece in the buffer */
-	size_t len;       /**< bytes in this piece */
+	uint8_t kind;        /**< enum ferry_chunk_kind */
+	size_t offset;       /**< logical offset of this piece in the buffer */
+	size_t len;          /**< bytes in this piece */
 	const uint8_t *data; /**< MEM and LOAN; NULL for FILE */
-	int fd;           /**< FILE: borrowed fd */
-	off_t file_off;   /**< FILE: file offset of the first byte */
+	int fd;              /**< FILE: borrowed fd */
+	off_t file_off;      /**< FILE: file offset of the first byte */
 } ferry_buf_seg;
 
 /** Iterator over a logical range [off, off+len). The buffer must not change
@@ -118,7 +118,10 @@ FERRY_API void ferry_buf_fini(ferry_buf *b);
 FERRY_API void ferry_buf_reset(ferry_buf *b);
 
 /** Logical length of b in bytes. */
-static inline size_t ferry_buf_len(const ferry_buf *b) { return b->len; }
+static inline size_t ferry_buf_len(const ferry_buf *b)
+{
+	return b->len;
+}
 
 /** Append n bytes of buffer-owned memory and return a pointer to them
  * (contiguous, 8-byte aligned when a new chunk starts). NULL only if malloc
@@ -151,8 +154,7 @@ FERRY_API void *ferry_buf_prepend(ferry_buf *b, size_t n);
  * a pointer has no room for a code. Read errno right after the call. */
 FERRY_API const void *ferry_buf_range(ferry_buf *b, size_t off, size_t len);
 /** Copy [off, off+len) to dst. Returns len, or -ERANGE / -errno. */
-FERRY_API ssize_t ferry_buf_copy_out(ferry_buf *b, size_t off, size_t len,
-                                     void *dst);
+FERRY_API ssize_t ferry_buf_copy_out(ferry_buf *b, size_t off, size_t len, void *dst);
 
 /** Drop n bytes from the front / keep only the first len bytes. Loans wholly
  * removed are released. Out-of-range n/len clamps to the buffer. */
@@ -163,8 +165,8 @@ FERRY_API void ferry_buf_truncate(ferry_buf *b, size_t len);
 /** Iterate [off, off+len) (clamped to the buffer). Starting at or after the
  * cursor is O(1) amortised, so slicing a buffer sequentially (fragmenting)
  * costs O(chunks) in total. */
-FERRY_API void ferry_buf_iter_init(ferry_buf_iter *it, ferry_buf *b,
-                                   size_t off, size_t len);
+FERRY_API void ferry_buf_iter_init(ferry_buf_iter *it, ferry_buf *b, size_t off,
+                                   size_t len);
 /** Next piece; false at the end. */
 FERRY_API bool ferry_buf_iter_next(ferry_buf_iter *it, ferry_buf_seg *seg);
 

@@ -32,7 +32,7 @@ extern "C" {
 
 /** The struct of type that embeds member at ptr (drivers embed ferry_ep
  * first in their endpoint struct). */
-#define ferry_container_of(ptr, type, member)                                  \
+#define ferry_container_of(ptr, type, member)                                            \
 	((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct ferry_ep ferry_ep;
@@ -67,10 +67,10 @@ typedef struct ferry_addr {
 
 /** A received datagram, loaned by the driver until release(). */
 typedef struct ferry_pkt {
-	uint8_t *data;    /**< first byte of the packet (transport header) */
-	uint32_t len;     /**< bytes at data */
-	ferry_addr src;   /**< sender, usable as a send() destination */
-	ferry_ep *ep;     /**< endpoint that owns the memory (for release) */
+	uint8_t *data;  /**< first byte of the packet (transport header) */
+	uint32_t len;   /**< bytes at data */
+	ferry_addr src; /**< sender, usable as a send() destination */
+	ferry_ep *ep;   /**< endpoint that owns the memory (for release) */
 	/** Core use only: loans released on other threads wait on the
 	 * context's handoff list. A stream driver loans one pkt many times
 	 * (one per ferry_buf_append_pkt), so a pkt is linked once and
@@ -99,8 +99,8 @@ typedef struct ferry_ep_counters {
 	uint64_t tx_errors;  /**< sends that failed */
 	uint64_t rx_pkts;    /**< packets (messages) received */
 	uint64_t rx_bytes;   /**< bytes received */
-	uint64_t rx_dropped;  /**< malformed or unwanted input, dropped by the transport */
-	uint64_t polls;          /**< poll() calls */
+	uint64_t rx_dropped; /**< malformed or unwanted input, dropped by the transport */
+	uint64_t polls;      /**< poll() calls */
 	uint64_t polls_nonempty; /**< poll() calls that found work */
 } ferry_ep_counters;
 
@@ -158,8 +158,8 @@ typedef struct ferry_dgram_ops {
 	 * Errors: -EMSGSIZE (over max_payload; or a longer header, which a
 	 * driver may refuse),
 	 * -EINVAL (bad address), -ENOMEM, -errno (file read). Never blocks. */
-	int (*send)(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-	            size_t hdr_len, ferry_buf_iter *payload);
+	int (*send)(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+	            ferry_buf_iter *payload);
 
 	/** Push queued datagrams out, batched (sendmmsg / a post list). Returns
 	 * packets handed to the kernel/NIC or -errno. Never blocks. */
@@ -334,38 +334,38 @@ typedef enum ferry_loc_kind {
  * it, naming key and value when one is out of range, and the layer's open
  * reads the values with ferry_loc_read. */
 typedef struct ferry_loc_key {
-	const char *name;      /**< key as written in the locator */
-	ferry_loc_kind kind;   /**< value type */
-	uint64_t min;          /**< FERRY_LOC_UINT: smallest value accepted */
-	uint64_t max;          /**< FERRY_LOC_UINT: largest value accepted */
-	uint64_t dflt;         /**< FERRY_LOC_UINT: value when absent */
-	double rmin;           /**< FERRY_LOC_REAL: smallest value accepted */
-	double rmax;           /**< FERRY_LOC_REAL: largest value accepted */
-	double rdflt;          /**< FERRY_LOC_REAL: value when absent */
-	const char *sdflt;     /**< FERRY_LOC_STR: value when absent (may be NULL) */
+	const char *name;    /**< key as written in the locator */
+	ferry_loc_kind kind; /**< value type */
+	uint64_t min;        /**< FERRY_LOC_UINT: smallest value accepted */
+	uint64_t max;        /**< FERRY_LOC_UINT: largest value accepted */
+	uint64_t dflt;       /**< FERRY_LOC_UINT: value when absent */
+	double rmin;         /**< FERRY_LOC_REAL: smallest value accepted */
+	double rmax;         /**< FERRY_LOC_REAL: largest value accepted */
+	double rdflt;        /**< FERRY_LOC_REAL: value when absent */
+	const char *sdflt;   /**< FERRY_LOC_STR: value when absent (may be NULL) */
 } ferry_loc_key;
 
 /** A key's value as ferry_loc_read gives it (the member of its kind). */
 typedef struct ferry_loc_val {
-	bool set;       /**< the locator named the key (else the default) */
-	uint64_t u;     /**< FERRY_LOC_UINT */
-	double r;       /**< FERRY_LOC_REAL */
-	const char *s;  /**< FERRY_LOC_STR: points into the locator (or sdflt) */
+	bool set;      /**< the locator named the key (else the default) */
+	uint64_t u;    /**< FERRY_LOC_UINT */
+	double r;      /**< FERRY_LOC_REAL */
+	const char *s; /**< FERRY_LOC_STR: points into the locator (or sdflt) */
 } ferry_loc_val;
 
 /** Read every key of table (NULL-name ended) from loc into vals, index for
  * index. 0, or FERRY_EBADLOC with a message naming the key and value in err
  * (a malformed number, or one out of the key's range). */
-FERRY_API int ferry_loc_read(const ferry_loc *loc, const ferry_loc_key *table, ferry_loc_val *vals,
-                             char *err, size_t err_len);
+FERRY_API int ferry_loc_read(const ferry_loc *loc, const ferry_loc_key *table,
+                             ferry_loc_val *vals, char *err, size_t err_len);
 
 /* Driver ops ---------------------------------------------------------------*/
 /** A driver: its name, kind and how to open an endpoint. */
 typedef struct ferry_driver_ops {
-	const char *name;    /**< locator stack name: "udp", "loopback", ... */
-	int kind;            /**< enum ferry_driver_kind */
-	bool wrapper;        /**< wraps the next driver in the stack (lossy) */
-	size_t ep_size;      /**< bytes the core allocates; ferry_ep first */
+	const char *name;        /**< locator stack name: "udp", "loopback", ... */
+	int kind;                /**< enum ferry_driver_kind */
+	bool wrapper;            /**< wraps the next driver in the stack (lossy) */
+	size_t ep_size;          /**< bytes the core allocates; ferry_ep first */
 	const char *const *keys; /**< locator keys this driver accepts, NULL-ended */
 
 	/** Can this machine run the driver? 0, or negative with a reason
@@ -390,26 +390,26 @@ typedef struct ferry_driver_ops {
 /** Base endpoint: every driver's endpoint struct starts with this. */
 struct ferry_ep {
 	const ferry_driver_ops *drv; /**< the driver */
-	ferry_ctx *ctx;       /**< owning context (set by the core) */
-	ferry_ep *inner;      /**< wrapped endpoint (wrappers only) */
-	int fd;               /**< readable when poll() may return work, or -1;
-	                       * block mode waits on it (set by open) */
-	bool sleeps;          /**< set by the core before open: the context sleeps
-	                       * on fd (block mode), so readiness must be
-	                       * signalled; in spin mode a driver may skip it */
-	uint32_t loans_out;   /**< packets loaned and not yet released */
-	bool tx_pending;      /**< send() queued packets that flush() must push */
-	uint64_t wake_at_us;  /**< a driver with timed work (lossy delays) sets
-	                       * this to the ctx clock time by which poll() must
-	                       * run again; 0 = no timed work. Block mode honours
-	                       * it. */
+	ferry_ctx *ctx;              /**< owning context (set by the core) */
+	ferry_ep *inner;             /**< wrapped endpoint (wrappers only) */
+	int fd;                      /**< readable when poll() may return work, or -1;
+	                              * block mode waits on it (set by open) */
+	bool sleeps;                 /**< set by the core before open: the context sleeps
+	                              * on fd (block mode), so readiness must be
+	                              * signalled; in spin mode a driver may skip it */
+	uint32_t loans_out;          /**< packets loaned and not yet released */
+	bool tx_pending;             /**< send() queued packets that flush() must push */
+	uint64_t wake_at_us;         /**< a driver with timed work (lossy delays) sets
+	                              * this to the ctx clock time by which poll() must
+	                              * run again; 0 = no timed work. Block mode honours
+	                              * it. */
 	/** Stream endpoints: the transport's upcalls (set by the core before
 	 * open). */
 	const ferry_stream_upcalls *up;
 	void *up_arg;          /**< the upcalls' first argument */
 	ferry_ep_counters cnt; /**< kept by the core wrappers */
-	char errmsg[160];     /**< why open()/resolve() failed, naming the bad
-	                       * key or value (the core reports it) */
+	char errmsg[160];      /**< why open()/resolve() failed, naming the bad
+	                        * key or value (the core reports it) */
 	/** Set by the transport while every peer of this endpoint ignores
 	 * bytes after a datagram's content (its header says how long the
 	 * content is; docs/WIRE.md "Padding"): a driver that coalesces
@@ -425,8 +425,9 @@ struct ferry_ep {
 	 * them from before open) and the transport's own, which they forward
 	 * to. Core-private, like host. */
 	ferry_stream_upcalls up_count;
-	const ferry_stream_upcalls *up_next; /**< the transport's upcalls (core-private) */
-	void *up_next_arg;                   /**< their first argument (core-private) */
+	const ferry_stream_upcalls
+	        *up_next;  /**< the transport's upcalls (core-private) */
+	void *up_next_arg; /**< their first argument (core-private) */
 };
 
 /** Registry: every driver meson built, in one static array. */

@@ -23,6 +23,7 @@ extern "C" {
 
 /** Every library code: X(NAME, offset, description). The code is
  * FERRY_NAME = -(FERRY_ERR_BASE + offset). */
+/* clang-format off */
 #define FERRY_ERRORS(X)                                                        \
 	X(ETIMEDOUT, 1, "the call's deadline passed")                          \
 	X(EPEERDEAD, 2, "peer silent past the liveness interval, or its connection closed") \
@@ -38,12 +39,13 @@ extern "C" {
 	X(EWOULDDEADLOCK, 12, "sync call from inside a handler or callback")   \
 	X(EWRONGTHREAD, 13, "object used from a thread that does not own it") \
 	X(EVERSION, 14, "peer speaks an incompatible wire version")
+/* clang-format on */
 
 /** The library codes (negative). ferry_strerror() describes each. */
 enum ferry_err {
 /** @cond FERRY_PRIVATE */
 #define FERRY_ERR_ENUM_(name, off, desc) FERRY_##name = -(FERRY_ERR_BASE + (off)),
-/** @endcond */
+	/** @endcond */
 	FERRY_ERRORS(FERRY_ERR_ENUM_)
 #undef FERRY_ERR_ENUM_
 };

@@ -35,9 +35,9 @@ extern "C" {
 
 /** A log-linear histogram (plain data: copy, subtract, compare freely). */
 typedef struct ferry_hist {
-	uint64_t count; /**< values recorded */
-	uint64_t sum;   /**< their sum */
-	uint64_t max;   /**< the largest */
+	uint64_t count;                       /**< values recorded */
+	uint64_t sum;                         /**< their sum */
+	uint64_t max;                         /**< the largest */
 	uint64_t buckets[FERRY_HIST_BUCKETS]; /**< counts by ferry_hist_index() */
 } ferry_hist;
 
@@ -48,7 +48,8 @@ static inline int ferry_hist_index(uint64_t v)
 		return (int)v;
 	int e = 63 - __builtin_clzll(v); /* >= FERRY_HIST_SUB_BITS */
 	int sub = (int)(v >> (e - FERRY_HIST_SUB_BITS)) - (1 << FERRY_HIST_SUB_BITS);
-	return (1 << FERRY_HIST_SUB_BITS) + ((e - FERRY_HIST_SUB_BITS) << FERRY_HIST_SUB_BITS) + sub;
+	return (1 << FERRY_HIST_SUB_BITS) +
+	       ((e - FERRY_HIST_SUB_BITS) << FERRY_HIST_SUB_BITS) + sub;
 }
 
 /** Record v in h. O(1). */
@@ -91,20 +92,19 @@ FERRY_API void ferry_metrics_snap_sub(ferry_metrics_snap *later,
 /** Write one JSON line: {"ts_ns":…,"scope":"…","counters":{…},
  * "histograms":{name:{"bounds":[…],"counts":[…]}}} (docs/METRICS.md).
  * Returns bytes written or -errno. */
-FERRY_API int ferry_metrics_snap_json(const ferry_metrics_snap *s,
-                                      const char *scope, FILE *f);
+FERRY_API int ferry_metrics_snap_json(const ferry_metrics_snap *s, const char *scope,
+                                      FILE *f);
 /** The same line appended to a buffer (the DUMP service's response). */
-FERRY_API int ferry_metrics_snap_json_buf(const ferry_metrics_snap *s,
-                                          const char *scope, ferry_buf *out);
+FERRY_API int ferry_metrics_snap_json_buf(const ferry_metrics_snap *s, const char *scope,
+                                          ferry_buf *out);
 /** Value of one counter in a snapshot, or -ENOENT. */
-FERRY_API int ferry_metrics_snap_get(const ferry_metrics_snap *s,
-                                     const char *name, uint64_t *value);
+FERRY_API int ferry_metrics_snap_get(const ferry_metrics_snap *s, const char *name,
+                                     uint64_t *value);
 
 /** Snapshot ctx and write it as one JSON line. 0 or -errno. */
 FERRY_API int ferry_metrics_dump(ferry_ctx *ctx, const char *scope, FILE *f);
 /** Current value of one counter of ctx (summed over endpoints), or -ENOENT. */
-FERRY_API int ferry_metrics_get(ferry_ctx *ctx, const char *name,
-                                uint64_t *value);
+FERRY_API int ferry_metrics_get(ferry_ctx *ctx, const char *name, uint64_t *value);
 
 /* Event trace ------------------------------------------------------------------
  * A ring of the last FERRY_TRACE_ENTRIES events per context: a cycle-counter
@@ -129,8 +129,8 @@ FERRY_API int ferry_trace_dump(ferry_ctx *ctx, FILE *f);
  * START). They travel as ordinary calls on s but are counted apart from
  * application calls (rpc.builtin.*). Synchronous; owner thread. */
 #define FERRY_OP_METRICS_START 1 /**< take the start snapshot */
-#define FERRY_OP_METRICS_STOP 2 /**< take the end snapshot */
-#define FERRY_OP_METRICS_DUMP 3 /**< return the interval's JSON line */
+#define FERRY_OP_METRICS_STOP  2 /**< take the end snapshot */
+#define FERRY_OP_METRICS_DUMP  3 /**< return the interval's JSON line */
 /** Ask the server at s to take its start snapshot. 0 or the call status. */
 FERRY_API int ferry_metrics_remote_start(ferry_session *s);
 /** Ask the server at s to take its end snapshot. 0 or the call status. */

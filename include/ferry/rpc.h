@@ -49,7 +49,7 @@ FERRY_API const char *ferry_version(void);
 /** Allocator hook: every allocation the library makes goes through these.
  * Set before creating any context; NULL restores malloc/realloc/free. */
 typedef struct ferry_allocator {
-	void *(*malloc_fn)(size_t n);          /**< as malloc(3) */
+	void *(*malloc_fn)(size_t n);           /**< as malloc(3) */
 	void *(*realloc_fn)(void *p, size_t n); /**< as realloc(3) */
 	void (*free_fn)(void *p);               /**< as free(3) */
 } ferry_allocator;
@@ -148,7 +148,10 @@ typedef struct ferry_session_opts {
 	uint32_t reserved_;          /**< zero */
 } ferry_session_opts;
 /** Initialiser: size set, every option at its default. */
-#define FERRY_SESSION_OPTS_INIT {.size = sizeof(ferry_session_opts)}
+#define FERRY_SESSION_OPTS_INIT                                                          \
+	{                                                                                \
+		.size = sizeof(ferry_session_opts)                                       \
+	}
 
 /** ferry_session_open with options (opts may be NULL: all defaults).
  * Options that are also locator keys (maxmsg; max_inflight = fast's
@@ -186,8 +189,8 @@ typedef void (*ferry_call_cb)(void *arg, int status, ferry_buf *resp);
 /** Start a call. Its packets are queued at once; drivers that batch push
  * them out at the latest at the end of the context's next poll pass, with
  * everything else queued in that pass (udp: sendmmsg). Call
- * ferry_ctx_poll() to make progress. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the deadline is
- * now + timeout_us (0 = the default, FERRY_DEFAULT_TIMEOUT_US). req is owned
+ * ferry_ctx_poll() to make progress. opcode >= FERRY_OPCODE_USER_MIN. timeout_us: the
+ * deadline is now + timeout_us (0 = the default, FERRY_DEFAULT_TIMEOUT_US). req is owned
  * by ferry until cb runs; resp must be empty and stays the caller's.
  * Returns 0 (cb will run) or negative (cb will not run): FERRY_EAGAIN when
  * the session's queue is full, FERRY_ETOOBIG over the message cap,
@@ -222,9 +225,8 @@ FERRY_API int ferry_call_cancel(ferry_ctx *ctx, ferry_call_handle h);
 /** Synchronous wrapper: polls the context until the call completes.
  * Returns the call status. FERRY_EWOULDDEADLOCK from inside a handler or
  * callback, FERRY_EWRONGTHREAD from a foreign thread. */
-FERRY_API int ferry_call_sync(ferry_session *s, uint16_t opcode,
-                              ferry_buf *req, ferry_buf *resp,
-                              uint64_t timeout_us);
+FERRY_API int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                              ferry_buf *resp, uint64_t timeout_us);
 
 /** Receiving a response body into a file descriptor instead of a buffer:
  * what a file download or a FUSE read wants. On the splice driver the
@@ -248,13 +250,12 @@ FERRY_API int ferry_call_into_fd(ferry_session *s, uint16_t opcode, ferry_buf *r
                                  ferry_call_cb cb, void *arg);
 /** Synchronous ferry_call_into_fd: polls until the call completes and
  * returns its status (as ferry_call_sync). */
-FERRY_API int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode,
-                                      ferry_buf *req, ferry_fd_sink *sink,
-                                      uint64_t timeout_us);
+FERRY_API int ferry_call_into_fd_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
+                                      ferry_fd_sink *sink, uint64_t timeout_us);
 
 /** The deadline of a call made with timeout_us 0 (and no session default). */
-#define FERRY_DEFAULT_TIMEOUT_US 5000000ull
-#define FERRY_OPCODE_USER_MIN 16 /**< opcodes below are built-in services */
+#define FERRY_DEFAULT_TIMEOUT_US    5000000ull
+#define FERRY_OPCODE_USER_MIN       16 /**< opcodes below are built-in services */
 #define FERRY_MSG_MAX_BYTES_DEFAULT (64u << 20) /**< payload cap */
 
 /* Servers -------------------------------------------------------------------*/
@@ -279,12 +280,11 @@ FERRY_API int ferry_server_drain(ferry_server *srv, uint64_t timeout_us);
 FERRY_API int ferry_server_listen(ferry_server *srv, const char *locator);
 /** The i-th bound locator, written to out. Returns its length or
  * -ERANGE (no such listener / too small). */
-FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out,
-                                   size_t len);
+FERRY_API int ferry_server_locator(ferry_server *srv, int i, char *out, size_t len);
 /** Register the handler for opcode (replaces an earlier one). Opcodes below
  * FERRY_OPCODE_USER_MIN are reserved for built-in services: -EINVAL. */
-FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
-                                  ferry_handler_cb cb, void *arg);
+FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
+                                  void *arg);
 
 /* Worker offload ------------------------------------------------------------*/
 /** A handler registered as blocking runs on the server's worker pool instead
@@ -299,11 +299,11 @@ FERRY_API int ferry_server_handle(ferry_server *srv, uint16_t opcode,
  * (no data retransmission) and the handler runs once. */
 typedef struct ferry_workers_opts {
 	int threads;   /**< worker threads; 0 = FERRY_WORKERS_THREADS_DEFAULT */
-	int queue_max; /**< requests waiting for a worker; 0 = FERRY_WORKERS_QUEUE_DEFAULT */
+	int queue_max; /**< requests waiting; 0 = FERRY_WORKERS_QUEUE_DEFAULT */
 } ferry_workers_opts;
-#define FERRY_WORKERS_THREADS_DEFAULT 4 /**< worker threads when opts say 0 */
-#define FERRY_WORKERS_QUEUE_DEFAULT 1024 /**< queued requests when opts say 0 */
-#define FERRY_WORKERS_THREADS_MAX 256 /**< most worker threads per server */
+#define FERRY_WORKERS_THREADS_DEFAULT 4    /**< worker threads when opts say 0 */
+#define FERRY_WORKERS_QUEUE_DEFAULT   1024 /**< queued requests when opts say 0 */
+#define FERRY_WORKERS_THREADS_MAX     256  /**< most worker threads per server */
 /** Size the server's pool (owner thread; before its first blocking request,
  * else -EBUSY). opts NULL = the defaults. 0, -EINVAL or -EBUSY. */
 FERRY_API int ferry_server_workers(ferry_server *srv, const ferry_workers_opts *opts);
@@ -330,11 +330,11 @@ typedef int (*ferry_server_group_cb)(void *arg, int index, ferry_ctx *ctx,
                                      ferry_server *srv);
 /** What ferry_server_group_start() builds. */
 typedef struct ferry_server_group_opts {
-	int nctx;                   /**< contexts (threads), 1..FERRY_GROUP_CTX_MAX */
-	int poll_mode;              /**< enum ferry_poll_mode of every context */
-	const int *cpus;            /**< NULL, or pin context i to cpus[i] (-1 = don't) */
+	int nctx;        /**< contexts (threads), 1..FERRY_GROUP_CTX_MAX */
+	int poll_mode;   /**< enum ferry_poll_mode of every context */
+	const int *cpus; /**< NULL, or pin context i to cpus[i] (-1 = don't) */
 	const char *const *locators; /**< what to listen on */
-	int nlocators;              /**< entries in locators */
+	int nlocators;               /**< entries in locators */
 	/** On context index's thread, before listening: register handlers (and
 	 * size the worker pool). Non-zero fails the start. May be NULL. */
 	ferry_server_group_cb setup;

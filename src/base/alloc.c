@@ -24,8 +24,10 @@ void ferry_set_allocator(const ferry_allocator *a)
 	pthread_mutex_lock(&alloc_set_lock);
 	const ferry_allocator *next = &alloc_libc;
 	if (a != NULL) {
-		const ferry_allocator *old = atomic_load_explicit(&alloc_cur, memory_order_relaxed);
-		ferry_allocator *slot = old == &alloc_slots[0] ? &alloc_slots[1] : &alloc_slots[0];
+		const ferry_allocator *old =
+		        atomic_load_explicit(&alloc_cur, memory_order_relaxed);
+		ferry_allocator *slot =
+		        old == &alloc_slots[0] ? &alloc_slots[1] : &alloc_slots[0];
 		*slot = *a;
 		next = slot;
 	}
@@ -38,7 +40,10 @@ static const ferry_allocator *alloc_hooks(void)
 	return atomic_load_explicit(&alloc_cur, memory_order_acquire);
 }
 
-void *ferry__malloc(size_t n) { return alloc_hooks()->malloc_fn(n); }
+void *ferry__malloc(size_t n)
+{
+	return alloc_hooks()->malloc_fn(n);
+}
 
 void *ferry__calloc(size_t n, size_t size)
 {
@@ -50,7 +55,10 @@ void *ferry__calloc(size_t n, size_t size)
 	return p;
 }
 
-void *ferry__realloc(void *p, size_t n) { return alloc_hooks()->realloc_fn(p, n); }
+void *ferry__realloc(void *p, size_t n)
+{
+	return alloc_hooks()->realloc_fn(p, n);
+}
 
 void ferry__free(void *p)
 {

@@ -10,4 +10,7 @@ uint64_t ferry__clock_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t ferry__clock_us(void) { return ferry__clock_ns() / 1000u; }
+uint64_t ferry__clock_us(void)
+{
+	return ferry__clock_ns() / 1000u;
+}

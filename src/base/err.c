@@ -9,8 +9,8 @@ const char *ferry_strerror(int err)
 	switch (err) {
 	case 0:
 		return "success";
-#define FERRY_ERR_DESC_(name, off, desc)                                       \
-	case FERRY_##name:                                                     \
+#define FERRY_ERR_DESC_(name, off, desc)                                                 \
+	case FERRY_##name:                                                               \
 		return desc;
 		FERRY_ERRORS(FERRY_ERR_DESC_)
 #undef FERRY_ERR_DESC_
@@ -30,8 +30,8 @@ const char *ferry_err_name(int err)
 	switch (err) {
 	case 0:
 		return "OK";
-#define FERRY_ERR_NAME_(name, off, desc)                                       \
-	case FERRY_##name:                                                     \
+#define FERRY_ERR_NAME_(name, off, desc)                                                 \
+	case FERRY_##name:                                                               \
 		return "FERRY_" #name;
 		FERRY_ERRORS(FERRY_ERR_NAME_)
 #undef FERRY_ERR_NAME_

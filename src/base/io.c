@@ -38,7 +38,8 @@ int ferry__write_full(int fd, const void *src, size_t n, off_t off, size_t *done
 			rc = -errno;
 			break;
 		}
-		if (w == 0) { /* a regular file does not do this; a full pipe would block */
+		if (w ==
+		    0) { /* a regular file does not do this; a full pipe would block */
 			rc = -EIO;
 			break;
 		}

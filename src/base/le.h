@@ -23,7 +23,10 @@ static inline void ferry__put64(uint8_t *p, uint64_t v)
 	ferry__put32(p + 4, (uint32_t)(v >> 32));
 }
 
-static inline uint16_t ferry__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint16_t ferry__get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
 
 static inline uint32_t ferry__get32(const uint8_t *p)
 {

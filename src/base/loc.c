@@ -11,7 +11,7 @@
 #include "loc.h"
 
 static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -34,9 +34,8 @@ const char *ferry_loc_get(const ferry_loc *loc, const char *key)
 
 /* Sizes and times may carry suffixes: k/m/g (x1024) for sizes; the getter
  * takes plain integers or those suffixes. */
-int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
-                   uint64_t max, uint64_t dflt, uint64_t *out, char *err,
-                   size_t err_len)
+int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
+                   uint64_t dflt, uint64_t *out, char *err, size_t err_len)
 {
 	const char *v = ferry_loc_get(loc, key);
 	if (v == NULL) {
@@ -62,19 +61,16 @@ int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
 	x *= mult;
 	if (x < min || x > max)
 		return loc_fail(err, err_len,
-		                "key '%s': value '%s' out of range [%llu, %llu]",
-		                key, v, (unsigned long long)min,
-		                (unsigned long long)max);
+		                "key '%s': value '%s' out of range [%llu, %llu]", key, v,
+		                (unsigned long long)min, (unsigned long long)max);
 	*out = x;
 	return 0;
 bad:
-	return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key,
-	                v);
+	return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key, v);
 }
 
-int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
-                      double max, double dflt, double *out, char *err,
-                      size_t err_len)
+int ferry__loc_double(const ferry_loc *loc, const char *key, double min, double max,
+                      double dflt, double *out, char *err, size_t err_len)
 {
 	const char *v = ferry_loc_get(loc, key);
 	if (v == NULL) {
@@ -86,12 +82,12 @@ int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
 	double x = strtod(v, &end);
 	if (errno != 0 || end == v || *end != '\0' || isnan(x) ||
 	    isspace((unsigned char)v[0]))
-		return loc_fail(err, err_len,
-		                "key '%s': value '%s' is not a number", key, v);
+		return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key,
+		                v);
 	if (x < min || x > max)
 		return loc_fail(err, err_len,
-		                "key '%s': value '%s' out of range [%g, %g]", key,
-		                v, min, max);
+		                "key '%s': value '%s' out of range [%g, %g]", key, v, min,
+		                max);
 	*out = x;
 	return 0;
 }
@@ -128,14 +124,15 @@ int ferry__loc_check(const ferry_loc_key *k, const char *v, ferry_loc_val *out, 
 		if (l == NULL)
 			val.u = k->dflt;
 		else
-			rc = ferry__loc_u64(l, k->name, k->min, k->max, k->dflt, &val.u, err, err_len);
+			rc = ferry__loc_u64(l, k->name, k->min, k->max, k->dflt, &val.u,
+			                    err, err_len);
 		break;
 	case FERRY_LOC_REAL:
 		if (l == NULL)
 			val.r = k->rdflt;
 		else
-			rc = ferry__loc_double(l, k->name, k->rmin, k->rmax, k->rdflt, &val.r, err,
-			                       err_len);
+			rc = ferry__loc_double(l, k->name, k->rmin, k->rmax, k->rdflt,
+			                       &val.r, err, err_len);
 		break;
 	default:
 		val.s = v != NULL ? v : k->sdflt;
@@ -150,8 +147,8 @@ int ferry_loc_read(const ferry_loc *loc, const ferry_loc_key *table, ferry_loc_v
                    char *err, size_t err_len)
 {
 	for (int i = 0; table[i].name != NULL; i++) {
-		int rc = ferry__loc_check(&table[i], ferry_loc_get(loc, table[i].name), &vals[i], err,
-		                          err_len);
+		int rc = ferry__loc_check(&table[i], ferry_loc_get(loc, table[i].name),
+		                          &vals[i], err, err_len);
 		if (rc != 0)
 			return rc;
 	}

@@ -12,10 +12,10 @@
 
 #include "ferry/driver.h"
 
-#define FERRY_LOC_MAX_BYTES 512
+#define FERRY_LOC_MAX_BYTES  512
 #define FERRY_LOC_MAX_LAYERS 6
-#define FERRY_LOC_MAX_KEYS 24
-#define FERRY_LOC_ERR_BYTES 160
+#define FERRY_LOC_MAX_KEYS   24
+#define FERRY_LOC_ERR_BYTES  160
 
 struct ferry__transport_ops; /* transport/transport.h */
 
@@ -38,12 +38,10 @@ struct ferry_loc {
 
 /* Typed getters. Absent key: *out = dflt and 0. Present but malformed or
  * out of [min,max]: FERRY_EBADLOC with a message naming key and value. */
-int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min,
-                   uint64_t max, uint64_t dflt, uint64_t *out, char *err,
-                   size_t err_len);
-int ferry__loc_double(const ferry_loc *loc, const char *key, double min,
-                      double max, double dflt, double *out, char *err,
-                      size_t err_len);
+int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
+                   uint64_t dflt, uint64_t *out, char *err, size_t err_len);
+int ferry__loc_double(const ferry_loc *loc, const char *key, double min, double max,
+                      double dflt, double *out, char *err, size_t err_len);
 
 /* Check one value v (NULL: absent) against its declaration k; the parsed
  * value (or the default) in *out when out is not NULL. 0 or FERRY_EBADLOC

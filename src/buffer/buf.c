@@ -24,8 +24,7 @@
 #define BUF_BLOCK_SLACK 1024
 
 /* Largest value an off_t can hold (off_t is a signed integer type). */
-#define BUF_OFF_MAX \
-	((off_t)((((uintmax_t)1 << (sizeof(off_t) * 8 - 2)) - 1) * 2 + 1))
+#define BUF_OFF_MAX ((off_t)((((uintmax_t)1 << (sizeof(off_t) * 8 - 2)) - 1) * 2 + 1))
 
 struct ferry_buf_block {
 	ferry_buf_block *next;
@@ -106,8 +105,7 @@ static void *buf_carve(ferry_buf *b, size_t n, size_t align)
 	return p;
 }
 
-static ferry_chunk *buf_new_node(ferry_buf *b, enum ferry_chunk_kind kind,
-				 size_t n)
+static ferry_chunk *buf_new_node(ferry_buf *b, enum ferry_chunk_kind kind, size_t n)
 {
 	ferry_chunk *c = buf_carve(b, sizeof(*c), _Alignof(ferry_chunk));
 
@@ -155,8 +153,7 @@ static void buf_link_tail(ferry_buf *b, ferry_chunk *c)
 }
 
 /* A new non-owned chunk of n > 0 bytes, already linked at the tail. */
-static ferry_chunk *buf_push(ferry_buf *b, enum ferry_chunk_kind kind,
-			     size_t n)
+static ferry_chunk *buf_push(ferry_buf *b, enum ferry_chunk_kind kind, size_t n)
 {
 	ferry_chunk *c;
 
@@ -207,8 +204,9 @@ static void buf_chunk_advance(ferry_chunk *c, size_t k)
 	/* The dropped bytes were this chunk's own arena bytes, so they become
 	 * headroom; the counter saturates, which only under-reports room. */
 	if (c->owned)
-		c->room_before = (uint16_t)(c->room_before + k > UINT16_MAX ?
-					    UINT16_MAX : c->room_before + k);
+		c->room_before =
+		        (uint16_t)(c->room_before + k > UINT16_MAX ? UINT16_MAX
+		                                                   : c->room_before + k);
 }
 
 /* Find the chunk holding logical byte off (off < len), starting from the
@@ -239,8 +237,8 @@ static ferry_chunk *buf_seek(ferry_buf *b, size_t off, size_t *start)
 
 /* Copy [off, off+len) to dst, given the chunk c holding off and its start
  * offset s. The cursor follows the walk so the next lookup resumes here. */
-static int buf_copy(ferry_buf *b, ferry_chunk *c, size_t s, size_t off,
-		    size_t len, uint8_t *dst)
+static int buf_copy(ferry_buf *b, ferry_chunk *c, size_t s, size_t off, size_t len,
+                    uint8_t *dst)
 {
 	size_t skip = off - s;
 
@@ -254,7 +252,7 @@ static int buf_copy(ferry_buf *b, ferry_chunk *c, size_t s, size_t off,
 		b->cur_off = s;
 		if (c->kind == FERRY_CHUNK_FILE) {
 			err = ferry__pread_full(c->u.file.fd, dst, take,
-					     c->u.file.off + (off_t)skip);
+			                        c->u.file.off + (off_t)skip);
 			if (err)
 				return err;
 		} else {
@@ -373,7 +371,7 @@ FERRY_API int ferry_buf_append_ref(ferry_buf *b, const void *data, size_t n)
 }
 
 FERRY_API int ferry_buf_append_loan(ferry_buf *b, void *data, size_t n,
-				    ferry_release_cb release, void *arg)
+                                    ferry_release_cb release, void *arg)
 {
 	ferry_chunk *c;
 
@@ -467,8 +465,7 @@ FERRY_API const void *ferry_buf_range(ferry_buf *b, size_t off, size_t len)
 	return err ? buf_fail(-err) : aux;
 }
 
-FERRY_API ssize_t ferry_buf_copy_out(ferry_buf *b, size_t off, size_t len,
-				     void *dst)
+FERRY_API ssize_t ferry_buf_copy_out(ferry_buf *b, size_t off, size_t len, void *dst)
 {
 	ferry_chunk *c;
 	size_t s;
@@ -537,8 +534,8 @@ FERRY_API void ferry_buf_truncate(ferry_buf *b, size_t len)
 	b->len = len;
 }
 
-FERRY_API void ferry_buf_iter_init(ferry_buf_iter *it, ferry_buf *b,
-				   size_t off, size_t len)
+FERRY_API void ferry_buf_iter_init(ferry_buf_iter *it, ferry_buf *b, size_t off,
+                                   size_t len)
 {
 	size_t s;
 

@@ -96,7 +96,10 @@ ferry_metrics_snap *ferry_metrics_snapshot(ferry_ctx *ctx)
 	return s;
 }
 
-void ferry_metrics_snap_free(ferry_metrics_snap *s) { ferry__free(s); }
+void ferry_metrics_snap_free(ferry_metrics_snap *s)
+{
+	ferry__free(s);
+}
 
 ferry_metrics_snap *ferry__metrics_snap_dup(const ferry_metrics_snap *s)
 {
@@ -109,8 +112,9 @@ ferry_metrics_snap *ferry__metrics_snap_dup(const ferry_metrics_snap *s)
 /* Gauges are levels, not counts: an interval keeps the later value. */
 static bool metrics_is_gauge(const char *name)
 {
-	static const char *const gauges[] = {".loans_out",      ".rx_free",          ".max_payload",
-	                                     ".conns",          ".tx_backlog_bytes", "workers.threads",
+	static const char *const gauges[] = {".loans_out",          ".rx_free",
+	                                     ".max_payload",        ".conns",
+	                                     ".tx_backlog_bytes",   "workers.threads",
 	                                     "workers.queue_depth", "workers.busy"};
 	size_t n = strlen(name);
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
@@ -124,7 +128,8 @@ static bool metrics_is_gauge(const char *name)
 void ferry_metrics_snap_sub(ferry_metrics_snap *later, const ferry_metrics_snap *earlier)
 {
 	for (int i = 0; i < later->ncounters; i++)
-		for (int j = 0; j < earlier->ncounters && !metrics_is_gauge(later->c[i].name); j++)
+		for (int j = 0;
+		     j < earlier->ncounters && !metrics_is_gauge(later->c[i].name); j++)
 			if (strcmp(later->c[i].name, earlier->c[j].name) == 0) {
 				later->c[i].value -= earlier->c[j].value;
 				break;
@@ -154,7 +159,8 @@ typedef struct jbuf {
 	int err;
 } jbuf;
 
-static void jb_printf(jbuf *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_printf(jbuf *j, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 static void jb_printf(jbuf *j, const char *fmt, ...)
 {

@@ -1,8 +1,8 @@
 /* The built-in metrics service: START, STOP and DUMP on reserved opcodes,
  * answered by every server (which creates one per server through the
- * registration hook it passes in: service.h), so a client can collect a server's metrics for
- * exactly the interval it measured. The calls are ordinary RPCs, counted
- * under rpc.builtin.* and never as application requests. */
+ * registration hook it passes in: service.h), so a client can collect a server's metrics
+ * for exactly the interval it measured. The calls are ordinary RPCs, counted under
+ * rpc.builtin.* and never as application requests. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +51,8 @@ static void svc_dump(void *arg, ferry_rpc *rpc)
 	 * server's first locator. */
 	char scope[FERRY_LOC_MAX_BYTES + 8];
 	ferry_buf *req = ferry_rpc_request(rpc);
-	size_t n = ferry_buf_len(req) < sizeof(scope) - 1 ? ferry_buf_len(req) : sizeof(scope) - 1;
+	size_t n = ferry_buf_len(req) < sizeof(scope) - 1 ? ferry_buf_len(req)
+	                                                  : sizeof(scope) - 1;
 	if (n > 0 && ferry_buf_copy_out(req, 0, n, scope) == (ssize_t)n) {
 		scope[n] = '\0';
 	} else {
@@ -64,8 +65,8 @@ static void svc_dump(void *arg, ferry_rpc *rpc)
 	ferry_rpc_reply(rpc, rc < 0 ? rc : 0);
 }
 
-int ferry__metrics_svc_create(ferry_server *srv, ferry_ctx *ctx, ferry__builtin_handle_fn handle,
-                              ferry__metrics_svc **out)
+int ferry__metrics_svc_create(ferry_server *srv, ferry_ctx *ctx,
+                              ferry__builtin_handle_fn handle, ferry__metrics_svc **out)
 {
 	ferry__metrics_svc *svc = ferry__calloc(1, sizeof(*svc));
 	if (svc == NULL)

@@ -5,8 +5,8 @@
 #include "ferry/metrics.h"
 
 #define SNAP_COUNTERS_MAX 256
-#define SNAP_NAME_BYTES 64
-#define SNAP_HISTS_MAX 8
+#define SNAP_NAME_BYTES   64
+#define SNAP_HISTS_MAX    8
 
 struct ferry_metrics_snap {
 	uint64_t ts_ns;

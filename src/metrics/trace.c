@@ -23,8 +23,10 @@ void ferry__trace_init(ferry__trace *t)
 int ferry__trace_dump(const ferry__trace *t, FILE *f)
 {
 	uint64_t tsc1 = ferry__ticks(), ns1 = trace_ns();
-	double ns_per_tick = tsc1 > t->tsc0 ? (double)(ns1 - t->ns0) / (double)(tsc1 - t->tsc0) : 1.0;
-	uint64_t first = t->next > FERRY_TRACE_ENTRIES ? t->next - FERRY_TRACE_ENTRIES : 0;
+	double ns_per_tick =
+	        tsc1 > t->tsc0 ? (double)(ns1 - t->ns0) / (double)(tsc1 - t->tsc0) : 1.0;
+	uint64_t first =
+	        t->next > FERRY_TRACE_ENTRIES ? t->next - FERRY_TRACE_ENTRIES : 0;
 	for (uint64_t i = first; i < t->next; i++) {
 		const ferry__trace_ev *e = &t->ev[i % FERRY_TRACE_ENTRIES];
 		double ns = (double)(e->tsc - t->tsc0) * ns_per_tick;

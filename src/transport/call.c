@@ -64,24 +64,27 @@ static int session_opts_copy(ferry_ctx *ctx, const ferry_session_opts *in,
 		return 0;
 	size_t have = in->size;
 	if (have < sizeof(in->size))
-		return ferry__set_errmsg(ctx, -EINVAL, "ferry_session_opts: size %zu is too small",
-		                         have);
+		return ferry__set_errmsg(
+		        ctx, -EINVAL, "ferry_session_opts: size %zu is too small", have);
 	memcpy(o, in, have < sizeof(*o) ? have : sizeof(*o));
 	for (size_t i = sizeof(*o); i < have; i++)
 		if (((const uint8_t *)in)[i] != 0)
-			return ferry__set_errmsg(ctx, -E2BIG,
-			                         "ferry_session_opts: byte %zu of %zu is set, but this "
-			                         "library knows only the first %zu",
-			                         i, have, sizeof(*o));
+			return ferry__set_errmsg(
+			        ctx, -E2BIG,
+			        "ferry_session_opts: byte %zu of %zu is set, but this "
+			        "library knows only the first %zu",
+			        i, have, sizeof(*o));
 	if (o->reserved_ != 0)
-		return ferry__set_errmsg(ctx, -EINVAL, "ferry_session_opts: reserved_ must be zero");
+		return ferry__set_errmsg(ctx, -EINVAL,
+		                         "ferry_session_opts: reserved_ must be zero");
 	o->size = sizeof(*o);
 	return 0;
 }
 
 /* Options that are locator keys override the locator's: rebuild its text
  * with key=val in place of any occurrence. */
-static int session_loc_override(ferry_ctx *ctx, ferry_loc *loc, const char *key, uint64_t val)
+static int session_loc_override(ferry_ctx *ctx, ferry_loc *loc, const char *key,
+                                uint64_t val)
 {
 	char text[FERRY_LOC_MAX_BYTES];
 	const char *colon = strchr(loc->text, ':');
@@ -89,13 +92,14 @@ static int session_loc_override(ferry_ctx *ctx, ferry_loc *loc, const char *key,
 	size_t n = (size_t)snprintf(text, sizeof(text), "%.*s:", stack_len, loc->text);
 	for (int i = 0; i < loc->nkeys && n < sizeof(text); i++)
 		if (strcmp(loc->kv[i].key, key) != 0)
-			n += (size_t)snprintf(text + n, sizeof(text) - n, "%s=%s,", loc->kv[i].key,
-			                      loc->kv[i].val);
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "%s=%s,",
+			                      loc->kv[i].key, loc->kv[i].val);
 	if (n < sizeof(text))
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s=%llu", key,
 		                      (unsigned long long)val);
 	if (n >= sizeof(text))
-		return ferry__set_errmsg(ctx, FERRY_EBADLOC, "locator too long with %s=%llu", key,
+		return ferry__set_errmsg(ctx, FERRY_EBADLOC,
+		                         "locator too long with %s=%llu", key,
 		                         (unsigned long long)val);
 	return ferry__loc_parse(text, loc, ctx->errmsg, sizeof(ctx->errmsg));
 }
@@ -105,8 +109,8 @@ int ferry_session_open(ferry_ctx *ctx, const char *locator, ferry_session **out)
 	return ferry_session_open_opts(ctx, locator, NULL, out);
 }
 
-static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session_opts *opts,
-                        ferry_session **out);
+static int session_open(ferry_ctx *ctx, const char *locator,
+                        const ferry_session_opts *opts, ferry_session **out);
 
 int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
                             const ferry_session_opts *opts, ferry_session **out)
@@ -120,8 +124,8 @@ int ferry_session_open_opts(ferry_ctx *ctx, const char *locator,
 	return rc;
 }
 
-static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session_opts *opts,
-                        ferry_session **out)
+static int session_open(ferry_ctx *ctx, const char *locator,
+                        const ferry_session_opts *opts, ferry_session **out)
 {
 	if (ctx == NULL || out == NULL)
 		return -EINVAL;
@@ -135,8 +139,8 @@ static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session
 	if (rc != 0)
 		return rc;
 	if (o.max_inflight > FERRY_CHANNELS_MAX)
-		return ferry__set_errmsg(ctx, -EINVAL, "max_inflight %u is over %u", o.max_inflight,
-		                         FERRY_CHANNELS_MAX);
+		return ferry__set_errmsg(ctx, -EINVAL, "max_inflight %u is over %u",
+		                         o.max_inflight, FERRY_CHANNELS_MAX);
 	ferry_loc loc;
 	rc = ferry__loc_parse(locator, &loc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc == 0 && o.maxmsg != 0)
@@ -155,8 +159,7 @@ static int session_open(ferry_ctx *ctx, const char *locator, const ferry_session
 		ferry_session **t = ferry__realloc(ctx->sessions, cap * sizeof(*t));
 		if (t == NULL)
 			return -ENOMEM;
-		memset(t + ctx->sessions_cap, 0,
-		       (cap - ctx->sessions_cap) * sizeof(*t));
+		memset(t + ctx->sessions_cap, 0, (cap - ctx->sessions_cap) * sizeof(*t));
 		ctx->sessions = t;
 		ctx->sessions_cap = cap;
 	}
@@ -238,8 +241,8 @@ static void call_handoff_run(ferry_ctx *ctx, ferry__handoff *h)
 	call_handoff *ch = (call_handoff *)h;
 	ferry_session *s = ch->index < ctx->nsessions ? ctx->sessions[ch->index] : NULL;
 	int rc = s != NULL && s->gen == ch->gen
-	                 ? ferry__call_any(s, ch->opcode, ch->req, ch->resp, ch->timeout_us,
-	                              ch->cb, ch->arg)
+	                 ? ferry__call_any(s, ch->opcode, ch->req, ch->resp,
+	                                   ch->timeout_us, ch->cb, ch->arg)
 	                 : FERRY_ECANCELED;
 	/* The caller was told 0: report a failure here through cb, as any
 	 * failed call is reported (counted, empty response, in callback
@@ -254,18 +257,17 @@ static void call_handoff_run(ferry_ctx *ctx, ferry__handoff *h)
 	ferry__free(ch);
 }
 
-int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req,
-               ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-               void *arg)
+int ferry_call(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+               uint64_t timeout_us, ferry_call_cb cb, void *arg)
 {
 	if (opcode < FERRY_OPCODE_USER_MIN)
 		return -EINVAL;
 	return ferry__call_any(s, opcode, req, resp, timeout_us, cb, arg);
 }
 
-static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                       ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                       void *arg, ferry_fd_sink *sink, ferry_call_handle *h);
+static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                       uint64_t timeout_us, ferry_call_cb cb, void *arg,
+                       ferry_fd_sink *sink, ferry_call_handle *h);
 
 int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
                  uint64_t timeout_us, ferry_call_cb cb, void *arg, ferry_call_handle *h)
@@ -277,9 +279,8 @@ int ferry_call_h(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *r
 	return call_submit(s, opcode, req, resp, timeout_us, cb, arg, NULL, h);
 }
 
-int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                    ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                    void *arg)
+int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                    uint64_t timeout_us, ferry_call_cb cb, void *arg)
 {
 	if (resp == NULL)
 		return -EINVAL;
@@ -310,7 +311,8 @@ static int session_refused_msg(ferry_session *s)
 	version_range(mine, sizeof(mine), FERRY_WIRE_VERSION_MIN, FERRY_WIRE_VERSION_MAX);
 	return ferry__set_errmsg(s->ctx, s->refused,
 	                         "the peer speaks wire version %s, this library %s: "
-	                         "no version in common (FERRY_EVERSION)", peer, mine);
+	                         "no version in common (FERRY_EVERSION)",
+	                         peer, mine);
 }
 
 void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vmax)
@@ -327,9 +329,9 @@ void ferry__session_version_refused(ferry_session *s, unsigned vmin, unsigned vm
 	(void)ferry__session_fail(s, FERRY_EVERSION); /* s may be gone: nothing follows */
 }
 
-static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                       ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                       void *arg, ferry_fd_sink *sink, ferry_call_handle *h)
+static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                       uint64_t timeout_us, ferry_call_cb cb, void *arg,
+                       ferry_fd_sink *sink, ferry_call_handle *h)
 {
 	if (s == NULL || req == NULL || cb == NULL)
 		return -EINVAL;
@@ -345,10 +347,15 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 		call_handoff *ch = ferry__calloc(1, sizeof(*ch));
 		if (ch == NULL)
 			return -ENOMEM;
-		*ch = (call_handoff){.ho.fn = call_handoff_run, .index = s->index,
-		                     .gen = s->gen, .req = req,
-		                     .resp = resp, .timeout_us = timeout_us,
-		                     .cb = cb, .arg = arg, .opcode = opcode};
+		*ch = (call_handoff){.ho.fn = call_handoff_run,
+		                     .index = s->index,
+		                     .gen = s->gen,
+		                     .req = req,
+		                     .resp = resp,
+		                     .timeout_us = timeout_us,
+		                     .cb = cb,
+		                     .arg = arg,
+		                     .opcode = opcode};
 		ferry__handoff_push(ctx, &ch->ho);
 		return 0;
 	}
@@ -385,7 +392,7 @@ static int call_submit(ferry_session *s, uint16_t opcode, ferry_buf *req,
 	c->resp = resp;
 	c->cb = cb;
 	c->arg = arg;
-	c->timeout_us = timeout_us          ? timeout_us
+	c->timeout_us = timeout_us              ? timeout_us
 	                : s->default_timeout_us ? s->default_timeout_us
 	                                        : FERRY_DEFAULT_TIMEOUT_US;
 	c->next = NULL;
@@ -446,7 +453,8 @@ static int sink_write_buf(ferry_buf *b, int fd, int64_t *off, uint64_t *done)
 			size_t n = seg.len - at;
 			if (seg.kind == FERRY_CHUNK_FILE) {
 				n = n < sizeof(bounce) ? n : sizeof(bounce);
-				int rc = ferry__pread_full(seg.fd, bounce, n, seg.file_off + (off_t)at);
+				int rc = ferry__pread_full(seg.fd, bounce, n,
+				                           seg.file_off + (off_t)at);
 				if (rc != 0)
 					return rc;
 				src = bounce;
@@ -585,7 +593,8 @@ void ferry__session_peer(ferry_session *s, int status)
 	if (s->peer_status == status || s->closing)
 		return;
 	s->peer_status = status;
-	FERRY_TRACE(s->ctx, "session peer idx=%llu status=%lld", s->index, (int64_t)status);
+	FERRY_TRACE(s->ctx, "session peer idx=%llu status=%lld", s->index,
+	            (int64_t)status);
 	if (status == 0)
 		return; /* heard again: cleared silently (no callback) */
 	s->ctx->cnt.peer_dead_events++;
@@ -615,7 +624,8 @@ int ferry_session_status(ferry_session *s)
 
 void ferry__session_kick(ferry_session *s)
 {
-	while (!s->closing && !s->failing && s->q_head != NULL && session_has_free_chan(s)) {
+	while (!s->closing && !s->failing && s->q_head != NULL &&
+	       session_has_free_chan(s)) {
 		ferry__call *next = s->q_head;
 		s->q_head = next->next;
 		if (s->q_head == NULL)
@@ -630,7 +640,8 @@ void ferry__session_kick(ferry_session *s)
 static void session_fail_calls(ferry_session *s, int status)
 {
 	for (uint32_t ch = 0; ch < FERRY_CHANNELS_MAX; ch++)
-		if (s->chan[ch].call != NULL && s->chan[ch].call->state == FERRY_CALL_ACTIVE)
+		if (s->chan[ch].call != NULL &&
+		    s->chan[ch].call->state == FERRY_CALL_ACTIVE)
 			ferry__call_complete(s->chan[ch].call, status);
 	uint32_t n = s->qlen;
 	while (n-- > 0 && s->q_head != NULL)
@@ -692,8 +703,8 @@ static void call_sync_cb(void *arg, int status, ferry_buf *resp)
 	cs->status = status;
 }
 
-int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                    ferry_buf *resp, uint64_t timeout_us)
+int ferry_call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                    uint64_t timeout_us)
 {
 	if (opcode < FERRY_OPCODE_USER_MIN)
 		return -EINVAL;
@@ -722,9 +733,10 @@ static int call_sync(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_bu
 	if (ctx->depth > 0)
 		return FERRY_EWOULDDEADLOCK;
 	struct call_sync cs = {false, 0};
-	int rc = sink != NULL
-	                 ? ferry_call_into_fd(s, opcode, req, sink, timeout_us, call_sync_cb, &cs)
-	                 : ferry__call_any(s, opcode, req, resp, timeout_us, call_sync_cb, &cs);
+	int rc = sink != NULL ? ferry_call_into_fd(s, opcode, req, sink, timeout_us,
+	                                           call_sync_cb, &cs)
+	                      : ferry__call_any(s, opcode, req, resp, timeout_us,
+	                                        call_sync_cb, &cs);
 	return rc != 0 ? rc : call_sync_wait(ctx, &cs);
 }
 

@@ -22,13 +22,13 @@
 #include "timer.h"
 #include "transport.h"
 
-#define FERRY_CHANNELS_DEFAULT 8     /* calls in flight per session */
-#define FERRY_CHANNELS_MAX 64
+#define FERRY_CHANNELS_DEFAULT  8 /* calls in flight per session */
+#define FERRY_CHANNELS_MAX      64
 #define FERRY_SESSION_QUEUE_MAX 4096 /* calls waiting for a channel */
-#define FERRY_POLL_BATCH 32          /* packets taken from an endpoint per poll */
+#define FERRY_POLL_BATCH        32   /* packets taken from an endpoint per poll */
 #define FERRY_SERVER_LISTEN_MAX 16   /* locators per server */
-#define FERRY_ERRMSG_BYTES 256
-#define FERRY_TIMERS_INITIAL 256
+#define FERRY_ERRMSG_BYTES      256
+#define FERRY_TIMERS_INITIAL    256
 
 /* Handoff queue node: work another thread hands to the owner thread. */
 typedef struct ferry__handoff ferry__handoff;
@@ -41,23 +41,23 @@ struct ferry__handoff {
  * client session or a server). */
 typedef struct ferry__port {
 	ferry_ctx *ctx;
-	uint32_t id;              /* stable port number (trace events) */
-	struct ferry__port *next; /* ctx->ports */
-	ferry_ep *ep;             /* outermost endpoint */
+	uint32_t id;                         /* stable port number (trace events) */
+	struct ferry__port *next;            /* ctx->ports */
+	ferry_ep *ep;                        /* outermost endpoint */
 	ferry_ep *eps[FERRY_LOC_MAX_LAYERS]; /* outermost first */
 	int neps;
 	const ferry__transport_ops *tp;
 	bool server;
-	bool stream;           /* bottom driver is a stream driver */
-	bool dead;             /* closed; freed after the current poll pass */
+	bool stream;            /* bottom driver is a stream driver */
+	bool dead;              /* closed; freed after the current poll pass */
 	ferry_session *session; /* client port */
-	ferry_server *srv;     /* server port */
+	ferry_server *srv;      /* server port */
 	ferry_caps caps;
-	uint32_t msg_max;      /* payload cap (bytes) */
-	struct ferry_rpc *done; /* rpcs replied this pass, freed after flush */
+	uint32_t msg_max;        /* payload cap (bytes) */
+	struct ferry_rpc *done;  /* rpcs replied this pass, freed after flush */
 	struct ferry_rpc *reasm; /* server: requests being reassembled */
 	uint32_t nreasm;
-	void *tstate;            /* transport's per-port state */
+	void *tstate; /* transport's per-port state */
 	char bound[FERRY_LOC_MAX_BYTES];
 } ferry__port;
 
@@ -74,8 +74,8 @@ typedef struct ferry__call {
 	ferry_call_cb cb;
 	void *arg;
 	uint64_t timeout_us;
-	uint64_t start_ns;   /* for rpc.call_ns */
-	ferry__timer timer;  /* deadline */
+	uint64_t start_ns;  /* for rpc.call_ns */
+	ferry__timer timer; /* deadline */
 	/* ferry_call_into_fd: the response body goes to sink->fd. A stream
 	 * transport that writes it there itself sets sink_done; otherwise the
 	 * core copies resp (then sink_buf, allocated once per call object) to
@@ -83,8 +83,8 @@ typedef struct ferry__call {
 	ferry_fd_sink *sink;
 	ferry_buf *sink_buf;
 	bool sink_done;
-	uint32_t tp_word;    /* transport's use (stream: connection generation) */
-	uint64_t id;         /* per-context call number: ferry_call_handle.id */
+	uint32_t tp_word; /* transport's use (stream: connection generation) */
+	uint64_t id;      /* per-context call number: ferry_call_handle.id */
 	uint32_t rpc_id;
 	uint16_t opcode;
 	uint8_t chan;
@@ -92,11 +92,11 @@ typedef struct ferry__call {
 } ferry__call;
 
 typedef struct ferry__chan {
-	ferry__call *call; /* NULL = idle */
-	uint32_t rpc_id;   /* last id used on this channel */
+	ferry__call *call;        /* NULL = idle */
+	uint32_t rpc_id;          /* last id used on this channel */
 	uint32_t canceled_rpc_id; /* last call canceled here (late responses) */
 	bool canceled;            /* canceled_rpc_id is valid */
-	ferry__reasm rx;   /* response reassembly */
+	ferry__reasm rx;          /* response reassembly */
 } ferry__chan;
 
 struct ferry_session {
@@ -119,13 +119,13 @@ struct ferry_session {
 	uint64_t default_timeout_us;  /* ferry_session_opts; 0 = library default */
 	uint32_t max_queued;          /* calls waiting for a channel, at most */
 	bool max_queued_set;          /* by ferry_session_opts: wins over queue= */
-	uint64_t busy_mask;  /* channels with a call */
+	uint64_t busy_mask;           /* channels with a call */
 	ferry__call *q_head, *q_tail;
 	uint32_t qlen;
-	void *tstate;        /* transport's per-session state */
+	void *tstate;                 /* transport's per-session state */
 	ferry_session_event_cb ev_cb; /* peer events (FERRY_EPEERDEAD, 0) */
 	void *ev_arg;
-	int peer_status;     /* 0, or FERRY_EPEERDEAD until the peer is heard */
+	int peer_status; /* 0, or FERRY_EPEERDEAD until the peer is heard */
 	ferry__chan chan[FERRY_CHANNELS_MAX];
 };
 
@@ -139,7 +139,7 @@ enum ferry__rpc_state {
 
 struct ferry_rpc {
 	ferry_ctx *ctx;
-	ferry_server *srv;      /* NULL once orphaned (server destroyed) */
+	ferry_server *srv;                     /* NULL once orphaned (server destroyed) */
 	struct ferry_rpc *out_prev, *out_next; /* ctx->rpcs_out while in a handler */
 	ferry__port *port;
 	struct ferry_rpc *next; /* free list, port->done or port->reasm */
@@ -147,14 +147,14 @@ struct ferry_rpc {
 	void *tp;               /* transport's link (fast: the server channel) */
 	ferry_addr peer;
 	uint32_t client_hint, rpc_id;
-	uint32_t frag_bytes;    /* response payload bytes per fragment */
+	uint32_t frag_bytes; /* response payload bytes per fragment */
 	uint16_t opcode;
 	uint8_t chan;
 	uint8_t state;
 	int status;
-	atomic_bool cancelled;  /* the client canceled: ferry_rpc_cancelled() */
-	uint64_t start_ns;      /* request complete, for rpc.handler_ns */
-	ferry__timer timer;     /* reassembly expiry */
+	atomic_bool cancelled; /* the client canceled: ferry_rpc_cancelled() */
+	uint64_t start_ns;     /* request complete, for rpc.handler_ns */
+	ferry__timer timer;    /* reassembly expiry */
 	ferry__reasm rx;
 	ferry_buf req, resp;
 };
@@ -172,18 +172,19 @@ struct ferry_server {
 	struct ferry_server *next; /* ctx->servers */
 	ferry__port *ports[FERRY_SERVER_LISTEN_MAX];
 	int nports;
-	ferry__handler *handlers[256]; /* by opcode >> 8, lazily allocated */
-	uint32_t rpcs_out;             /* rpcs handed out and not replied */
-	bool draining;                 /* ferry_server_drain: new requests get
-	                                * FERRY_ESHUTDOWN */
+	ferry__handler *handlers[256];   /* by opcode >> 8, lazily allocated */
+	uint32_t rpcs_out;               /* rpcs handed out and not replied */
+	bool draining;                   /* ferry_server_drain: new requests get
+	                                  * FERRY_ESHUTDOWN */
 	ferry__metrics_svc *metrics_svc; /* the built-in metrics service */
-	ferry__workers *workers;       /* blocking handlers' pool, lazily */
+	ferry__workers *workers;         /* blocking handlers' pool, lazily */
 };
 
 /* Counters of a context: X(field, "dotted.name"). Plain integers touched
  * only by the owner thread; ferry_ctx_stats() reads them on demand. Requests
  * and responses count application calls only; built-in services (opcodes
  * below 16) are counted apart. */
+/* clang-format off */
 #define FERRY_RPC_COUNTERS(X)                                                  \
 	X(calls_started, "rpc.calls_started")                                  \
 	X(calls_completed, "rpc.calls_completed")                              \
@@ -228,6 +229,7 @@ struct ferry_server {
 	X(cancels_matched, "rpc.cancels_matched")                              \
 	X(drain_refused, "rpc.drain_refused")                                  \
 	X(peer_dead_events, "rpc.peer_dead_events")
+/* clang-format on */
 
 typedef struct ferry__ctx_counters {
 #define FERRY_CNT_FIELD_(field, name) uint64_t field;
@@ -237,17 +239,17 @@ typedef struct ferry__ctx_counters {
 
 struct ferry_ctx {
 	pid_t owner_tid;
-	pid_t owner_pid;     /* the creating process: a fork child is refused */
-	bool destroying;     /* ferry_ctx_destroy under way */
-	uint64_t call_ids;   /* last ferry__call.id handed out */
+	pid_t owner_pid;   /* the creating process: a fork child is refused */
+	bool destroying;   /* ferry_ctx_destroy under way */
+	uint64_t call_ids; /* last ferry__call.id handed out */
 	int poll_mode;
 	/* Set while a batch from a port whose driver pool is more than half
 	 * loaned out is dispatched: reassembly copies instead of loaning. */
 	bool rx_scarce;
 	int epfd, evfd;
-	int depth;           /* >0 while running a handler or callback */
+	int depth; /* >0 while running a handler or callback */
 	uint64_t now_us;
-	uint64_t now_ns;     /* the same instant, in ns */
+	uint64_t now_ns; /* the same instant, in ns */
 	ferry__timers timers;
 	ferry__port *ports;
 	ferry_server *servers;
@@ -260,19 +262,20 @@ struct ferry_ctx {
 	struct ferry_rpc *rpcs_out; /* with handlers, not yet replied */
 	pthread_mutex_t ho_lock;
 	ferry__handoff *ho_head, *ho_tail;
-	ferry_pkt *ho_pkts;  /* loans released on other threads */
+	ferry_pkt *ho_pkts; /* loans released on other threads */
 	atomic_int ho_pending;
 	ferry__ctx_counters cnt;
 	ferry_hist hist_call, hist_handler;
 	char errmsg[FERRY_ERRMSG_BYTES];
-	uint64_t log_drop_us;       /* last rate-limited drop message */
-	uint64_t log_drop_suppressed; /* drop messages not logged since */
+	uint64_t log_drop_us;               /* last rate-limited drop message */
+	uint64_t log_drop_suppressed;       /* drop messages not logged since */
 	void *tp_ctx[FERRY_TRANSPORTS_MAX]; /* transports' per-context state */
 	ferry__trace trace;
 };
 
 /* Trace points of the core: static format strings, two arguments. */
-#define FERRY_TRACE(ctx, fmt, a, b) ferry__trace_rec(&(ctx)->trace, fmt, (uint64_t)(a), (uint64_t)(b))
+#define FERRY_TRACE(ctx, fmt, a, b)                                                      \
+	ferry__trace_rec(&(ctx)->trace, fmt, (uint64_t)(a), (uint64_t)(b))
 
 /* ctx.c */
 pid_t ferry__tid(void);
@@ -298,12 +301,13 @@ void ferry__ports_sweep(ferry_ctx *ctx);
 /* How a context's endpoints reach it: loan releases, failure reports. */
 extern const ferry__ep_host ferry__ctx_ep_host;
 int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 /* Dropped input from the network: FERRY_LOG_DEBUG, at most one message per
  * FERRY_LOG_DROP_INTERVAL_US per context (the next one says how many were
  * suppressed), so a flood of garbage cannot flood the log. */
 #define FERRY_LOG_DROP_INTERVAL_US 1000000
-void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 /* Read the clock into ctx->now_ns / now_us. */
 void ferry__ctx_tick(ferry_ctx *ctx);
 int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
@@ -312,7 +316,8 @@ void ferry__port_close(ferry__port *port);
 
 /* workers.c: the pool behind ferry_server_handle_blocking */
 /* Owner thread: queue rpc for h on a worker, or answer FERRY_EAGAIN. */
-void ferry__workers_submit(ferry_server *srv, const ferry__handler *h, struct ferry_rpc *rpc);
+void ferry__workers_submit(ferry_server *srv, const ferry__handler *h,
+                           struct ferry_rpc *rpc);
 /* Owner thread, server being destroyed: join the workers (handlers
  * running finish), answer queued requests FERRY_ESHUTDOWN, free. */
 void ferry__workers_fini(ferry_server *srv);
@@ -344,9 +349,8 @@ void ferry__session_peer(ferry_session *s, int status);
 void ferry__call_stale(ferry_session *s, uint32_t chan, uint32_t rpc_id);
 /* ferry_call / ferry_call_sync without the reserved-opcode check: the
  * built-in services' client side. */
-int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
-                    ferry_buf *resp, uint64_t timeout_us, ferry_call_cb cb,
-                    void *arg);
+int ferry__call_any(ferry_session *s, uint16_t opcode, ferry_buf *req, ferry_buf *resp,
+                    uint64_t timeout_us, ferry_call_cb cb, void *arg);
 int ferry__call_sync_any(ferry_session *s, uint16_t opcode, ferry_buf *req,
                          ferry_buf *resp, uint64_t timeout_us);
 void ferry__sessions_close_all(ferry_ctx *ctx);
@@ -359,8 +363,7 @@ void ferry__rpc_put(ferry_ctx *ctx, struct ferry_rpc *rpc);
 void ferry__rpc_retire(struct ferry_rpc *rpc);
 void ferry__server_dispatch(struct ferry_rpc *rpc);
 void ferry__servers_destroy_all(ferry_ctx *ctx);
-int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
-                                 ferry_handler_cb cb, void *arg);
-
+int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
+                                 void *arg);
 
 #endif

@@ -22,7 +22,8 @@ void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...)
 {
 	if (!ferry__log_enabled())
 		return;
-	if (ctx->log_drop_us != 0 && ctx->now_us - ctx->log_drop_us < FERRY_LOG_DROP_INTERVAL_US) {
+	if (ctx->log_drop_us != 0 &&
+	    ctx->now_us - ctx->log_drop_us < FERRY_LOG_DROP_INTERVAL_US) {
 		ctx->log_drop_suppressed++;
 		return;
 	}
@@ -40,7 +41,10 @@ void ferry__log_drop(ferry_ctx *ctx, const char *fmt, ...)
 	ctx->log_drop_suppressed = 0;
 }
 
-const char *ferry_version(void) { return FERRY_VERSION_STRING; }
+const char *ferry_version(void)
+{
+	return FERRY_VERSION_STRING;
+}
 
 static __thread pid_t ctx_tid __attribute__((tls_model("initial-exec")));
 static pid_t ctx_pid;
@@ -87,9 +91,15 @@ int ferry__set_errmsg(ferry_ctx *ctx, int err, const char *fmt, ...)
 	return err;
 }
 
-const char *ferry_ctx_errmsg(ferry_ctx *ctx) { return ctx->errmsg; }
+const char *ferry_ctx_errmsg(ferry_ctx *ctx)
+{
+	return ctx->errmsg;
+}
 
-uint64_t ferry_ctx_now_us(ferry_ctx *ctx) { return ctx->now_us; }
+uint64_t ferry_ctx_now_us(ferry_ctx *ctx)
+{
+	return ctx->now_us;
+}
 
 int ferry_ctx_create(const ferry_ctx_opts *opts, ferry_ctx **out)
 {
@@ -149,7 +159,6 @@ fail:
 	return rc;
 }
 
-
 void ferry_ctx_destroy(ferry_ctx *ctx)
 {
 	/* A fork child (or a stranger thread) must not close the owner's
@@ -186,7 +195,8 @@ void ferry_ctx_destroy(ferry_ctx *ctx)
 		ferry__free(r);
 	}
 	for (int i = 0; ferry__transports[i] != NULL; i++)
-		if (ferry__transports[i]->ctx_fini != NULL && ctx->tp_ctx[ferry__transports[i]->index] != NULL)
+		if (ferry__transports[i]->ctx_fini != NULL &&
+		    ctx->tp_ctx[ferry__transports[i]->index] != NULL)
 			ferry__transports[i]->ctx_fini(ctx);
 	ferry__free(ctx->sessions);
 	ferry__timers_fini(&ctx->timers);
@@ -244,7 +254,8 @@ static void ctx_flush_ports(ferry_ctx *ctx, bool *dead)
 {
 	for (ferry__port *p = ctx->ports; p != NULL; p = p->next) {
 		if (p->ep->tx_pending) {
-			int n = p->stream ? ferry__ep_stream_flush(p->ep) : ferry__ep_flush(p->ep);
+			int n = p->stream ? ferry__ep_stream_flush(p->ep)
+			                  : ferry__ep_flush(p->ep);
 			FERRY_TRACE(ctx, "flush port=%llu n=%lld", p->id, (int64_t)n);
 		}
 		/* Replies are borrowed by the driver until the flush: only now
@@ -316,4 +327,3 @@ int ferry_ctx_poll(ferry_ctx *ctx, int64_t timeout_us)
 		ctx_sleep(ctx, timeout_us);
 	return events;
 }
-

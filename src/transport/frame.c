@@ -5,9 +5,8 @@
 
 #include "frame.h"
 
-int ferry__frame_send(ferry__port *port, const ferry_addr *to,
-                      ferry_wire_hdr *h, ferry_buf *msg, uint32_t frag_bytes,
-                      uint32_t first, uint32_t last)
+int ferry__frame_send(ferry__port *port, const ferry_addr *to, ferry_wire_hdr *h,
+                      ferry_buf *msg, uint32_t frag_bytes, uint32_t first, uint32_t last)
 {
 	uint32_t len = (uint32_t)ferry_buf_len(msg);
 	uint32_t n = ferry__wire_nfrags(len, frag_bytes);
@@ -48,23 +47,35 @@ void ferry__frame_count_drop(ferry__port *port, int verdict)
 {
 	ferry__ctx_counters *c = &port->ctx->cnt;
 	switch (verdict) {
-	case FERRY_WIRE_SHORT: c->rx_short++; break;
-	case FERRY_WIRE_BAD_MAGIC: c->rx_bad_magic++; break;
-	case FERRY_WIRE_BAD_VERSION: c->rx_bad_version++; break;
-	case FERRY_WIRE_BAD_TYPE: c->rx_bad_type++; break;
-	case FERRY_WIRE_BAD_LENGTH: c->rx_bad_length++; break;
-	default: break;
+	case FERRY_WIRE_SHORT:
+		c->rx_short++;
+		break;
+	case FERRY_WIRE_BAD_MAGIC:
+		c->rx_bad_magic++;
+		break;
+	case FERRY_WIRE_BAD_VERSION:
+		c->rx_bad_version++;
+		break;
+	case FERRY_WIRE_BAD_TYPE:
+		c->rx_bad_type++;
+		break;
+	case FERRY_WIRE_BAD_LENGTH:
+		c->rx_bad_length++;
+		break;
+	default:
+		break;
 	}
 	port->ep->cnt.rx_dropped++;
 	static const char *const why[] = {
-		[FERRY_WIRE_SHORT] = "shorter than the header",
-		[FERRY_WIRE_BAD_MAGIC] = "bad magic",
-		[FERRY_WIRE_BAD_TYPE] = "bad type or flags",
-		[FERRY_WIRE_BAD_LENGTH] = "length inconsistent with its fields",
+	        [FERRY_WIRE_SHORT] = "shorter than the header",
+	        [FERRY_WIRE_BAD_MAGIC] = "bad magic",
+	        [FERRY_WIRE_BAD_TYPE] = "bad type or flags",
+	        [FERRY_WIRE_BAD_LENGTH] = "length inconsistent with its fields",
 	};
-	if (verdict > 0 && verdict < (int)(sizeof(why) / sizeof(why[0])) && why[verdict] != NULL)
-		ferry__log_drop(port->ctx, "port %u (%s): dropped malformed input: %s", port->id,
-		                port->ep->drv->name, why[verdict]);
+	if (verdict > 0 && verdict < (int)(sizeof(why) / sizeof(why[0])) &&
+	    why[verdict] != NULL)
+		ferry__log_drop(port->ctx, "port %u (%s): dropped malformed input: %s",
+		                port->id, port->ep->drv->name, why[verdict]);
 }
 
 void ferry__frame_drop(ferry__port *port, ferry_pkt *pkt, int verdict)
@@ -120,7 +131,8 @@ bool ferry__frame_version(ferry__port *port, ferry_pkt *pkt, int verdict,
 			ctx->cnt.tx_dropped++;
 		else
 			ctx->cnt.version_mismatch_sent++;
-		ferry__log_drop(ctx, "port %u: refused a packet at wire version %u "
+		ferry__log_drop(ctx,
+		                "port %u: refused a packet at wire version %u "
 		                "(this library speaks %u-%u); answered VERSION_MISMATCH",
 		                port->id, h->version, FERRY_WIRE_VERSION_MIN,
 		                FERRY_WIRE_VERSION_MAX);
@@ -133,7 +145,8 @@ bool ferry__frame_version(ferry__port *port, ferry_pkt *pkt, int verdict,
 		/* Not from our peer: an ordinary drop. */
 		if (mismatch)
 			ctx->cnt.rx_unknown_session++;
-		ferry__frame_drop(port, pkt, mismatch ? FERRY_WIRE_OK : FERRY_WIRE_BAD_VERSION);
+		ferry__frame_drop(port, pkt,
+		                  mismatch ? FERRY_WIRE_OK : FERRY_WIRE_BAD_VERSION);
 		return true;
 	}
 	if (mismatch)

@@ -11,9 +11,8 @@
  * here). frag_bytes is the cap: a message is cut into the fewest fragments
  * under it, all of equal size but the last (at most n-1 bytes shorter). Returns
  * packets queued, or the first driver error (later fragments not sent). */
-int ferry__frame_send(ferry__port *port, const ferry_addr *to,
-                      ferry_wire_hdr *h, ferry_buf *msg, uint32_t frag_bytes,
-                      uint32_t first, uint32_t last);
+int ferry__frame_send(ferry__port *port, const ferry_addr *to, ferry_wire_hdr *h,
+                      ferry_buf *msg, uint32_t frag_bytes, uint32_t first, uint32_t last);
 
 /* Count a refused packet or message under its reason (rpc.drop.*). */
 void ferry__frame_count_drop(ferry__port *port, int verdict);

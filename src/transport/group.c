@@ -25,9 +25,9 @@ typedef struct group_member {
 	int index;
 	pthread_t thread;
 	bool joinable;
-	ferry_ctx *ctx;   /* set while the context exists */
+	ferry_ctx *ctx; /* set while the context exists */
 	ferry__handoff wake;
-	int rc;           /* start result */
+	int rc; /* start result */
 	bool ready;
 } group_member;
 
@@ -55,12 +55,13 @@ static int group_listen(group_member *m, ferry_server *srv)
 		const char *loc = m->index == 0 ? g->o.locators[i] : g->bound[i];
 		int rc = ferry_server_listen(srv, loc);
 		if (rc != 0) {
-			ferry__log(0, "server group: context %d: listen %s: %s", m->index, loc,
-			           ferry_ctx_errmsg(m->ctx));
+			ferry__log(0, "server group: context %d: listen %s: %s", m->index,
+			           loc, ferry_ctx_errmsg(m->ctx));
 			return rc;
 		}
 		if (m->index == 0) {
-			rc = ferry_server_locator(srv, i, g->bound[i], sizeof(g->bound[i]));
+			rc = ferry_server_locator(srv, i, g->bound[i],
+			                          sizeof(g->bound[i]));
 			if (rc < 0)
 				return rc;
 		}
@@ -131,11 +132,12 @@ static int group_wait_ready(struct ferry_server_group *g, int from, int to)
 	return rc;
 }
 
-int ferry_server_group_start(const ferry_server_group_opts *opts, ferry_server_group **out)
+int ferry_server_group_start(const ferry_server_group_opts *opts,
+                             ferry_server_group **out)
 {
-	if (opts == NULL || out == NULL || opts->nctx < 1 || opts->nctx > FERRY_GROUP_CTX_MAX ||
-	    opts->nlocators < 1 || opts->nlocators > FERRY_SERVER_LISTEN_MAX ||
-	    opts->locators == NULL)
+	if (opts == NULL || out == NULL || opts->nctx < 1 ||
+	    opts->nctx > FERRY_GROUP_CTX_MAX || opts->nlocators < 1 ||
+	    opts->nlocators > FERRY_SERVER_LISTEN_MAX || opts->locators == NULL)
 		return -EINVAL;
 	struct ferry_server_group *g = ferry__calloc(1, sizeof(*g));
 	if (g == NULL)

@@ -69,8 +69,8 @@ static void ctx_report(ferry_ctx *ctx, int err, const char *msg)
 
 /* How a context's endpoints reach it (drivers/core/ep.h). */
 const ferry__ep_host ferry__ctx_ep_host = {
-	.loan_release = ferry__pkt_loan_release,
-	.report = ctx_report,
+        .loan_release = ferry__pkt_loan_release,
+        .report = ctx_report,
 };
 
 void ferry__handoff_drain(ferry_ctx *ctx)

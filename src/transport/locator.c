@@ -14,10 +14,10 @@
 
 /* Keys every stack accepts. */
 static const char *const loc_common_keys[] = {"pcap", "pcap_max", "pcap_files",
-                                               "pcap_snap", NULL};
+                                              "pcap_snap", NULL};
 
 static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -33,8 +33,7 @@ static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
 static bool loc_name_ok(const char *s)
 {
 	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		      *s == '_'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
 			return false;
 	return true;
 }
@@ -60,8 +59,8 @@ static const ferry_loc_key *loc_key_decl(const ferry_driver_ops *d, const char *
 /* Is key accepted by some layer? A declared key's value is checked
  * against its declaration here, so a bad value is refused at parse time
  * with the key named (FERRY_EBADLOC in *rc and err). */
-static bool loc_key_accepted(const ferry_loc *loc, const char *key, const char *val, int *rc,
-                             char *err, size_t err_len)
+static bool loc_key_accepted(const ferry_loc *loc, const char *key, const char *val,
+                             int *rc, char *err, size_t err_len)
 {
 	*rc = 0;
 	if (loc_in_list(loc_common_keys, key))
@@ -83,8 +82,7 @@ static bool loc_key_accepted(const ferry_loc *loc, const char *key, const char *
 /* Resolve layer names and check the stack's shape: [transport] wrappers*
  * bottom-driver, a datagram bottom needs a transport, a stream bottom takes
  * none, wrappers only wrap datagram drivers. */
-static int loc_stack(ferry_loc *loc, const char *stack, char *err,
-                     size_t err_len)
+static int loc_stack(ferry_loc *loc, const char *stack, char *err, size_t err_len)
 {
 	loc->transport = NULL;
 	loc->ndrv = 0;
@@ -93,9 +91,10 @@ static int loc_stack(ferry_loc *loc, const char *stack, char *err,
 		const ferry__transport_ops *t = ferry__transport_find(name);
 		if (t != NULL) {
 			if (i != 0)
-				return loc_fail(err, err_len,
-				                "transport '%s' must come first in stack '%s'",
-				                name, stack);
+				return loc_fail(
+				        err, err_len,
+				        "transport '%s' must come first in stack '%s'",
+				        name, stack);
 			loc->transport = t;
 			continue;
 		}
@@ -136,8 +135,7 @@ static int loc_stack(ferry_loc *loc, const char *stack, char *err,
 	return 0;
 }
 
-int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
-                     size_t err_len)
+int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len)
 {
 	memset(loc, 0, sizeof(*loc));
 	if (text == NULL || text[0] == '\0')
@@ -165,15 +163,15 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
 		if (plus != NULL)
 			*plus = '\0';
 		if (p[0] == '\0')
-			return loc_fail(err, err_len,
-			                "empty layer name in stack '%s'", stack_copy);
+			return loc_fail(err, err_len, "empty layer name in stack '%s'",
+			                stack_copy);
 		if (!loc_name_ok(p))
-			return loc_fail(err, err_len,
-			                "bad character in layer name '%s'", p);
+			return loc_fail(err, err_len, "bad character in layer name '%s'",
+			                p);
 		if (loc->nlayers == FERRY_LOC_MAX_LAYERS)
 			return loc_fail(err, err_len,
-			                "stack '%s' has more than %d layers",
-			                stack_copy, FERRY_LOC_MAX_LAYERS);
+			                "stack '%s' has more than %d layers", stack_copy,
+			                FERRY_LOC_MAX_LAYERS);
 		loc->layer[loc->nlayers++] = p;
 		if (plus == NULL)
 			break;
@@ -199,8 +197,7 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
 			return loc_fail(err, err_len, "key '%s' has no '=value'", p);
 		*eq = '\0';
 		if (p[0] == '\0')
-			return loc_fail(err, err_len, "empty key before '=%s'",
-			                eq + 1);
+			return loc_fail(err, err_len, "empty key before '=%s'", eq + 1);
 		if (!loc_name_ok(p))
 			return loc_fail(err, err_len, "bad character in key '%s'", p);
 		if (eq[1] == '\0')
@@ -209,9 +206,8 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
 			return loc_fail(err, err_len, "duplicate key '%s'", p);
 		int vrc;
 		if (!loc_key_accepted(loc, p, eq + 1, &vrc, err, err_len))
-			return loc_fail(err, err_len,
-			                "unknown key '%s' for stack '%s'", p,
-			                stack_copy);
+			return loc_fail(err, err_len, "unknown key '%s' for stack '%s'",
+			                p, stack_copy);
 		if (vrc != 0)
 			return vrc;
 		if (loc->nkeys == FERRY_LOC_MAX_KEYS)

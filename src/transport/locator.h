@@ -16,7 +16,6 @@
 #include "base/loc.h"
 
 /* Parse and validate. 0, or FERRY_EBADLOC with a message in err. */
-int ferry__loc_parse(const char *text, ferry_loc *loc, char *err,
-                     size_t err_len);
+int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len);
 
 #endif

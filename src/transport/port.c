@@ -23,21 +23,22 @@ static void ctx_port_bound(ferry__port *p, const ferry_loc *loc)
 		char probe[80];
 		snprintf(probe, sizeof(probe), "%s=", loc->kv[i].key);
 		bool have = strncmp(keys, probe, strlen(probe)) == 0;
-		for (const char *c = strchr(keys, ','); c != NULL && !have; c = strchr(c + 1, ','))
+		for (const char *c = strchr(keys, ','); c != NULL && !have;
+		     c = strchr(c + 1, ','))
 			have = strncmp(c + 1, probe, strlen(probe)) == 0;
 		/* Capture is this process's choice, not part of the address a
 		 * peer should use. */
 		if (strncmp(loc->kv[i].key, "pcap", 4) == 0)
 			have = true;
 		if (!have)
-			n += (size_t)snprintf(p->bound + n, sizeof(p->bound) - n, "%s%s=%s",
+			n += (size_t)snprintf(p->bound + n, sizeof(p->bound) - n,
+			                      "%s%s=%s",
 			                      keys[0] != '\0' || i > 0 ? "," : "",
 			                      loc->kv[i].key, loc->kv[i].val);
 	}
 }
 
-int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
-                     ferry__port **out)
+int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server, ferry__port **out)
 {
 	ferry__port *p = ferry__calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -47,9 +48,10 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 	p->tp = loc->transport;
 	p->server = server;
 	char err[FERRY_ERRMSG_BYTES] = "";
-	int rc = ferry__ep_open_stack(ctx, &ferry__ctx_ep_host, ctx->poll_mode == FERRY_POLL_BLOCK, loc, server ? FERRY_EP_LISTEN : 0,
-	                              p->tp->upcalls, p, p->eps, &p->neps, err,
-	                              sizeof(err));
+	int rc = ferry__ep_open_stack(ctx, &ferry__ctx_ep_host,
+	                              ctx->poll_mode == FERRY_POLL_BLOCK, loc,
+	                              server ? FERRY_EP_LISTEN : 0, p->tp->upcalls, p,
+	                              p->eps, &p->neps, err, sizeof(err));
 	if (rc != 0) {
 		ferry__free(p);
 		return ferry__set_errmsg(ctx, rc, "%s", err);
@@ -58,9 +60,8 @@ int ferry__port_open(ferry_ctx *ctx, const ferry_loc *loc, bool server,
 	p->stream = p->ep->drv->kind == FERRY_DRIVER_STREAM;
 	ferry__ep_caps(p->ep, &p->caps);
 	uint64_t msg_max;
-	rc = ferry__loc_u64(loc, "maxmsg", 0, UINT32_MAX,
-	                    FERRY_MSG_MAX_BYTES_DEFAULT, &msg_max, ctx->errmsg,
-	                    sizeof(ctx->errmsg));
+	rc = ferry__loc_u64(loc, "maxmsg", 0, UINT32_MAX, FERRY_MSG_MAX_BYTES_DEFAULT,
+	                    &msg_max, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0)
 		goto fail;
 	p->msg_max = (uint32_t)msg_max;
@@ -125,4 +126,3 @@ void ferry__ports_sweep(ferry_ctx *ctx)
 		ctx_port_free(ctx, p);
 	}
 }
-

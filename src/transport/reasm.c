@@ -13,9 +13,10 @@ void ferry__reasm_start(ferry__reasm *r, ferry_buf *dst, uint32_t msg_len,
 	r->dst = dst;
 	r->msg_len = msg_len;
 	r->frag_bytes = frag_bytes;
-	r->nfrags = msg_len == 0 || frag_bytes == 0
-	                    ? 1
-	                    : (uint32_t)(((uint64_t)msg_len + frag_bytes - 1) / frag_bytes);
+	r->nfrags =
+	        msg_len == 0 || frag_bytes == 0
+	                ? 1
+	                : (uint32_t)(((uint64_t)msg_len + frag_bytes - 1) / frag_bytes);
 	r->next = 0;
 	r->parked = 0;
 	r->high = 0;
@@ -33,8 +34,7 @@ void ferry__reasm_start(ferry__reasm *r, ferry_buf *dst, uint32_t msg_len,
 	memset(r->u.bits, 0, sizeof(r->u.bits));
 }
 
-static int reasm_take(ferry__reasm *r, ferry_pkt *pkt, uint8_t *data,
-                      uint32_t len)
+static int reasm_take(ferry__reasm *r, ferry_pkt *pkt, uint8_t *data, uint32_t len)
 {
 	if (len == 0) {
 		ferry__pkt_loan_release(pkt, data);
@@ -48,8 +48,7 @@ static int reasm_take(ferry__reasm *r, ferry_pkt *pkt, uint8_t *data,
 		ferry__pkt_loan_release(pkt, data);
 		return 0;
 	}
-	return ferry_buf_append_loan(r->dst, data, len, ferry__pkt_loan_release,
-	                             pkt);
+	return ferry_buf_append_loan(r->dst, data, len, ferry__pkt_loan_release, pkt);
 }
 
 static int reasm_done(ferry__reasm *r)
@@ -60,8 +59,8 @@ static int reasm_done(ferry__reasm *r)
 	return FERRY_REASM_COMPLETE;
 }
 
-static int reasm_add_copy(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
-                          uint8_t *data, uint32_t len)
+static int reasm_add_copy(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag, uint8_t *data,
+                          uint32_t len)
 {
 	if (frag - r->next >= FERRY_REASM_COPY_WINDOW)
 		return FERRY_REASM_AHEAD;
@@ -90,9 +89,8 @@ static int reasm_add_copy(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
 	return reasm_done(r);
 }
 
-int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
-                     uint32_t msg_len, uint32_t frag_bytes, uint8_t *data,
-                     uint32_t len)
+int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag, uint32_t msg_len,
+                     uint32_t frag_bytes, uint8_t *data, uint32_t len)
 {
 	if (msg_len != r->msg_len || frag_bytes != r->frag_bytes || frag >= r->nfrags)
 		return FERRY_REASM_MISMATCH;
@@ -101,7 +99,8 @@ int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
 	 * (loan mode used to append whatever came, so a short fragment made a
 	 * short message). */
 	uint64_t off = (uint64_t)frag * r->frag_bytes;
-	uint32_t want = frag + 1 == r->nfrags ? (uint32_t)(r->msg_len - off) : r->frag_bytes;
+	uint32_t want =
+	        frag + 1 == r->nfrags ? (uint32_t)(r->msg_len - off) : r->frag_bytes;
 	if (len < want)
 		return FERRY_REASM_MISMATCH;
 	len = want;

@@ -23,7 +23,7 @@
 
 #include "ferry/driver.h"
 
-#define FERRY_REASM_WINDOW 64 /* loan mode: fragments parked ahead */
+#define FERRY_REASM_WINDOW     64 /* loan mode: fragments parked ahead */
 #define FERRY_REASM_COPY_WORDS 64
 /* copy mode: fragments accepted ahead of the first missing one */
 #define FERRY_REASM_COPY_WINDOW (64 * FERRY_REASM_COPY_WORDS)
@@ -36,7 +36,7 @@ typedef struct ferry__reasm {
 	uint32_t high;   /* one past the highest fragment received */
 	uint32_t got;    /* fragments taken */
 	uint8_t active;
-	uint8_t copy;    /* copy mode: base holds the message */
+	uint8_t copy; /* copy mode: base holds the message */
 	uint8_t *base;
 	union {
 		struct {
@@ -50,20 +50,19 @@ typedef struct ferry__reasm {
 } ferry__reasm;
 
 enum ferry_reasm_verdict {
-	FERRY_REASM_ACCEPTED = 0, /* taken; message not complete yet */
-	FERRY_REASM_COMPLETE = 1, /* taken; dst now holds the whole message */
-	FERRY_REASM_DUP = -1,     /* already have it (pkt not taken) */
-	FERRY_REASM_AHEAD = -2,   /* beyond the window (not taken) */
+	FERRY_REASM_ACCEPTED = 0,  /* taken; message not complete yet */
+	FERRY_REASM_COMPLETE = 1,  /* taken; dst now holds the whole message */
+	FERRY_REASM_DUP = -1,      /* already have it (pkt not taken) */
+	FERRY_REASM_AHEAD = -2,    /* beyond the window (not taken) */
 	FERRY_REASM_MISMATCH = -3, /* msg_len/frag_bytes disagree (not taken) */
-	FERRY_REASM_NOMEM = -4,   /* buffer could not take the loan (not taken) */
+	FERRY_REASM_NOMEM = -4,    /* buffer could not take the loan (not taken) */
 };
 
 void ferry__reasm_start(ferry__reasm *r, ferry_buf *dst, uint32_t msg_len,
                         uint32_t frag_bytes);
 /* Offer a fragment whose payload is data[0..len). */
-int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag,
-                     uint32_t msg_len, uint32_t frag_bytes, uint8_t *data,
-                     uint32_t len);
+int ferry__reasm_add(ferry__reasm *r, ferry_pkt *pkt, uint32_t frag, uint32_t msg_len,
+                     uint32_t frag_bytes, uint8_t *data, uint32_t len);
 /* Give back parked packets and forget the message (dst is left alone). */
 void ferry__reasm_abort(ferry__reasm *r);
 /* Fragments accepted ahead of the first missing one. */

@@ -16,7 +16,8 @@ int ferry_server_create(ferry_ctx *ctx, ferry_server **out)
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->ctx = ctx;
-	int rc = ferry__metrics_svc_create(srv, ctx, ferry__server_handle_builtin, &srv->metrics_svc);
+	int rc = ferry__metrics_svc_create(srv, ctx, ferry__server_handle_builtin,
+	                                   &srv->metrics_svc);
 	if (rc != 0) {
 		for (int i = 0; i < 256; i++)
 			ferry__free(srv->handlers[i]);
@@ -75,10 +76,12 @@ int ferry_server_listen(ferry_server *srv, const char *locator)
 	int rc = server_listen(srv, locator);
 	if (rc != 0 && rc != FERRY_EWRONGTHREAD)
 		ferry__log(FERRY_LOG_WARN, "listen on \"%s\" failed: %s (%s)", locator,
-		           srv->ctx->errmsg[0] != '\0' ? srv->ctx->errmsg : ferry_strerror(rc),
+		           srv->ctx->errmsg[0] != '\0' ? srv->ctx->errmsg
+		                                       : ferry_strerror(rc),
 		           ferry_err_name(rc));
 	else if (rc == 0)
-		ferry__log(FERRY_LOG_INFO, "listening on %s", srv->ports[srv->nports - 1]->bound);
+		ferry__log(FERRY_LOG_INFO, "listening on %s",
+		           srv->ports[srv->nports - 1]->bound);
 	return rc;
 }
 
@@ -118,8 +121,8 @@ int ferry_server_locator(ferry_server *srv, int i, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ERANGE : n;
 }
 
-int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode,
-                                 ferry_handler_cb cb, void *arg)
+int ferry__server_handle_builtin(ferry_server *srv, uint16_t opcode, ferry_handler_cb cb,
+                                 void *arg)
 {
 	if (cb == NULL)
 		return -EINVAL;
@@ -227,9 +230,18 @@ void ferry__server_dispatch(struct ferry_rpc *rpc)
 	ferry__ctx_tick(ctx);
 }
 
-ferry_buf *ferry_rpc_request(ferry_rpc *rpc) { return &rpc->req; }
-ferry_buf *ferry_rpc_response(ferry_rpc *rpc) { return &rpc->resp; }
-uint16_t ferry_rpc_opcode(ferry_rpc *rpc) { return rpc->opcode; }
+ferry_buf *ferry_rpc_request(ferry_rpc *rpc)
+{
+	return &rpc->req;
+}
+ferry_buf *ferry_rpc_response(ferry_rpc *rpc)
+{
+	return &rpc->resp;
+}
+uint16_t ferry_rpc_opcode(ferry_rpc *rpc)
+{
+	return rpc->opcode;
+}
 
 int ferry_rpc_cancelled(ferry_rpc *rpc)
 {

@@ -12,13 +12,16 @@ void ferry_trace(ferry_ctx *ctx, const char *fmt, uint64_t a, uint64_t b)
 	ferry__trace_rec(&ctx->trace, fmt, a, b);
 }
 
-int ferry_trace_dump(ferry_ctx *ctx, FILE *f) { return ferry__trace_dump(&ctx->trace, f); }
-
+int ferry_trace_dump(ferry_ctx *ctx, FILE *f)
+{
+	return ferry__trace_dump(&ctx->trace, f);
+}
 
 static void ctx_transports_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 {
 	for (int i = 0; ferry__transports[i] != NULL; i++)
-		if (ferry__transports[i]->stats != NULL && ctx->tp_ctx[ferry__transports[i]->index] != NULL)
+		if (ferry__transports[i]->stats != NULL &&
+		    ctx->tp_ctx[ferry__transports[i]->index] != NULL)
 			ferry__transports[i]->stats(ctx, cb, arg);
 }
 
@@ -27,17 +30,17 @@ void ferry_ctx_histograms(ferry_ctx *ctx, ferry_hist_cb cb, void *arg)
 	cb(arg, "rpc.call_ns", &ctx->hist_call);
 	cb(arg, "rpc.handler_ns", &ctx->hist_handler);
 	for (int i = 0; ferry__transports[i] != NULL; i++)
-		if (ferry__transports[i]->hists != NULL && ctx->tp_ctx[ferry__transports[i]->index] != NULL)
+		if (ferry__transports[i]->hists != NULL &&
+		    ctx->tp_ctx[ferry__transports[i]->index] != NULL)
 			ferry__transports[i]->hists(ctx, cb, arg);
 }
-
 
 static void ctx_stat_ep(ferry_stat_cb cb, void *arg, ferry_ep *ep)
 {
 	char name[128];
 	const char *d = ep->drv->name;
-#define CTX_EP_STAT(field, label)                                               \
-	snprintf(name, sizeof(name), "%s.%s", d, label);                       \
+#define CTX_EP_STAT(field, label)                                                        \
+	snprintf(name, sizeof(name), "%s.%s", d, label);                                 \
 	cb(arg, name, ep->cnt.field)
 	CTX_EP_STAT(tx_pkts, "tx_packets");
 	CTX_EP_STAT(tx_bytes, "tx_bytes");
@@ -89,4 +92,3 @@ void ferry_ctx_stats(ferry_ctx *ctx, ferry_stat_cb cb, void *arg)
 		}
 	}
 }
-

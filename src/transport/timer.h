@@ -12,7 +12,7 @@ typedef void (*ferry__timer_fn)(ferry__timer *t);
 struct ferry__timer {
 	uint64_t when_us;
 	uint64_t later_us; /* ferry__timer_push: fire then instead (0 = no) */
-	uint32_t slot; /* heap index + 1; 0 = not armed */
+	uint32_t slot;     /* heap index + 1; 0 = not armed */
 	ferry__timer_fn fn;
 };
 
@@ -35,7 +35,10 @@ int ferry__timer_arm(ferry__timers *ts, ferry__timer *t, uint64_t when_us);
 int ferry__timer_push(ferry__timers *ts, ferry__timer *t, uint64_t when_us);
 /* Disarm; harmless when not armed. */
 void ferry__timer_cancel(ferry__timers *ts, ferry__timer *t);
-static inline int ferry__timer_armed(const ferry__timer *t) { return t->slot != 0; }
+static inline int ferry__timer_armed(const ferry__timer *t)
+{
+	return t->slot != 0;
+}
 /* Earliest expiry, or UINT64_MAX. */
 uint64_t ferry__timers_next(const ferry__timers *ts);
 /* Fire every timer due at now_us (each disarmed before its fn runs, so fn

@@ -63,7 +63,8 @@ typedef struct ferry__transport_ops {
 	/* The server port is closing: drop transport state tied to it. */
 	void (*server_port_fini)(struct ferry__port *port);
 	/* Report this transport's counters and histograms for ctx. */
-	void (*stats)(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg);
+	void (*stats)(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t),
+	              void *arg);
 	void (*hists)(ferry_ctx *ctx, ferry_hist_cb cb, void *arg);
 	/* The context is going away: free its per-context state. */
 	void (*ctx_fini)(ferry_ctx *ctx);

@@ -87,13 +87,14 @@ int ferry__wire_decode(const uint8_t *p, size_t len, ferry_wire_hdr *h)
 	return FERRY_WIRE_OK;
 }
 
-void ferry__wire_encode_mismatch(uint8_t refused_version, uint8_t out[FERRY_WIRE_HDR_BYTES])
+void ferry__wire_encode_mismatch(uint8_t refused_version,
+                                 uint8_t out[FERRY_WIRE_HDR_BYTES])
 {
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_VERSION_MISMATCH,
-		.flags = FERRY_FLAG_RESPONSE,
-		.channel = refused_version,
-		.aux = (uint16_t)(FERRY_WIRE_VERSION_MIN | FERRY_WIRE_VERSION_MAX << 8),
+	        .type = FERRY_PKT_VERSION_MISMATCH,
+	        .flags = FERRY_FLAG_RESPONSE,
+	        .channel = refused_version,
+	        .aux = (uint16_t)(FERRY_WIRE_VERSION_MIN | FERRY_WIRE_VERSION_MAX << 8),
 	};
 	ferry__wire_encode(&h, out);
 	out[2] = 1; /* frozen at version 1, whatever this library's own */
@@ -102,8 +103,8 @@ void ferry__wire_encode_mismatch(uint8_t refused_version, uint8_t out[FERRY_WIRE
 bool ferry__wire_is_mismatch(const uint8_t *p, size_t len, uint8_t *peer_min,
                              uint8_t *peer_max, uint8_t *refused)
 {
-	if (len < FERRY_WIRE_HDR_BYTES || ferry__get16(p) != FERRY_WIRE_MAGIC || p[2] != 1 ||
-	    p[3] != FERRY_PKT_VERSION_MISMATCH)
+	if (len < FERRY_WIRE_HDR_BYTES || ferry__get16(p) != FERRY_WIRE_MAGIC ||
+	    p[2] != 1 || p[3] != FERRY_PKT_VERSION_MISMATCH)
 		return false;
 	uint16_t range = ferry__get16(p + 38);
 	if (peer_min != NULL)

@@ -11,8 +11,8 @@
 #include "base/le.h"
 #include "ferry/err.h"
 
-#define FERRY_WIRE_MAGIC 0xFE77u   /* bytes 0x77 0xFE on the wire */
-#define FERRY_WIRE_VERSION 1u
+#define FERRY_WIRE_MAGIC     0xFE77u /* bytes 0x77 0xFE on the wire */
+#define FERRY_WIRE_VERSION   1u
 #define FERRY_WIRE_HDR_BYTES 40u
 
 enum ferry_wire_type {
@@ -21,9 +21,9 @@ enum ferry_wire_type {
 	FERRY_PKT_SESSION_OPEN = 2,
 	FERRY_PKT_SESSION_OPEN_REPLY = 3,
 	FERRY_PKT_BAD_SESSION = 4,
-	FERRY_PKT_CANCEL = 5,    /* client gave up on a call (fast, stream) */
-	FERRY_PKT_KEEPALIVE = 6, /* fast: idle-session probe; RESPONSE = answer */
-	FERRY_PKT_SESSION_COOKIE = 7, /* fast: prove your address (stateless open) */
+	FERRY_PKT_CANCEL = 5,           /* client gave up on a call (fast, stream) */
+	FERRY_PKT_KEEPALIVE = 6,        /* fast: idle-session probe; RESPONSE = answer */
+	FERRY_PKT_SESSION_COOKIE = 7,   /* fast: prove your address (stateless open) */
 	FERRY_PKT_VERSION_MISMATCH = 8, /* frozen: a peer refused our wire version */
 	FERRY_PKT_TYPE_COUNT = 9,
 };
@@ -44,28 +44,28 @@ enum ferry_wire_flag {
 #define FERRY_FLAG_KNOWN 0x0fu
 
 typedef struct ferry_wire_hdr {
-	uint8_t version;     /* decode: the packet's version byte (also set on
-	                      * BAD_VERSION); encode always writes ours */
-	uint8_t type;        /* enum ferry_wire_type */
-	uint8_t flags;       /* enum ferry_wire_flag */
+	uint8_t version; /* decode: the packet's version byte (also set on
+	                  * BAD_VERSION); encode always writes ours */
+	uint8_t type;    /* enum ferry_wire_type */
+	uint8_t flags;   /* enum ferry_wire_flag */
 	uint8_t channel;
 	uint16_t opcode;
-	uint64_t token;      /* session token; 0 in unreliable */
+	uint64_t token;       /* session token; 0 in unreliable */
 	uint32_t client_hint; /* client's session slot, echoed by the server */
 	uint32_t server_hint; /* server's session slot; 0 in unreliable */
-	uint32_t rpc_id;     /* per-channel call sequence number */
-	uint32_t frag;       /* fragment index */
-	uint32_t msg_len;    /* message payload bytes (all fragments) */
-	uint16_t frag_bytes; /* sender's payload bytes per full fragment */
-	uint16_t aux;        /* DATA request: sender's fragment cap; DATA
-	                      * response: status; ACK: bitmap words */
+	uint32_t rpc_id;      /* per-channel call sequence number */
+	uint32_t frag;        /* fragment index */
+	uint32_t msg_len;     /* message payload bytes (all fragments) */
+	uint16_t frag_bytes;  /* sender's payload bytes per full fragment */
+	uint16_t aux;         /* DATA request: sender's fragment cap; DATA
+	                       * response: status; ACK: bitmap words */
 } ferry_wire_hdr;
 
 void ferry__wire_encode(const ferry_wire_hdr *h, uint8_t out[FERRY_WIRE_HDR_BYTES]);
 /* Rewrite the flags and frag fields of an encoded header: consecutive
  * fragments of one message differ only there. */
-static inline void ferry__wire_patch_frag(uint8_t out[FERRY_WIRE_HDR_BYTES], uint8_t flags,
-                                          uint32_t frag)
+static inline void ferry__wire_patch_frag(uint8_t out[FERRY_WIRE_HDR_BYTES],
+                                          uint8_t flags, uint32_t frag)
 {
 	out[4] = flags;
 	ferry__put32(out + 28, frag);
@@ -74,11 +74,11 @@ static inline void ferry__wire_patch_frag(uint8_t out[FERRY_WIRE_HDR_BYTES], uin
 /* Why a packet was refused (each counted separately). */
 enum ferry_wire_verdict {
 	FERRY_WIRE_OK = 0,
-	FERRY_WIRE_SHORT,       /* shorter than the header */
+	FERRY_WIRE_SHORT, /* shorter than the header */
 	FERRY_WIRE_BAD_MAGIC,
 	FERRY_WIRE_BAD_VERSION,
 	FERRY_WIRE_BAD_TYPE,
-	FERRY_WIRE_BAD_LENGTH,  /* payload length inconsistent with fields */
+	FERRY_WIRE_BAD_LENGTH, /* payload length inconsistent with fields */
 };
 
 /* Decode and check the header of a len-byte packet, including that a DATA
@@ -95,7 +95,8 @@ int ferry__wire_decode_stream(const uint8_t *p, ferry_wire_hdr *h);
  * packet refused with BAD_VERSION: version 1, flags RESPONSE, channel = the
  * refused packet's version, aux = the range this library speaks (low byte
  * oldest, high byte newest), every other field zero, no payload. */
-void ferry__wire_encode_mismatch(uint8_t refused_version, uint8_t out[FERRY_WIRE_HDR_BYTES]);
+void ferry__wire_encode_mismatch(uint8_t refused_version,
+                                 uint8_t out[FERRY_WIRE_HDR_BYTES]);
 
 /* Is this len-byte packet a VERSION_MISMATCH? If so, the peer's range and
  * the version it refused are stored (any pointer may be NULL). */
@@ -119,6 +120,9 @@ static inline uint16_t ferry__wire_status(int status)
 	/* A code that does not fit must not travel as success. */
 	return status < -65535 ? (uint16_t)-FERRY_EPROTO : (uint16_t)-status;
 }
-static inline int ferry__wire_unstatus(uint16_t aux) { return -(int)aux; }
+static inline int ferry__wire_unstatus(uint16_t aux)
+{
+	return -(int)aux;
+}
 
 #endif

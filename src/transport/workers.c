@@ -21,8 +21,8 @@ struct ferry__workers {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	pthread_t *threads;
-	int nthreads;    /* configured */
-	int started;     /* running */
+	int nthreads; /* configured */
+	int started;  /* running */
 	workers_job *ring;
 	uint32_t cap, head, len;
 	bool stop;
@@ -121,11 +121,13 @@ static int workers_start(ferry__workers *w)
 	if (w->started == 0)
 		return rc;
 	if (rc != 0)
-		ferry__log(1, "workers: %d of %d threads started (%d)", w->started, w->nthreads, rc);
+		ferry__log(1, "workers: %d of %d threads started (%d)", w->started,
+		           w->nthreads, rc);
 	return 0;
 }
 
-void ferry__workers_submit(ferry_server *srv, const ferry__handler *h, struct ferry_rpc *rpc)
+void ferry__workers_submit(ferry_server *srv, const ferry__handler *h,
+                           struct ferry_rpc *rpc)
 {
 	ferry__workers *w = srv->workers;
 	if (w->started == 0) {

@@ -179,7 +179,8 @@ static void test_start_stop_dump_exact(void **state)
 	assert_int_equal(v, N_CALLS + 20);
 	assert_int_equal(ferry_metrics_snap_get(local1, "rpc.calls_completed", &v), 0);
 	assert_int_equal(v, N_CALLS + 20);
-	assert_int_equal(ferry_metrics_snap_get(local1, "rpc.builtin.calls_started", &v), 0);
+	assert_int_equal(ferry_metrics_snap_get(local1, "rpc.builtin.calls_started", &v),
+	                 0);
 	assert_int_equal(v, 3);
 	char *buf = NULL;
 	size_t blen = 0;
@@ -218,7 +219,7 @@ int main(int argc, char **argv)
 		return 2;
 	bench_exe = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_start_stop_dump_exact),
+	        cmocka_unit_test(test_start_stop_dump_exact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,7 +58,8 @@ long tu_check(ferry_buf *b, size_t n, uint64_t seed)
 	while (bad < 0 && ferry_buf_iter_next(&it, &seg)) {
 		if (seg.kind == FERRY_CHUNK_FILE) {
 			uint8_t *tmp = malloc(seg.len + 1);
-			if (pread(seg.fd, tmp, seg.len, seg.file_off) != (ssize_t)seg.len ||
+			if (pread(seg.fd, tmp, seg.len, seg.file_off) !=
+			            (ssize_t)seg.len ||
 			    memcmp(tmp, want + seg.offset, seg.len) != 0)
 				bad = (long)seg.offset;
 			free(tmp);
@@ -124,8 +125,8 @@ pid_t tu_spawn_argv(char *const argv[], char *out, size_t out_len)
 	return pid;
 }
 
-pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
-                      char *out, size_t out_len)
+pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode, char *out,
+                      size_t out_len)
 {
 	char *argv[] = {(char *)exe, (char *)locator, (char *)mode, NULL};
 	return tu_spawn_argv(argv, out, out_len);
@@ -206,8 +207,8 @@ static void tu_once(void *arg, ferry_rpc *rpc)
 {
 	uint32_t id = 0;
 	tu_once_total++;
-	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &id) == 4 && id < TEST_ONCE_IDS &&
-	    tu_once_runs[id] < 255)
+	if (ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &id) == 4 &&
+	    id < TEST_ONCE_IDS && tu_once_runs[id] < 255)
 		tu_once_runs[id]++;
 	tu_echo(arg, rpc);
 }

@@ -12,18 +12,21 @@
 #include "ferry/ferry.h"
 
 /* Opcodes the test server answers. */
-#define TEST_OP_ECHO 100    /* response = request */
-#define TEST_OP_SIZED 101   /* request: u32 size, u64 seed; response: pattern */
-#define TEST_OP_SLOW 102    /* request: u32 microseconds; replies later from a thread */
-#define TEST_OP_ONCE 103    /* echo; request starts with a u32 id counted per id */
-#define TEST_OP_ONCE_REPORT 104 /* response: u32 ids run exactly once, u32 ids run
-                                 * more, u64 executions of TEST_OP_ONCE in all */
-#define TEST_OP_FILE 105    /* request: u64 offset, u64 len, path; response: that
-                             * file region (ferry_buf_append_file) */
-#define TEST_OP_ONCE_RUNS 106 /* request: u32 first id, u32 count; response: one
-                               * byte per id, its executions (saturating at 255) */
-#define TEST_ONCE_IDS (1u << 17) /* ids TEST_OP_ONCE counts (more are only totalled) */
-#define TEST_FILE_FDS_MAX 32 /* files TEST_OP_FILE keeps open (until exit) */
+#define TEST_OP_ECHO  100 /* response = request */
+#define TEST_OP_SIZED 101 /* request: u32 size, u64 seed; response: pattern */
+#define TEST_OP_SLOW  102 /* request: u32 microseconds; replies later from a thread */
+#define TEST_OP_ONCE  103 /* echo; request starts with a u32 id counted per id */
+/* Response: u32 ids run exactly once, u32 ids run more, u64 executions of TEST_OP_ONCE in
+ * all */
+#define TEST_OP_ONCE_REPORT 104
+/* Request: u64 offset, u64 len, path; response: that file region
+ * (ferry_buf_append_file). */
+#define TEST_OP_FILE 105
+/* Request: u32 first id, u32 count; response: one byte per id, its executions (saturating
+ * at 255) */
+#define TEST_OP_ONCE_RUNS 106
+#define TEST_ONCE_IDS     (1u << 17) /* ids TEST_OP_ONCE counts (more are only totalled) */
+#define TEST_FILE_FDS_MAX 32         /* files TEST_OP_FILE keeps open (until exit) */
 
 /* Deterministic bytes: byte i of pattern (seed) — distinct per seed. */
 void tu_fill(uint8_t *p, size_t n, uint64_t seed);
@@ -39,8 +42,8 @@ void tu_skip_or_fail(const char *cap, const char *why) __attribute__((noreturn))
 
 /* Start `exe locator mode` in a child; read the locator it bound from its
  * stdout into out. Returns the child's pid or -1. */
-pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode,
-                      char *out, size_t out_len);
+pid_t tu_spawn_server(const char *exe, const char *locator, const char *mode, char *out,
+                      size_t out_len);
 /* The same for any command line (argv[0] is run as given, e.g. a wrapper
  * such as strace in front of the server). */
 pid_t tu_spawn_argv(char *const argv[], char *out, size_t out_len);

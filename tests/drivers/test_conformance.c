@@ -55,7 +55,8 @@ static void pair_open(pair *p, const char *extra)
 	ferry_loc cloc;
 	assert_int_equal(ferry__loc_parse(p->srv->bound, &cloc, err, sizeof(err)), 0);
 	assert_int_equal(ferry__port_open(p->ctx, &cloc, false, &p->cli), 0);
-	assert_int_equal(p->cli->ep->drv->dgram->resolve(p->cli->ep, &cloc, &p->to_srv), 0);
+	assert_int_equal(p->cli->ep->drv->dgram->resolve(p->cli->ep, &cloc, &p->to_srv),
+	                 0);
 	p->caps = p->srv->caps;
 	assert_true(p->caps.max_payload >= 256);
 }
@@ -136,7 +137,8 @@ static void test_sizes_and_reply(void **s)
 		memset(hdr, (int)k, sizeof(hdr));
 		ferry_buf_iter it;
 		ferry_buf_iter_init(&it, &b, 0, n);
-		assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), 0);
+		assert_int_equal(
+		        ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), 0);
 		assert_true(ferry__ep_flush(p.cli->ep) >= 0);
 		ferry_pkt *pkt;
 		assert_int_equal(recv_n(p.srv->ep, &pkt, 1), 1);
@@ -145,7 +147,8 @@ static void test_sizes_and_reply(void **s)
 		if (n > 0)
 			assert_memory_equal(pkt->data + HDR_BYTES, pat, n);
 		/* reply to the source address */
-		assert_int_equal(ferry__ep_send(p.srv->ep, &pkt->src, hdr, sizeof(hdr), NULL), 0);
+		assert_int_equal(
+		        ferry__ep_send(p.srv->ep, &pkt->src, hdr, sizeof(hdr), NULL), 0);
 		ferry__ep_flush(p.srv->ep);
 		ferry__ep_release(pkt);
 		ferry_pkt *back;
@@ -173,7 +176,8 @@ static void test_sizes_and_reply(void **s)
 	ferry_buf_alloc(&b, max + 1);
 	ferry_buf_iter it;
 	ferry_buf_iter_init(&it, &b, 0, max + 1);
-	assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), -EMSGSIZE);
+	assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it),
+	                 -EMSGSIZE);
 	assert_int_equal(p.cli->ep->cnt.tx_errors, 1);
 	assert_int_equal(p.cli->ep->cnt.tx_pkts, NSIZES);
 	ferry_buf_fini(&b);
@@ -204,8 +208,8 @@ static void test_long_header(void **s)
 		for (int with = 0; with < 2; with++) {
 			ferry_buf_iter it;
 			ferry_buf_iter_init(&it, &b, 0, sizeof(pay));
-			assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, lens[k],
-			                                with ? &it : NULL),
+			assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr,
+			                                lens[k], with ? &it : NULL),
 			                 0);
 			assert_true(ferry__ep_flush(p.cli->ep) >= 0);
 			ferry_pkt *pkt;
@@ -213,7 +217,8 @@ static void test_long_header(void **s)
 			assert_int_equal(pkt->len, lens[k] + (with ? sizeof(pay) : 0));
 			assert_memory_equal(pkt->data, hdr, lens[k]);
 			if (with)
-				assert_memory_equal(pkt->data + lens[k], pay, sizeof(pay));
+				assert_memory_equal(pkt->data + lens[k], pay,
+				                    sizeof(pay));
 			ferry__ep_release(pkt);
 		}
 	}
@@ -230,8 +235,9 @@ static void test_file_payload(void **s)
 	pair_open(&p, "");
 	FILE *f = tmpfile();
 	/* 2000 file bytes, or what fits a datagram (InfiniBand: MTU 1024) */
-	size_t flen = p.caps.max_payload - HDR_BYTES - 2 < 2000 ? p.caps.max_payload - HDR_BYTES - 2
-	                                                         : 2000;
+	size_t flen = p.caps.max_payload - HDR_BYTES - 2 < 2000
+	                      ? p.caps.max_payload - HDR_BYTES - 2
+	                      : 2000;
 	uint8_t data[3000];
 	tu_fill(data, sizeof(data), 42);
 	assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
@@ -274,7 +280,8 @@ static void test_batches_and_loans(void **s)
 	uint8_t hdr[HDR_BYTES];
 	for (int i = 0; i < BURST; i++) {
 		memset(hdr, i, sizeof(hdr));
-		assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), NULL), 0);
+		assert_int_equal(
+		        ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), NULL), 0);
 	}
 	assert_int_equal(ferry__ep_flush(p.cli->ep), BURST);
 	ferry_pkt *pkts[BURST];
@@ -288,9 +295,11 @@ static void test_batches_and_loans(void **s)
 	assert_int_equal(bottom->loans_out, 0);
 	/* Drivers that batch through the kernel prove it with counters. */
 	int found;
-	uint64_t calls = driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_calls", &found);
+	uint64_t calls =
+	        driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_calls", &found);
 	if (found) {
-		uint64_t pk = driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_pkts", &found);
+		uint64_t pk = driver_counter(p.cli->eps[p.cli->neps - 1], "sendmmsg_pkts",
+		                             &found);
 		assert_true(calls > 0 && pk / calls > 1);
 		/* receive offload (GRO): one train of many packets instead */
 		uint64_t trains = driver_counter(bottom, "gro_trains", &found);
@@ -332,7 +341,9 @@ static void test_tx_pad(void **s)
 			memset(hdr, 'A' + i, sizeof(hdr));
 			ferry_buf_iter it;
 			ferry_buf_iter_init(&it, &b, 0, lens[i] - HDR_BYTES);
-			assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr, sizeof(hdr), &it), 0);
+			assert_int_equal(ferry__ep_send(p.cli->ep, &p.to_srv, hdr,
+			                                sizeof(hdr), &it),
+			                 0);
 		}
 		assert_int_equal(ferry__ep_flush(p.cli->ep), N);
 		ferry_pkt *pkts[N];
@@ -341,7 +352,8 @@ static void test_tx_pad(void **s)
 		for (int i = 0; i < N; i++) {
 			assert_true(pkts[i]->len >= lens[i]);
 			assert_int_equal(pkts[i]->data[0], 'A' + i);
-			assert_memory_equal(pkts[i]->data + HDR_BYTES, pay, lens[i] - HDR_BYTES);
+			assert_memory_equal(pkts[i]->data + HDR_BYTES, pay,
+			                    lens[i] - HDR_BYTES);
 			for (uint32_t k = lens[i]; k < pkts[i]->len; k++)
 				assert_int_equal(pkts[i]->data[k], 0);
 			padded += pkts[i]->len > lens[i];
@@ -397,8 +409,11 @@ static void test_malformed_dropped(void **s)
 	assert_int_equal(raw->ep->drv->dgram->resolve(raw->ep, &cloc, &to), 0);
 
 	uint8_t good[FERRY_WIRE_HDR_BYTES];
-	ferry_wire_hdr h = {.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST,
-	                    .opcode = TEST_OP_ECHO, .msg_len = 0, .frag_bytes = 1000};
+	ferry_wire_hdr h = {.type = FERRY_PKT_DATA,
+	                    .flags = FERRY_FLAG_LAST,
+	                    .opcode = TEST_OP_ECHO,
+	                    .msg_len = 0,
+	                    .frag_bytes = 1000};
 	ferry__wire_encode(&h, good);
 	uint8_t pkt[FERRY_WIRE_HDR_BYTES + 8];
 	/* short */
@@ -467,24 +482,26 @@ int main(int argc, char **argv)
 	for (const char *c = listen_loc; c < listen_loc + stack_len; c++)
 		if (*c == '+')
 			name = c + 1;
-	snprintf(bottom, sizeof(bottom), "%.*s", (int)(listen_loc + stack_len - name), name);
+	snprintf(bottom, sizeof(bottom), "%.*s", (int)(listen_loc + stack_len - name),
+	         name);
 	const ferry_driver_ops *drv = ferry_driver_find(bottom);
 	char why[160] = "";
 	if (drv != NULL && drv->probe != NULL && drv->probe(why, sizeof(why)) != 0) {
 		char msg[256];
-		snprintf(msg, sizeof(msg), "driver '%s' cannot run here: %s", bottom, why);
+		snprintf(msg, sizeof(msg), "driver '%s' cannot run here: %s", bottom,
+		         why);
 		tu_skip_or_fail("ibverbs", msg);
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_close),
-		cmocka_unit_test(test_failed_open),
-		cmocka_unit_test(test_sizes_and_reply),
-		cmocka_unit_test(test_long_header),
-		cmocka_unit_test(test_file_payload),
-		cmocka_unit_test(test_batches_and_loans),
-		cmocka_unit_test(test_tx_pad),
-		cmocka_unit_test(test_silence),
-		cmocka_unit_test(test_malformed_dropped),
+	        cmocka_unit_test(test_open_close),
+	        cmocka_unit_test(test_failed_open),
+	        cmocka_unit_test(test_sizes_and_reply),
+	        cmocka_unit_test(test_long_header),
+	        cmocka_unit_test(test_file_payload),
+	        cmocka_unit_test(test_batches_and_loans),
+	        cmocka_unit_test(test_tx_pad),
+	        cmocka_unit_test(test_silence),
+	        cmocka_unit_test(test_malformed_dropped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,13 +15,13 @@
 #define N 2000
 
 typedef struct run {
-	int got;          /* packets received */
-	int seq[3 * N];   /* their sequence numbers, in arrival order */
-	int damaged;      /* packets whose bytes differ from what was sent */
-	uint64_t cnt[8];  /* seen dropped duplicated reordered delayed corrupted */
+	int got;         /* packets received */
+	int seq[3 * N];  /* their sequence numbers, in arrival order */
+	int damaged;     /* packets whose bytes differ from what was sent */
+	uint64_t cnt[8]; /* seen dropped duplicated reordered delayed corrupted */
 } run;
 
-static const char *const cnt_names[] = {"seen", "dropped", "duplicated",
+static const char *const cnt_names[] = {"seen",      "dropped", "duplicated",
                                         "reordered", "delayed", "corrupted"};
 
 static void cnt_cb(void *arg, const char *name, uint64_t v)
@@ -70,9 +70,11 @@ static void do_run(const char *rates, run *r)
 	ferry_loc sl, cl;
 	char err[200], text[300];
 	ferry__port *srv, *cli;
-	assert_int_equal(ferry__loc_parse("unreliable+loopback", &sl, err, sizeof(err)), 0);
+	assert_int_equal(ferry__loc_parse("unreliable+loopback", &sl, err, sizeof(err)),
+	                 0);
 	assert_int_equal(ferry__port_open(ctx, &sl, true, &srv), 0);
-	snprintf(text, sizeof(text), "unreliable+lossy+%s,%s", srv->bound + strlen("unreliable+"), rates);
+	snprintf(text, sizeof(text), "unreliable+lossy+%s,%s",
+	         srv->bound + strlen("unreliable+"), rates);
 	assert_int_equal(ferry__loc_parse(text, &cl, err, sizeof(err)), 0);
 	assert_int_equal(ferry__port_open(ctx, &cl, false, &cli), 0);
 	ferry_addr to;
@@ -112,7 +114,8 @@ static void test_drop_replays(void **s)
 	assert_int_equal(a.got, b.got);
 	assert_memory_equal(a.seq, b.seq, sizeof(int) * (size_t)a.got);
 	do_run("drop=0.25,seed=8", &b);
-	assert_true(a.got != b.got || memcmp(a.seq, b.seq, sizeof(int) * (size_t)a.got) != 0);
+	assert_true(a.got != b.got ||
+	            memcmp(a.seq, b.seq, sizeof(int) * (size_t)a.got) != 0);
 }
 
 static void test_dup(void **s)
@@ -171,11 +174,9 @@ static void test_corrupt(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_drop_replays),
-		cmocka_unit_test(test_dup),
-		cmocka_unit_test(test_reorder),
-		cmocka_unit_test(test_delay),
-		cmocka_unit_test(test_corrupt),
+	        cmocka_unit_test(test_drop_replays), cmocka_unit_test(test_dup),
+	        cmocka_unit_test(test_reorder),      cmocka_unit_test(test_delay),
+	        cmocka_unit_test(test_corrupt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

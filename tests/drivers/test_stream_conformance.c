@@ -45,13 +45,13 @@
 static const char *drv_name; /* "tcp", "splice" or "infrc" */
 static bool is_splice;
 static bool is_infrc;
-static bool is_pull;             /* infrc with large=pull */
-static char g_keys[128];         /* argv[2] + ",", put in front of every locator's keys */
+static bool is_pull;     /* infrc with large=pull */
+static char g_keys[128]; /* argv[2] + ",", put in front of every locator's keys */
 static uint64_t g_deadline_us = 5000000ull;
 
-#define HDR_LEN 40
-#define MAGIC 0x31595246u /* "FRY1" */
-#define MAX_MSGS 64
+#define HDR_LEN     40
+#define MAGIC       0x31595246u /* "FRY1" */
+#define MAX_MSGS    64
 #define DEADLINE_US g_deadline_us /* infrc: a TCG-emulated VM is slow */
 #define CALL_MAX_US 50000ull
 /* Small socket buffers force partial writes. rcvbuf stays above 8 KiB: a
@@ -60,7 +60,7 @@ static uint64_t g_deadline_us = 5000000ull;
 #define TCP_SMALLBUF ",sndbuf=4096,rcvbuf=16384"
 /* infrc: small receive buffers and few of them: few credits per peer. */
 #define INFRC_SMALLBUF ",bufsize=4096,rxbufs=32"
-#define SMALLBUF (is_infrc ? INFRC_SMALLBUF : TCP_SMALLBUF)
+#define SMALLBUF       (is_infrc ? INFRC_SMALLBUF : TCP_SMALLBUF)
 
 enum { M_BUF = 0, M_FD = 1, M_DISCARD = 2, M_FAIL = 3 };
 
@@ -98,9 +98,9 @@ typedef struct cstate {
 	ferry_conn *c; /* NULL once CLOSED/RESET ran */
 	bool used;
 	int ups, ends;
-	th cur;        /* header of the body in progress */
+	th cur; /* header of the body in progress */
 	bool have_cur;
-	int slot;      /* its rx record */
+	int slot;              /* its rx record */
 	ferry_body_sink *sink; /* the driver's sink while the body arrives */
 	int last_sent_idx;
 } cstate;
@@ -129,7 +129,7 @@ typedef struct side {
 	txrec tx[MAX_MSGS];
 	int ntx, nsent, nfailed;
 	uint64_t tx_cum;
-	bool check_written; /* on_sent: the driver counts the bytes written */
+	bool check_written;   /* on_sent: the driver counts the bytes written */
 	uint64_t max_call_us; /* slowest poll/flush call (wall clock) */
 	/* Slowest call that slept (a voluntary context switch: it blocked),
 	 * as opposed to one the scheduler preempted on a busy machine. */
@@ -298,7 +298,8 @@ static void up_conn_event(void *arg, ferry_conn *c, int event, int err)
 		s->hook(s, H_END, c, event);
 }
 
-static int up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink)
+static int up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr,
+                        ferry_body_sink *sink)
 {
 	side *s = arg;
 	th h;
@@ -349,8 +350,8 @@ static int up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body
 	return 0;
 }
 
-static void up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink,
-                       int status)
+static void up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr,
+                       ferry_body_sink *sink, int status)
 {
 	side *s = arg;
 	th h;
@@ -382,8 +383,9 @@ static void up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_
 	if (to_buf && sink->buf != &r->buf)
 		bad(s, "sink.buf changed");
 	if (to_buf && status == 0 && ferry_buf_len(&r->buf) != h.len)
-		bad(s, "body %llu: %zu bytes in the sink, want %llu", (unsigned long long)h.id,
-		    ferry_buf_len(&r->buf), (unsigned long long)h.len);
+		bad(s, "body %llu: %zu bytes in the sink, want %llu",
+		    (unsigned long long)h.id, ferry_buf_len(&r->buf),
+		    (unsigned long long)h.len);
 	if (h.mode != M_FD && sink->copied != 0)
 		bad(s, "copied %llu for a non-fd sink", (unsigned long long)sink->copied);
 	if (to_fd && status == 0 && sink->copied > h.len)
@@ -416,7 +418,9 @@ static void up_on_sent(void *arg, ferry_conn *c, void *cookie)
 	if (s->check_written) {
 		uint64_t w = written_bytes(s->ep);
 		if (w < t->cum)
-			bad(s, "on_sent for message %d before it was written: %llu of %llu bytes",
+			bad(s,
+			    "on_sent for message %d before it was written: %llu of %llu "
+			    "bytes",
 			    t->idx, (unsigned long long)w, (unsigned long long)t->cum);
 	}
 	if (s->hook != NULL)
@@ -501,8 +505,9 @@ static int side_open_rc(ferry_ctx *ctx, side *s, const char *text, bool listen, 
 	if (rc != 0)
 		return rc;
 	s->listening = listen;
-	rc = ferry__ep_open_stack(ctx, &ferry__ctx_ep_host, ctx->poll_mode == FERRY_POLL_BLOCK, &loc, listen ? FERRY_EP_LISTEN : 0, &upcalls, s, s->eps,
-	                          &s->neps, err, errlen);
+	rc = ferry__ep_open_stack(
+	        ctx, &ferry__ctx_ep_host, ctx->poll_mode == FERRY_POLL_BLOCK, &loc,
+	        listen ? FERRY_EP_LISTEN : 0, &upcalls, s, s->eps, &s->neps, err, errlen);
 	if (rc == 0) {
 		assert_int_equal(s->neps, 1);
 		s->ep = s->eps[0];
@@ -583,7 +588,8 @@ static void side_dump(const side *s)
 	if (s == NULL)
 		return;
 	fprintf(stderr,
-	        "  %s: ups %d closeds %d resets %d err %d, rx %d (headers %d), sent %d/%d, "
+	        "  %s: ups %d closeds %d resets %d err %d, rx %d (headers %d), sent "
+	        "%d/%d, "
 	        "written %llu recv %llu partial %llu blocked %llu backlog %llu\n",
 	        s->name, s->ups, s->closeds, s->resets, s->last_err, s->nrx, s->headers,
 	        s->nsent, s->ntx, (unsigned long long)written_bytes(s->ep),
@@ -593,7 +599,8 @@ static void side_dump(const side *s)
 	        (unsigned long long)cnt(s->ep, "tx_backlog_bytes"));
 	if (is_infrc)
 		fprintf(stderr,
-		        "  %s: credits %llu credits_waits %llu sends %llu recv_chunks %llu "
+		        "  %s: credits %llu credits_waits %llu sends %llu recv_chunks "
+		        "%llu "
 		        "rdma_reads %llu rx_posted %llu rx_held %llu qp_errors %llu\n",
 		        s->name, (unsigned long long)cnt(s->ep, "tx_credits"),
 		        (unsigned long long)cnt(s->ep, "credits_waits"),
@@ -605,32 +612,32 @@ static void side_dump(const side *s)
 		        (unsigned long long)cnt(s->ep, "qp_errors"));
 }
 
-#define PUMP_UNTIL_N(ss, n, cond)                                              \
-	do {                                                                   \
-		uint64_t dl_ = now_us() + DEADLINE_US;                         \
-		while (!(cond)) {                                              \
-			pump_sides((ss), (n));                                 \
-			if (now_us() > dl_) {                                  \
-				for (int i_ = 0; i_ < (n); i_++)               \
-					side_dump((ss)[i_]);                   \
-				fail_msg("line %d: timed out waiting for %s",  \
-				         __LINE__, #cond);                     \
-			}                                                      \
-		}                                                              \
+#define PUMP_UNTIL_N(ss, n, cond)                                                        \
+	do {                                                                             \
+		uint64_t dl_ = now_us() + DEADLINE_US;                                   \
+		while (!(cond)) {                                                        \
+			pump_sides((ss), (n));                                           \
+			if (now_us() > dl_) {                                            \
+				for (int i_ = 0; i_ < (n); i_++)                         \
+					side_dump((ss)[i_]);                             \
+				fail_msg("line %d: timed out waiting for %s", __LINE__,  \
+				         #cond);                                         \
+			}                                                                \
+		}                                                                        \
 	} while (0)
 
-#define PUMP_UNTIL(a, b, cond)                                                 \
-	do {                                                                   \
-		uint64_t dl_ = now_us() + DEADLINE_US;                         \
-		while (!(cond)) {                                              \
-			pump_once((a), (b));                                   \
-			if (now_us() > dl_) {                                  \
-				side_dump(a);                                  \
-				side_dump(b);                                  \
-				fail_msg("line %d: timed out waiting for %s",  \
-				         __LINE__, #cond);                     \
-			}                                                      \
-		}                                                              \
+#define PUMP_UNTIL(a, b, cond)                                                           \
+	do {                                                                             \
+		uint64_t dl_ = now_us() + DEADLINE_US;                                   \
+		while (!(cond)) {                                                        \
+			pump_once((a), (b));                                             \
+			if (now_us() > dl_) {                                            \
+				side_dump(a);                                            \
+				side_dump(b);                                            \
+				fail_msg("line %d: timed out waiting for %s", __LINE__,  \
+				         #cond);                                         \
+			}                                                                \
+		}                                                                        \
 	} while (0)
 
 static void pump_for(side *a, side *b, uint64_t us)
@@ -662,7 +669,8 @@ static int pair_open_rc(pair *p, const char *host, const char *extra, int poll_m
 	 * this off. */
 	p->srv->check_written = p->cli->check_written = true;
 	char text[FERRY_LOC_MAX_BYTES];
-	snprintf(text, sizeof(text), "%s:%shost=%s,port=0%s", drv_name, g_keys, host, extra);
+	snprintf(text, sizeof(text), "%s:%shost=%s,port=0%s", drv_name, g_keys, host,
+	         extra);
 	int rc = side_open_rc(p->ctx, p->srv, text, true, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -674,10 +682,12 @@ static int pair_open_rc(pair *p, const char *host, const char *extra, int poll_m
 	long pn = strtol(port + 5, NULL, 10);
 	assert_true(pn > 0 && pn < 65536);
 	assert_non_null(strstr(keys, host));
-	snprintf(p->cli_loc, sizeof(p->cli_loc), "%s:%s%s%s", drv_name, g_keys, keys, extra);
+	snprintf(p->cli_loc, sizeof(p->cli_loc), "%s:%s%s%s", drv_name, g_keys, keys,
+	         extra);
 	side_open(p->ctx, p->cli, p->cli_loc, false);
 	/* Only listeners have a bound locator. */
-	assert_int_equal(ferry__ep_ctl(p->cli->ep, FERRY_CTL_BOUND_LOCATOR, &bl), -ENOTSUP);
+	assert_int_equal(ferry__ep_ctl(p->cli->ep, FERRY_CTL_BOUND_LOCATOR, &bl),
+	                 -ENOTSUP);
 	assert_int_equal(side_connect(p->cli, p->cli_loc), 0);
 	assert_non_null(p->cli->conn);
 	assert_ptr_equal(p->cli->conn->ep, p->cli->ep);
@@ -714,7 +724,7 @@ typedef struct payload {
 	uint8_t *mem; /* tu_fill(seed) pattern, n bytes */
 	size_t n;
 	uint64_t seed;
-	int fd;       /* file holding the same pattern, or -1 */
+	int fd; /* file holding the same pattern, or -1 */
 	ferry_buf b;
 	size_t pieces, file_pieces;
 } payload;
@@ -783,7 +793,8 @@ static void payload_make(payload *p, size_t n, uint64_t seed, bool files)
 		if (k > n - off)
 			k = n - off;
 		if (p->fd >= 0 && i % 5 == 3) {
-			assert_int_equal(ferry_buf_append_file(&p->b, p->fd, (off_t)off, k), 0);
+			assert_int_equal(
+			        ferry_buf_append_file(&p->b, p->fd, (off_t)off, k), 0);
 			p->file_pieces++;
 		} else if (i % 7 == 5) {
 			assert_int_equal(ferry_buf_append(&p->b, p->mem + off, k), 0);
@@ -807,8 +818,8 @@ static void payload_free(payload *p)
 }
 
 /* Queue one message on s's connection. pl NULL: no payload iterator. */
-static int send_on(side *s, ferry_conn *c, uint32_t mode, uint64_t id, payload *pl, size_t len,
-                   uint64_t seed)
+static int send_on(side *s, ferry_conn *c, uint32_t mode, uint64_t id, payload *pl,
+                   size_t len, uint64_t seed)
 {
 	assert_true(s->ntx < MAX_MSGS);
 	th h = {MAGIC, mode, len, id, seed, 0};
@@ -837,12 +848,14 @@ static void check_rx_buf(side *s, int i, uint64_t id, size_t n, uint64_t seed)
 {
 	rxrec *r = &s->rx[i];
 	if (r->h.id != id || r->h.len != n || r->status != 0)
-		fail_msg("%s rx %d: id %llu len %llu status %d, want id %llu len %zu", s->name, i,
-		         (unsigned long long)r->h.id, (unsigned long long)r->h.len, r->status,
-		         (unsigned long long)id, n);
+		fail_msg("%s rx %d: id %llu len %llu status %d, want id %llu len %zu",
+		         s->name, i, (unsigned long long)r->h.id,
+		         (unsigned long long)r->h.len, r->status, (unsigned long long)id,
+		         n);
 	long badoff = tu_check(&r->buf, n, seed);
 	if (badoff >= 0)
-		fail_msg("%s rx %d (%zu bytes): first bad byte at %ld", s->name, i, n, badoff);
+		fail_msg("%s rx %d (%zu bytes): first bad byte at %ld", s->name, i, n,
+		         badoff);
 }
 
 static void check_fd(int fd, off_t at, size_t n, uint64_t seed)
@@ -873,7 +886,8 @@ static void listen_connect(const char *host)
 	char err[256] = "";
 	int rc = pair_open_rc(&p, host, "", FERRY_POLL_SPIN, err, sizeof(err));
 	if (rc != 0) {
-		if (strcmp(host, "::1") == 0 && (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT)) {
+		if (strcmp(host, "::1") == 0 &&
+		    (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT)) {
 			fprintf(stderr, "no IPv6 loopback here (%s): skipped\n", err);
 			side_free(p.srv);
 			side_free(p.cli);
@@ -886,7 +900,8 @@ static void listen_connect(const char *host)
 	pump_for(p.srv, p.cli, 50000);
 	assert_int_equal(p.srv->ups, 1);
 	assert_int_equal(p.cli->ups, 1);
-	assert_int_equal(p.srv->closeds + p.srv->resets + p.cli->closeds + p.cli->resets, 0);
+	assert_int_equal(p.srv->closeds + p.srv->resets + p.cli->closeds + p.cli->resets,
+	                 0);
 	assert_int_equal(cnt(p.srv->ep, "accepts"), 1);
 	assert_int_equal(cnt(p.srv->ep, "conns_up"), 1);
 	assert_int_equal(cnt(p.cli->ep, "conns_up"), 1);
@@ -935,7 +950,8 @@ static void test_connect_refused(void **st)
 	(void)st;
 	int before = fd_count();
 	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sl), 0);
 	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
@@ -954,7 +970,8 @@ static void test_connect_refused(void **st)
 	assert_int_equal(c->resets, 1);
 	assert_true(c->last_err < 0);
 	if (c->last_err != -ECONNREFUSED)
-		fprintf(stderr, "note: refused connect reported %s\n", ferry_err_name(c->last_err));
+		fprintf(stderr, "note: refused connect reported %s\n",
+		        ferry_err_name(c->last_err));
 	assert_int_equal(c->tx[0].sent, 1);
 	assert_true(c->tx[0].seq < c->event_seq);
 	assert_int_equal(cnt(c->ep, "connect_failures"), 1);
@@ -977,13 +994,13 @@ static void test_bad_locator(void **st)
 		bool listen;
 		const char *named;
 	} cases[] = {
-		{"host=127.0.0.1,port=0,bogus=1", true, "bogus"},
-		{"host=127.0.0.1,port=0,sndbuf=lots", true, "sndbuf"},
-		{"host=127.0.0.1,port=0,rcvbuf=-1", true, "rcvbuf"},
-		{"host=127.0.0.1,port=99999", true, "port"},
-		{"host=127.0.0.1,port=0,connect_timeout=0", true, "connect_timeout"},
-		{"host=not a host!,port=0", true, "not a host!"},
-		{"host=127.0.0.1,port=0,mtu=1500", false, "mtu"},
+	        {"host=127.0.0.1,port=0,bogus=1", true, "bogus"},
+	        {"host=127.0.0.1,port=0,sndbuf=lots", true, "sndbuf"},
+	        {"host=127.0.0.1,port=0,rcvbuf=-1", true, "rcvbuf"},
+	        {"host=127.0.0.1,port=99999", true, "port"},
+	        {"host=127.0.0.1,port=0,connect_timeout=0", true, "connect_timeout"},
+	        {"host=not a host!,port=0", true, "not a host!"},
+	        {"host=127.0.0.1,port=0,mtu=1500", false, "mtu"},
 	};
 	/* infrc: its own keys instead of the socket buffer ones. */
 	static const struct {
@@ -991,19 +1008,19 @@ static void test_bad_locator(void **st)
 		bool listen;
 		const char *named;
 	} ib_cases[] = {
-		{"host=127.0.0.1,port=0,bogus=1", true, "bogus"},
-		{"host=127.0.0.1,port=0,bufsize=lots", true, "bufsize"},
-		{"host=127.0.0.1,port=0,bufsize=16", true, "bufsize"},
-		{"host=127.0.0.1,port=0,rxbufs=-1", true, "rxbufs"},
-		{"host=127.0.0.1,port=0,large=sideways", true, "large"},
-		{"host=127.0.0.1,port=0,pull_min=0", true, "pull_min"},
-		{"host=127.0.0.1,port=0,dev=nosuchdev0", true, "dev"},
-		{"host=127.0.0.1,port=0,ibport=9", true, "ibport"},
-		{"host=127.0.0.1,port=0,gid=100000", true, "gid"},
-		{"host=127.0.0.1,port=99999", true, "port"},
-		{"host=127.0.0.1,port=0,connect_timeout=0", true, "connect_timeout"},
-		{"host=not a host!,port=0", true, "not a host!"},
-		{"host=127.0.0.1,port=0,mtu=1500", false, "mtu"},
+	        {"host=127.0.0.1,port=0,bogus=1", true, "bogus"},
+	        {"host=127.0.0.1,port=0,bufsize=lots", true, "bufsize"},
+	        {"host=127.0.0.1,port=0,bufsize=16", true, "bufsize"},
+	        {"host=127.0.0.1,port=0,rxbufs=-1", true, "rxbufs"},
+	        {"host=127.0.0.1,port=0,large=sideways", true, "large"},
+	        {"host=127.0.0.1,port=0,pull_min=0", true, "pull_min"},
+	        {"host=127.0.0.1,port=0,dev=nosuchdev0", true, "dev"},
+	        {"host=127.0.0.1,port=0,ibport=9", true, "ibport"},
+	        {"host=127.0.0.1,port=0,gid=100000", true, "gid"},
+	        {"host=127.0.0.1,port=99999", true, "port"},
+	        {"host=127.0.0.1,port=0,connect_timeout=0", true, "connect_timeout"},
+	        {"host=not a host!,port=0", true, "not a host!"},
+	        {"host=127.0.0.1,port=0,mtu=1500", false, "mtu"},
 	};
 	size_t ncases = is_infrc ? sizeof(ib_cases) / sizeof(ib_cases[0])
 	                         : sizeof(cases) / sizeof(cases[0]);
@@ -1016,25 +1033,26 @@ static void test_bad_locator(void **st)
 		side *s = side_new("bad");
 		int rc = side_open_rc(ctx, s, text, listen, err, sizeof(err));
 		if (rc != FERRY_EBADLOC || strstr(err, named) == NULL)
-			fail_msg("'%s': rc %d (%s), want FERRY_EBADLOC naming '%s'", text, rc, err,
-			         named);
+			fail_msg("'%s': rc %d (%s), want FERRY_EBADLOC naming '%s'", text,
+			         rc, err, named);
 		assert_int_equal(s->neps, 0);
 		side_free(s);
 	}
 	/* Connect-side checks land in ep->errmsg. */
 	side *s = side_new("client");
 	char text[256];
-	snprintf(text, sizeof(text), "%s:%s", drv_name, is_infrc ? "bufsize=65536" : "rcvbuf=65536");
+	snprintf(text, sizeof(text), "%s:%s", drv_name,
+	         is_infrc ? "bufsize=65536" : "rcvbuf=65536");
 	side_open(ctx, s, text, false);
 	struct {
 		const char *keys;
 		const char *named;
 	} peers[] = {
-		{"host=127.0.0.1", "port"},
-		{"port=9", "host"},
-		{"host=127.0.0.1,port=0", "port"},
-		{"host=127.0.0.1,port=70000", "port"},
-		{"host=bad host name,port=9", "bad host name"},
+	        {"host=127.0.0.1", "port"},
+	        {"port=9", "host"},
+	        {"host=127.0.0.1,port=0", "port"},
+	        {"host=127.0.0.1,port=70000", "port"},
+	        {"host=bad host name,port=9", "bad host name"},
 	};
 	for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
 		snprintf(text, sizeof(text), "%s:%s", drv_name, peers[i].keys);
@@ -1045,15 +1063,17 @@ static void test_bad_locator(void **st)
 		int prc = ferry__loc_parse(text, &pl, perr, sizeof(perr));
 		if (prc != 0) {
 			if (prc != FERRY_EBADLOC || strstr(perr, peers[i].named) == NULL)
-				fail_msg("parse '%s': rc %d (%s), want FERRY_EBADLOC naming '%s'", text,
-				         prc, perr, peers[i].named);
+				fail_msg("parse '%s': rc %d (%s), want FERRY_EBADLOC "
+				         "naming '%s'",
+				         text, prc, perr, peers[i].named);
 			continue;
 		}
 		s->ep->errmsg[0] = '\0';
 		int rc = side_connect(s, text);
 		if (rc != FERRY_EBADLOC || strstr(s->ep->errmsg, peers[i].named) == NULL)
-			fail_msg("connect '%s': rc %d (%s), want FERRY_EBADLOC naming '%s'", text, rc,
-			         s->ep->errmsg, peers[i].named);
+			fail_msg("connect '%s': rc %d (%s), want FERRY_EBADLOC naming "
+			         "'%s'",
+			         text, rc, s->ep->errmsg, peers[i].named);
 		assert_null(s->conn);
 	}
 	assert_int_equal(cnt(s->ep, "conns"), 0);
@@ -1070,7 +1090,8 @@ static void test_sizes_both_directions(void **st)
 {
 	(void)st;
 	/* 984 and 985: a whole message of exactly 1 KiB and one byte more. */
-	static const size_t sizes[] = {0, 1, 40, 984, 985, 4096, 300 << 10, 8 << 20, 5, 0};
+	static const size_t sizes[] = {0,    1,         40,      984, 985,
+	                               4096, 300 << 10, 8 << 20, 5,   0};
 	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
 	pair p;
 	pair_open(&p, "");
@@ -1079,7 +1100,8 @@ static void test_sizes_both_directions(void **st)
 		payload_make(&cpl[i], sizes[i], 100 + (uint64_t)i, true);
 		payload_make(&spl[i], sizes[i], 200 + (uint64_t)i, true);
 		if (sizes[i] >= 4096)
-			assert_true(ferry_buf_chunk_count(&cpl[i].b) > 64 && cpl[i].file_pieces > 0);
+			assert_true(ferry_buf_chunk_count(&cpl[i].b) > 64 &&
+			            cpl[i].file_pieces > 0);
 	}
 	/* Queued before UP: written once the handshake completes. The first
 	 * empty message goes without an iterator at all. */
@@ -1091,7 +1113,8 @@ static void test_sizes_both_directions(void **st)
 	for (int i = 0; i < N; i++)
 		send_pl(p.srv, M_BUF, (uint64_t)i, &spl[i]);
 	PUMP_UNTIL(p.srv, p.cli,
-	           p.srv->nrx == N && p.cli->nrx == N && p.srv->nsent == N && p.cli->nsent == N);
+	           p.srv->nrx == N && p.cli->nrx == N && p.srv->nsent == N &&
+	                   p.cli->nsent == N);
 	for (int i = 0; i < N; i++) {
 		check_rx_buf(p.srv, i, (uint64_t)i, sizes[i], 100 + (uint64_t)i);
 		check_rx_buf(p.cli, i, (uint64_t)i, sizes[i], 200 + (uint64_t)i);
@@ -1161,7 +1184,9 @@ static void test_file_regions(void **st)
 	payload_make(&pl, 1 << 20, 7, true);
 	ferry_buf_reset(&pl.b);
 	assert_int_equal(ferry_buf_append_file(&pl.b, pl.fd, 0, 600 << 10), 0);
-	assert_int_equal(ferry_buf_append_file(&pl.b, pl.fd, 600 << 10, (1 << 20) - (600 << 10)), 0);
+	assert_int_equal(
+	        ferry_buf_append_file(&pl.b, pl.fd, 600 << 10, (1 << 20) - (600 << 10)),
+	        0);
 	send_pl(p.cli, M_BUF, 1, &pl);
 	PUMP_UNTIL(p.srv, p.cli, p.srv->nrx == 1 && p.cli->nsent == 1);
 	check_rx_buf(p.srv, 0, 1, pl.n, pl.seed);
@@ -1193,7 +1218,8 @@ static void test_partial_writes(void **st)
 	assert_int_equal(ferry_buf_append_ref(&pl.b, pl.mem, quarter), 0);
 	assert_int_equal(ferry_buf_append_file(&pl.b, pl.fd, (off_t)quarter, quarter), 0);
 	for (size_t off = 2 * quarter; off < n; off += quarter / 4)
-		assert_int_equal(ferry_buf_append_ref(&pl.b, pl.mem + off, quarter / 4), 0);
+		assert_int_equal(ferry_buf_append_ref(&pl.b, pl.mem + off, quarter / 4),
+		                 0);
 	payload tail;
 	payload_make(&tail, 100, 17, false);
 	p.cli->max_call_us = p.cli->max_slept_us = 0;
@@ -1207,21 +1233,25 @@ static void test_partial_writes(void **st)
 	check_rx_buf(p.srv, 1, 2, 100, tail.seed);
 	/* infrc: no socket to fill; credits run out instead (tx_partial is
 	 * then the number of waits for credits). */
-	uint64_t partial = is_infrc ? cnt(p.cli->ep, "credits_waits") : cnt(p.cli->ep, "tx_partial");
+	uint64_t partial =
+	        is_infrc ? cnt(p.cli->ep, "credits_waits") : cnt(p.cli->ep, "tx_partial");
 	uint64_t blocked = cnt(p.cli->ep, "tx_blocked");
 	if (is_pull) /* one descriptor, one RDMA READ: no credits to run out of */
 		partial = blocked = cnt(p.srv->ep, "rdma_reads");
 	fprintf(stderr,
-	        "16 MiB: tx_partial %llu tx_blocked %llu, slowest call %llu us (sleeping %llu us)\n",
+	        "16 MiB: tx_partial %llu tx_blocked %llu, slowest call %llu us (sleeping "
+	        "%llu us)\n",
 	        (unsigned long long)partial, (unsigned long long)blocked,
-	        (unsigned long long)p.cli->max_call_us, (unsigned long long)p.cli->max_slept_us);
+	        (unsigned long long)p.cli->max_call_us,
+	        (unsigned long long)p.cli->max_slept_us);
 	/* A call that slept that long blocked; one only preempted that long
 	 * (a loaded machine) did not, but a second would be absurd anyway. */
 	for (int k = 0; k < 2; k++) {
 		side *s = k == 0 ? p.cli : p.srv;
 		if (s->max_slept_us >= CALL_MAX_US || s->max_call_us >= 1000000)
-			fail_msg("a %s poll/flush call took %llu us (%llu us of it asleep)", s->name,
-			         (unsigned long long)s->max_call_us,
+			fail_msg("a %s poll/flush call took %llu us (%llu us of it "
+			         "asleep)",
+			         s->name, (unsigned long long)s->max_call_us,
 			         (unsigned long long)s->max_slept_us);
 	}
 	assert_true(partial > 0);
@@ -1438,7 +1468,8 @@ static void test_header_error_resets(void **st)
 	for (int i = 0; i < 3; i++)
 		send_pl(p.cli, M_BUF, 3 + (uint64_t)i, &big);
 	PUMP_UNTIL(p.srv, p.cli,
-	           p.srv->closeds + p.srv->resets == 1 && p.cli->closeds + p.cli->resets == 1);
+	           p.srv->closeds + p.srv->resets == 1 &&
+	                   p.cli->closeds + p.cli->resets == 1);
 	assert_int_equal(p.srv->resets, 1);
 	assert_int_equal(p.srv->last_err, FERRY_EPROTO);
 	assert_int_equal(p.srv->nrx, 1);
@@ -1467,7 +1498,8 @@ static void test_detach(void **st)
 {
 	(void)st;
 	if (is_pull)
-		skip_on_infrc("large=pull stages a message whole when it reaches the queue head: "
+		skip_on_infrc("large=pull stages a message whole when it reaches the "
+		              "queue head: "
 		              "nothing is left to detach");
 	pair p;
 	pair_open(&p, SMALLBUF);
@@ -1568,13 +1600,14 @@ static void test_block_mode_fd(void **st)
 	uint64_t dl = now_us() + DEADLINE_US;
 	bool sent = false;
 	while (p.srv->nrx < 1) {
-		struct pollfd pf[2] = {{p.srv->ep->fd, POLLIN, 0}, {p.cli->ep->fd, POLLIN, 0}};
+		struct pollfd pf[2] = {{p.srv->ep->fd, POLLIN, 0},
+		                       {p.cli->ep->fd, POLLIN, 0}};
 		bool busy = p.srv->ep->tx_pending || p.cli->ep->tx_pending;
 		int k = poll(pf, 2, busy ? 0 : 1000);
 		assert_true(k >= 0);
 		if (k == 0 && !busy)
-			fail_msg("no readiness on either endpoint fd (ups %d/%d, rx %d)", p.srv->ups,
-			         p.cli->ups, p.srv->nrx);
+			fail_msg("no readiness on either endpoint fd (ups %d/%d, rx %d)",
+			         p.srv->ups, p.cli->ups, p.srv->nrx);
 		pump_once(p.srv, p.cli);
 		if (!sent && p.cli->ups == 1) {
 			send_pl(p.cli, M_BUF, 1, &a);
@@ -1614,8 +1647,11 @@ static void test_many_conns(void **st)
 		all[i + 1] = cl[i];
 	payload pl[PER];
 	for (int j = 0; j < PER; j++)
-		payload_make(&pl[j], j == 0 ? 10 : j == 1 ? 70000 : (1u << 20), 300 + (uint64_t)j,
-		             j == 2);
+		payload_make(&pl[j],
+		             j == 0   ? 10
+		             : j == 1 ? 70000
+		                      : (1u << 20),
+		             300 + (uint64_t)j, j == 2);
 	for (int i = 0; i < NC; i++)
 		for (int j = 0; j < PER; j++)
 			send_pl(cl[i], M_BUF, (uint64_t)(i * PER + j), &pl[j]);
@@ -1637,11 +1673,12 @@ static void test_many_conns(void **st)
 	}
 	PUMP_UNTIL_N(all, NC + 1,
 	             p.srv->nsent == NC * PER && cl[0]->nrx == PER && cl[1]->nrx == PER &&
-	                 cl[2]->nrx == PER && cl[3]->nrx == PER && cl[4]->nrx == PER &&
-	                 cl[5]->nrx == PER);
+	                     cl[2]->nrx == PER && cl[3]->nrx == PER &&
+	                     cl[4]->nrx == PER && cl[5]->nrx == PER);
 	for (int i = 0; i < NC; i++) {
 		for (int j = 0; j < PER; j++)
-			check_rx_buf(cl[i], j, (uint64_t)(i * PER + j), pl[j].n, pl[j].seed);
+			check_rx_buf(cl[i], j, (uint64_t)(i * PER + j), pl[j].n,
+			             pl[j].seed);
 		assert_int_equal(cl[i]->ups, 1);
 		assert_int_equal(cl[i]->nsent, PER);
 	}
@@ -1681,8 +1718,8 @@ static void sink_switch_case(uint32_t mode, bool hdr_exact)
 	struct stat stt;
 	PUMP_UNTIL(p.srv, p.cli,
 	           p.srv->cs[0].sink != NULL &&
-	               (mode == M_BUF ? ferry_buf_len(&p.srv->rx[0].buf) > 0
-	                              : (fstat(fd, &stt) == 0 && stt.st_size > 0)));
+	                   (mode == M_BUF ? ferry_buf_len(&p.srv->rx[0].buf) > 0
+	                                  : (fstat(fd, &stt) == 0 && stt.st_size > 0)));
 	assert_int_equal(p.srv->nrx, 0);
 	ferry_body_sink *k = p.srv->cs[0].sink;
 	k->buf = NULL;
@@ -1707,7 +1744,8 @@ static void test_sink_switch_mid_body(void **st)
 {
 	(void)st;
 	if (is_pull)
-		skip_on_infrc("large=pull: an 8 MiB body arrives in one RDMA READ, never half-way");
+		skip_on_infrc("large=pull: an 8 MiB body arrives in one RDMA READ, never "
+		              "half-way");
 	sink_switch_case(M_BUF, false);
 	sink_switch_case(M_FD, false);
 	sink_switch_case(M_FD, true);
@@ -1721,7 +1759,8 @@ static void test_connect_timeout(void **st)
 	(void)st;
 	int before = fd_count();
 	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
 	assert_int_equal(bind(l, (struct sockaddr *)&sa, sl), 0);
 	assert_int_equal(listen(l, 0), 0);
@@ -1736,9 +1775,8 @@ static void test_connect_timeout(void **st)
 	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
 	side *c = side_new("client");
 	char loc[320];
-	snprintf(loc, sizeof(loc), "%s:%shost=127.0.0.1,port=%u,connect_timeout=200", drv_name,
-	         g_keys,
-	         ntohs(sa.sin_port));
+	snprintf(loc, sizeof(loc), "%s:%shost=127.0.0.1,port=%u,connect_timeout=200",
+	         drv_name, g_keys, ntohs(sa.sin_port));
 	side_open(ctx, c, loc, false);
 	uint64_t t0 = now_us();
 	assert_int_equal(side_connect(c, loc), 0);
@@ -1747,7 +1785,8 @@ static void test_connect_timeout(void **st)
 	PUMP_UNTIL(c, NULL, c->closeds + c->resets == 1);
 	uint64_t took = now_us() - t0;
 	if (c->ups != 0) {
-		fprintf(stderr, "the SYN was not dropped here (UP): timeout not testable\n");
+		fprintf(stderr,
+		        "the SYN was not dropped here (UP): timeout not testable\n");
 	} else {
 		assert_int_equal(c->resets, 1);
 		assert_int_equal(c->last_err, FERRY_ETIMEDOUT);
@@ -1781,7 +1820,8 @@ static void hook_chain(side *s, int where, ferry_conn *c, int idx)
 	if (where != H_SENT || idx >= 19 || s->ntx >= MAX_MSGS)
 		return;
 	/* A completion starting the next request from on_sent. */
-	if (send_on(s, c, M_BUF, (uint64_t)idx + 1, &g_small, g_small.n, g_small.seed) != 0)
+	if (send_on(s, c, M_BUF, (uint64_t)idx + 1, &g_small, g_small.n, g_small.seed) !=
+	    0)
 		bad(s, "send_msg from on_sent failed");
 }
 
@@ -1883,7 +1923,8 @@ static void test_close_from_upcall(void **st)
 		for (int i = 0; i < 3; i++)
 			send_pl(p.cli, M_BUF, (uint64_t)i, &g_small);
 		PUMP_UNTIL(p.srv, p.cli,
-		           p.srv->closeds + p.srv->resets == 1 && p.cli->closeds + p.cli->resets == 1);
+		           p.srv->closeds + p.srv->resets == 1 &&
+		                   p.cli->closeds + p.cli->resets == 1);
 		assert_int_equal(p.cli->nsent, 3);
 		if (way == 0)
 			assert_int_equal(p.srv->nrx, 1);
@@ -1891,7 +1932,6 @@ static void test_close_from_upcall(void **st)
 	}
 	payload_free(&g_small);
 }
-
 
 /* Run fn in a child: a crash or a hang (> 5 s) fails the test instead of
  * taking the suite down. */
@@ -1913,7 +1953,8 @@ static void run_in_child(void (*fn)(void), const char *what)
 		fail_msg("%s: hung", what);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("%s: child %s %d", what, WIFEXITED(status) ? "exited" : "killed by signal",
+		fail_msg("%s: child %s %d", what,
+		         WIFEXITED(status) ? "exited" : "killed by signal",
 		         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
@@ -2138,7 +2179,8 @@ int main(int argc, char **argv)
 	const ferry_driver_ops *d = ferry_driver_find(drv_name);
 	if (d == NULL || d->kind != FERRY_DRIVER_STREAM) {
 		if (strcmp(drv_name, "infrc") == 0)
-			tu_skip_or_fail("ibverbs", "the infrc driver is not built (no libibverbs)");
+			tu_skip_or_fail("ibverbs",
+			                "the infrc driver is not built (no libibverbs)");
 		fprintf(stderr, "no stream driver '%s' built\n", drv_name);
 		return 1;
 	}

@@ -61,6 +61,7 @@ int main(int argc, char **argv)
 	ferry_metrics_get(ctx, "rpc.loans_leaked", &leaked);
 	ferry_ctx_destroy(ctx);
 	if (leaked != 0)
-		fprintf(stderr, "e2e_server: %llu loans leaked\n", (unsigned long long)leaked);
+		fprintf(stderr, "e2e_server: %llu loans leaked\n",
+		        (unsigned long long)leaked);
 	return leaked == 0 ? 0 : 5;
 }

@@ -41,7 +41,8 @@ static int setup(void **state)
 		return -1;
 	int rc = ferry_session_open(ctx, server_loc, &sess);
 	if (rc != 0) {
-		fprintf(stderr, "session_open %s: %s\n", server_loc, ferry_ctx_errmsg(ctx));
+		fprintf(stderr, "session_open %s: %s\n", server_loc,
+		        ferry_ctx_errmsg(ctx));
 		return -1;
 	}
 	return 0;
@@ -87,11 +88,31 @@ static void echo_n(size_t size, int calls)
 	ferry_buf_fini(&resp);
 }
 
-static void test_echo_0(void **s) { (void)s; echo_n(0, 10000); }
-static void test_echo_1(void **s) { (void)s; echo_n(1, 10000); }
-static void test_echo_1k(void **s) { (void)s; echo_n(1024, 10000); }
-static void test_echo_64k(void **s) { (void)s; echo_n(65536, 1000); }
-static void test_echo_1m(void **s) { (void)s; echo_n(1048576, 100); }
+static void test_echo_0(void **s)
+{
+	(void)s;
+	echo_n(0, 10000);
+}
+static void test_echo_1(void **s)
+{
+	(void)s;
+	echo_n(1, 10000);
+}
+static void test_echo_1k(void **s)
+{
+	(void)s;
+	echo_n(1024, 10000);
+}
+static void test_echo_64k(void **s)
+{
+	(void)s;
+	echo_n(65536, 1000);
+}
+static void test_echo_1m(void **s)
+{
+	(void)s;
+	echo_n(1048576, 100);
+}
 
 /* Small request, large generated response. */
 static void test_sized_responses(void **s)
@@ -106,7 +127,9 @@ static void test_sized_responses(void **s)
 			ferry_buf_reset(&req);
 			ferry_buf_append(&req, &sizes[k], 4);
 			ferry_buf_append(&req, &seed, 8);
-			assert_int_equal(ferry_call_sync(sess, TEST_OP_SIZED, &req, &resp, 2000000), 0);
+			assert_int_equal(ferry_call_sync(sess, TEST_OP_SIZED, &req, &resp,
+			                                 2000000),
+			                 0);
 			assert_int_equal(tu_check(&resp, sizes[k], seed), -1);
 			ferry_buf_reset(&resp);
 		}
@@ -122,7 +145,8 @@ static void test_no_handler(void **s)
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
 	ferry_buf_append(&req, "x", 1);
-	assert_int_equal(ferry_call_sync(sess, 999, &req, &resp, 2000000), FERRY_ENOHANDLER);
+	assert_int_equal(ferry_call_sync(sess, 999, &req, &resp, 2000000),
+	                 FERRY_ENOHANDLER);
 	assert_int_equal(ferry_buf_len(&resp), 0);
 	/* Reserved opcodes are refused before anything is sent. */
 	assert_int_equal(ferry_call_sync(sess, 3, &req, &resp, 2000000), -EINVAL);
@@ -136,7 +160,7 @@ static void test_deadline(void **s)
 {
 	(void)s;
 	if (strchr(server_loc, '+') == NULL)
-		return; /* lossy wraps datagram drivers only; test_stream covers streams */
+		return; /* lossy wraps datagrams only; test_stream covers streams */
 	char loc[600];
 	const char *colon = strchr(server_loc, ':');
 	snprintf(loc, sizeof(loc), "unreliable+lossy+%s,drop=1",
@@ -226,7 +250,8 @@ static void test_pipelined(void **s)
 		if (n > 0)
 			tu_fill(ferry_buf_alloc(&p[i].req, n), n, p[i].seed);
 		assert_int_equal(ferry_call(sess, TEST_OP_ECHO, &p[i].req, &p[i].resp,
-		                            2000000, pipelined_cb, &p[i]), 0);
+		                            2000000, pipelined_cb, &p[i]),
+		                 0);
 	}
 	int done = 0;
 	for (int spins = 0; done < N && spins < 10000000; spins++) {
@@ -254,7 +279,8 @@ static void test_foreign_thread_reply(void **s)
 	for (uint32_t us = 0; us < 30000; us += 10000) {
 		ferry_buf_reset(&req);
 		ferry_buf_append(&req, &us, 4);
-		assert_int_equal(ferry_call_sync(sess, TEST_OP_SLOW, &req, &resp, 2000000), 0);
+		assert_int_equal(
+		        ferry_call_sync(sess, TEST_OP_SLOW, &req, &resp, 2000000), 0);
 		uint32_t back = 0;
 		assert_int_equal(ferry_buf_copy_out(&resp, 0, 4, &back), 4);
 		assert_int_equal(back, us);
@@ -276,17 +302,17 @@ int main(int argc, char **argv)
 	server_mode = argv[3];
 	client_mode = argv[4];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_echo_0),
-		cmocka_unit_test(test_echo_1),
-		cmocka_unit_test(test_echo_1k),
-		cmocka_unit_test(test_echo_64k),
-		cmocka_unit_test(test_echo_1m),
-		cmocka_unit_test(test_sized_responses),
-		cmocka_unit_test(test_no_handler),
-		cmocka_unit_test(test_deadline),
-		cmocka_unit_test(test_loss_never_partial),
-		cmocka_unit_test(test_pipelined),
-		cmocka_unit_test(test_foreign_thread_reply),
+	        cmocka_unit_test(test_echo_0),
+	        cmocka_unit_test(test_echo_1),
+	        cmocka_unit_test(test_echo_1k),
+	        cmocka_unit_test(test_echo_64k),
+	        cmocka_unit_test(test_echo_1m),
+	        cmocka_unit_test(test_sized_responses),
+	        cmocka_unit_test(test_no_handler),
+	        cmocka_unit_test(test_deadline),
+	        cmocka_unit_test(test_loss_never_partial),
+	        cmocka_unit_test(test_pipelined),
+	        cmocka_unit_test(test_foreign_thread_reply),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -127,8 +127,8 @@ static void echo_in_flight(ferry_ctx *ctx, ferry_session *s, size_t n, uint64_t 
 		ferry_buf_init(&rs[i]);
 		tu_fill(ferry_buf_alloc(&rq[i], n), n, seed + (uint64_t)i);
 		slot[i] = 0;
-		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &rq[i], &rs[i], 30000000, done_cb,
-		                            &slot[i]),
+		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &rq[i], &rs[i], 30000000,
+		                            done_cb, &slot[i]),
 		                 0);
 	}
 	uint64_t t0 = now_us();
@@ -140,7 +140,8 @@ static void echo_in_flight(ferry_ctx *ctx, ferry_session *s, size_t n, uint64_t 
 	}
 	for (int i = 0; i < INFL; i++) {
 		if (slot[i] != 1)
-			fail_msg("in flight %d: %s", i, slot[i] == 0 ? "not done" : ferry_err_name(slot[i]));
+			fail_msg("in flight %d: %s", i,
+			         slot[i] == 0 ? "not done" : ferry_err_name(slot[i]));
 		assert_int_equal(tu_check(&rs[i], n, seed + (uint64_t)i), -1);
 		ferry_buf_fini(&rq[i]);
 		ferry_buf_fini(&rs[i]);
@@ -212,7 +213,8 @@ static void test_small_mtu(void **st)
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
-	const size_t sizes[] = {1, 1432, 1433, 60000, 64 * 1432, 64 * 1432 + 1, 1u << 20, 16u << 20};
+	const size_t sizes[] = {1,         1432,          1433,     60000,
+	                        64 * 1432, 64 * 1432 + 1, 1u << 20, 16u << 20};
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
 		for (int i = 0; i < 3; i++) {
 			size_t n = sizes[k];
@@ -229,12 +231,14 @@ static void test_small_mtu(void **st)
 	/* the server's open reply announced that it takes padding, so a
 	 * request's short last fragment was padded into the next's run */
 	assert_true(metric(ctx, "udp.gso_padded") > 0);
-	uint64_t trains = metric(ctx, "udp.gro_trains"), gso = metric(ctx, "udp.gso_pkts");
+	uint64_t trains = metric(ctx, "udp.gro_trains"),
+	         gso = metric(ctx, "udp.gso_pkts");
 	uint64_t scarce = metric(ctx, "rpc.rx_scarce_copies");
 	uint64_t payload = metric(ctx, "udp.max_payload");
-	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce copies %llu\n",
-	       (unsigned long long)payload, (unsigned long long)trains, (unsigned long long)gso,
-	       (unsigned long long)scarce);
+	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce "
+	       "copies %llu\n",
+	       (unsigned long long)payload, (unsigned long long)trains,
+	       (unsigned long long)gso, (unsigned long long)scarce);
 	assert_int_equal(payload, 1472);
 	assert_true(trains > 0);
 	assert_true(gso > 0);
@@ -264,7 +268,8 @@ static void test_fin_ack(void **st)
 		ferry_buf_reset(&req);
 		ferry_buf_append(&req, &n, 4);
 		ferry_buf_append(&req, &i, 8);
-		assert_int_equal(ferry_call_sync(s, TEST_OP_SIZED, &req, &resp, 10000000), 0);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_SIZED, &req, &resp, 10000000),
+		                 0);
 		assert_int_equal(tu_check(&resp, n, i), -1);
 		ferry_buf_reset(&resp);
 	}
@@ -284,7 +289,6 @@ static void test_fin_ack(void **st)
 	ferry_buf_fini(&resp);
 	client_close(&c);
 }
-
 
 static void test_restart(void **st)
 {
@@ -313,8 +317,8 @@ static void test_restart(void **st)
 	ferry_buf_reset(&r);
 	/* 8 calls fill the channels, 4 wait in the queue */
 	for (int i = 0; i < 12; i++)
-		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &req[i], &resp[i], 20000000, done_cb,
-		                            &result[i]),
+		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &req[i], &resp[i], 20000000,
+		                            done_cb, &result[i]),
 		                 0);
 	uint64_t t0 = now_us();
 	while (now_us() - t0 < 200000)
@@ -323,7 +327,8 @@ static void test_restart(void **st)
 	kill(pid, SIGKILL);
 	tu_stop_server(pid);
 	char listen[256];
-	snprintf(listen, sizeof(listen), "fast+udp:host=127.0.0.1,%s", strstr(loc, "port="));
+	snprintf(listen, sizeof(listen), "fast+udp:host=127.0.0.1,%s",
+	         strstr(loc, "port="));
 	pid = start_server(listen, loc2, sizeof(loc2));
 	int pending = 12;
 	t0 = now_us();
@@ -390,8 +395,8 @@ static void run_dead(ferry_ctx *ctx, ferry_session *s, uint64_t liveness_us)
 		ferry_buf_init(&resp[i]);
 		ferry_buf_append(&req[i], "ping", 4);
 		result[i] = 0;
-		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &req[i], &resp[i], 60000000, done_cb,
-		                            &result[i]),
+		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &req[i], &resp[i], 60000000,
+		                            done_cb, &result[i]),
 		                 0);
 	}
 	int pending = N;
@@ -424,7 +429,8 @@ static void test_peer_dead(void **st)
 	ferry_ctx *ctx;
 	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
 	/* 100% drop from the start: the session never opens */
-	snprintf(lossy, sizeof(lossy), "fast+lossy+%s,drop=1,liveness=200000", strchr(loc, '+') + 1);
+	snprintf(lossy, sizeof(lossy), "fast+lossy+%s,drop=1,liveness=200000",
+	         strchr(loc, '+') + 1);
 	ferry_session *s;
 	assert_int_equal(ferry_session_open(ctx, lossy, &s), 0);
 	run_dead(ctx, s, 200000);
@@ -503,8 +509,8 @@ static void test_incast(void **st)
 	assert_int_equal(ferry_metrics_remote_start(s[0]), 0);
 	uint64_t t0 = now_us();
 	for (int i = 0; i < INCAST; i++)
-		assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &req[i], &inc_resp[i], 20000000,
-		                            incast_cb, (void *)(intptr_t)i),
+		assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &req[i], &inc_resp[i],
+		                            20000000, incast_cb, (void *)(intptr_t)i),
 		                 0);
 	int pending = INCAST;
 	while (pending > 0 && now_us() - t0 < 20000000) {
@@ -527,8 +533,9 @@ static void test_incast(void **st)
 	 * whose call went out first once had 61,681 B against a 65,536 B third. */
 	for (int i = 0; i < INCAST; i++)
 		if ((double)inc_seen_at_first[i] < mean / 5)
-			fail_msg("session %d had %zu bytes when the first finished (mean %.0f)", i,
-			         inc_seen_at_first[i], mean);
+			fail_msg("session %d had %zu bytes when the first finished (mean "
+			         "%.0f)",
+			         i, inc_seen_at_first[i], mean);
 	assert_int_equal(ferry_metrics_remote_stop(s[0]), 0);
 	ferry_buf dump;
 	ferry_buf_init(&dump);
@@ -549,9 +556,11 @@ static void test_incast(void **st)
 	json_object_put(jd);
 	if (getenv("FERRY_TEST_DUMP") != NULL)
 		fprintf(stderr, "%s\n", text);
-	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data packets %.0f, "
+	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data "
+	       "packets %.0f, "
 	       "retransmitted %.0f (%.2f%%)\n",
-	       INCAST, took / 1e3, INCAST * 1048576.0 / took, sent, retx, 100 * retx / sent);
+	       INCAST, took / 1e3, INCAST * 1048576.0 / took, sent, retx,
+	       100 * retx / sent);
 	assert_true(retx < 0.1 * sent);
 	free(text);
 	ferry_buf_fini(&dump);
@@ -612,8 +621,9 @@ static void test_idle_credit(void **st)
 	for (int round = 0; round < 2; round++) {
 		memset(idle_done, 0, sizeof(idle_done));
 		for (int i = 0; i < IDLE_SESSIONS; i++)
-			assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &big, &resp[i], 20000000,
-			                            idle_cb, (void *)(intptr_t)i),
+			assert_int_equal(ferry_call(s[i], TEST_OP_SIZED, &big, &resp[i],
+			                            20000000, idle_cb,
+			                            (void *)(intptr_t)i),
 			                 0);
 		int pending = IDLE_SESSIONS;
 		uint64_t t0 = now_us();
@@ -626,17 +636,22 @@ static void test_idle_credit(void **st)
 		for (int i = 0; i < IDLE_SESSIONS; i++) {
 			if (idle_done[i] != 1)
 				fail_msg("round %d session %d: %s", round, i,
-				         idle_done[i] == 0 ? "no answer" : ferry_err_name(idle_done[i]));
+				         idle_done[i] == 0
+				                 ? "no answer"
+				                 : ferry_err_name(idle_done[i]));
 			assert_int_equal(tu_check(&resp[i], 1u << 20, 7), -1);
 			ferry_buf_reset(&resp[i]);
 		}
 		/* small echoes again: one-fragment replies on every channel */
 		for (int i = 0; i < IDLE_SESSIONS; i++) {
-			assert_int_equal(ferry_call_sync(s[i], TEST_OP_ECHO, &q, &r, 2000000), 0);
+			assert_int_equal(
+			        ferry_call_sync(s[i], TEST_OP_ECHO, &q, &r, 2000000), 0);
 			ferry_buf_reset(&r);
 		}
 	}
-	assert_int_equal(ferry_call_sync(s[IDLE_SESSIONS - 1], TEST_OP_SIZED, &big, &r, 3000000), 0);
+	assert_int_equal(
+	        ferry_call_sync(s[IDLE_SESSIONS - 1], TEST_OP_SIZED, &big, &r, 3000000),
+	        0);
 	assert_int_equal(tu_check(&r, 1u << 20, 7), -1);
 	for (int i = 0; i < IDLE_SESSIONS; i++) {
 		ferry_buf_fini(&resp[i]);
@@ -655,15 +670,15 @@ int main(int argc, char **argv)
 		return 2;
 	server_exe = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_16mib),
-		cmocka_unit_test(test_restart),
-		cmocka_unit_test(test_idle_expiry),
-		cmocka_unit_test(test_peer_dead),
-		cmocka_unit_test(test_incast),
-		cmocka_unit_test(test_idle_credit),
-		cmocka_unit_test(test_small_mtu),
-		cmocka_unit_test(test_pad_negotiation),
-		cmocka_unit_test(test_fin_ack),
+	        cmocka_unit_test(test_16mib),
+	        cmocka_unit_test(test_restart),
+	        cmocka_unit_test(test_idle_expiry),
+	        cmocka_unit_test(test_peer_dead),
+	        cmocka_unit_test(test_incast),
+	        cmocka_unit_test(test_idle_credit),
+	        cmocka_unit_test(test_small_mtu),
+	        cmocka_unit_test(test_pad_negotiation),
+	        cmocka_unit_test(test_fin_ack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

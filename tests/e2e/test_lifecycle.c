@@ -30,10 +30,11 @@
 
 #include "../common/testutil.h"
 
-#define OP_HOLD 300   /* request: u32 hold_us; the server loop replies when due or canceled */
-#define OP_REPORT 301 /* response: u32 handlers that saw ferry_rpc_cancelled */
-#define OP_DRAIN 302  /* request: u32 timeout_us; the server loop drains */
-#define HOLD_MAX 256
+/* Request: u32 hold_us; the server loop replies when due or canceled */
+#define OP_HOLD    300
+#define OP_REPORT  301 /* response: u32 handlers that saw ferry_rpc_cancelled */
+#define OP_DRAIN   302 /* request: u32 timeout_us; the server loop drains */
+#define HOLD_MAX   256
 #define RACE_CALLS 10000
 #define RACE_BATCH 64
 
@@ -53,7 +54,10 @@ static uint64_t metric(ferry_ctx *ctx, const char *name)
 	return v;
 }
 
-static bool is_stream(const char *loc) { return strncmp(loc, "fast+", 5) != 0; }
+static bool is_stream(const char *loc)
+{
+	return strncmp(loc, "fast+", 5) != 0;
+}
 
 /* The remote server -----------------------------------------------------------*/
 static volatile sig_atomic_t srv_stop;
@@ -137,7 +141,8 @@ static void serve(const char *loc, int loc_fd, int report_fd)
 			drain_req = false;
 			uint64_t t0 = now_us();
 			int rc = ferry_server_drain(srv, drain_timeout_us);
-			dprintf(report_fd, "%d %llu\n", rc, (unsigned long long)(now_us() - t0));
+			dprintf(report_fd, "%d %llu\n", rc,
+			        (unsigned long long)(now_us() - t0));
 		}
 	}
 	/* Threads of TEST_OP_SLOW may still hold rpcs: no teardown. */
@@ -183,7 +188,8 @@ static void remote_stop(remote *r)
 }
 
 /* A line "rc elapsed_us" from the server's drain, within wait_us. */
-static bool remote_report(remote *r, ferry_ctx *ctx, uint64_t wait_us, int *rc, uint64_t *el)
+static bool remote_report(remote *r, ferry_ctx *ctx, uint64_t wait_us, int *rc,
+                          uint64_t *el)
 {
 	char line[64];
 	size_t got = 0;
@@ -251,7 +257,8 @@ static void race_cb(void *arg, int status, ferry_buf *resp)
 	struct rcall *x = arg;
 	x->cbs++;
 	x->status = status;
-	if (status == 0 && (ferry_buf_len(resp) != x->len || tu_check(resp, x->len, x->seed) != -1))
+	if (status == 0 &&
+	    (ferry_buf_len(resp) != x->len || tu_check(resp, x->len, x->seed) != -1))
 		x->bad = true;
 	if (status != 0 && ferry_buf_len(resp) != 0)
 		x->bad = true; /* a failed call never delivers partial data */
@@ -281,16 +288,17 @@ static void race(ferry_ctx *ctx, ferry_session *s, uint32_t max_len, bool want_l
 			x->cbs = 0;
 			x->bad = false;
 			x->len = (uint32_t)rand() % 8 == 0 ? (uint32_t)rand() % max_len
-			                                    : (uint32_t)rand() % 256;
+			                                   : (uint32_t)rand() % 256;
 			x->seed = ++seq;
 			tu_fill(tmp, x->len, x->seed);
 			ferry_buf_append(&x->req, tmp, x->len);
-			assert_int_equal(ferry_call_h(s, TEST_OP_ECHO, &x->req, &x->resp, 5000000,
-			                              race_cb, x, &x->h),
+			assert_int_equal(ferry_call_h(s, TEST_OP_ECHO, &x->req, &x->resp,
+			                              5000000, race_cb, x, &x->h),
 			                 0);
 		}
 		for (int i = 0; i < RACE_BATCH; i++) {
-			struct rcall *x = &calls[(i * 37) % RACE_BATCH]; /* not in order */
+			struct rcall *x =
+			        &calls[(i * 37) % RACE_BATCH]; /* not in order */
 			/* Mostly no pass at all (earlier cancels' passes add up). */
 			static const int passes[8] = {0, 0, 0, 0, 0, 1, 2, 3};
 			for (int p = passes[rand() % 8]; p > 0; p--)
@@ -317,14 +325,16 @@ static void race(ferry_ctx *ctx, ferry_session *s, uint32_t max_len, bool want_l
 		ferry_buf_fini(&calls[i].resp);
 	}
 	free(tmp);
-	print_message("race: %u canceled, %u completed first, %llu late responses dropped\n",
-	              canceled, late, (unsigned long long)metric(ctx, "rpc.drop.after_cancel"));
+	print_message(
+	        "race: %u canceled, %u completed first, %llu late responses dropped\n",
+	        canceled, late, (unsigned long long)metric(ctx, "rpc.drop.after_cancel"));
 	assert_true(canceled > RACE_CALLS / 20);
 	assert_true(late > RACE_CALLS / 100);
 	assert_int_equal(metric(ctx, "rpc.calls_canceled"), canceled);
 	/* Some were canceled before anything left (no CANCEL on the wire),
 	 * some in flight (a CANCEL went out). */
-	uint64_t sent = metric(ctx, "fast.cancels_sent") + metric(ctx, "stream.cancels_sent");
+	uint64_t sent =
+	        metric(ctx, "fast.cancels_sent") + metric(ctx, "stream.cancels_sent");
 	print_message("race: %llu CANCELs sent\n", (unsigned long long)sent);
 	assert_true(sent > 0);
 	assert_true(sent < canceled);
@@ -411,7 +421,8 @@ static void test_cancel_reaches_handler(void **st)
 	ferry_buf_append(&req, &hold, 4);
 	struct one o = {0, 0};
 	ferry_call_handle h;
-	assert_int_equal(ferry_call_h(s, OP_HOLD, &req, &resp, 20000000, one_cb, &o, &h), 0);
+	assert_int_equal(ferry_call_h(s, OP_HOLD, &req, &resp, 20000000, one_cb, &o, &h),
+	                 0);
 	poll_for(ctx, 100000); /* the handler holds it now */
 	assert_int_equal(o.cbs, 0);
 	assert_int_equal(ferry_call_cancel(ctx, h), 0);
@@ -450,12 +461,12 @@ static void slow_cb(void *arg, int status, ferry_buf *resp)
 {
 	struct slow *w = arg;
 	one_cb(&w->o, status, resp);
-	w->chained_status = ferry_call(w->s, TEST_OP_ECHO, &w->creq, &w->cresp, 2000000, one_cb,
-	                               &w->chained);
+	w->chained_status = ferry_call(w->s, TEST_OP_ECHO, &w->creq, &w->cresp, 2000000,
+	                               one_cb, &w->chained);
 }
 
-static void drain_case(uint32_t slow_us, uint32_t timeout_us, int want_rc, uint64_t min_us,
-                       uint64_t max_us)
+static void drain_case(uint32_t slow_us, uint32_t timeout_us, int want_rc,
+                       uint64_t min_us, uint64_t max_us)
 {
 	remote r;
 	remote_start(&r, remote_loc);
@@ -473,8 +484,8 @@ static void drain_case(uint32_t slow_us, uint32_t timeout_us, int want_rc, uint6
 		ferry_buf_init(&w[i].creq);
 		ferry_buf_init(&w[i].cresp);
 		ferry_buf_append(&w[i].req, &slow_us, 4);
-		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &w[i].req, &w[i].resp, 10000000,
-		                            slow_cb, &w[i]),
+		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &w[i].req, &w[i].resp,
+		                            10000000, slow_cb, &w[i]),
 		                 0);
 	}
 	poll_for(ctx, 50000); /* with their handlers */
@@ -484,7 +495,8 @@ static void drain_case(uint32_t slow_us, uint32_t timeout_us, int want_rc, uint6
 	int rc = 1;
 	uint64_t el = 0;
 	assert_true(remote_report(&r, ctx, 5000000, &rc, &el));
-	print_message("drain: %s after %llu us\n", ferry_err_name(rc), (unsigned long long)el);
+	print_message("drain: %s after %llu us\n", ferry_err_name(rc),
+	              (unsigned long long)el);
 	assert_int_equal(rc, want_rc);
 	assert_true(el >= min_us);
 	assert_true(el <= max_us);
@@ -542,7 +554,8 @@ static void destroy_cb(void *arg, int status, ferry_buf *resp)
 	d->status = status;
 	ferry_buf_reset(resp);
 	/* Nothing new may start while the context goes away. */
-	d->call_rc = ferry_call(d->s, TEST_OP_ECHO, &d->req2, &d->resp2, 1000000, one_cb, NULL);
+	d->call_rc = ferry_call(d->s, TEST_OP_ECHO, &d->req2, &d->resp2, 1000000, one_cb,
+	                        NULL);
 	ferry_session *s2;
 	d->open_rc = ferry_session_open(d->ctx, d->loc, &s2);
 }
@@ -555,7 +568,8 @@ static void test_destroy_with_calls_in_flight(void **st)
 	ferry_ctx *ctx = client_ctx();
 	ferry_session *s;
 	char loc[600];
-	snprintf(loc, sizeof(loc), "%s%s", r.loc, is_stream(remote_loc) ? "" : ",channels=64");
+	snprintf(loc, sizeof(loc), "%s%s", r.loc,
+	         is_stream(remote_loc) ? "" : ",channels=64");
 	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
 	enum { N = 100 };
 	static struct dcall d[N];
@@ -567,9 +581,9 @@ static void test_destroy_with_calls_in_flight(void **st)
 		ferry_buf_init(&d[i].req2);
 		ferry_buf_init(&d[i].resp2);
 		ferry_buf_append(&d[i].req, &us, 4);
-		assert_int_equal(
-		        ferry_call(s, TEST_OP_SLOW, &d[i].req, &d[i].resp, 10000000, destroy_cb, &d[i]),
-		        0);
+		assert_int_equal(ferry_call(s, TEST_OP_SLOW, &d[i].req, &d[i].resp,
+		                            10000000, destroy_cb, &d[i]),
+		                 0);
 	}
 	poll_for(ctx, 100000); /* some in flight, the rest queued */
 	for (int i = 0; i < N; i++)
@@ -601,7 +615,7 @@ static void ev_cb(void *arg, ferry_session *s, int event)
 	ev_at = now_us();
 }
 
-#define KA_US 50000u
+#define KA_US          50000u
 #define KA_LIVENESS_US 400000u
 
 static void test_keepalive_dead_idle_peer(void **st)
@@ -641,7 +655,8 @@ static void test_keepalive_dead_idle_peer(void **st)
 	assert_int_equal(ev_last, FERRY_EPEERDEAD);
 	assert_int_equal(ferry_session_status(s), FERRY_EPEERDEAD);
 	/* fast: within liveness + two keepalive periods; stream: at once. */
-	assert_true(ev_at - t0 <= (stream ? 500000u : KA_LIVENESS_US + 2 * KA_US + 100000u));
+	assert_true(ev_at - t0 <=
+	            (stream ? 500000u : KA_LIVENESS_US + 2 * KA_US + 100000u));
 	/* Reported once, and the next call fails too. */
 	poll_for(ctx, 200000);
 	assert_int_equal(ev_count, 1);
@@ -693,24 +708,30 @@ static void test_fork_child_refused(void **st)
 	ferry_buf_init(&resp);
 	struct one o = {0, 0};
 	ferry_call_handle h;
-	assert_int_equal(ferry_call_h(s, TEST_OP_ECHO, &req, &resp, 1000000, one_cb, &o, &h), 0);
+	assert_int_equal(
+	        ferry_call_h(s, TEST_OP_ECHO, &req, &resp, 1000000, one_cb, &o, &h), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		int bad = 0;
 		ferry_session *s2;
 		ferry_server *srv2;
-		bad |= (ferry_call(s, TEST_OP_ECHO, &req, &resp, 0, one_cb, &o) != FERRY_EWRONGTHREAD) << 0;
+		bad |= (ferry_call(s, TEST_OP_ECHO, &req, &resp, 0, one_cb, &o) !=
+		        FERRY_EWRONGTHREAD)
+		       << 0;
 		bad |= (ferry_call_h(s, TEST_OP_ECHO, &req, &resp, 0, one_cb, &o, &h) !=
-		        FERRY_EWRONGTHREAD) << 1;
-		bad |= (ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 0) != FERRY_EWRONGTHREAD) << 2;
+		        FERRY_EWRONGTHREAD)
+		       << 1;
+		bad |= (ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 0) !=
+		        FERRY_EWRONGTHREAD)
+		       << 2;
 		bad |= (ferry_ctx_poll(ctx, 0) != FERRY_EWRONGTHREAD) << 3;
 		bad |= (ferry_session_open(ctx, loc, &s2) != FERRY_EWRONGTHREAD) << 4;
 		bad |= (ferry_call_cancel(ctx, h) != FERRY_EWRONGTHREAD) << 5;
 		bad |= (ferry_server_drain(srv, 0) != FERRY_EWRONGTHREAD) << 6;
 		bad |= (ferry_server_create(ctx, &srv2) != FERRY_EWRONGTHREAD) << 7;
 		bad |= (ferry_session_status(s) != FERRY_EWRONGTHREAD) << 8;
-		ferry_session_close(s);   /* refused: nothing happens */
+		ferry_session_close(s); /* refused: nothing happens */
 		ferry_server_destroy(srv);
 		ferry_ctx_destroy(ctx);
 		bad |= (o.cbs != 0) << 9; /* no callback ran in the child */
@@ -750,7 +771,8 @@ static void *ft_thread(void *arg)
 	ferry_buf_init(&resp);
 	ferry_call_handle h2;
 	ft_rc_cancel = ferry_call_cancel(ft_ctx, *h);
-	ft_rc_call_h = ferry_call_h(ft_s, TEST_OP_ECHO, &req, &resp, 0, one_cb, NULL, &h2);
+	ft_rc_call_h =
+	        ferry_call_h(ft_s, TEST_OP_ECHO, &req, &resp, 0, one_cb, NULL, &h2);
 	return NULL;
 }
 
@@ -771,7 +793,8 @@ static void test_cancel_foreign_thread(void **st)
 	ferry_buf_init(&resp);
 	struct one o = {0, 0};
 	ferry_call_handle h;
-	assert_int_equal(ferry_call_h(s, TEST_OP_ECHO, &req, &resp, 1000000, one_cb, &o, &h), 0);
+	assert_int_equal(
+	        ferry_call_h(s, TEST_OP_ECHO, &req, &resp, 1000000, one_cb, &o, &h), 0);
 	ft_ctx = ctx;
 	ft_s = s;
 	pthread_t t;
@@ -816,7 +839,8 @@ static void test_close_from_fail_callback(void **st)
 	(void)st;
 	/* A bound UDP socket that never answers: the open goes unanswered. */
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof(a);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
@@ -833,15 +857,20 @@ static void test_close_from_fail_callback(void **st)
 		ferry_buf_init(&req[i]);
 		ferry_buf_init(&resp[i]);
 		ferry_buf_append(&req[i], "x", 1);
-		assert_int_equal(ferry_call(o.s, TEST_OP_ECHO, &req[i], &resp[i], 5000000, close_in_cb, &o), 0);
+		assert_int_equal(ferry_call(o.s, TEST_OP_ECHO, &req[i], &resp[i], 5000000,
+		                            close_in_cb, &o),
+		                 0);
 	}
 	uint64_t t0 = ferry_ctx_now_us(ctx);
-	while (o.cbs < CALLS && ferry_ctx_now_us(ctx) - t0 < 3000000) /* liveness is 0.1 s */
+	while (o.cbs < CALLS &&
+	       ferry_ctx_now_us(ctx) - t0 < 3000000) /* liveness is 0.1 s */
 		ferry_ctx_poll(ctx, 5000);
 	assert_int_equal(o.closed, 1);
-	assert_int_equal(o.cbs, CALLS); /* the first failed, the close canceled the rest */
+	assert_int_equal(o.cbs,
+	                 CALLS); /* the first failed, the close canceled the rest */
 	t0 = ferry_ctx_now_us(ctx);
-	while (ferry_ctx_now_us(ctx) - t0 < 300000) /* nothing runs on the freed session */
+	while (ferry_ctx_now_us(ctx) - t0 <
+	       300000) /* nothing runs on the freed session */
 		ferry_ctx_poll(ctx, 5000);
 	assert_int_equal(o.cbs, CALLS);
 	for (int i = 0; i < CALLS; i++) {
@@ -857,25 +886,26 @@ int main(int argc, char **argv)
 	remote_loc = argc > 1 ? argv[1] : "fast+udp:host=127.0.0.1,port=0";
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest local[] = {
-		cmocka_unit_test(test_cancel_race_fast_loopback),
-		cmocka_unit_test(test_cancel_race_fast_udp),
-		cmocka_unit_test(test_cancel_foreign_thread),
-		cmocka_unit_test(test_fork_child_refused),
-		cmocka_unit_test(test_close_from_fail_callback),
+	        cmocka_unit_test(test_cancel_race_fast_loopback),
+	        cmocka_unit_test(test_cancel_race_fast_udp),
+	        cmocka_unit_test(test_cancel_foreign_thread),
+	        cmocka_unit_test(test_fork_child_refused),
+	        cmocka_unit_test(test_close_from_fail_callback),
 	};
 	const struct CMUnitTest remote_tests[] = {
-		cmocka_unit_test(test_cancel_race_remote),
-		cmocka_unit_test(test_cancel_reaches_handler),
-		cmocka_unit_test(test_drain_completes),
-		cmocka_unit_test(test_drain_timeout),
-		cmocka_unit_test(test_destroy_with_calls_in_flight),
-		cmocka_unit_test(test_keepalive_dead_idle_peer),
-		cmocka_unit_test(test_no_keepalive_by_default),
+	        cmocka_unit_test(test_cancel_race_remote),
+	        cmocka_unit_test(test_cancel_reaches_handler),
+	        cmocka_unit_test(test_drain_completes),
+	        cmocka_unit_test(test_drain_timeout),
+	        cmocka_unit_test(test_destroy_with_calls_in_flight),
+	        cmocka_unit_test(test_keepalive_dead_idle_peer),
+	        cmocka_unit_test(test_no_keepalive_by_default),
 	};
 	int rc = 0;
 	if (argc > 2 && strcmp(argv[2], "local") == 0)
 		rc = cmocka_run_group_tests_name("lifecycle_local", local, NULL, NULL);
 	else
-		rc = cmocka_run_group_tests_name("lifecycle_remote", remote_tests, NULL, NULL);
+		rc = cmocka_run_group_tests_name("lifecycle_remote", remote_tests, NULL,
+		                                 NULL);
 	return rc;
 }

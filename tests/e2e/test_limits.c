@@ -113,8 +113,8 @@ static void pend_cb(void *arg, int status, ferry_buf *resp)
 }
 
 /* Start n echo calls of len bytes at once; wait for all; statuses out. */
-static void echo_concurrent(ferry_ctx *ctx, ferry_session *s, int n, size_t len, uint16_t op,
-                            int *status)
+static void echo_concurrent(ferry_ctx *ctx, ferry_session *s, int n, size_t len,
+                            uint16_t op, int *status)
 {
 	struct pend p[8];
 	assert_true(n <= 8);
@@ -128,8 +128,8 @@ static void echo_concurrent(ferry_ctx *ctx, ferry_session *s, int n, size_t len,
 		} else {
 			tu_fill(ferry_buf_alloc(&p[i].req, len), len, 7);
 		}
-		status[i] = ferry_call(s, op, &p[i].req, &p[i].resp, 5000000, pend_cb,
-		                       &p[i]);
+		status[i] =
+		        ferry_call(s, op, &p[i].req, &p[i].resp, 5000000, pend_cb, &p[i]);
 		if (status[i] != 0)
 			p[i].done = 1;
 	}
@@ -242,10 +242,10 @@ static void test_loans_cap(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sessions_cap),
-		cmocka_unit_test(test_queue_cap),
-		cmocka_unit_test(test_reasm_cap),
-		cmocka_unit_test(test_loans_cap),
+	        cmocka_unit_test(test_sessions_cap),
+	        cmocka_unit_test(test_queue_cap),
+	        cmocka_unit_test(test_reasm_cap),
+	        cmocka_unit_test(test_loans_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,18 +27,18 @@
 
 #include "../common/testutil.h"
 
-#define MC_CTX 4
-#define MC_SESSIONS 64u
-#define MC_SESSIONS_MAX MC_SESSIONS
+#define MC_CTX               4
+#define MC_SESSIONS          64u
+#define MC_SESSIONS_MAX      MC_SESSIONS
 #define MC_CALLS_PER_SESSION 6
-#define MC_OP_ECHO 300  /* request: u32 session id, then a pattern; echoed */
-#define MC_OP_SLOW 301  /* blocking: sleeps, then echoes */
-#define MC_SLOW_US 200000
-#define MC_OTHER_CALLS 1000
-#define MC_DEADLINE_US 20000000ull
+#define MC_OP_ECHO           300 /* request: u32 session id, then a pattern; echoed */
+#define MC_OP_SLOW           301 /* blocking: sleeps, then echoes */
+#define MC_SLOW_US           200000
+#define MC_OTHER_CALLS       1000
+#define MC_DEADLINE_US       20000000ull
 
-static const char *mc_locator; /* argv */
-static int mc_nctx = MC_CTX;                /* argv: contexts in the group */
+static const char *mc_locator;             /* argv */
+static int mc_nctx = MC_CTX;               /* argv: contexts in the group */
 static uint32_t mc_sessions = MC_SESSIONS; /* argv: client sessions */
 
 static uint64_t mc_now_us(void)
@@ -65,12 +65,13 @@ static void mc_dump(void *arg, const char *name, uint64_t v)
 /* Server side ------------------------------------------------------------------*/
 
 typedef struct mc_server {
-	atomic_int owner[MC_SESSIONS_MAX];   /* context that served the session, -1 */
-	atomic_int moved;                /* a session seen on a second context */
-	atomic_uint served[MC_CTX];      /* requests per context */
-	uint64_t opened[MC_CTX];         /* fast.sessions_opened, from fini */
-	uint64_t bad_session[MC_CTX];    /* fast.bad_session_sent */
-	uint64_t workers_jobs, workers_overflow, acks_deferred, probes_answered, dup_request;
+	atomic_int owner[MC_SESSIONS_MAX]; /* context that served the session, -1 */
+	atomic_int moved;                  /* a session seen on a second context */
+	atomic_uint served[MC_CTX];        /* requests per context */
+	uint64_t opened[MC_CTX];           /* fast.sessions_opened, from fini */
+	uint64_t bad_session[MC_CTX];      /* fast.bad_session_sent */
+	uint64_t workers_jobs, workers_overflow, acks_deferred, probes_answered,
+	        dup_request;
 	atomic_int slow_runs;
 	atomic_bool others_done;
 	ferry_workers_opts wopts;
@@ -102,7 +103,8 @@ static void mc_echo_handler(void *arg, ferry_rpc *rpc)
 	ferry_buf_copy_out(ferry_rpc_request(rpc), 0, 4, &sid);
 	if (sid < MC_SESSIONS) {
 		int none = -1;
-		if (!atomic_compare_exchange_strong(&m->sv->owner[sid], &none, m->index) &&
+		if (!atomic_compare_exchange_strong(&m->sv->owner[sid], &none,
+		                                    m->index) &&
 		    none != m->index)
 			atomic_fetch_add(&m->sv->moved, 1);
 	}
@@ -127,12 +129,13 @@ static int mc_setup(void *arg, int index, ferry_ctx *ctx, ferry_server *srv)
 	(void)ctx;
 	mc_server *sv = arg;
 	mc_members[index] = (mc_member){sv, index};
-	int rc = ferry_server_handle(srv, MC_OP_ECHO, mc_echo_handler, &mc_members[index]);
+	int rc =
+	        ferry_server_handle(srv, MC_OP_ECHO, mc_echo_handler, &mc_members[index]);
 	if (rc == 0 && sv->blocking) {
 		rc = ferry_server_workers(srv, &sv->wopts);
 		if (rc == 0)
-			rc = ferry_server_handle_blocking(srv, MC_OP_SLOW, mc_slow_handler,
-			                                  &mc_members[index]);
+			rc = ferry_server_handle_blocking(
+			        srv, MC_OP_SLOW, mc_slow_handler, &mc_members[index]);
 	}
 	return rc;
 }
@@ -159,9 +162,13 @@ static ferry_server_group *mc_start(mc_server *sv, int nctx, const char *loc, ch
 	for (int i = 0; i < (int)MC_SESSIONS; i++)
 		atomic_init(&sv->owner[i], -1);
 	const char *locs[] = {loc};
-	ferry_server_group_opts o = {.nctx = nctx, .poll_mode = FERRY_POLL_BLOCK,
-	                             .locators = locs, .nlocators = 1, .setup = mc_setup,
-	                             .fini = mc_fini, .arg = sv};
+	ferry_server_group_opts o = {.nctx = nctx,
+	                             .poll_mode = FERRY_POLL_BLOCK,
+	                             .locators = locs,
+	                             .nlocators = 1,
+	                             .setup = mc_setup,
+	                             .fini = mc_fini,
+	                             .arg = sv};
 	ferry_server_group *g = NULL;
 	int rc = ferry_server_group_start(&o, &g);
 	if (rc != 0)
@@ -177,7 +184,7 @@ typedef struct mc_call {
 	uint32_t sid, k, size;
 	uint16_t opcode;
 	ferry_buf req, resp;
-	int status;     /* 1 while in flight */
+	int status; /* 1 while in flight */
 	bool exact;
 	uint64_t done_us;
 	int *outstanding;
@@ -208,8 +215,8 @@ static void mc_done(void *arg, int status, ferry_buf *resp)
 	(*c->outstanding)--;
 }
 
-static void mc_issue(mc_call *c, ferry_session *s, uint16_t opcode, uint32_t sid, uint32_t k,
-                     uint32_t size, int *outstanding)
+static void mc_issue(mc_call *c, ferry_session *s, uint16_t opcode, uint32_t sid,
+                     uint32_t k, uint32_t size, int *outstanding)
 {
 	c->s = s;
 	c->sid = sid;
@@ -262,7 +269,9 @@ static void test_group(void **st)
 
 	ferry_ctx *ctx;
 	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
-	                                                    .cpu = -1}, &ctx), 0);
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	ferry_session *s[MC_SESSIONS_MAX];
 	for (int i = 0; i < (int)mc_sessions; i++) {
 		char loc[600];
@@ -279,7 +288,8 @@ static void test_group(void **st)
 	uint64_t until = mc_now_us() + MC_DEADLINE_US + 1000000;
 	for (uint32_t k = 0; k < MC_CALLS_PER_SESSION; k++)
 		for (uint32_t i = 0; i < mc_sessions; i++)
-			mc_issue(&calls[i][k], s[i], MC_OP_ECHO, i, k, mc_size(i, k), &outstanding);
+			mc_issue(&calls[i][k], s[i], MC_OP_ECHO, i, k, mc_size(i, k),
+			         &outstanding);
 	while (outstanding > 0 && mc_now_us() < until)
 		ferry_ctx_poll(ctx, 1000);
 	assert_int_equal(outstanding, 0);
@@ -288,9 +298,12 @@ static void test_group(void **st)
 		for (int k = 0; k < MC_CALLS_PER_SESSION; k++) {
 			if (calls[i][k].status != 0 || !calls[i][k].exact) {
 				if (bad++ < 5)
-					print_message("session %d call %d (%u bytes): %s%s\n", i, k,
-					              calls[i][k].size, ferry_strerror(calls[i][k].status),
-					              calls[i][k].exact ? "" : ", not byte-exact");
+					print_message(
+					        "session %d call %d (%u bytes): %s%s\n",
+					        i, k, calls[i][k].size,
+					        ferry_strerror(calls[i][k].status),
+					        calls[i][k].exact ? ""
+					                          : ", not byte-exact");
 			}
 			mc_fini_call(&calls[i][k]);
 		}
@@ -338,8 +351,8 @@ static void test_blocking(void **st)
 	sv.blocking = true;
 	sv.wopts = (ferry_workers_opts){.threads = 2, .queue_max = 16};
 	char bound[512];
-	ferry_server_group *g = mc_start(&sv, 1, "fast+udp:host=127.0.0.1,port=0", bound,
-	                                 sizeof(bound));
+	ferry_server_group *g =
+	        mc_start(&sv, 1, "fast+udp:host=127.0.0.1,port=0", bound, sizeof(bound));
 	ferry_ctx_opts co = {.poll_mode = FERRY_POLL_BLOCK, .cpu = -1};
 	ferry_ctx *slow_ctx, *ctx;
 	assert_int_equal(ferry_ctx_create(&co, &slow_ctx), 0);
@@ -359,10 +372,12 @@ static void test_blocking(void **st)
 	uint32_t issued = 0;
 	uint64_t others_done_us = 0;
 	uint64_t until = t0 + MC_DEADLINE_US;
-	while ((slow_out > 0 || out > 0 || issued < MC_OTHER_CALLS) && mc_now_us() < until) {
+	while ((slow_out > 0 || out > 0 || issued < MC_OTHER_CALLS) &&
+	       mc_now_us() < until) {
 		while (issued < MC_OTHER_CALLS && out < 32) {
 			uint32_t i = issued++;
-			mc_issue(&calls[i], s[i % 4], MC_OP_ECHO, i % 4, i, 16 + i % 512, &out);
+			mc_issue(&calls[i], s[i % 4], MC_OP_ECHO, i % 4, i, 16 + i % 512,
+			         &out);
 		}
 		ferry_ctx_poll(slow_ctx, 0);
 		ferry_ctx_poll(ctx, 200);
@@ -382,23 +397,26 @@ static void test_blocking(void **st)
 	uint64_t retx_fast = mc_get(slow_ctx, "fast.retx.fast");
 	uint64_t probes = mc_get(slow_ctx, "fast.retx.probe");
 	uint64_t data_sent = mc_get(slow_ctx, "fast.data_sent");
-	print_message("blocked call: %llu us; others done after %llu us; client data packets %llu, "
+	print_message("blocked call: %llu us; others done after %llu us; client data "
+	              "packets %llu, "
 	              "timeout retx %llu, fast retx %llu, ack probes %llu\n",
 	              (unsigned long long)(slow.done_us - t0),
-	              (unsigned long long)(others_done_us - t0), (unsigned long long)data_sent,
-	              (unsigned long long)retx_timeout, (unsigned long long)retx_fast,
-	              (unsigned long long)probes);
+	              (unsigned long long)(others_done_us - t0),
+	              (unsigned long long)data_sent, (unsigned long long)retx_timeout,
+	              (unsigned long long)retx_fast, (unsigned long long)probes);
 	assert_int_equal(slow.status, 0);
 	assert_true(slow.exact);
 	mc_fini_call(&slow);
 	ferry_ctx_destroy(slow_ctx);
 	ferry_ctx_destroy(ctx);
 	ferry_server_group_stop(g);
-	print_message("server: handler runs %d, worker jobs %llu, deferred acks %llu, probes "
-	              "answered %llu, dup-request resends %llu\n",
-	              atomic_load(&sv.slow_runs), (unsigned long long)sv.workers_jobs,
-	              (unsigned long long)sv.acks_deferred, (unsigned long long)sv.probes_answered,
-	              (unsigned long long)sv.dup_request);
+	print_message(
+	        "server: handler runs %d, worker jobs %llu, deferred acks %llu, probes "
+	        "answered %llu, dup-request resends %llu\n",
+	        atomic_load(&sv.slow_runs), (unsigned long long)sv.workers_jobs,
+	        (unsigned long long)sv.acks_deferred,
+	        (unsigned long long)sv.probes_answered,
+	        (unsigned long long)sv.dup_request);
 	assert_int_equal(bad, 0);
 	/* The poll loop kept serving while the handler worked. */
 	assert_true(others_done_us != 0 && others_done_us < slow.done_us);
@@ -427,11 +445,13 @@ static void test_overflow(void **st)
 	sv.wopts = (ferry_workers_opts){.threads = 1, .queue_max = 1};
 	atomic_store(&sv.others_done, true); /* the slow handler sleeps 200 ms only */
 	char bound[512];
-	ferry_server_group *g = mc_start(&sv, 1, "fast+udp:host=127.0.0.1,port=0", bound,
-	                                 sizeof(bound));
+	ferry_server_group *g =
+	        mc_start(&sv, 1, "fast+udp:host=127.0.0.1,port=0", bound, sizeof(bound));
 	ferry_ctx *ctx;
 	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
-	                                                    .cpu = -1}, &ctx), 0);
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	ferry_session *s;
 	assert_int_equal(ferry_session_open(ctx, bound, &s), 0);
 	enum { N = 5 };
@@ -466,7 +486,10 @@ static void test_overflow(void **st)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s group|blocking|overflow [locator [contexts [sessions]]]\n", argv[0]);
+		fprintf(stderr,
+		        "usage: %s group|blocking|overflow [locator [contexts "
+		        "[sessions]]]\n",
+		        argv[0]);
 		return 2;
 	}
 	mc_locator = argc > 2 ? argv[2] : "fast+udp:host=127.0.0.1,port=0,reuseport=1";
@@ -474,8 +497,10 @@ int main(int argc, char **argv)
 		mc_nctx = atoi(argv[3]);
 	if (argc > 4)
 		mc_sessions = (uint32_t)atoi(argv[4]);
-	if (mc_nctx < 1 || mc_nctx > MC_CTX || mc_sessions < 1 || mc_sessions > MC_SESSIONS_MAX) {
-		fprintf(stderr, "contexts 1..%d, sessions 1..%u\n", MC_CTX, MC_SESSIONS_MAX);
+	if (mc_nctx < 1 || mc_nctx > MC_CTX || mc_sessions < 1 ||
+	    mc_sessions > MC_SESSIONS_MAX) {
+		fprintf(stderr, "contexts 1..%d, sessions 1..%u\n", MC_CTX,
+		        MC_SESSIONS_MAX);
 		return 2;
 	}
 	/* The InfiniBand drivers need a verbs device (suite ib, in the VM). */
@@ -493,8 +518,8 @@ int main(int argc, char **argv)
 		return cmocka_run_group_tests(t, NULL, NULL);
 	}
 	const struct CMUnitTest t[] = {
-		cmocka_unit_test(test_blocking),
-		cmocka_unit_test(test_overflow),
+	        cmocka_unit_test(test_blocking),
+	        cmocka_unit_test(test_overflow),
 	};
 	return cmocka_run_group_tests(t, NULL, NULL);
 }

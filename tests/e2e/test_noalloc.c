@@ -63,8 +63,8 @@ static void test_no_alloc_after_warmup(void **state)
 		unsigned long before = allocs;
 		run_calls(s, sizes[k], 10000, &req, &resp);
 		if (allocs != before)
-			fail_msg("%lu allocations in 10000 calls of %zu B", allocs - before,
-			         sizes[k]);
+			fail_msg("%lu allocations in 10000 calls of %zu B",
+			         allocs - before, sizes[k]);
 	}
 	assert_true(allocs > 0); /* the hook really is in the path */
 	ferry_buf_fini(&req);
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		listen_loc = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_alloc_after_warmup),
+	        cmocka_unit_test(test_no_alloc_after_warmup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

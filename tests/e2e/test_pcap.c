@@ -22,13 +22,13 @@
 
 #include "../common/testutil.h"
 
-#define PCAP_CALLS 200
-#define PCAP_BIG_EVERY 10          /* every 10th call: multi-fragment */
-#define PCAP_BIG_BYTES 150000      /* 3 fragments at 65467 */
+#define PCAP_CALLS       200
+#define PCAP_BIG_EVERY   10     /* every 10th call: multi-fragment */
+#define PCAP_BIG_BYTES   150000 /* 3 fragments at 65467 */
 #define PCAP_SMALL_BYTES 100
-#define PCAP_QUIET_US 300000       /* let trailing acks land before counting */
-#define PCAP_STATS_MAX 512
-#define PCAP_L2L4_V4 42            /* Ethernet + IPv4 + UDP */
+#define PCAP_QUIET_US    300000 /* let trailing acks land before counting */
+#define PCAP_STATS_MAX   512
+#define PCAP_L2L4_V4     42 /* Ethernet + IPv4 + UDP */
 
 static const char *lua_path;
 static char tmpdir[256];
@@ -132,7 +132,8 @@ static void path_of(char *out, size_t len, const char *name)
 
 /* Echo calls: every PCAP_BIG_EVERY-th is multi-fragment. Then a quiet
  * period so the last acks land, then the client's counters. */
-static void run_calls(ferry_ctx *ctx, ferry_session *s, int calls, size_t small, size_t big)
+static void run_calls(ferry_ctx *ctx, ferry_session *s, int calls, size_t small,
+                      size_t big)
 {
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
@@ -140,14 +141,16 @@ static void run_calls(ferry_ctx *ctx, ferry_session *s, int calls, size_t small,
 	uint8_t *p = malloc(big > small ? big : small);
 	assert_non_null(p);
 	for (int i = 0; i < calls; i++) {
-		size_t n = big > 0 && i % PCAP_BIG_EVERY == PCAP_BIG_EVERY - 1 ? big : small;
+		size_t n =
+		        big > 0 && i % PCAP_BIG_EVERY == PCAP_BIG_EVERY - 1 ? big : small;
 		tu_fill(p, n, (uint64_t)i);
 		ferry_buf_reset(&req);
 		ferry_buf_reset(&resp);
 		assert_int_equal(ferry_buf_append(&req, p, n), 0);
 		int rc = ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 10000000);
 		if (rc != 0)
-			fail_msg("call %d: %s (%s)", i, ferry_err_name(rc), ferry_ctx_errmsg(ctx));
+			fail_msg("call %d: %s (%s)", i, ferry_err_name(rc),
+			         ferry_ctx_errmsg(ctx));
 		assert_int_equal(ferry_buf_len(&resp), n);
 		assert_int_equal(tu_check(&resp, n, (uint64_t)i), -1);
 	}
@@ -163,9 +166,9 @@ static void run_calls(ferry_ctx *ctx, ferry_session *s, int calls, size_t small,
 typedef struct decoded {
 	int frames, ferry;
 	int req, rsp, ack, open, open_reply, bad_session;
-	int c2s, s2c;               /* by the RESPONSE flag */
-	int retx_c2s, retx_s2c;     /* DATA with RETX */
-	int retx_marked;            /* ferry.retransmission present */
+	int c2s, s2c;                              /* by the RESPONSE flag */
+	int retx_c2s, retx_s2c;                    /* DATA with RETX */
+	int retx_marked;                           /* ferry.retransmission present */
 	uint64_t max_len, max_caplen, max_msg_len; /* the largest frame's */
 } decoded;
 
@@ -184,7 +187,8 @@ static void decode(const char *file, decoded *d)
 	         "tshark -o tcp.try_heuristic_first:TRUE -o udp.try_heuristic_first:TRUE "
 	         "-r '%s' -X lua_script:'%s' -T fields -E separator=, "
 	         "-e frame.len -e frame.cap_len -e ferry.type -e ferry.flags.response "
-	         "-e ferry.flags.retx -e ferry.retransmission -e ferry.msg_len 2>/dev/null",
+	         "-e ferry.flags.retx -e ferry.retransmission -e ferry.msg_len "
+	         "2>/dev/null",
 	         file, lua_path);
 	FILE *f = popen(cmd, "r");
 	assert_non_null(f);
@@ -225,10 +229,18 @@ static void decode(const char *file, decoded *d)
 			if (retx)
 				resp ? d->retx_s2c++ : d->retx_c2s++;
 			break;
-		case 1: d->ack++; break;
-		case 2: d->open++; break;
-		case 3: d->open_reply++; break;
-		case 4: d->bad_session++; break;
+		case 1:
+			d->ack++;
+			break;
+		case 2:
+			d->open++;
+			break;
+		case 3:
+			d->open_reply++;
+			break;
+		case 4:
+			d->bad_session++;
+			break;
 		}
 	}
 	int rc = pclose(f);
@@ -264,7 +276,10 @@ static void test_fast(void **st)
 	client_loc(cloc, sizeof(cloc), v.loc, NULL, extra);
 	ferry_ctx *ctx;
 	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx), 0);
+	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
 	run_calls(ctx, s, PCAP_CALLS, PCAP_SMALL_BYTES, PCAP_BIG_BYTES);
 	stats c = {0};
@@ -274,26 +289,29 @@ static void test_fast(void **st)
 	const stats *sv = &v.st;
 	decoded d;
 	decode(file, &d);
-	print_message("frames %d: req %d rsp %d ack %d open %d/%d; client data %llu acks %llu, "
-	              "server data %llu acks %llu\n",
-	              d.frames, d.req, d.rsp, d.ack, d.open, d.open_reply,
-	              (unsigned long long)cnt(&c, "fast.data_sent"),
-	              (unsigned long long)cnt(&c, "fast.acks_sent"),
-	              (unsigned long long)cnt(sv, "fast.data_sent"),
-	              (unsigned long long)cnt(sv, "fast.acks_sent"));
+	print_message(
+	        "frames %d: req %d rsp %d ack %d open %d/%d; client data %llu acks %llu, "
+	        "server data %llu acks %llu\n",
+	        d.frames, d.req, d.rsp, d.ack, d.open, d.open_reply,
+	        (unsigned long long)cnt(&c, "fast.data_sent"),
+	        (unsigned long long)cnt(&c, "fast.acks_sent"),
+	        (unsigned long long)cnt(sv, "fast.data_sent"),
+	        (unsigned long long)cnt(sv, "fast.acks_sent"));
 	/* Nothing lost on the way (the counts below rely on it). */
 	assert_int_equal(cnt(&c, "udp.tx_packets"), cnt(sv, "udp.rx_packets"));
 	assert_int_equal(cnt(sv, "udp.tx_packets"), cnt(&c, "udp.rx_packets"));
 	uint64_t recs = cnt(&c, "capture.records") + cnt(sv, "capture.records");
 	assert_int_equal(d.frames, recs);
 	assert_int_equal(d.frames, cnt(&c, "udp.tx_packets") + cnt(&c, "udp.rx_packets") +
-	                               cnt(sv, "udp.tx_packets") + cnt(sv, "udp.rx_packets"));
+	                                   cnt(sv, "udp.tx_packets") +
+	                                   cnt(sv, "udp.rx_packets"));
 	assert_int_equal(d.ferry, d.frames);
 	assert_int_equal(cnt(&c, "capture.dropped") + cnt(sv, "capture.dropped"), 0);
 	assert_int_equal(cnt(&c, "capture.errors") + cnt(sv, "capture.errors"), 0);
 	assert_int_equal(d.req, 2 * cnt(&c, "fast.data_sent"));
 	assert_int_equal(d.rsp, 2 * cnt(sv, "fast.data_sent"));
-	assert_int_equal(d.ack, 2 * (cnt(&c, "fast.acks_sent") + cnt(sv, "fast.acks_sent")));
+	assert_int_equal(d.ack,
+	                 2 * (cnt(&c, "fast.acks_sent") + cnt(sv, "fast.acks_sent")));
 	assert_int_equal(cnt(&c, "fast.acks_sent"), cnt(sv, "fast.acks_received"));
 	assert_int_equal(cnt(sv, "fast.acks_sent"), cnt(&c, "fast.acks_received"));
 	assert_int_equal(d.open, 2 * cnt(&c, "fast.open_sent"));
@@ -320,7 +338,10 @@ static void test_lossy(void **st)
 	client_loc(cloc, sizeof(cloc), v.loc, "fast+lossy+udp", extra);
 	ferry_ctx *ctx;
 	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx), 0);
+	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	int rc = ferry_session_open(ctx, cloc, &s);
 	if (rc != 0)
 		fail_msg("open %s: %s", cloc, ferry_ctx_errmsg(ctx));
@@ -337,11 +358,12 @@ static void test_lossy(void **st)
 	                  cnt(sv, "fast.retx.dup_request") + cnt(sv, "fast.retx.probe");
 	uint64_t c_retx = cnt(&c, "fast.retx.timeout") + cnt(&c, "fast.retx.fast") +
 	                  cnt(&c, "fast.retx.probe");
-	print_message("lossy dropped %llu of %llu; client retx %llu, captured c2s retx %d; "
-	              "server retx %llu, captured s2c retx %d (client file %d)\n",
-	              (unsigned long long)cnt(&c, "lossy.dropped"),
-	              (unsigned long long)cnt(&c, "lossy.seen"), (unsigned long long)c_retx,
-	              dc.retx_c2s, (unsigned long long)s_retx, ds.retx_s2c, dc.retx_s2c);
+	print_message(
+	        "lossy dropped %llu of %llu; client retx %llu, captured c2s retx %d; "
+	        "server retx %llu, captured s2c retx %d (client file %d)\n",
+	        (unsigned long long)cnt(&c, "lossy.dropped"),
+	        (unsigned long long)cnt(&c, "lossy.seen"), (unsigned long long)c_retx,
+	        dc.retx_c2s, (unsigned long long)s_retx, ds.retx_s2c, dc.retx_s2c);
 	assert_true(cnt(&c, "lossy.dropped") > 0);
 	assert_true(c_retx + s_retx > 0);
 	/* The bottom tap: the client file holds what lossy let through. */
@@ -372,7 +394,10 @@ static void test_rotation(void **st)
 	client_loc(cloc, sizeof(cloc), v.loc, NULL, extra);
 	ferry_ctx *ctx;
 	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx), 0);
+	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	assert_int_equal(ferry_session_open(ctx, cloc, &s), 0);
 	run_calls(ctx, s, 100, 1000, 0);
 	stats c = {0};
@@ -410,12 +435,16 @@ static void test_stream(void **st)
 	(void)st;
 	char file[512], listen[768];
 	path_of(file, sizeof(file), "stream.pcap");
-	snprintf(listen, sizeof(listen), "tcp:host=127.0.0.1,port=0,pcap=%s,pcap_snap=4096", file);
+	snprintf(listen, sizeof(listen),
+	         "tcp:host=127.0.0.1,port=0,pcap=%s,pcap_snap=4096", file);
 	srv v;
 	srv_start(&v, listen);
 	ferry_ctx *ctx;
 	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx), 0);
+	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
 	assert_int_equal(ferry_session_open(ctx, v.loc, &s), 0);
 	run_calls(ctx, s, 10, PCAP_SMALL_BYTES, 1u << 20); /* call 9: 1 MiB */
 	ferry_ctx_destroy(ctx);
@@ -439,15 +468,24 @@ static void test_errors(void **st)
 	(void)st;
 	ferry_ctx *ctx;
 	ferry_session *s;
-	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK, .cpu = -1}, &ctx), 0);
-	assert_int_equal(ferry_session_open(ctx, "fast+udp:host=127.0.0.1,port=9,pcap=/nonexistent/x.pcap", &s),
-	                 FERRY_EBADLOC);
+	assert_int_equal(ferry_ctx_create(&(ferry_ctx_opts){.poll_mode = FERRY_POLL_BLOCK,
+	                                                    .cpu = -1},
+	                                  &ctx),
+	                 0);
+	assert_int_equal(
+	        ferry_session_open(
+	                ctx, "fast+udp:host=127.0.0.1,port=9,pcap=/nonexistent/x.pcap",
+	                &s),
+	        FERRY_EBADLOC);
 	assert_non_null(strstr(ferry_ctx_errmsg(ctx), "pcap"));
-	assert_int_equal(ferry_session_open(ctx, "fast+udp:host=127.0.0.1,port=9,pcap_max=1m", &s),
-	                 FERRY_EBADLOC);
+	assert_int_equal(
+	        ferry_session_open(ctx, "fast+udp:host=127.0.0.1,port=9,pcap_max=1m", &s),
+	        FERRY_EBADLOC);
 	assert_non_null(strstr(ferry_ctx_errmsg(ctx), "pcap_max"));
-	assert_int_equal(ferry_session_open(ctx, "tcp:host=127.0.0.1,port=9,pcap=/x,pcap_snap=1", &s),
-	                 FERRY_EBADLOC);
+	assert_int_equal(
+	        ferry_session_open(ctx, "tcp:host=127.0.0.1,port=9,pcap=/x,pcap_snap=1",
+	                           &s),
+	        FERRY_EBADLOC);
 	assert_non_null(strstr(ferry_ctx_errmsg(ctx), "pcap_snap"));
 
 	srv v;
@@ -468,13 +506,15 @@ static void test_errors(void **st)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s ferry.lua fast|lossy|rotation|stream|errors\n", argv[0]);
+		fprintf(stderr, "usage: %s ferry.lua fast|lossy|rotation|stream|errors\n",
+		        argv[0]);
 		return 2;
 	}
 	lua_path = argv[1];
 	const char *which = argv[2];
 	if (!FERRY_HAVE_PCAP) /* ferry_config.h: meson found no libpcap */
-		tu_skip_or_fail("pcap", "ferry was built without libpcap (pcap= is refused)");
+		tu_skip_or_fail("pcap",
+		                "ferry was built without libpcap (pcap= is refused)");
 	if (strcmp(which, "errors") != 0 && !have_tshark())
 		tu_skip_or_fail("tshark", "tshark is not installed");
 	if (access(lua_path, R_OK) != 0)
@@ -486,11 +526,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	static const struct CMUnitTest all[] = {
-		cmocka_unit_test(test_fast),     cmocka_unit_test(test_lossy),
-		cmocka_unit_test(test_rotation), cmocka_unit_test(test_stream),
-		cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_fast),     cmocka_unit_test(test_lossy),
+	        cmocka_unit_test(test_rotation), cmocka_unit_test(test_stream),
+	        cmocka_unit_test(test_errors),
 	};
-	static const char *const names[] = {"fast", "lossy", "rotation", "stream", "errors"};
+	static const char *const names[] = {"fast", "lossy", "rotation", "stream",
+	                                    "errors"};
 	int rc = 2;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(names[i], which) == 0)

@@ -55,7 +55,8 @@ static void env_open(env *e, const char *server_extra, const char *client_extra)
 	assert_non_null(strstr(e->loc, "port="));
 	sscanf(strstr(e->loc, "port="), "port=%u", &port);
 	if (client_extra[0] != '\0')
-		snprintf(l, sizeof(l), "unreliable+loopback:port=%u%s", port, client_extra);
+		snprintf(l, sizeof(l), "unreliable+loopback:port=%u%s", port,
+		         client_extra);
 	else
 		snprintf(l, sizeof(l), "%s", e->loc);
 	assert_int_equal(ferry_session_open(e->ctx, l, &e->s), 0);
@@ -226,7 +227,8 @@ static void test_close_and_destroy_complete_calls(void **st)
 		ferry_buf_init(&resp[i]);
 		ferry_buf_append(&req[i], "x", 1);
 		assert_int_equal(ferry_call(e.s, TEST_OP_ECHO, &req[i], &resp[i], 1000000,
-		                            counted_cb, &c[i]), 0);
+		                            counted_cb, &c[i]),
+		                 0);
 	}
 	ferry_session_close(e.s);
 	for (int i = 0; i < N; i++) {
@@ -238,7 +240,8 @@ static void test_close_and_destroy_complete_calls(void **st)
 	memset(c, 0, sizeof(c));
 	for (int i = 0; i < N; i++)
 		assert_int_equal(ferry_call(e.s, TEST_OP_ECHO, &req[i], &resp[i], 1000000,
-		                            counted_cb, &c[i]), 0);
+		                            counted_cb, &c[i]),
+		                 0);
 	ferry_ctx_destroy(e.ctx);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(c[i].calls, 1);
@@ -304,7 +307,8 @@ static void test_multi_listen(void **st)
 		assert_int_equal(ferry_session_open(ctx, bound, &s), 0);
 		ferry_buf_reset(&req);
 		tu_fill(ferry_buf_alloc(&req, 5000), 5000, (uint64_t)i);
-		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000), 0);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000),
+		                 0);
 		assert_int_equal(tu_check(&resp, 5000, (uint64_t)i), -1);
 		ferry_buf_reset(&resp);
 		ferry_session_close(s);
@@ -334,7 +338,7 @@ static void *block_server_thread(void *arg)
 	__atomic_store_n(&b->ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
 		ferry_ctx_poll(ctx, -1); /* sleeps in epoll until a packet comes */
-	for (int i = 0; i < 10; i++) /* answer the call that woke us */
+	for (int i = 0; i < 10; i++)     /* answer the call that woke us */
 		ferry_ctx_poll(ctx, 0);
 	ferry_ctx_destroy(ctx);
 	return NULL;
@@ -362,7 +366,8 @@ static void test_block_mode_cross_thread(void **st)
 		ferry_buf_reset(&req);
 		tu_fill(ferry_buf_alloc(&req, 100), 100, (uint64_t)i);
 		/* only the driver's eventfd can wake the server in time */
-		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000), 0);
+		assert_int_equal(ferry_call_sync(s, TEST_OP_ECHO, &req, &resp, 1000000),
+		                 0);
 		assert_int_equal(tu_check(&resp, 100, (uint64_t)i), -1);
 		ferry_buf_reset(&resp);
 	}
@@ -378,13 +383,13 @@ static void test_block_mode_cross_thread(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sync_from_handler),
-		cmocka_unit_test(test_foreign_thread),
-		cmocka_unit_test(test_too_big),
-		cmocka_unit_test(test_close_and_destroy_complete_calls),
-		cmocka_unit_test(test_queue_bound),
-		cmocka_unit_test(test_block_mode_cross_thread),
-		cmocka_unit_test(test_multi_listen),
+	        cmocka_unit_test(test_sync_from_handler),
+	        cmocka_unit_test(test_foreign_thread),
+	        cmocka_unit_test(test_too_big),
+	        cmocka_unit_test(test_close_and_destroy_complete_calls),
+	        cmocka_unit_test(test_queue_bound),
+	        cmocka_unit_test(test_block_mode_cross_thread),
+	        cmocka_unit_test(test_multi_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

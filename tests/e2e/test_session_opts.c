@@ -21,8 +21,8 @@
 typedef struct env {
 	ferry_ctx *ctx;
 	ferry_server *srv;
-	char loc[256];   /* the server's bound locator */
-	uint64_t slow;   /* slow requests started, to wait for their replies */
+	char loc[256]; /* the server's bound locator */
+	uint64_t slow; /* slow requests started, to wait for their replies */
 } env;
 
 struct stat_find {
@@ -252,11 +252,11 @@ static void test_size_field(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_timeout),
-		cmocka_unit_test(test_inflight_unreliable),
-		cmocka_unit_test(test_inflight_fast),
-		cmocka_unit_test(test_maxmsg_overrides_locator),
-		cmocka_unit_test(test_size_field),
+	        cmocka_unit_test(test_default_timeout),
+	        cmocka_unit_test(test_inflight_unreliable),
+	        cmocka_unit_test(test_inflight_fast),
+	        cmocka_unit_test(test_maxmsg_overrides_locator),
+	        cmocka_unit_test(test_size_field),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

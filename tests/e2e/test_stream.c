@@ -985,7 +985,8 @@ static void test_file_into_fd(void **st)
 		ferry_buf_init(&req);
 		file_request(&req, 0, MIB, src_path);
 		sink = (ferry_fd_sink){.fd = fd, .off = -1};
-		int rc = ferry_call_into_fd_sync(s, TEST_OP_FILE, &req, &sink, CALL_TIMEOUT_US);
+		int rc = ferry_call_into_fd_sync(s, TEST_OP_FILE, &req, &sink,
+		                                 CALL_TIMEOUT_US);
 		ferry_buf_fini(&req);
 		close(fd);
 		if (rc != -ENOSPC)

@@ -22,14 +22,14 @@
 #include "../common/testutil.h"
 #include "transport/core.h"
 
-#define OP_DEFER 300          /* request: u64 seed, u32 size; reply from a worker */
-#define WORKERS 4
+#define OP_DEFER         300 /* request: u64 seed, u32 size; reply from a worker */
+#define WORKERS          4
 #define CALLS_PER_WORKER 150
-#define CALLS_OWNER 150
-#define CALLS_TOTAL (WORKERS * CALLS_PER_WORKER + CALLS_OWNER)
-#define RESP_BYTES_MAX 5000   /* several fragments at mtu=1024 */
-#define RUN_US 60000000ull    /* give up after a minute */
-#define CALL_TIMEOUT_US 30000000u
+#define CALLS_OWNER      150
+#define CALLS_TOTAL      (WORKERS * CALLS_PER_WORKER + CALLS_OWNER)
+#define RESP_BYTES_MAX   5000        /* several fragments at mtu=1024 */
+#define RUN_US           60000000ull /* give up after a minute */
+#define CALL_TIMEOUT_US  30000000u
 
 static const char *listen_loc;
 
@@ -159,7 +159,8 @@ static void job_start(world *w, job *j, int index)
 	memcpy(p + 8, &j->size, 4);
 	/* Owner or foreign thread alike; the foreign one goes through the
 	 * handoff queue and reports failures through the callback. */
-	int rc = ferry_call(w->s, OP_DEFER, &j->req, &j->resp, CALL_TIMEOUT_US, call_done, j);
+	int rc = ferry_call(w->s, OP_DEFER, &j->req, &j->resp, CALL_TIMEOUT_US, call_done,
+	                    j);
 	if (rc != 0) {
 		j->status = rc;
 		q_push(&w->q, ITEM_RELEASE, j);
@@ -225,7 +226,8 @@ static void run(const char *extra, int mode)
 	}
 	uint64_t t0 = ferry__clock_us();
 	int owner_started = 0;
-	while (atomic_load(&w->released) < CALLS_TOTAL && ferry__clock_us() - t0 < RUN_US) {
+	while (atomic_load(&w->released) < CALLS_TOTAL &&
+	       ferry__clock_us() - t0 < RUN_US) {
 		if (owner_started < CALLS_OWNER) {
 			job_start(w, &w->jobs[owner_started], owner_started);
 			owner_started++;
@@ -278,8 +280,8 @@ int main(int argc, char **argv)
 	}
 	listen_loc = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spin),
-		cmocka_unit_test(test_block),
+	        cmocka_unit_test(test_spin),
+	        cmocka_unit_test(test_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,9 +23,9 @@
 
 #include "../common/testutil.h"
 
-#define HDR 40
+#define HDR         40
 #define DEADLINE_US 5000000 /* the calls' timeout: failing must take far less */
-#define QUICK_US 1000000
+#define QUICK_US    1000000
 
 static uint64_t now_us(void)
 {
@@ -72,8 +72,8 @@ static size_t craft(uint8_t *p, uint8_t v, uint8_t type)
 {
 	memset(p, 0, 64);
 	p[0] = 0x77, p[1] = 0xfe, p[2] = v, p[3] = type, p[4] = 0x08;
-	p[6] = 100;                        /* opcode */
-	p[32] = 12;                        /* msg_len */
+	p[6] = 100; /* opcode */
+	p[32] = 12; /* msg_len */
 	memcpy(p + HDR, "hello, ferry", 12);
 	return HDR + 12;
 }
@@ -112,7 +112,9 @@ static void server_dgram(const char *listen, uint8_t type)
 	const uint8_t versions[] = {0, 2, 255};
 	for (size_t i = 0; i < sizeof(versions); i++) {
 		size_t n = craft(pkt, versions[i], type);
-		assert_int_equal(sendto(fd, pkt, n, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)n);
+		assert_int_equal(
+		        sendto(fd, pkt, n, 0, (struct sockaddr *)&to, sizeof(to)),
+		        (ssize_t)n);
 		ssize_t got = -1;
 		for (uint64_t t0 = now_us(); got < 0 && now_us() - t0 < QUICK_US;) {
 			ferry_ctx_poll(ctx, 0);
@@ -126,7 +128,8 @@ static void server_dgram(const char *listen, uint8_t type)
 	 * must not be able to ping-pong. */
 	uint8_t mm[HDR] = {0x77, 0xfe, 1, 5, 0x01, 2};
 	mm[38] = mm[39] = 2;
-	assert_int_equal(sendto(fd, mm, sizeof(mm), 0, (struct sockaddr *)&to, sizeof(to)), HDR);
+	assert_int_equal(
+	        sendto(fd, mm, sizeof(mm), 0, (struct sockaddr *)&to, sizeof(to)), HDR);
 	for (uint64_t t0 = now_us(); now_us() - t0 < 100000;)
 		ferry_ctx_poll(ctx, 0);
 	assert_int_equal(recv(fd, in, sizeof(in), MSG_DONTWAIT), -1);
@@ -238,7 +241,8 @@ static void client_expect_eversion(ferry_ctx *ctx, ferry_session *s,
 	assert_int_equal(ferry_buf_append(&req, "hello", 5), 0);
 	struct done d = {0};
 	uint64_t t0 = now_us();
-	assert_int_equal(ferry_call(s, TEST_OP_ECHO, &req, &resp, DEADLINE_US, done_cb, &d), 0);
+	assert_int_equal(
+	        ferry_call(s, TEST_OP_ECHO, &req, &resp, DEADLINE_US, done_cb, &d), 0);
 	uint8_t in[4096], out[HDR];
 	ssize_t got = -1;
 	while (got < HDR && now_us() - t0 < QUICK_US) {
@@ -260,8 +264,9 @@ static void client_expect_eversion(ferry_ctx *ctx, ferry_session *s,
 		fail_msg("errmsg \"%s\" does not name both versions", msg);
 	/* The session stays refused: the next call fails at once. */
 	ferry_buf_reset(&resp);
-	assert_int_equal(ferry_call(s, TEST_OP_ECHO, &req, &resp, DEADLINE_US, done_cb, &d),
-	                 FERRY_EVERSION);
+	assert_int_equal(
+	        ferry_call(s, TEST_OP_ECHO, &req, &resp, DEADLINE_US, done_cb, &d),
+	        FERRY_EVERSION);
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
 }
@@ -279,8 +284,9 @@ static ssize_t udp_recv(void *arg, uint8_t *p, size_t len)
 static void udp_send(void *arg, const uint8_t *p, size_t len)
 {
 	struct udp_fake *f = arg;
-	assert_int_equal(sendto(f->fd, p, len, 0, (struct sockaddr *)&f->from, sizeof(f->from)),
-	                 (ssize_t)len);
+	assert_int_equal(
+	        sendto(f->fd, p, len, 0, (struct sockaddr *)&f->from, sizeof(f->from)),
+	        (ssize_t)len);
 }
 
 static void client_udp(const char *transport, enum answer how, const char *peer_versions)
@@ -294,7 +300,8 @@ static void client_udp(const char *transport, enum answer how, const char *peer_
 	ferry_ctx *ctx;
 	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
 	char loc[128];
-	snprintf(loc, sizeof(loc), "%s+udp:host=127.0.0.1,port=%u", transport, ntohs(a.sin_port));
+	snprintf(loc, sizeof(loc), "%s+udp:host=127.0.0.1,port=%u", transport,
+	         ntohs(a.sin_port));
 	ferry_session *s;
 	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
 	client_expect_eversion(ctx, s, udp_recv, udp_send, &f, how, peer_versions);
@@ -392,16 +399,16 @@ static void test_strerror(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_strerror),
-		cmocka_unit_test(test_server_unreliable),
-		cmocka_unit_test(test_server_fast),
-		cmocka_unit_test(test_server_tcp),
-		cmocka_unit_test(test_client_unreliable_mismatch),
-		cmocka_unit_test(test_client_unreliable_v2),
-		cmocka_unit_test(test_client_fast_mismatch),
-		cmocka_unit_test(test_client_fast_v2),
-		cmocka_unit_test(test_client_tcp_mismatch),
-		cmocka_unit_test(test_client_tcp_v2),
+	        cmocka_unit_test(test_strerror),
+	        cmocka_unit_test(test_server_unreliable),
+	        cmocka_unit_test(test_server_fast),
+	        cmocka_unit_test(test_server_tcp),
+	        cmocka_unit_test(test_client_unreliable_mismatch),
+	        cmocka_unit_test(test_client_unreliable_v2),
+	        cmocka_unit_test(test_client_fast_mismatch),
+	        cmocka_unit_test(test_client_fast_v2),
+	        cmocka_unit_test(test_client_tcp_mismatch),
+	        cmocka_unit_test(test_client_tcp_v2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

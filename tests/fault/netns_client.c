@@ -35,16 +35,18 @@ int main(int argc, char **argv)
 		memcpy(p, &id, 4);
 		int rc = ferry_call_sync(s, TEST_OP_ONCE, &req, &resp, 30000000);
 		size_t got = ferry_buf_len(&resp);
-		if (rc != 0 || got != n || memcmp(ferry_buf_range(&resp, 0, n), p, n) != 0) {
-			fprintf(stderr, "call %d (%zu B): %s, %zu bytes back\n", i, n, ferry_err_name(rc),
-			        got);
+		if (rc != 0 || got != n ||
+		    memcmp(ferry_buf_range(&resp, 0, n), p, n) != 0) {
+			fprintf(stderr, "call %d (%zu B): %s, %zu bytes back\n", i, n,
+			        ferry_err_name(rc), got);
 			bad++;
 		}
 		ferry_buf_reset(&resp);
 	}
 	ferry_buf_reset(&req);
 	uint32_t report[2] = {0, 0};
-	if (bad == 0 && ferry_call_sync(s, TEST_OP_ONCE_REPORT, &req, &resp, 30000000) == 0)
+	if (bad == 0 &&
+	    ferry_call_sync(s, TEST_OP_ONCE_REPORT, &req, &resp, 30000000) == 0)
 		ferry_buf_copy_out(&resp, 0, 8, report);
 	uint64_t retx = 0, v = 0;
 	const char *names[] = {"fast.retx.timeout", "fast.retx.fast", "fast.retx.probe"};
@@ -57,5 +59,6 @@ int main(int argc, char **argv)
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
 	ferry_ctx_destroy(ctx);
-	return bad == 0 && report[0] == (uint32_t)calls && report[1] == 0 && retx > 0 ? 0 : 1;
+	return bad == 0 && report[0] == (uint32_t)calls && report[1] == 0 && retx > 0 ? 0
+	                                                                              : 1;
 }

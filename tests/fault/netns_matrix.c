@@ -47,7 +47,7 @@
 #define MX_QUERY_TRIES      5
 #define MX_RUNS_BATCH       16384 /* ids per TEST_OP_ONCE_RUNS query */
 #define MX_POLL_US          100000
-#define MX_RETRY_US         10000       /* a refused call goes again after this */
+#define MX_RETRY_US         10000 /* a refused call goes again after this */
 
 enum mx_outcome { MX_NOT_SENT, MX_OK, MX_TIMEDOUT, MX_FAILED };
 
@@ -420,7 +420,8 @@ int main(int argc, char **argv)
 	 * completion callback, which runs inside the library). */
 	uint64_t t0 = mx_now_us();
 	uint32_t next = 0, started = 0;
-	while (mx.done < started || (next < mx.calls && !mx.stop) || mx_retries_left(slots)) {
+	while (mx.done < started || (next < mx.calls && !mx.stop) ||
+	       mx_retries_left(slots)) {
 		uint64_t now = mx_now_us();
 		for (uint32_t i = 0; i < mx.inflight && !mx.stop; i++) {
 			struct mx_slot *sl = &slots[i];
@@ -497,7 +498,8 @@ int main(int argc, char **argv)
 	}
 
 	printf("netns_matrix %s: %s calls=%u inflight=%u max=%zu ok=%u timedout=%u "
-	       "(ran: %u) failed=%u refused=%u %.1f s %.1f MB/s both ways | server ran once=%u "
+	       "(ran: %u) failed=%u refused=%u %.1f s %.1f MB/s both ways | server ran "
+	       "once=%u "
 	       "more=%u executions=%llu | retx timeout=%llu fast=%llu probe=%llu "
 	       "data_sent=%llu peerdead=%llu | udp payload=%llu rx_pool_empty=%llu "
 	       "rx_truncated=%llu tx_eagain=%llu tx_errors=%llu\n",

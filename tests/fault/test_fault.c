@@ -19,8 +19,8 @@
 
 #include "../common/testutil.h"
 
-#define OP_ONCE 120
-#define INFLIGHT 8
+#define OP_ONCE      120
+#define INFLIGHT     8
 #define BIG_INFLIGHT 2
 
 static const char *driver;
@@ -53,8 +53,8 @@ struct srv {
 	uint64_t lossy[6];
 };
 
-static const char *const lossy_names[] = {"lossy.seen", "lossy.dropped", "lossy.duplicated",
-                                          "lossy.reordered"};
+static const char *const lossy_names[] = {"lossy.seen", "lossy.dropped",
+                                          "lossy.duplicated", "lossy.reordered"};
 
 static void *srv_thread(void *arg)
 {
@@ -105,7 +105,8 @@ static void slot_done(void *arg, int status, ferry_buf *resp)
 	completed++;
 	if (status != 0) {
 		failed++;
-		fprintf(stderr, "call %d (%zu B): %s\n", sl->id, sl->size, ferry_err_name(status));
+		fprintf(stderr, "call %d (%zu B): %s\n", sl->id, sl->size,
+		        ferry_err_name(status));
 	} else if (!same_bytes(resp, &sl->req)) {
 		bad++;
 	}
@@ -134,11 +135,12 @@ static void issue(ferry_session *s, struct slot *sl, int id, size_t size)
 	uint32_t id32 = (uint32_t)id;
 	memcpy(p, &id32, 4);
 	/* the response echoes the request: checked against it (same_bytes) */
-	assert_int_equal(ferry_call(s, OP_ONCE, &sl->req, &sl->resp, 60000000, slot_done, sl), 0);
+	assert_int_equal(
+	        ferry_call(s, OP_ONCE, &sl->req, &sl->resp, 60000000, slot_done, sl), 0);
 }
 
-static void run_calls(ferry_ctx *ctx, ferry_session *s, int first, int count, int inflight,
-                      size_t (*size_of)(int, uint64_t *), uint64_t *rng)
+static void run_calls(ferry_ctx *ctx, ferry_session *s, int first, int count,
+                      int inflight, size_t (*size_of)(int, uint64_t *), uint64_t *rng)
 {
 	struct slot *slots = calloc((size_t)inflight, sizeof(*slots));
 	for (int i = 0; i < inflight; i++) {
@@ -174,7 +176,8 @@ static void assert_binomial(const char *what, uint64_t got, double n, double p)
 {
 	double mean = n * p, sd = sqrt(n * p * (1 - p));
 	if (fabs((double)got - mean) > 5 * sd + 1)
-		fail_msg("%s: %llu, expected %.0f +- %.0f", what, (unsigned long long)got, mean, 5 * sd);
+		fail_msg("%s: %llu, expected %.0f +- %.0f", what, (unsigned long long)got,
+		         mean, 5 * sd);
 }
 
 static void check_lossy(const char *side, const uint64_t c[4])
@@ -196,13 +199,15 @@ static void test_lossy_exactly_once(void **st)
 	static struct srv s;
 	memset(&s, 0, sizeof(s));
 	char rates[160];
-	snprintf(rates, sizeof(rates), "drop=%g,dup=%g,reorder=%g,delay_us=500,liveness=30000000",
-	         drop, dup_rate, reorder_rate);
+	snprintf(rates, sizeof(rates),
+	         "drop=%g,dup=%g,reorder=%g,delay_us=500,liveness=30000000", drop,
+	         dup_rate, reorder_rate);
 	if (strcmp(driver, "udp") == 0)
-		snprintf(s.listen, sizeof(s.listen), "fast+lossy+udp:host=127.0.0.1,port=0,seed=11,%s",
-		         rates);
+		snprintf(s.listen, sizeof(s.listen),
+		         "fast+lossy+udp:host=127.0.0.1,port=0,seed=11,%s", rates);
 	else
-		snprintf(s.listen, sizeof(s.listen), "fast+lossy+loopback:seed=11,%s", rates);
+		snprintf(s.listen, sizeof(s.listen), "fast+lossy+loopback:seed=11,%s",
+		         rates);
 	executed = calloc((size_t)(ncalls + nbig), 1);
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, srv_thread, &s), 0);
@@ -253,9 +258,9 @@ static void test_lossy_exactly_once(void **st)
 		assert_true(retx > 0);
 	printf("# %s drop %.2f: %d calls + %d big, client lossy seen %llu dropped %llu, "
 	       "server seen %llu dropped %llu, client retransmissions %llu\n",
-	       driver, drop, ncalls, nbig, (unsigned long long)c[0], (unsigned long long)c[1],
-	       (unsigned long long)s.lossy[0], (unsigned long long)s.lossy[1],
-	       (unsigned long long)retx);
+	       driver, drop, ncalls, nbig, (unsigned long long)c[0],
+	       (unsigned long long)c[1], (unsigned long long)s.lossy[0],
+	       (unsigned long long)s.lossy[1], (unsigned long long)retx);
 }
 
 int main(int argc, char **argv)
@@ -267,7 +272,7 @@ int main(int argc, char **argv)
 	ncalls = atoi(argv[3]);
 	nbig = atoi(argv[4]);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lossy_exactly_once),
+	        cmocka_unit_test(test_lossy_exactly_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

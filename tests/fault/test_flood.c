@@ -1,13 +1,12 @@
 /* Suite fault: a fast+udp server under a flood of spoofed packets.
  *
  * In a network namespace of its own (only lo, so nothing leaves the test),
- * a raw socket sends (after 10,000 as a warm-up) 100,000 SESSION_OPEN packets from random 127.x.y.z
- * source addresses and ports, with random nonces and hints, to a server
- * running in a thread of this process: 80,000 without a cookie and 20,000
- * with a forged one; then 5,000 spoofed DATA packets with random tokens.
- * Checked: the server allocated no session for any of them (only the
- * legitimate clients' sessions were opened), its resident memory grew by
- * less than 1 MiB (/proc/self/statm, measured after a warm-up), cookie and
+ * a raw socket sends (after 10,000 as a warm-up) 100,000 SESSION_OPEN packets from random
+ * 127.x.y.z source addresses and ports, with random nonces and hints, to a server running
+ * in a thread of this process: 80,000 without a cookie and 20,000 with a forged one; then
+ * 5,000 spoofed DATA packets with random tokens. Checked: the server allocated no session
+ * for any of them (only the legitimate clients' sessions were opened), its resident
+ * memory grew by less than 1 MiB (/proc/self/statm, measured after a warm-up), cookie and
  * BAD_SESSION counters match what was sent (BAD_SESSION replies limited by
  * the token bucket, the rest suppressed), and legitimate clients opened
  * sessions and completed calls during the flood and after it.
@@ -37,18 +36,18 @@
 
 #include "../common/testutil.h"
 
-#define FLOOD_OPENS 100000
-#define FLOOD_FORGED 20000  /* of which carry a forged cookie */
-#define FLOOD_DATA 5000     /* spoofed DATA packets (unknown sessions) */
-#define FLOOD_WARMUP 10000  /* spoofed opens before the RSS baseline */
-#define FLOOD_PACE_PKTS 64  /* packets per burst, then a short pause */
+#define FLOOD_OPENS      100000
+#define FLOOD_FORGED     20000 /* of which carry a forged cookie */
+#define FLOOD_DATA       5000  /* spoofed DATA packets (unknown sessions) */
+#define FLOOD_WARMUP     10000 /* spoofed opens before the RSS baseline */
+#define FLOOD_PACE_PKTS  64    /* packets per burst, then a short pause */
 #define RSS_BUDGET_BYTES (1u << 20)
-#define BSRATE 1000 /* BAD_SESSION replies per second */
+#define BSRATE           1000 /* BAD_SESSION replies per second */
 
 static const char *const counter_names[] = {
-	"fast.sessions_opened",   "fast.cookies.sent",    "fast.cookies.verified",
-	"fast.cookies.failed",    "fast.opens_dropped",   "fast.bad_session_sent",
-	"fast.bad_session_suppressed", "rpc.requests_received"};
+        "fast.sessions_opened",        "fast.cookies.sent",    "fast.cookies.verified",
+        "fast.cookies.failed",         "fast.opens_dropped",   "fast.bad_session_sent",
+        "fast.bad_session_suppressed", "rpc.requests_received"};
 #define NCOUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 
 struct srv {
@@ -64,7 +63,8 @@ static void *srv_thread(void *arg)
 	ferry_ctx *ctx;
 	ferry_server *srv;
 	char listen[128];
-	snprintf(listen, sizeof(listen), "fast+udp:host=127.0.0.1,port=0,bsrate=%d", BSRATE);
+	snprintf(listen, sizeof(listen), "fast+udp:host=127.0.0.1,port=0,bsrate=%d",
+	         BSRATE);
 	if (ferry_ctx_create(&o, &ctx) != 0 || ferry_server_create(ctx, &srv) != 0)
 		return NULL;
 	tu_server_handlers(srv);
@@ -137,13 +137,14 @@ static int spoof_send(int raw, uint16_t dport, uint8_t type, const uint8_t *payl
 	f[0] = 0x77, f[1] = 0xFE, f[2] = 1, f[3] = type;
 	f[4] = 0x08; /* LAST: valid on a 0-byte DATA, ignored elsewhere */
 	put_le(f + 8, token, 8);
-	put_le(f + 16, r >> 32, 4);  /* client hint */
+	put_le(f + 16, r >> 32, 4); /* client hint */
 	put_le(f + 20, server_hint, 4);
-	put_le(f + 24, 1, 4);        /* rpc id */
+	put_le(f + 24, 1, 4); /* rpc id */
 	if (plen > 0)
 		memcpy(f + 40, payload, plen);
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = ip->daddr};
-	return (int)sendto(raw, pkt, 28 + fast_len, 0, (struct sockaddr *)&to, sizeof(to));
+	return (int)sendto(raw, pkt, 28 + fast_len, 0, (struct sockaddr *)&to,
+	                   sizeof(to));
 }
 
 static void pause_us(long us)
@@ -212,8 +213,8 @@ static void test_flood(void **st)
 	int sent = 0, forged = 0, bad = 0;
 	for (int i = 0; i < FLOOD_OPENS; i++) {
 		memset(open, 0, sizeof(open));
-		put_le(open, rng(), 8);          /* nonce */
-		put_le(open + 8, 64, 2);          /* channels: the most a server grants */
+		put_le(open, rng(), 8);  /* nonce */
+		put_le(open + 8, 64, 2); /* channels: the most a server grants */
 		if (i % (FLOOD_OPENS / FLOOD_FORGED) == 0) {
 			put_le(open + 16, rng() | 1, 8); /* a forged cookie */
 			forged++;
@@ -247,7 +248,8 @@ static void test_flood(void **st)
 	{
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		data_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000 - t0;
+		data_us =
+		        (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000 - t0;
 	}
 	pause_us(200000); /* let the server drain its socket */
 	uint64_t rss1 = rss_bytes();
@@ -263,13 +265,16 @@ static void test_flood(void **st)
 	pthread_join(th, NULL);
 
 	uint64_t *c = sv.cnt;
-	printf("# flood: %d spoofed opens sent (%d with forged cookies), %d spoofed DATA in %.0f ms\n",
+	printf("# flood: %d spoofed opens sent (%d with forged cookies), %d spoofed DATA "
+	       "in %.0f ms\n",
 	       sent, forged, data_sent, data_us / 1000.0);
 	printf("# server: sessions_opened %lu, cookies sent %lu verified %lu failed %lu, "
 	       "opens_dropped %lu, bad_session sent %lu suppressed %lu, requests %lu\n",
-	       (unsigned long)c[0], (unsigned long)c[1], (unsigned long)c[2], (unsigned long)c[3],
-	       (unsigned long)c[4], (unsigned long)c[5], (unsigned long)c[6], (unsigned long)c[7]);
-	printf("# RSS before flood %lu KiB, after %lu KiB, delta %ld KiB (budget %u KiB)\n",
+	       (unsigned long)c[0], (unsigned long)c[1], (unsigned long)c[2],
+	       (unsigned long)c[3], (unsigned long)c[4], (unsigned long)c[5],
+	       (unsigned long)c[6], (unsigned long)c[7]);
+	printf("# RSS before flood %lu KiB, after %lu KiB, delta %ld KiB (budget %u "
+	       "KiB)\n",
 	       (unsigned long)(rss0 >> 10), (unsigned long)(rss1 >> 10),
 	       ((long)rss1 - (long)rss0) / 1024, RSS_BUDGET_BYTES >> 10);
 	assert_int_equal(sent, FLOOD_OPENS);
@@ -311,11 +316,12 @@ static int lo_up(void)
 int main(void)
 {
 	if (unshare(CLONE_NEWNET) != 0)
-		tu_skip_or_fail("netns", "cannot create a network namespace (needs root)");
+		tu_skip_or_fail("netns",
+		                "cannot create a network namespace (needs root)");
 	if (lo_up() != 0)
 		tu_skip_or_fail("netns", "cannot bring up lo in the new namespace");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_flood),
+	        cmocka_unit_test(test_flood),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

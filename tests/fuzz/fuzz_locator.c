@@ -4,9 +4,9 @@
  *
  * Input: the locator text (up to the first NUL). The open calls only run
  * for locators that stay on this host and stay small: a host must be a
- * loopback address (no DNS, no packets leave the host), a listener's port must be absent or 0 (no
- * fixed ports taken from other programs), and ring and socket buffer sizes
- * are capped (a million slots would be a slow, not a wrong, input). */
+ * loopback address (no DNS, no packets leave the host), a listener's port must be absent
+ * or 0 (no fixed ports taken from other programs), and ring and socket buffer sizes are
+ * capped (a million slots would be a slow, not a wrong, input). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -18,7 +18,7 @@
 #include "transport/core.h"
 #include "transport/locator.h"
 
-#define FZ_SLOTS_MAX 1024
+#define FZ_SLOTS_MAX   1024
 #define FZ_SOCKBUF_MAX (1u << 20)
 
 static bool fz_loopback_host(const char *host)
@@ -41,7 +41,8 @@ static bool fz_capped(const ferry_loc *loc, const char *key, uint64_t max)
 	uint64_t v;
 	char err[FERRY_LOC_ERR_BYTES];
 	/* A malformed value is fine: the open refuses it. */
-	return ferry__loc_u64(loc, key, 0, UINT64_MAX, 0, &v, err, sizeof(err)) != 0 || v <= max;
+	return ferry__loc_u64(loc, key, 0, UINT64_MAX, 0, &v, err, sizeof(err)) != 0 ||
+	       v <= max;
 }
 
 static bool fz_safe_to_open(const ferry_loc *loc)
@@ -51,8 +52,10 @@ static bool fz_safe_to_open(const ferry_loc *loc)
 		return false;
 	if (ferry_loc_get(loc, "pcap") != NULL || ferry_loc_get(loc, "dev") != NULL)
 		return false;
-	return fz_capped(loc, "rxslots", FZ_SLOTS_MAX) && fz_capped(loc, "txslots", FZ_SLOTS_MAX) &&
-	       fz_capped(loc, "sndbuf", FZ_SOCKBUF_MAX) && fz_capped(loc, "rcvbuf", FZ_SOCKBUF_MAX);
+	return fz_capped(loc, "rxslots", FZ_SLOTS_MAX) &&
+	       fz_capped(loc, "txslots", FZ_SLOTS_MAX) &&
+	       fz_capped(loc, "sndbuf", FZ_SOCKBUF_MAX) &&
+	       fz_capped(loc, "rcvbuf", FZ_SOCKBUF_MAX);
 }
 
 /* A datagram session over a real network driver sends its handshake at
@@ -68,7 +71,8 @@ static bool fz_session_sends(const ferry_loc *loc)
 		return false;
 	uint64_t port = 0;
 	char err[FERRY_LOC_ERR_BYTES];
-	return ferry__loc_u64(loc, "port", 0, UINT64_MAX, 0, &port, err, sizeof(err)) != 0 ||
+	return ferry__loc_u64(loc, "port", 0, UINT64_MAX, 0, &port, err, sizeof(err)) !=
+	               0 ||
 	       port != 0;
 }
 
@@ -90,9 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < loc.nkeys; i++) {
 		uint64_t u;
 		double d;
-		ferry__loc_u64(&loc, loc.kv[i].key, 0, UINT64_MAX, 0, &u, err, sizeof(err));
+		ferry__loc_u64(&loc, loc.kv[i].key, 0, UINT64_MAX, 0, &u, err,
+		               sizeof(err));
 		ferry__loc_u64(&loc, loc.kv[i].key, 1, 65535, 0, &u, err, sizeof(err));
-		ferry__loc_double(&loc, loc.kv[i].key, 0.0, 1.0, 0.0, &d, err, sizeof(err));
+		ferry__loc_double(&loc, loc.kv[i].key, 0.0, 1.0, 0.0, &d, err,
+		                  sizeof(err));
 	}
 	for (int i = 0; i < loc.ndrv; i++) {
 		ferry__loc_sub(&loc, i, &sub);
@@ -111,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fz_session_sends(&loc) && ferry_session_open(ctx, text, &s) == 0)
 		ferry_session_close(s);
 	uint64_t port = 0;
-	if (ferry__loc_u64(&loc, "port", 0, UINT64_MAX, 0, &port, err, sizeof(err)) == 0 &&
+	if (ferry__loc_u64(&loc, "port", 0, UINT64_MAX, 0, &port, err, sizeof(err)) ==
+	            0 &&
 	    port == 0 && ferry_server_create(ctx, &srv) == 0) {
 		if (ferry_server_listen(srv, text) == 0) {
 			char bound[FERRY_LOC_MAX_BYTES];

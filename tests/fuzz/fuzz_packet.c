@@ -31,11 +31,11 @@
 #include "transport/wire.h"
 #include "base/le.h"
 
-#define FZ_OP_ECHO 0x100  /* response = request */
-#define FZ_OP_FAIL 0x101  /* replies with an error status */
-#define FZ_POLL_PASSES 3
-#define FZ_RECORDS_MAX 64
-#define FZ_LB_KEYS "rxslots=64,mtu=2048"
+#define FZ_OP_ECHO         0x100 /* response = request */
+#define FZ_OP_FAIL         0x101 /* replies with an error status */
+#define FZ_POLL_PASSES     3
+#define FZ_RECORDS_MAX     64
+#define FZ_LB_KEYS         "rxslots=64,mtu=2048"
 #define FZ_CALL_TIMEOUT_US 60000000u
 
 enum { FZ_FAST_SRV, FZ_UNREL_SRV, FZ_FAST_CLI, FZ_UNREL_CLI, FZ_TARGETS };
@@ -79,8 +79,8 @@ static bool fz_verbose; /* FUZZ_VERBOSE set: say what each input reached */
 static void fz_call_cb(void *arg, int status, ferry_buf *resp)
 {
 	if (fz_verbose)
-		fprintf(stderr, "  %s call: status %d, %zu response bytes\n", (const char *)arg,
-		        status, ferry_buf_len(resp));
+		fprintf(stderr, "  %s call: status %d, %zu response bytes\n",
+		        (const char *)arg, status, ferry_buf_len(resp));
 }
 
 static void fz_stat(void *arg, const char *name, uint64_t v)
@@ -113,18 +113,21 @@ static int fz_open(fz_world *w)
 {
 	memset(w, 0, sizeof(*w));
 	char loc[FERRY_LOC_MAX_BYTES], err[FERRY_LOC_ERR_BYTES];
-	if (ferry_ctx_create(NULL, &w->ctx) != 0 || ferry_ctx_create(NULL, &w->raw_ctx) != 0)
+	if (ferry_ctx_create(NULL, &w->ctx) != 0 ||
+	    ferry_ctx_create(NULL, &w->raw_ctx) != 0)
 		return -1;
 	if (ferry_server_create(w->ctx, &w->srv) != 0)
 		return -1;
 	ferry_server_handle(w->srv, FZ_OP_ECHO, fz_echo, NULL);
 	ferry_server_handle(w->srv, FZ_OP_FAIL, fz_fail, NULL);
 	if (ferry_server_listen(w->srv, "fast+loopback:maxmsg=65536," FZ_LB_KEYS) != 0 ||
-	    ferry_server_listen(w->srv, "unreliable+loopback:maxmsg=65536," FZ_LB_KEYS) != 0)
+	    ferry_server_listen(w->srv, "unreliable+loopback:maxmsg=65536," FZ_LB_KEYS) !=
+	            0)
 		return -1;
 
 	ferry_loc rloc;
-	if (ferry__loc_parse("unreliable+loopback:" FZ_LB_KEYS, &rloc, err, sizeof(err)) != 0 ||
+	if (ferry__loc_parse("unreliable+loopback:" FZ_LB_KEYS, &rloc, err,
+	                     sizeof(err)) != 0 ||
 	    ferry__port_open(w->raw_ctx, &rloc, false, &w->raw) != 0)
 		return -1;
 	unsigned raw_port = fz_lb_port(w->raw->bound);
@@ -136,19 +139,20 @@ static int fz_open(fz_world *w)
 	/* Sessions whose "server" is the raw endpoint, each with a call. */
 	const char *tp[2] = {"fast", "unreliable"};
 	for (int i = 0; i < 2; i++) {
-		snprintf(loc, sizeof(loc), "%s+loopback:port=%u,maxmsg=65536," FZ_LB_KEYS, tp[i],
-		         raw_port);
+		snprintf(loc, sizeof(loc), "%s+loopback:port=%u,maxmsg=65536," FZ_LB_KEYS,
+		         tp[i], raw_port);
 		ferry_buf_init(&w->req[i]);
 		ferry_buf_init(&w->resp[i]);
 		if (ferry_session_open(w->ctx, loc, &w->sess[i]) != 0)
 			return -1;
 		ferry__port *cp = w->sess[i]->port;
-		snprintf(loc, sizeof(loc), "unreliable+loopback:port=%u", fz_lb_port(cp->bound));
+		snprintf(loc, sizeof(loc), "unreliable+loopback:port=%u",
+		         fz_lb_port(cp->bound));
 		if (fz_resolve(w, loc, &w->to[FZ_FAST_CLI + i]) != 0)
 			return -1;
 		ferry_buf_append(&w->req[i], "ping", 4);
-		if (ferry_call(w->sess[i], FZ_OP_ECHO, &w->req[i], &w->resp[i], FZ_CALL_TIMEOUT_US,
-		               fz_call_cb, (void *)tp[i]) != 0)
+		if (ferry_call(w->sess[i], FZ_OP_ECHO, &w->req[i], &w->resp[i],
+		               FZ_CALL_TIMEOUT_US, fz_call_cb, (void *)tp[i]) != 0)
 			return -1;
 	}
 	return 0;
@@ -187,18 +191,21 @@ static void fz_raw_drain(fz_world *w)
 				int cli = -1;
 				for (int k = 0; k < 2; k++)
 					if (p->src.len == w->to[FZ_FAST_CLI + k].len &&
-					    memcmp(p->src.u.bytes, w->to[FZ_FAST_CLI + k].u.bytes,
+					    memcmp(p->src.u.bytes,
+					           w->to[FZ_FAST_CLI + k].u.bytes,
 					           p->src.len) == 0)
 						cli = k;
 				if (h.type == FERRY_PKT_SESSION_OPEN_REPLY && cli < 0) {
 					w->srv_token = h.token;
 					w->srv_hint = h.server_hint;
 				} else if (cli >= 0) {
-					memcpy(w->cli_hdr[cli], p->data, FERRY_WIRE_HDR_BYTES);
+					memcpy(w->cli_hdr[cli], p->data,
+					       FERRY_WIRE_HDR_BYTES);
 					w->have_cli_hdr[cli] = true;
 					if (h.type == FERRY_PKT_SESSION_OPEN &&
 					    p->len >= FERRY_WIRE_HDR_BYTES + 8)
-						w->cli_nonce[cli] = ferry__get64(p->data + FERRY_WIRE_HDR_BYTES);
+						w->cli_nonce[cli] = ferry__get64(
+						        p->data + FERRY_WIRE_HDR_BYTES);
 				}
 			}
 			ferry__ep_release(p);
@@ -219,9 +226,9 @@ static void fz_fixup(fz_world *w, int target, uint8_t *pkt, size_t len)
 		return;
 	int cli = target - FZ_FAST_CLI;
 	if (w->have_cli_hdr[cli]) {
-		pkt[5] = w->cli_hdr[cli][5];                      /* channel */
-		memcpy(pkt + 16, w->cli_hdr[cli] + 16, 4);        /* client hint */
-		memcpy(pkt + 24, w->cli_hdr[cli] + 24, 4);        /* rpc id */
+		pkt[5] = w->cli_hdr[cli][5];               /* channel */
+		memcpy(pkt + 16, w->cli_hdr[cli] + 16, 4); /* client hint */
+		memcpy(pkt + 24, w->cli_hdr[cli] + 24, 4); /* rpc id */
 	}
 	if (pkt[3] == FERRY_PKT_SESSION_OPEN_REPLY && len >= FERRY_WIRE_HDR_BYTES + 8)
 		fz_put(pkt + FERRY_WIRE_HDR_BYTES, w->cli_nonce[cli], 8);
@@ -248,7 +255,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_verbose = getenv("FUZZ_VERBOSE") != NULL;
 	fz_world w;
 	if (fz_open(&w) != 0) {
-		fprintf(stderr, "fuzz_packet: setup failed: %s\n", ferry_ctx_errmsg(w.ctx));
+		fprintf(stderr, "fuzz_packet: setup failed: %s\n",
+		        ferry_ctx_errmsg(w.ctx));
 		__builtin_trap();
 	}
 	fz_passes(&w); /* the sessions' handshakes reach the raw endpoint */

@@ -35,11 +35,11 @@
 #include "transport/locator.h"
 #include "transport/wire.h"
 
-#define FZ_OP_ECHO 0x100
-#define FZ_OP_FAIL 0x101
-#define FZ_PASSES_MAX 400      /* poll passes to wait for the end */
+#define FZ_OP_ECHO         0x100
+#define FZ_OP_FAIL         0x101
+#define FZ_PASSES_MAX      400 /* poll passes to wait for the end */
 #define FZ_CALL_TIMEOUT_US 60000000u
-#define FZ_MAXMSG "65536"
+#define FZ_MAXMSG          "65536"
 
 static void fz_echo(void *arg, ferry_rpc *rpc)
 {
@@ -111,7 +111,8 @@ static int fz_drain(int fd, uint8_t *hdr, size_t *have, size_t hdr_len)
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 		if (hdr != NULL && *have < hdr_len) {
-			size_t k = hdr_len - *have < (size_t)n ? hdr_len - *have : (size_t)n;
+			size_t k =
+			        hdr_len - *have < (size_t)n ? hdr_len - *have : (size_t)n;
 			memcpy(hdr + *have, b, k);
 			*have += k;
 		}
@@ -119,7 +120,8 @@ static int fz_drain(int fd, uint8_t *hdr, size_t *have, size_t hdr_len)
 }
 
 /* Write data in chunks, polling the context between them. */
-static void fz_write(ferry_ctx *ctx, int fd, const uint8_t *data, size_t size, size_t chunk)
+static void fz_write(ferry_ctx *ctx, int fd, const uint8_t *data, size_t size,
+                     size_t chunk)
 {
 	size_t off = 0;
 	int stalls = 0;
@@ -159,8 +161,8 @@ static int fz_connect(int fd, const struct sockaddr_in *sa)
 	return 0;
 }
 
-static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data, size_t size,
-                           size_t chunk)
+static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data,
+                           size_t size, size_t chunk)
 {
 	ferry_server *srv;
 	char loc[FERRY_LOC_MAX_BYTES];
@@ -169,7 +171,8 @@ static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data,
 	ferry_server_handle(srv, FZ_OP_ECHO, fz_echo, NULL);
 	ferry_server_handle(srv, FZ_OP_FAIL, fz_fail, NULL);
 	snprintf(loc, sizeof(loc), "%s:host=127.0.0.1,port=0,maxmsg=" FZ_MAXMSG, drv);
-	if (ferry_server_listen(srv, loc) != 0 || ferry_server_locator(srv, 0, loc, sizeof(loc)) <= 0)
+	if (ferry_server_listen(srv, loc) != 0 ||
+	    ferry_server_locator(srv, 0, loc, sizeof(loc)) <= 0)
 		fz_die("server_listen");
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -189,14 +192,15 @@ static void fz_server_side(ferry_ctx *ctx, const char *drv, const uint8_t *data,
 	ferry_server_destroy(srv);
 }
 
-static void fz_client_side(ferry_ctx *ctx, const char *drv, uint8_t ctl, const uint8_t *data,
-                           size_t size, size_t chunk)
+static void fz_client_side(ferry_ctx *ctx, const char *drv, uint8_t ctl,
+                           const uint8_t *data, size_t size, size_t chunk)
 {
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 4) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0)
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 4) != 0 || getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0)
 		fz_die("listen");
 	char loc[FERRY_LOC_MAX_BYTES];
 	snprintf(loc, sizeof(loc), "%s:host=127.0.0.1,port=%u,maxmsg=" FZ_MAXMSG, drv,
@@ -216,10 +220,11 @@ static void fz_client_side(ferry_ctx *ctx, const char *drv, uint8_t ctl, const u
 		if (mfd < 0)
 			fz_die("memfd_create");
 		sink.fd = mfd;
-		rc = ferry_call_into_fd(s, FZ_OP_ECHO, &req, &sink, FZ_CALL_TIMEOUT_US, fz_call_cb,
-		                        &done);
+		rc = ferry_call_into_fd(s, FZ_OP_ECHO, &req, &sink, FZ_CALL_TIMEOUT_US,
+		                        fz_call_cb, &done);
 	} else {
-		rc = ferry_call(s, FZ_OP_ECHO, &req, &resp, FZ_CALL_TIMEOUT_US, fz_call_cb, &done);
+		rc = ferry_call(s, FZ_OP_ECHO, &req, &resp, FZ_CALL_TIMEOUT_US,
+		                fz_call_cb, &done);
 	}
 	if (rc != 0)
 		fz_die("call");
@@ -242,9 +247,9 @@ static void fz_client_side(ferry_ctx *ctx, const char *drv, uint8_t ctl, const u
 	if ((ctl & 2) && size >= FERRY_WIRE_HDR_BYTES) {
 		bytes = malloc(size);
 		memcpy(bytes, data, size);
-		bytes[5] = hdr[5];                  /* channel */
-		memcpy(bytes + 16, hdr + 16, 4);    /* client hint */
-		memcpy(bytes + 24, hdr + 24, 4);    /* rpc id */
+		bytes[5] = hdr[5];               /* channel */
+		memcpy(bytes + 16, hdr + 16, 4); /* client hint */
+		memcpy(bytes + 24, hdr + 24, 4); /* rpc id */
 		data = bytes;
 	}
 	fz_write(ctx, fd, data, size, chunk);

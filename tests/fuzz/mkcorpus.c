@@ -69,8 +69,8 @@ static void fast_open(out *o)
 	put_le(&p, 0x1122334455667788ull, 8); /* nonce */
 	put_le(&p, 8, 2);                     /* channels */
 	put_le(&p, 1400, 2);                  /* cap */
-	rec(o, T_FAST_SRV, (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN, .client_hint = 3},
-	    p.b, p.n);
+	rec(o, T_FAST_SRV,
+	    (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN, .client_hint = 3}, p.b, p.n);
 }
 
 static void packet_corpus(const char *dir)
@@ -81,14 +81,23 @@ static void packet_corpus(const char *dir)
 	o.n = 0;
 	fast_open(&o);
 	rec(&o, T_FAST_SRV | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST | FERRY_FLAG_ACK_REQ,
-	                     .opcode = OP_ECHO, .client_hint = 3, .rpc_id = 1, .msg_len = 5,
-	                     .frag_bytes = 1000, .aux = 1400},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_LAST | FERRY_FLAG_ACK_REQ,
+	                     .opcode = OP_ECHO,
+	                     .client_hint = 3,
+	                     .rpc_id = 1,
+	                     .msg_len = 5,
+	                     .frag_bytes = 1000,
+	                     .aux = 1400},
 	    "hello", 5);
 	uint8_t bitmap[8] = {1};
 	rec(&o, T_FAST_SRV | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_ACK, .flags = 0, .client_hint = 3, .rpc_id = 1,
-	                     .frag = 1, .aux = 1},
+	    (ferry_wire_hdr){.type = FERRY_PKT_ACK,
+	                     .flags = 0,
+	                     .client_hint = 3,
+	                     .rpc_id = 1,
+	                     .frag = 1,
+	                     .aux = 1},
 	    bitmap, sizeof(bitmap));
 	save(dir, H, "seed-fast-echo", &o);
 
@@ -98,8 +107,14 @@ static void packet_corpus(const char *dir)
 	uint8_t body[40];
 	for (int i = 0; i < 40; i++)
 		body[i] = (uint8_t)i;
-	ferry_wire_hdr d = {.type = FERRY_PKT_DATA, .opcode = OP_ECHO, .channel = 1, .client_hint = 3,
-	                    .rpc_id = 7, .msg_len = 40, .frag_bytes = 16, .aux = 16};
+	ferry_wire_hdr d = {.type = FERRY_PKT_DATA,
+	                    .opcode = OP_ECHO,
+	                    .channel = 1,
+	                    .client_hint = 3,
+	                    .rpc_id = 7,
+	                    .msg_len = 40,
+	                    .frag_bytes = 16,
+	                    .aux = 16};
 	d.frag = 2, d.flags = FERRY_FLAG_LAST;
 	rec(&o, T_FAST_SRV | FIX, d, body + 32, 8);
 	d.frag = 0, d.flags = 0;
@@ -112,24 +127,43 @@ static void packet_corpus(const char *dir)
 	/* fast: data under a session that does not exist; a failing handler. */
 	o.n = 0;
 	rec(&o, T_FAST_SRV,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST, .opcode = OP_ECHO,
-	                     .token = 42, .server_hint = 9, .msg_len = 2, .frag_bytes = 100},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_LAST,
+	                     .opcode = OP_ECHO,
+	                     .token = 42,
+	                     .server_hint = 9,
+	                     .msg_len = 2,
+	                     .frag_bytes = 100},
 	    "hi", 2);
 	fast_open(&o);
 	rec(&o, T_FAST_SRV | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST, .opcode = OP_FAIL,
-	                     .client_hint = 3, .rpc_id = 1, .msg_len = 0, .frag_bytes = 100},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_LAST,
+	                     .opcode = OP_FAIL,
+	                     .client_hint = 3,
+	                     .rpc_id = 1,
+	                     .msg_len = 0,
+	                     .frag_bytes = 100},
 	    "", 0);
 	save(dir, H, "seed-fast-unknown-fail", &o);
 
 	/* unreliable server: echo, fragments, failing handler. */
 	o.n = 0;
 	rec(&o, T_UNREL_SRV,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST, .opcode = OP_ECHO,
-	                     .client_hint = 1, .rpc_id = 1, .msg_len = 5, .frag_bytes = 1000},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_LAST,
+	                     .opcode = OP_ECHO,
+	                     .client_hint = 1,
+	                     .rpc_id = 1,
+	                     .msg_len = 5,
+	                     .frag_bytes = 1000},
 	    "hello", 5);
-	d = (ferry_wire_hdr){.type = FERRY_PKT_DATA, .opcode = OP_ECHO, .client_hint = 1, .rpc_id = 2,
-	                     .msg_len = 40, .frag_bytes = 16};
+	d = (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .opcode = OP_ECHO,
+	                     .client_hint = 1,
+	                     .rpc_id = 2,
+	                     .msg_len = 40,
+	                     .frag_bytes = 16};
 	d.frag = 1;
 	rec(&o, T_UNREL_SRV, d, body + 16, 16);
 	d.frag = 0;
@@ -137,8 +171,13 @@ static void packet_corpus(const char *dir)
 	d.frag = 2, d.flags = FERRY_FLAG_LAST;
 	rec(&o, T_UNREL_SRV, d, body + 32, 8);
 	rec(&o, T_UNREL_SRV,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST, .opcode = OP_FAIL,
-	                     .client_hint = 1, .rpc_id = 3, .msg_len = 0, .frag_bytes = 1000},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_LAST,
+	                     .opcode = OP_FAIL,
+	                     .client_hint = 1,
+	                     .rpc_id = 3,
+	                     .msg_len = 0,
+	                     .frag_bytes = 1000},
 	    "", 0);
 	save(dir, H, "seed-unrel-echo", &o);
 
@@ -151,13 +190,19 @@ static void packet_corpus(const char *dir)
 	put_le(&p, 8, 2);    /* channels */
 	put_le(&p, 1000, 2); /* cap */
 	rec(&o, T_FAST_CLI | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN_REPLY, .flags = FERRY_FLAG_RESPONSE,
-	                     .token = 0xabcdef, .server_hint = 5},
+	    (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN_REPLY,
+	                     .flags = FERRY_FLAG_RESPONSE,
+	                     .token = 0xabcdef,
+	                     .server_hint = 5},
 	    p.b, p.n);
 	rec(&o, T_FAST_CLI | FIX,
 	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
-	                     .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST | FERRY_FLAG_ACK_REQ,
-	                     .opcode = OP_ECHO, .token = 0xabcdef, .server_hint = 5, .msg_len = 4,
+	                     .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST |
+	                              FERRY_FLAG_ACK_REQ,
+	                     .opcode = OP_ECHO,
+	                     .token = 0xabcdef,
+	                     .server_hint = 5,
+	                     .msg_len = 4,
 	                     .frag_bytes = 1000},
 	    "ping", 4);
 	save(dir, H, "seed-fast-client", &o);
@@ -165,26 +210,37 @@ static void packet_corpus(const char *dir)
 	/* fast client: open reply, a two-fragment response, bad session. */
 	o.n = 0;
 	rec(&o, T_FAST_CLI | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN_REPLY, .flags = FERRY_FLAG_RESPONSE,
-	                     .token = 0xabcdef, .server_hint = 5},
+	    (ferry_wire_hdr){.type = FERRY_PKT_SESSION_OPEN_REPLY,
+	                     .flags = FERRY_FLAG_RESPONSE,
+	                     .token = 0xabcdef,
+	                     .server_hint = 5},
 	    p.b, p.n);
-	d = (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_RESPONSE, .opcode = OP_ECHO,
-	                     .token = 0xabcdef, .server_hint = 5, .msg_len = 24, .frag_bytes = 16};
+	d = (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .flags = FERRY_FLAG_RESPONSE,
+	                     .opcode = OP_ECHO,
+	                     .token = 0xabcdef,
+	                     .server_hint = 5,
+	                     .msg_len = 24,
+	                     .frag_bytes = 16};
 	rec(&o, T_FAST_CLI | FIX, d, body, 16);
 	d.frag = 1, d.flags |= FERRY_FLAG_LAST;
 	rec(&o, T_FAST_CLI | FIX, d, body + 16, 8);
 	out e = {.n = 0};
 	put_le(&e, 78, 8);
 	rec(&o, T_FAST_CLI | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_BAD_SESSION, .flags = FERRY_FLAG_RESPONSE,
+	    (ferry_wire_hdr){.type = FERRY_PKT_BAD_SESSION,
+	                     .flags = FERRY_FLAG_RESPONSE,
 	                     .token = 0xabcdef},
 	    e.b, e.n);
 	save(dir, H, "seed-fast-client-frags", &o);
 
 	/* unreliable client: a response, an error status, a late duplicate. */
 	o.n = 0;
-	ferry_wire_hdr r = {.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST,
-	                    .opcode = OP_ECHO, .msg_len = 4, .frag_bytes = 1000};
+	ferry_wire_hdr r = {.type = FERRY_PKT_DATA,
+	                    .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST,
+	                    .opcode = OP_ECHO,
+	                    .msg_len = 4,
+	                    .frag_bytes = 1000};
 	rec(&o, T_UNREL_CLI | FIX, r, "pong", 4);
 	rec(&o, T_UNREL_CLI | FIX, r, "pong", 4);
 	save(dir, H, "seed-unrel-client", &o);
@@ -197,12 +253,18 @@ static void packet_corpus(const char *dir)
 	 * short packet, a bare header with nothing else. */
 	o.n = 0;
 	rec(&o, T_UNREL_SRV,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .opcode = OP_ECHO, .msg_len = 0xffffffffu,
-	                     .frag_bytes = 1, .frag = 0xfffffffeu},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .opcode = OP_ECHO,
+	                     .msg_len = 0xffffffffu,
+	                     .frag_bytes = 1,
+	                     .frag = 0xfffffffeu},
 	    "x", 1);
 	rec(&o, T_FAST_SRV | FIX,
-	    (ferry_wire_hdr){.type = FERRY_PKT_DATA, .opcode = OP_ECHO, .msg_len = 0xffffffffu,
-	                     .frag_bytes = 0xffff, .frag = 3},
+	    (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                     .opcode = OP_ECHO,
+	                     .msg_len = 0xffffffffu,
+	                     .frag_bytes = 0xffff,
+	                     .frag = 3},
 	    "", 0);
 	uint8_t shortpkt[3] = {0x77, 0xfe, 1};
 	uint8_t c = T_UNREL_SRV;
@@ -213,11 +275,15 @@ static void packet_corpus(const char *dir)
 }
 
 /* fuzz_stream: ctl, chunk, then the stream's bytes. */
-static void stream_msg(out *o, uint8_t flags, uint16_t opcode, uint16_t aux, const void *body,
-                       uint32_t n, uint32_t msg_len)
+static void stream_msg(out *o, uint8_t flags, uint16_t opcode, uint16_t aux,
+                       const void *body, uint32_t n, uint32_t msg_len)
 {
-	hdr(o, (ferry_wire_hdr){.type = FERRY_PKT_DATA, .flags = FERRY_FLAG_LAST | flags,
-	                        .opcode = opcode, .rpc_id = 1, .msg_len = msg_len, .aux = aux});
+	hdr(o, (ferry_wire_hdr){.type = FERRY_PKT_DATA,
+	                        .flags = FERRY_FLAG_LAST | flags,
+	                        .opcode = opcode,
+	                        .rpc_id = 1,
+	                        .msg_len = msg_len,
+	                        .aux = aux});
 	put(o, body, n);
 }
 
@@ -231,7 +297,8 @@ static void stream_corpus(const char *dir)
 	struct {
 		const char *name;
 		uint8_t ctl, chunk;
-	} server[] = {{"seed-server-echo", 0, 0}, {"seed-server-echo-chunked", 0, 7},
+	} server[] = {{"seed-server-echo", 0, 0},
+	              {"seed-server-echo-chunked", 0, 7},
 	              {"seed-server-splice", 4, 13}};
 	for (size_t i = 0; i < sizeof(server) / sizeof(server[0]); i++) {
 		o.n = 0;
@@ -271,19 +338,19 @@ static void stream_corpus(const char *dir)
 		uint16_t aux;
 		uint32_t n;
 	} client[] = {
-		{"seed-client-pong", 1 | 2, 0, 0, 4},
-		{"seed-client-chunked", 1 | 2, 5, 0, 3000},
-		{"seed-client-status", 1 | 2, 0, 5, 0},
-		{"seed-client-fd", 1 | 2 | 8, 0, 0, 3000},
-		{"seed-client-splice-fd", 1 | 2 | 4 | 8, 11, 0, 3000},
-		{"seed-client-unmatched", 1, 0, 0, 4},
+	        {"seed-client-pong", 1 | 2, 0, 0, 4},
+	        {"seed-client-chunked", 1 | 2, 5, 0, 3000},
+	        {"seed-client-status", 1 | 2, 0, 5, 0},
+	        {"seed-client-fd", 1 | 2 | 8, 0, 0, 3000},
+	        {"seed-client-splice-fd", 1 | 2 | 4 | 8, 11, 0, 3000},
+	        {"seed-client-unmatched", 1, 0, 0, 4},
 	};
 	for (size_t i = 0; i < sizeof(client) / sizeof(client[0]); i++) {
 		o.n = 0;
 		put(&o, &client[i].ctl, 1);
 		put(&o, &client[i].chunk, 1);
-		stream_msg(&o, FERRY_FLAG_RESPONSE, OP_ECHO, client[i].aux, big, client[i].n,
-		           client[i].n);
+		stream_msg(&o, FERRY_FLAG_RESPONSE, OP_ECHO, client[i].aux, big,
+		           client[i].n, client[i].n);
 		save(dir, H, client[i].name, &o);
 	}
 }
@@ -291,24 +358,25 @@ static void stream_corpus(const char *dir)
 static void locator_corpus(const char *dir)
 {
 	const char *locs[] = {
-		"unreliable+udp:host=127.0.0.1,port=0",
-		"fast+udp:host=::1,port=0,maxmsg=1m,channels=16,liveness=500000",
-		"unreliable+loopback:port=0,mtu=2048,rxslots=64",
-		"fast+lossy+loopback:drop=0.1,dup=0.01,reorder=0.2,delay=0.1,delay_us=100,corrupt=0,seed=7",
-		"tcp:host=127.0.0.1,port=0,sndbuf=65536,connect_timeout=100",
-		"splice:host=[::1],port=0,maxmsg=64k",
-		"infud:dev=mlx5_0,ibport=1,gid=0,host=127.0.0.1,port=0",
-		"fast+udp:host=127.0.0.1,port=0,pcap=/dev/null",
-		"udp:host=127.0.0.1,port=1",
-		"fast+tcp:host=127.0.0.1",
-		"lossy+lossy+loopback",
-		"fast+unreliable+loopback",
-		"unreliable+loopback:port=1,port=2",
-		"unreliable+loopback:,",
-		"unreliable+loopback:mtu=18446744073709551616",
-		"unreliable+loopback:mtu=16g",
-		":",
-		"a+b+c+d+e+f+g",
+	        "unreliable+udp:host=127.0.0.1,port=0",
+	        "fast+udp:host=::1,port=0,maxmsg=1m,channels=16,liveness=500000",
+	        "unreliable+loopback:port=0,mtu=2048,rxslots=64",
+	        "fast+lossy+loopback:drop=0.1,dup=0.01,reorder=0.2,delay=0.1,delay_us="
+	        "100,corrupt=0,seed=7",
+	        "tcp:host=127.0.0.1,port=0,sndbuf=65536,connect_timeout=100",
+	        "splice:host=[::1],port=0,maxmsg=64k",
+	        "infud:dev=mlx5_0,ibport=1,gid=0,host=127.0.0.1,port=0",
+	        "fast+udp:host=127.0.0.1,port=0,pcap=/dev/null",
+	        "udp:host=127.0.0.1,port=1",
+	        "fast+tcp:host=127.0.0.1",
+	        "lossy+lossy+loopback",
+	        "fast+unreliable+loopback",
+	        "unreliable+loopback:port=1,port=2",
+	        "unreliable+loopback:,",
+	        "unreliable+loopback:mtu=18446744073709551616",
+	        "unreliable+loopback:mtu=16g",
+	        ":",
+	        "a+b+c+d+e+f+g",
 	};
 	for (size_t i = 0; i < sizeof(locs) / sizeof(locs[0]); i++) {
 		out o = {.n = 0};

@@ -77,7 +77,8 @@ int main(int argc, char **argv)
 		for (int k = 0; k < n; k++) {
 			char path[4096];
 			snprintf(path, sizeof(path), "%s/%s", argv[i], ents[k]->d_name);
-			if (ents[k]->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (ents[k]->d_name[0] != '.' && stat(path, &st) == 0 &&
+			    S_ISREG(st.st_mode)) {
 				if (replay_file(path) != 0)
 					return 1;
 				files++;

@@ -19,9 +19,9 @@
 #include "../common/json.h"
 #include "../common/testutil.h"
 
-#define CALL_DEADLINE_US 20000000      /* TCG: generous */
+#define CALL_DEADLINE_US     20000000  /* TCG: generous */
 #define BIG_CALL_DEADLINE_US 240000000 /* a 16 MiB call: 16k packets each way */
-#define BIG_BYTES (16u << 20)
+#define BIG_BYTES            (16u << 20)
 
 static const char *server_exe, *keys;
 
@@ -48,7 +48,7 @@ static void run_start(run *r, const char *stack, const char *extra, const char *
 	if (r->pid < 0)
 		fail_msg("server did not start on %s", listen);
 	ferry_ctx_opts o = {.poll_mode = strcmp(cli_mode, "block") == 0 ? FERRY_POLL_BLOCK
-	                                                                 : FERRY_POLL_SPIN,
+	                                                                : FERRY_POLL_SPIN,
 	                    .cpu = -1};
 	assert_int_equal(ferry_ctx_create(&o, &r->ctx), 0);
 	int rc = ferry_session_open(r->ctx, r->loc, &r->sess);
@@ -86,8 +86,8 @@ static void echo_sizes(run *r, const uint32_t *sizes, size_t nsizes, int calls,
 			fail_msg("echo %zu B call %d: %s", size, i, ferry_err_name(rc));
 		long bad = tu_check(&resp, size, seed);
 		if (bad >= 0)
-			fail_msg("echo %zu B call %d: len %zu, first bad byte %ld", size, i,
-			         ferry_buf_len(&resp), bad);
+			fail_msg("echo %zu B call %d: len %zu, first bad byte %ld", size,
+			         i, ferry_buf_len(&resp), bad);
 		ferry_buf_reset(&resp);
 	}
 	ferry_buf_fini(&req);
@@ -130,7 +130,8 @@ static void test_fast(void **s)
 	run_start(&r, "fast+infud", "", "spin", "spin");
 	static const uint32_t sizes[] = {0, 1, 100, 984, 985, 4000, 20000, 65536};
 	uint64_t t0 = now_us();
-	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 1000, CALL_DEADLINE_US, 1);
+	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 1000, CALL_DEADLINE_US,
+	           1);
 	uint64_t t1 = now_us();
 	static const uint32_t big[] = {BIG_BYTES};
 	echo_sizes(&r, big, 1, 2, BIG_CALL_DEADLINE_US, 5000);
@@ -153,15 +154,21 @@ static void test_fast(void **s)
 	uint64_t c_rx = client_counter(&r, "infud.rx_reposted");
 	printf("# fast+infud: 1000 calls <= 64 KiB in %.1f s, 2 x 16 MiB in %.1f s\n",
 	       (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
-	printf("# server: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, tx_unsignaled %llu, "
-	       "tx_signaled %llu, boot_answers %llu, tx_ring_waits %llu, wc_errors %llu\n",
-	       (unsigned long long)s_ah, (unsigned long long)s_hits, (unsigned long long)s_inline,
-	       (unsigned long long)s_unsig, (unsigned long long)s_sig, (unsigned long long)s_boot,
+	printf("# server: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, "
+	       "tx_unsignaled %llu, "
+	       "tx_signaled %llu, boot_answers %llu, tx_ring_waits %llu, wc_errors "
+	       "%llu\n",
+	       (unsigned long long)s_ah, (unsigned long long)s_hits,
+	       (unsigned long long)s_inline, (unsigned long long)s_unsig,
+	       (unsigned long long)s_sig, (unsigned long long)s_boot,
 	       (unsigned long long)s_waits, (unsigned long long)s_errs);
-	printf("# client: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, tx_unsignaled %llu, "
-	       "tx_packets %llu in %llu post_send calls, rx reposted %llu in %llu post_recv calls\n",
-	       (unsigned long long)c_ah, (unsigned long long)c_hits, (unsigned long long)c_inline,
-	       (unsigned long long)c_unsig, (unsigned long long)c_pkts, (unsigned long long)c_posts,
+	printf("# client: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, "
+	       "tx_unsignaled %llu, "
+	       "tx_packets %llu in %llu post_send calls, rx reposted %llu in %llu "
+	       "post_recv calls\n",
+	       (unsigned long long)c_ah, (unsigned long long)c_hits,
+	       (unsigned long long)c_inline, (unsigned long long)c_unsig,
+	       (unsigned long long)c_pkts, (unsigned long long)c_posts,
 	       (unsigned long long)c_rx, (unsigned long long)c_reposts);
 	assert_int_equal(s_ah, 1);
 	assert_int_equal(c_ah, 1);
@@ -182,8 +189,10 @@ static void test_unreliable_block(void **s)
 	run_start(&r, "unreliable+infud", ",rxslots=2048", "block", "block");
 	static const uint32_t sizes[] = {0, 1, 1000, 65536, 300000, 1048576};
 	uint64_t t0 = now_us();
-	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 60, CALL_DEADLINE_US, 100);
-	printf("# unreliable+infud (block/block): 60 calls <= 1 MiB in %.1f s, client cq_events "
+	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 60, CALL_DEADLINE_US,
+	           100);
+	printf("# unreliable+infud (block/block): 60 calls <= 1 MiB in %.1f s, client "
+	       "cq_events "
 	       "%llu, cq_arms %llu\n",
 	       (double)(now_us() - t0) / 1e6,
 	       (unsigned long long)client_counter(&r, "infud.cq_events"),
@@ -198,11 +207,12 @@ static void test_lossy(void **s)
 {
 	(void)s;
 	run r;
-	run_start(&r, "fast+lossy+infud", ",drop=0.03,dup=0.03,reorder=0.03,seed=11", "spin",
-	          "spin");
+	run_start(&r, "fast+lossy+infud", ",drop=0.03,dup=0.03,reorder=0.03,seed=11",
+	          "spin", "spin");
 	static const uint32_t sizes[] = {0, 1, 984, 5000, 30000, 65536};
 	uint64_t t0 = now_us();
-	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 120, CALL_DEADLINE_US, 900);
+	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 120, CALL_DEADLINE_US,
+	           900);
 	printf("# fast+lossy+infud: 120 calls <= 64 KiB in %.1f s, lossy dropped %llu\n",
 	       (double)(now_us() - t0) / 1e6,
 	       (unsigned long long)client_counter(&r, "lossy.dropped"));
@@ -222,9 +232,9 @@ int main(int argc, char **argv)
 	if (d == NULL || (d->probe != NULL && d->probe(why, sizeof(why)) != 0))
 		tu_skip_or_fail("ibverbs", why);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fast),
-		cmocka_unit_test(test_unreliable_block),
-		cmocka_unit_test(test_lossy),
+	        cmocka_unit_test(test_fast),
+	        cmocka_unit_test(test_unreliable_block),
+	        cmocka_unit_test(test_lossy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,9 +93,8 @@ static size_t iter_collect(ferry_buf *b, size_t off, size_t len, uint8_t *out)
 		assert_int_equal(seg.offset, off + got);
 		if (seg.kind == FERRY_CHUNK_FILE) {
 			assert_null(seg.data);
-			assert_int_equal(pread(seg.fd, out + got, seg.len,
-					       seg.file_off),
-					 (ssize_t)seg.len);
+			assert_int_equal(pread(seg.fd, out + got, seg.len, seg.file_off),
+			                 (ssize_t)seg.len);
 		} else {
 			assert_non_null(seg.data);
 			memcpy(out + got, seg.data, seg.len);
@@ -199,11 +198,10 @@ static void test_headroom(void **state)
 	assert_int_equal(ferry_buf_chunk_count(&b), 1);
 	assert_int_equal(ferry_buf_len(&b), 100 + FERRY_BUF_HEADROOM_BYTES);
 	assert_int_equal(ferry_buf_copy_out(&b, 0, ferry_buf_len(&b), out),
-			 (ssize_t)ferry_buf_len(&b));
+	                 (ssize_t)ferry_buf_len(&b));
 	for (size_t i = 0; i < FERRY_BUF_HEADROOM_BYTES - 28; i++)
 		assert_int_equal(out[i], 'y');
-	for (size_t i = FERRY_BUF_HEADROOM_BYTES - 28;
-	     i < FERRY_BUF_HEADROOM_BYTES; i++)
+	for (size_t i = FERRY_BUF_HEADROOM_BYTES - 28; i < FERRY_BUF_HEADROOM_BYTES; i++)
 		assert_int_equal(out[i], 'x');
 	assert_memory_equal(out + FERRY_BUF_HEADROOM_BYTES, payload, 100);
 	/* The whole thing is still one contiguous chunk. */
@@ -327,19 +325,18 @@ static void test_loans(void **state)
 	(void)state;
 	for (int i = 0; i < 4; i++) {
 		memset(mem[i], 'A' + i, sizeof(mem[i]));
-		l[i] = (struct loan){ mem[i], sizeof(mem[i]), 0 };
+		l[i] = (struct loan){mem[i], sizeof(mem[i]), 0};
 	}
 	ferry_buf_init(&b);
 
 	/* A zero-length loan is released at once and adds nothing. */
-	assert_int_equal(ferry_buf_append_loan(&b, mem[3], 0, loan_release,
-					       &l[3]), 0);
+	assert_int_equal(ferry_buf_append_loan(&b, mem[3], 0, loan_release, &l[3]), 0);
 	assert_int_equal(l[3].released, 1);
 	assert_int_equal(ferry_buf_chunk_count(&b), 0);
 
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(ferry_buf_append_loan(&b, mem[i], 32,
-						       loan_release, &l[i]), 0);
+		assert_int_equal(
+		        ferry_buf_append_loan(&b, mem[i], 32, loan_release, &l[i]), 0);
 	assert_int_equal(ferry_buf_len(&b), 96);
 
 	/* Partial truncation at either end releases nothing. */
@@ -376,16 +373,15 @@ static void test_loans(void **state)
 
 	/* Truncating to zero and fini release too. */
 	for (int i = 0; i < 2; i++) {
-		l[i] = (struct loan){ mem[i], sizeof(mem[i]), 0 };
-		assert_int_equal(ferry_buf_append_loan(&b, mem[i], 32,
-						       loan_release, &l[i]), 0);
+		l[i] = (struct loan){mem[i], sizeof(mem[i]), 0};
+		assert_int_equal(
+		        ferry_buf_append_loan(&b, mem[i], 32, loan_release, &l[i]), 0);
 	}
 	ferry_buf_truncate(&b, 0);
 	assert_int_equal(l[0].released, 1);
 	assert_int_equal(l[1].released, 1);
-	l[0] = (struct loan){ mem[0], sizeof(mem[0]), 0 };
-	assert_int_equal(ferry_buf_append_loan(&b, mem[0], 32, loan_release,
-					       &l[0]), 0);
+	l[0] = (struct loan){mem[0], sizeof(mem[0]), 0};
+	assert_int_equal(ferry_buf_append_loan(&b, mem[0], 32, loan_release, &l[0]), 0);
 	ferry_buf_fini(&b);
 	assert_int_equal(l[0].released, 1);
 }
@@ -484,8 +480,7 @@ static void test_cursor_after_truncation(void **state)
 	(void)state;
 	ferry_buf_init(&b);
 	for (int i = 0; i < 10; i++)
-		assert_int_equal(ferry_buf_append_ref(&b, mem_pool + 10 * i, 10),
-				 0);
+		assert_int_equal(ferry_buf_append_ref(&b, mem_pool + 10 * i, 10), 0);
 	/* Park the cursor on chunk 7, then cut it away from either side. */
 	assert_ptr_equal(ferry_buf_range(&b, 75, 2), mem_pool + 75);
 	ferry_buf_truncate_front(&b, 80);
@@ -538,8 +533,7 @@ static void run_random(uint64_t seed, int steps)
 		} else if (op < 22) {
 			n = rng_below(400);
 			off = rng_below(POOL_BYTES - n);
-			assert_int_equal(ferry_buf_append_ref(&b, mem_pool + off,
-							       n), 0);
+			assert_int_equal(ferry_buf_append_ref(&b, mem_pool + off, n), 0);
 			memcpy(ref + ref_len, mem_pool + off, n);
 			ref_len += n;
 		} else if (op < 30 && nloans < MAX_LOANS) {
@@ -551,16 +545,14 @@ static void run_random(uint64_t seed, int steps)
 			assert_non_null(l->ptr);
 			fill_random(l->ptr, n);
 			memcpy(ref + ref_len, l->ptr, n);
-			assert_int_equal(ferry_buf_append_loan(&b, l->ptr, n,
-							       loan_release, l),
-					 0);
+			assert_int_equal(
+			        ferry_buf_append_loan(&b, l->ptr, n, loan_release, l), 0);
 			assert_int_equal(l->released, n == 0);
 			ref_len += n;
 		} else if (op < 36) {
 			n = rng_below(600);
 			off = rng_below(POOL_BYTES - n);
-			assert_int_equal(ferry_buf_append_file(&b, fd, (off_t)off,
-								n), 0);
+			assert_int_equal(ferry_buf_append_file(&b, fd, (off_t)off, n), 0);
 			memcpy(ref + ref_len, file_pool + off, n);
 			ref_len += n;
 		} else if (op < 44) {
@@ -628,8 +620,8 @@ static void run_random(uint64_t seed, int steps)
 
 			off = rng_below(ref_len + 3);
 			n = rng_below(ref_len + 3);
-			want = off > ref_len ? 0 :
-			       (n > ref_len - off ? ref_len - off : n);
+			want = off > ref_len ? 0
+			                     : (n > ref_len - off ? ref_len - off : n);
 			got = iter_collect(&b, off, n, tmp);
 			assert_int_equal(got, want);
 			if (want)
@@ -685,8 +677,8 @@ static struct o1_cost measure_o1(ferry_buf *b, size_t n)
 	ferry_buf_reset(b);
 	v0 = b->node_visits;
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(ferry_buf_append_ref(b, mem_pool + i % POOL_BYTES,
-						       1), 0);
+		assert_int_equal(ferry_buf_append_ref(b, mem_pool + i % POOL_BYTES, 1),
+		                 0);
 	/* Appends go through the tail pointer: no walking at all. */
 	assert_int_equal(b->node_visits, v0);
 	assert_int_equal(ferry_buf_len(b), n);
@@ -718,8 +710,7 @@ static struct o1_cost measure_o1(ferry_buf *b, size_t n)
 		uint8_t out[1000];
 		size_t len = n - off < 1000 ? n - off : 1000;
 
-		assert_int_equal(ferry_buf_copy_out(b, off, len, out),
-				 (ssize_t)len);
+		assert_int_equal(ferry_buf_copy_out(b, off, len, out), (ssize_t)len);
 		assert_int_equal(out[0], mem_pool[off % POOL_BYTES]);
 	}
 	cost.copying = (double)(b->node_visits - v0) / (double)n;
@@ -731,8 +722,7 @@ static void assert_within_10pct(double a, double b)
 	double lo = b * 0.9, hi = b * 1.1;
 
 	if (a < lo || a > hi)
-		fail_msg("per-chunk visits %.4f vs %.4f differ by more than 10%%",
-			 a, b);
+		fail_msg("per-chunk visits %.4f vs %.4f differ by more than 10%%", a, b);
 }
 
 static void test_o1_amortised(void **state)
@@ -761,18 +751,18 @@ static void test_o1_amortised(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_alloc_grows_tail),
-		cmocka_unit_test(test_headroom),
-		cmocka_unit_test(test_prepend_before_ref),
-		cmocka_unit_test(test_range_contiguity),
-		cmocka_unit_test(test_erange),
-		cmocka_unit_test(test_loans),
-		cmocka_unit_test(test_file_chunks),
-		cmocka_unit_test(test_large_and_reuse),
-		cmocka_unit_test(test_cursor_after_truncation),
-		cmocka_unit_test(test_random_vs_reference),
-		cmocka_unit_test(test_o1_amortised),
+	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_alloc_grows_tail),
+	        cmocka_unit_test(test_headroom),
+	        cmocka_unit_test(test_prepend_before_ref),
+	        cmocka_unit_test(test_range_contiguity),
+	        cmocka_unit_test(test_erange),
+	        cmocka_unit_test(test_loans),
+	        cmocka_unit_test(test_file_chunks),
+	        cmocka_unit_test(test_large_and_reuse),
+	        cmocka_unit_test(test_cursor_after_truncation),
+	        cmocka_unit_test(test_random_vs_reference),
+	        cmocka_unit_test(test_o1_amortised),
 	};
 
 	rng_state = 0x2545F4914F6CDD1DULL;

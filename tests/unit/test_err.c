@@ -24,7 +24,7 @@ typedef struct err_entry {
 
 static const err_entry all_errors[] = {
 #define ERR_ENTRY_(name, off, desc) {FERRY_##name, off, "FERRY_" #name, desc},
-	FERRY_ERRORS(ERR_ENTRY_)
+        FERRY_ERRORS(ERR_ENTRY_)
 #undef ERR_ENTRY_
 };
 #define NERRORS ((int)(sizeof(all_errors) / sizeof(all_errors[0])))
@@ -99,16 +99,22 @@ static void test_errno(void **state)
 	/* errno-like and library codes with the same word differ. */
 	assert_string_not_equal(ferry_err_name(-ETIMEDOUT),
 	                        ferry_err_name(FERRY_ETIMEDOUT));
-	assert_string_not_equal(ferry_err_name(-EAGAIN),
-	                        ferry_err_name(FERRY_EAGAIN));
+	assert_string_not_equal(ferry_err_name(-EAGAIN), ferry_err_name(FERRY_EAGAIN));
 }
 
 static void test_unknown(void **state)
 {
 	(void)state;
-	static const int codes[] = {-99999, -FERRY_ERR_BASE,
-	                            -(FERRY_ERR_BASE + 9999), -4095 - 1 - 5000,
-	                            1, 5, 12345, INT_MAX, INT_MIN, -65536};
+	static const int codes[] = {-99999,
+	                            -FERRY_ERR_BASE,
+	                            -(FERRY_ERR_BASE + 9999),
+	                            -4095 - 1 - 5000,
+	                            1,
+	                            5,
+	                            12345,
+	                            INT_MAX,
+	                            INT_MIN,
+	                            -65536};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		const char *name = ferry_err_name(codes[i]);
 		const char *desc = ferry_strerror(codes[i]);
@@ -152,12 +158,12 @@ static void test_version(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_success),
-		cmocka_unit_test(test_library_codes),
-		cmocka_unit_test(test_no_errno_collision),
-		cmocka_unit_test(test_errno),
-		cmocka_unit_test(test_unknown),
-		cmocka_unit_test(test_version),
+	        cmocka_unit_test(test_success),
+	        cmocka_unit_test(test_library_codes),
+	        cmocka_unit_test(test_no_errno_collision),
+	        cmocka_unit_test(test_errno),
+	        cmocka_unit_test(test_unknown),
+	        cmocka_unit_test(test_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,9 +35,12 @@ static void test_cookie_binding(void **st)
 	uint64_t c = ferry__fast_cookie_make(key, &a, 42, 3, t);
 	assert_true(c != 0);
 	assert_true(ferry__fast_cookie_check(key, &a, 42, 3, t, c));
-	assert_true(ferry__fast_cookie_check(key, &a, 42, 3, t + FAST_COOKIE_SLOT_US, c)); /* next slot */
-	assert_false(ferry__fast_cookie_check(key, &a, 42, 3, t + 2 * FAST_COOKIE_SLOT_US, c));
-	assert_false(ferry__fast_cookie_check(key, &a, 42, 3, t - FAST_COOKIE_SLOT_US, c));
+	assert_true(ferry__fast_cookie_check(key, &a, 42, 3, t + FAST_COOKIE_SLOT_US,
+	                                     c)); /* next slot */
+	assert_false(
+	        ferry__fast_cookie_check(key, &a, 42, 3, t + 2 * FAST_COOKIE_SLOT_US, c));
+	assert_false(
+	        ferry__fast_cookie_check(key, &a, 42, 3, t - FAST_COOKIE_SLOT_US, c));
 	assert_false(ferry__fast_cookie_check(key, &b, 42, 3, t, c));
 	assert_false(ferry__fast_cookie_check(key, &a, 43, 3, t, c));
 	assert_false(ferry__fast_cookie_check(key, &a, 42, 4, t, c));
@@ -48,8 +51,8 @@ static void test_cookie_binding(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_siphash_vectors),
-		cmocka_unit_test(test_cookie_binding),
+	        cmocka_unit_test(test_siphash_vectors),
+	        cmocka_unit_test(test_cookie_binding),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

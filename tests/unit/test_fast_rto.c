@@ -103,7 +103,9 @@ static void wenv_open(wenv *w, uint32_t len)
 	char err[200];
 	ferry_loc la, lb;
 	assert_int_equal(ferry_ctx_create(NULL, &w->ctx), 0);
-	assert_int_equal(ferry__loc_parse("fast+loopback:mtu=1064,rxslots=4096", &lb, err, sizeof(err)), 0);
+	assert_int_equal(ferry__loc_parse("fast+loopback:mtu=1064,rxslots=4096", &lb, err,
+	                                  sizeof(err)),
+	                 0);
 	assert_int_equal(ferry__port_open(w->ctx, &lb, true, &w->b), 0);
 	assert_int_equal(ferry__loc_parse(w->b->bound, &la, err, sizeof(err)), 0);
 	assert_int_equal(ferry__port_open(w->ctx, &la, false, &w->a), 0);
@@ -214,13 +216,13 @@ static void test_karn(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_first_sample),
-		cmocka_unit_test(test_updates),
-		cmocka_unit_test(test_granularity_and_clamp),
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_window_grows_without_loss),
-		cmocka_unit_test(test_window_shrinks_after_loss),
-		cmocka_unit_test(test_karn),
+	        cmocka_unit_test(test_first_sample),
+	        cmocka_unit_test(test_updates),
+	        cmocka_unit_test(test_granularity_and_clamp),
+	        cmocka_unit_test(test_backoff),
+	        cmocka_unit_test(test_window_grows_without_loss),
+	        cmocka_unit_test(test_window_shrinks_after_loss),
+	        cmocka_unit_test(test_karn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

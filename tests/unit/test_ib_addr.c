@@ -172,7 +172,8 @@ static void *serve_loop(void *arg)
 	while (!atomic_load(&t->stop)) {
 		struct pollfd p = {.fd = t->fd, .events = POLLIN};
 		if (poll(&p, 1, 10) > 0)
-			t->answered += (uint64_t)ferry__ib_boot_serve(t->fd, &t->self, 2048, &t->bad);
+			t->answered += (uint64_t)ferry__ib_boot_serve(t->fd, &t->self,
+			                                              2048, &t->bad);
 	}
 	return NULL;
 }
@@ -202,7 +203,9 @@ static void test_boot_exchange(void **s)
 	assert_true(c >= 0);
 	uint8_t junk[FERRY_IB_BOOT_BYTES];
 	memset(junk, 0x77, sizeof(junk));
-	assert_int_equal(sendto(c, junk, 5, 0, (struct sockaddr *)&bound, sizeof(struct sockaddr_in)), 5);
+	assert_int_equal(sendto(c, junk, 5, 0, (struct sockaddr *)&bound,
+	                        sizeof(struct sockaddr_in)),
+	                 5);
 	assert_int_equal(sendto(c, junk, sizeof(junk), 0, (struct sockaddr *)&bound,
 	                        sizeof(struct sockaddr_in)),
 	                 (ssize_t)sizeof(junk));
@@ -234,7 +237,8 @@ static void test_boot_exchange(void **s)
 	assert_int_equal(got.lid, self.lid);
 	assert_int_equal(got.roce, 1);
 	assert_memory_equal(got.gid, self.gid, 16);
-	assert_memory_equal(&got, &self, sizeof(got)); /* identical as ferry_addr bytes too */
+	assert_memory_equal(&got, &self,
+	                    sizeof(got)); /* identical as ferry_addr bytes too */
 	atomic_store(&t.stop, 1);
 	pthread_join(th, NULL);
 	assert_int_equal(t.answered, 1);
@@ -261,13 +265,15 @@ static void test_boot_timeout(void **s)
 	int fd = ferry__ib_boot_listen(&loc, &bound, err, sizeof(err));
 	assert_true(fd >= 0);
 	char ps[16];
-	snprintf(ps, sizeof(ps), "%u", (unsigned)ntohs(((struct sockaddr_in *)&bound)->sin_port));
+	snprintf(ps, sizeof(ps), "%u",
+	         (unsigned)ntohs(((struct sockaddr_in *)&bound)->sin_port));
 	ferry_loc q;
 	loc_hostport(&q, "127.0.0.1", ps);
 	ferry_ib_addr got;
 	uint32_t mtu;
 	uint64_t t0 = mono_ms();
-	assert_int_equal(ferry__ib_boot_query(&q, 300, &got, &mtu, err, sizeof(err)), FERRY_ETIMEDOUT);
+	assert_int_equal(ferry__ib_boot_query(&q, 300, &got, &mtu, err, sizeof(err)),
+	                 FERRY_ETIMEDOUT);
 	uint64_t took = mono_ms() - t0;
 	assert_true(took >= 300 && took < 2000);
 	assert_non_null(strstr(err, "300 ms"));
@@ -278,20 +284,21 @@ static void test_boot_timeout(void **s)
 	close(fd);
 	/* A bad port is a locator error. */
 	loc_hostport(&q, "127.0.0.1", "99999");
-	assert_int_equal(ferry__ib_boot_query(&q, 300, &got, &mtu, err, sizeof(err)), FERRY_EBADLOC);
+	assert_int_equal(ferry__ib_boot_query(&q, 300, &got, &mtu, err, sizeof(err)),
+	                 FERRY_EBADLOC);
 	assert_non_null(strstr(err, "port"));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ah_ib_local),
-		cmocka_unit_test(test_ah_ib_remote_subnet),
-		cmocka_unit_test(test_ah_roce),
-		cmocka_unit_test(test_addr_round_trip),
-		cmocka_unit_test(test_mtu_bytes),
-		cmocka_unit_test(test_boot_exchange),
-		cmocka_unit_test(test_boot_timeout),
+	        cmocka_unit_test(test_ah_ib_local),
+	        cmocka_unit_test(test_ah_ib_remote_subnet),
+	        cmocka_unit_test(test_ah_roce),
+	        cmocka_unit_test(test_addr_round_trip),
+	        cmocka_unit_test(test_mtu_bytes),
+	        cmocka_unit_test(test_boot_exchange),
+	        cmocka_unit_test(test_boot_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,8 +39,8 @@ static void expect_bad(const char *loc, const char *part)
 	memset(err, 0, sizeof(err));
 	int rc = ferry__loc_parse(loc, &l, err, sizeof(err));
 	if (rc != FERRY_EBADLOC)
-		fail_msg("locator '%s': rc %d (%s), want FERRY_EBADLOC", loc ? loc : "(null)",
-		         rc, ferry_err_name(rc));
+		fail_msg("locator '%s': rc %d (%s), want FERRY_EBADLOC",
+		         loc ? loc : "(null)", rc, ferry_err_name(rc));
 	if (err[0] == '\0')
 		fail_msg("locator '%s': empty message", loc ? loc : "(null)");
 	if (part != NULL && strstr(err, part) == NULL)
@@ -72,8 +72,7 @@ static void test_null_and_empty(void **state)
 	/* A NULL message buffer must be tolerated too. */
 	ferry_loc l;
 	assert_int_equal(ferry__loc_parse("", &l, NULL, 0), FERRY_EBADLOC);
-	assert_int_equal(ferry__loc_parse("unreliable+foo", &l, NULL, 0),
-	                 FERRY_EBADLOC);
+	assert_int_equal(ferry__loc_parse("unreliable+foo", &l, NULL, 0), FERRY_EBADLOC);
 }
 
 static void test_too_long(void **state)
@@ -106,27 +105,27 @@ static void test_stack_grammar(void **state)
 {
 	(void)state;
 	static const bad_case cases[] = {
-		/* no stack before ':' */
-		{":port=1", ":port=1"},
-		{":", "no stack"},
-		/* empty layer names */
-		{"unreliable++udp", "unreliable++udp"},
-		{"+udp", "+udp"},
-		{"udp+", "udp+"},
-		{"+", "empty layer"},
-		{"unreliable+udp+:port=1", "unreliable+udp+"},
-		/* bad characters in a name */
-		{"unreliable+UDP", "UDP"},
-		{"unreliable+u-dp", "u-dp"},
-		{"unreliable+u dp", "u dp"},
-		{"unre.liable+udp", "unre.liable"},
-		{"unreliable+udp=1", "udp=1"},
-		{"unreliable+udp,port=1", "udp,port=1"},
-		{"unreliable+\xc3\xa9", "\xc3\xa9"},
-		/* the grammar rejects these, not the registry lookup */
-		{"unreliable+u-dp", "bad character in layer name 'u-dp'"},
-		{"unreliable+Udp", "bad character in layer name 'Udp'"},
-		{"unre.liable+udp", "bad character in layer name 'unre.liable'"},
+	        /* no stack before ':' */
+	        {":port=1", ":port=1"},
+	        {":", "no stack"},
+	        /* empty layer names */
+	        {"unreliable++udp", "unreliable++udp"},
+	        {"+udp", "+udp"},
+	        {"udp+", "udp+"},
+	        {"+", "empty layer"},
+	        {"unreliable+udp+:port=1", "unreliable+udp+"},
+	        /* bad characters in a name */
+	        {"unreliable+UDP", "UDP"},
+	        {"unreliable+u-dp", "u-dp"},
+	        {"unreliable+u dp", "u dp"},
+	        {"unre.liable+udp", "unre.liable"},
+	        {"unreliable+udp=1", "udp=1"},
+	        {"unreliable+udp,port=1", "udp,port=1"},
+	        {"unreliable+\xc3\xa9", "\xc3\xa9"},
+	        /* the grammar rejects these, not the registry lookup */
+	        {"unreliable+u-dp", "bad character in layer name 'u-dp'"},
+	        {"unreliable+Udp", "bad character in layer name 'Udp'"},
+	        {"unre.liable+udp", "bad character in layer name 'unre.liable'"},
 	};
 	expect_bad_all(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -158,32 +157,32 @@ static void test_stack_shape(void **state)
 {
 	(void)state;
 	static const bad_case cases[] = {
-		/* unknown names */
-		{"unreliable+foo", "foo"},
-		{"foo", "foo"},
-		{"unreliable+lossy+foo_2", "foo_2"},
-		{"fast+unreliable+udp", "unreliable"}, /* two transports */
-		/* transport not first */
-		{"udp+unreliable", "unreliable"},
-		{"unreliable+unreliable+udp", "unreliable"},
-		{"lossy+unreliable+udp", "must come first"},
-		/* datagram driver without a transport */
-		{"udp:host=1.2.3.4,port=1", "udp"},
-		{"loopback", "loopback"},
-		{"lossy+loopback", "loopback"},
-		{"udp", "needs a transport"},
-		/* a transport alone */
-		{"unreliable", "unreliable"},
-		{"unreliable:maxmsg=5", "names no driver"},
-		/* a wrapper at the bottom */
-		{"unreliable+lossy", "lossy"},
-		{"unreliable+lossy+lossy", "lossy"},
-		{"unreliable+lossy:drop=0.5", "wraps a driver"},
-		/* a non-wrapper wrapping */
-		{"unreliable+udp+loopback", "udp"},
-		{"unreliable+udp+loopback", "loopback"},
-		{"unreliable+loopback+udp", "cannot wrap"},
-		{"unreliable+lossy+udp+loopback", "'udp' cannot wrap 'loopback'"},
+	        /* unknown names */
+	        {"unreliable+foo", "foo"},
+	        {"foo", "foo"},
+	        {"unreliable+lossy+foo_2", "foo_2"},
+	        {"fast+unreliable+udp", "unreliable"}, /* two transports */
+	        /* transport not first */
+	        {"udp+unreliable", "unreliable"},
+	        {"unreliable+unreliable+udp", "unreliable"},
+	        {"lossy+unreliable+udp", "must come first"},
+	        /* datagram driver without a transport */
+	        {"udp:host=1.2.3.4,port=1", "udp"},
+	        {"loopback", "loopback"},
+	        {"lossy+loopback", "loopback"},
+	        {"udp", "needs a transport"},
+	        /* a transport alone */
+	        {"unreliable", "unreliable"},
+	        {"unreliable:maxmsg=5", "names no driver"},
+	        /* a wrapper at the bottom */
+	        {"unreliable+lossy", "lossy"},
+	        {"unreliable+lossy+lossy", "lossy"},
+	        {"unreliable+lossy:drop=0.5", "wraps a driver"},
+	        /* a non-wrapper wrapping */
+	        {"unreliable+udp+loopback", "udp"},
+	        {"unreliable+udp+loopback", "loopback"},
+	        {"unreliable+loopback+udp", "cannot wrap"},
+	        {"unreliable+lossy+udp+loopback", "'udp' cannot wrap 'loopback'"},
 	};
 	expect_bad_all(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -192,41 +191,41 @@ static void test_key_grammar(void **state)
 {
 	(void)state;
 	static const bad_case cases[] = {
-		/* key without '=' */
-		{"unreliable+udp:host", "host"},
-		{"unreliable+udp:host=a,port", "port"},
-		{"unreliable+udp:port", "has no '=value'"},
-		/* empty key */
-		{"unreliable+udp:=5", "=5"},
-		{"unreliable+udp:host=a,=5", "empty key"},
-		{"unreliable+udp:=", "empty key"},
-		/* empty value */
-		{"unreliable+udp:host=", "host"},
-		{"unreliable+udp:host=a,port=", "port"},
-		{"unreliable+udp:port=", "empty value"},
-		/* empty items */
-		{"unreliable+udp:host=a,,port=1", ",,"},
-		{"unreliable+udp:,host=a", ":,"},
-		{"unreliable+udp:host=a,", "host=a,"},
-		{"unreliable+udp:,", "empty key=value item"},
-		/* duplicate keys */
-		{"unreliable+udp:port=1,port=2", "port"},
-		{"unreliable+udp:host=a,port=1,host=b", "duplicate key 'host'"},
-		/* unknown keys */
-		{"unreliable+udp:colour=red", "colour"},
-		{"unreliable+udp:host=a,colour=red", "colour"},
-		{"unreliable+loopback:host=a", "host"},     /* udp's, not loopback's */
-		{"unreliable+udp:drop=0.5", "drop"},        /* lossy's, not in stack */
-		{"unreliable+udp:colour=red", "unknown key"},
-		/* bad characters in a key */
-		{"unreliable+udp:Host=a", "Host"},
-		{"unreliable+udp:ho-st=a", "ho-st"},
-		{"unreliable+udp:ho st=a", "ho st"},
-		{"unreliable+udp:ho+st=a", "ho+st"},
-		{"unreliable+udp:ho:st=a", "ho:st"},
-		{"unreliable+udp:host=a,P=1", "bad character in key 'P'"},
-		{"unreliable+udp:ho-st=a", "bad character in key 'ho-st'"},
-		{"unreliable+udp:ho.st=a", "bad character in key 'ho.st'"},
+	        /* key without '=' */
+	        {"unreliable+udp:host", "host"},
+	        {"unreliable+udp:host=a,port", "port"},
+	        {"unreliable+udp:port", "has no '=value'"},
+	        /* empty key */
+	        {"unreliable+udp:=5", "=5"},
+	        {"unreliable+udp:host=a,=5", "empty key"},
+	        {"unreliable+udp:=", "empty key"},
+	        /* empty value */
+	        {"unreliable+udp:host=", "host"},
+	        {"unreliable+udp:host=a,port=", "port"},
+	        {"unreliable+udp:port=", "empty value"},
+	        /* empty items */
+	        {"unreliable+udp:host=a,,port=1", ",,"},
+	        {"unreliable+udp:,host=a", ":,"},
+	        {"unreliable+udp:host=a,", "host=a,"},
+	        {"unreliable+udp:,", "empty key=value item"},
+	        /* duplicate keys */
+	        {"unreliable+udp:port=1,port=2", "port"},
+	        {"unreliable+udp:host=a,port=1,host=b", "duplicate key 'host'"},
+	        /* unknown keys */
+	        {"unreliable+udp:colour=red", "colour"},
+	        {"unreliable+udp:host=a,colour=red", "colour"},
+	        {"unreliable+loopback:host=a", "host"}, /* udp's, not loopback's */
+	        {"unreliable+udp:drop=0.5", "drop"},    /* lossy's, not in stack */
+	        {"unreliable+udp:colour=red", "unknown key"},
+	        /* bad characters in a key */
+	        {"unreliable+udp:Host=a", "Host"},
+	        {"unreliable+udp:ho-st=a", "ho-st"},
+	        {"unreliable+udp:ho st=a", "ho st"},
+	        {"unreliable+udp:ho+st=a", "ho+st"},
+	        {"unreliable+udp:ho:st=a", "ho:st"},
+	        {"unreliable+udp:host=a,P=1", "bad character in key 'P'"},
+	        {"unreliable+udp:ho-st=a", "bad character in key 'ho-st'"},
+	        {"unreliable+udp:ho.st=a", "bad character in key 'ho.st'"},
 	};
 	expect_bad_all(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -237,15 +236,15 @@ static void test_small_err_buffer(void **state)
 	(void)state;
 	ferry_loc l;
 	char err[ERR_BYTES];
-	assert_int_equal(ferry__loc_parse("unreliable+udp:port=1,colour=red", &l,
-	                                  err, sizeof(err)),
+	assert_int_equal(ferry__loc_parse("unreliable+udp:port=1,colour=red", &l, err,
+	                                  sizeof(err)),
 	                 FERRY_EBADLOC);
 	/* The message is NUL-terminated within the buffer even when small. */
 	char small[8];
 	memset(small, 'x', sizeof(small));
-	assert_int_equal(ferry__loc_parse("unreliable+udp:colour=red", &l, small,
-	                                  sizeof(small)),
-	                 FERRY_EBADLOC);
+	assert_int_equal(
+	        ferry__loc_parse("unreliable+udp:colour=red", &l, small, sizeof(small)),
+	        FERRY_EBADLOC);
 	assert_true(memchr(small, '\0', sizeof(small)) != NULL);
 }
 
@@ -367,38 +366,44 @@ static void test_every_declared_key_accepted(void **state)
 		const ferry_driver_ops *d = ferry_driver_at(i);
 		/* Declared keys: a value inside the declared range parses, one
 		 * outside is refused at parse time, naming the key. */
-		for (const ferry_loc_key *const *t = d->key_tables; t != NULL && *t != NULL; t++)
+		for (const ferry_loc_key *const *t = d->key_tables;
+		     t != NULL && *t != NULL; t++)
 			for (const ferry_loc_key *k = *t; k->name != NULL; k++) {
 				char text[160], val[40];
-				const char *stack = d->kind == FERRY_DRIVER_STREAM ? "" : "unreliable+";
+				const char *stack = d->kind == FERRY_DRIVER_STREAM
+				                            ? ""
+				                            : "unreliable+";
 				const char *inner = d->wrapper ? "+loopback" : "";
 				if (k->kind == FERRY_LOC_UINT)
-					snprintf(val, sizeof(val), "%llu", (unsigned long long)k->max);
+					snprintf(val, sizeof(val), "%llu",
+					         (unsigned long long)k->max);
 				else if (k->kind == FERRY_LOC_REAL)
 					snprintf(val, sizeof(val), "%g", k->rmax);
 				else
 					snprintf(val, sizeof(val), "x");
-				snprintf(text, sizeof(text), "%s%s%s:%s=%s", stack, d->name, inner, k->name,
-				         val);
+				snprintf(text, sizeof(text), "%s%s%s:%s=%s", stack,
+				         d->name, inner, k->name, val);
 				ferry_loc l;
 				parse_ok(text, &l);
 				assert_string_equal(ferry_loc_get(&l, k->name), val);
 				if (k->kind == FERRY_LOC_UINT && k->max < UINT64_MAX) {
-					snprintf(text, sizeof(text), "%s%s%s:%s=%llu", stack, d->name, inner,
-					         k->name, (unsigned long long)k->max + 1);
+					snprintf(text, sizeof(text), "%s%s%s:%s=%llu",
+					         stack, d->name, inner, k->name,
+					         (unsigned long long)k->max + 1);
 					expect_bad(text, k->name);
 				}
 				if (k->kind == FERRY_LOC_REAL) {
-					snprintf(text, sizeof(text), "%s%s%s:%s=%g", stack, d->name, inner,
-					         k->name, k->rmax + 1);
+					snprintf(text, sizeof(text), "%s%s%s:%s=%g",
+					         stack, d->name, inner, k->name,
+					         k->rmax + 1);
 					expect_bad(text, "out of range");
 				}
 			}
 		for (const char *const *k = d->keys; k != NULL && *k != NULL; k++) {
 			char text[128];
 			snprintf(text, sizeof(text), "%s%s%s:%s=1",
-			         d->kind == FERRY_DRIVER_STREAM ? "" : "unreliable+", d->name,
-			         d->wrapper ? "+loopback" : "", *k);
+			         d->kind == FERRY_DRIVER_STREAM ? "" : "unreliable+",
+			         d->name, d->wrapper ? "+loopback" : "", *k);
 			ferry_loc l;
 			parse_ok(text, &l);
 			assert_string_equal(ferry_loc_get(&l, *k), "1");
@@ -439,8 +444,8 @@ static void raw_loc(const char *text, ferry_loc *l)
 	static char kvbuf[FERRY_LOC_MAX_BYTES];
 	const char *colon = strchr(text, ':');
 	char stack[64];
-	snprintf(stack, sizeof(stack), "%.*s", colon != NULL ? (int)(colon - text) : (int)strlen(text),
-	         text);
+	snprintf(stack, sizeof(stack), "%.*s",
+	         colon != NULL ? (int)(colon - text) : (int)strlen(text), text);
 	parse_ok(stack, l);
 	if (colon == NULL)
 		return;
@@ -459,8 +464,8 @@ static void raw_loc(const char *text, ferry_loc *l)
 	}
 }
 
-static int get_u64(const char *text, const char *key, uint64_t min,
-                   uint64_t max, uint64_t dflt, uint64_t *out, char *err)
+static int get_u64(const char *text, const char *key, uint64_t min, uint64_t max,
+                   uint64_t dflt, uint64_t *out, char *err)
 {
 	ferry_loc l;
 	raw_loc(text, &l);
@@ -469,8 +474,7 @@ static int get_u64(const char *text, const char *key, uint64_t min,
 	return ferry__loc_u64(&l, key, min, max, dflt, out, err, ERR_BYTES);
 }
 
-static void expect_u64(const char *text, uint64_t min, uint64_t max,
-                       uint64_t want)
+static void expect_u64(const char *text, uint64_t min, uint64_t max, uint64_t want)
 {
 	char err[ERR_BYTES];
 	uint64_t v;
@@ -482,8 +486,8 @@ static void expect_u64(const char *text, uint64_t min, uint64_t max,
 		         (unsigned long long)want);
 }
 
-static void expect_u64_bad(const char *text, uint64_t min, uint64_t max,
-                           const char *val, const char *part)
+static void expect_u64_bad(const char *text, uint64_t min, uint64_t max, const char *val,
+                           const char *part)
 {
 	char err[ERR_BYTES];
 	uint64_t v;
@@ -493,8 +497,8 @@ static void expect_u64_bad(const char *text, uint64_t min, uint64_t max,
 		         (unsigned long long)v);
 	if (strstr(err, "mtu") == NULL || strstr(err, val) == NULL ||
 	    (part != NULL && strstr(err, part) == NULL))
-		fail_msg("'%s': message \"%s\" should name 'mtu', '%s'%s%s", text,
-		         err, val, part ? " and " : "", part ? part : "");
+		fail_msg("'%s': message \"%s\" should name 'mtu', '%s'%s%s", text, err,
+		         val, part ? " and " : "", part ? part : "");
 }
 
 static void test_u64(void **state)
@@ -517,8 +521,7 @@ static void test_u64(void **state)
 	expect_u64("unreliable+udp:mtu=3M", 0, UINT64_MAX, 3u << 20);
 	expect_u64("unreliable+udp:mtu=2g", 0, UINT64_MAX, 2ull << 30);
 	expect_u64("unreliable+udp:mtu=0k", 0, UINT64_MAX, 0);
-	expect_u64("unreliable+udp:mtu=18446744073709551615", 0, UINT64_MAX,
-	           UINT64_MAX);
+	expect_u64("unreliable+udp:mtu=18446744073709551615", 0, UINT64_MAX, UINT64_MAX);
 	/* Largest value that survives the g suffix. */
 	expect_u64("unreliable+udp:mtu=17179869183g", 0, UINT64_MAX,
 	           17179869183ull << 30);
@@ -544,8 +547,8 @@ static void test_u64(void **state)
 	               "99999999999999999999", NULL);
 	expect_u64_bad("unreliable+udp:mtu=18446744073709551616", 0, UINT64_MAX,
 	               "18446744073709551616", NULL);
-	expect_u64_bad("unreliable+udp:mtu=17179869184g", 0, UINT64_MAX,
-	               "17179869184g", NULL);
+	expect_u64_bad("unreliable+udp:mtu=17179869184g", 0, UINT64_MAX, "17179869184g",
+	               NULL);
 	expect_u64_bad("unreliable+udp:mtu=18446744073709551615k", 0, UINT64_MAX,
 	               "18446744073709551615k", NULL);
 	/* Out of range. */
@@ -564,8 +567,7 @@ static void test_u64(void **state)
 static void test_u64_leading_space(void **state)
 {
 	(void)state;
-	static const char *const vals[] = {"\t-1", "\t5", "\n7", "\v1", "\f1",
-	                                   "\r1"};
+	static const char *const vals[] = {"\t-1", "\t5", "\n7", "\v1", "\f1", "\r1"};
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 		char text[64], err[ERR_BYTES];
 		uint64_t v;
@@ -590,8 +592,7 @@ static void test_u64_leading_space(void **state)
 	}
 }
 
-static int get_double(const char *text, double min, double max, double *out,
-                      char *err)
+static int get_double(const char *text, double min, double max, double *out, char *err)
 {
 	ferry_loc l;
 	raw_loc(text, &l);
@@ -600,8 +601,8 @@ static int get_double(const char *text, double min, double max, double *out,
 	return ferry__loc_double(&l, "drop", min, max, 0.25, out, err, ERR_BYTES);
 }
 
-static void expect_double_bad(const char *text, double min, double max,
-                              const char *val, const char *part)
+static void expect_double_bad(const char *text, double min, double max, const char *val,
+                              const char *part)
 {
 	char err[ERR_BYTES];
 	double v;
@@ -610,8 +611,8 @@ static void expect_double_bad(const char *text, double min, double max,
 		fail_msg("'%s': rc %d (value %g), want FERRY_EBADLOC", text, rc, v);
 	if (strstr(err, "drop") == NULL || strstr(err, val) == NULL ||
 	    (part != NULL && strstr(err, part) == NULL))
-		fail_msg("'%s': message \"%s\" should name 'drop', '%s'%s%s", text,
-		         err, val, part ? " and " : "", part ? part : "");
+		fail_msg("'%s': message \"%s\" should name 'drop', '%s'%s%s", text, err,
+		         val, part ? " and " : "", part ? part : "");
 }
 
 static void test_double(void **state)
@@ -619,29 +620,43 @@ static void test_double(void **state)
 	(void)state;
 	char err[ERR_BYTES];
 	double v;
-	assert_int_equal(get_double("unreliable+lossy+loopback:port=1", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:port=1", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 0.25);
-	assert_int_equal(get_double("unreliable+lossy+loopback:drop=0.1", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:drop=0.1", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 0.1);
-	assert_int_equal(get_double("unreliable+lossy+loopback:drop=0", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:drop=0", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 0);
-	assert_int_equal(get_double("unreliable+lossy+loopback:drop=1", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:drop=1", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 1);
-	assert_int_equal(get_double("unreliable+lossy+loopback:drop=1e-3", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:drop=1e-3", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 1e-3);
-	assert_int_equal(get_double("unreliable+lossy+loopback:drop=.5", 0, 1, &v, err), 0);
+	assert_int_equal(get_double("unreliable+lossy+loopback:drop=.5", 0, 1, &v, err),
+	                 0);
 	assert_true(v == 0.5);
 
-	expect_double_bad("unreliable+lossy+loopback:drop=nan", 0, 1, "nan", "not a number");
-	expect_double_bad("unreliable+lossy+loopback:drop=NAN", -INFINITY, INFINITY, "NAN", NULL);
-	expect_double_bad("unreliable+lossy+loopback:drop=-nan", -INFINITY, INFINITY, "-nan", NULL);
+	expect_double_bad("unreliable+lossy+loopback:drop=nan", 0, 1, "nan",
+	                  "not a number");
+	expect_double_bad("unreliable+lossy+loopback:drop=NAN", -INFINITY, INFINITY,
+	                  "NAN", NULL);
+	expect_double_bad("unreliable+lossy+loopback:drop=-nan", -INFINITY, INFINITY,
+	                  "-nan", NULL);
 	expect_double_bad("unreliable+lossy+loopback:drop=abc", 0, 1, "abc", NULL);
 	expect_double_bad("unreliable+lossy+loopback:drop=0.5x", 0, 1, "0.5x", NULL);
-	expect_double_bad("unreliable+lossy+loopback:drop=1e999", 0, INFINITY, "1e999", NULL);
-	expect_double_bad("unreliable+lossy+loopback:drop=1.5", 0, 1, "1.5", "out of range");
-	expect_double_bad("unreliable+lossy+loopback:drop=-0.1", 0, 1, "-0.1", "out of range");
-	expect_double_bad("unreliable+lossy+loopback:drop=inf", 0, 1, "inf", "out of range");
-	expect_double_bad("unreliable+lossy+loopback:drop=-inf", 0, 1, "-inf", "out of range");
+	expect_double_bad("unreliable+lossy+loopback:drop=1e999", 0, INFINITY, "1e999",
+	                  NULL);
+	expect_double_bad("unreliable+lossy+loopback:drop=1.5", 0, 1, "1.5",
+	                  "out of range");
+	expect_double_bad("unreliable+lossy+loopback:drop=-0.1", 0, 1, "-0.1",
+	                  "out of range");
+	expect_double_bad("unreliable+lossy+loopback:drop=inf", 0, 1, "inf",
+	                  "out of range");
+	expect_double_bad("unreliable+lossy+loopback:drop=-inf", 0, 1, "-inf",
+	                  "out of range");
 	/* A failed get leaves *out alone. */
 	assert_int_equal(get_double("unreliable+lossy+loopback:drop=2", 0, 1, &v, err),
 	                 FERRY_EBADLOC);
@@ -688,7 +703,8 @@ static void test_sub(void **state)
 	/* Getters work on the copy. */
 	char err[ERR_BYTES];
 	uint64_t port;
-	assert_int_equal(ferry__loc_u64(&sub, "port", 1, 9, 0, &port, err, sizeof(err)), 0);
+	assert_int_equal(ferry__loc_u64(&sub, "port", 1, 9, 0, &port, err, sizeof(err)),
+	                 0);
 	assert_int_equal(port, 3);
 }
 
@@ -716,14 +732,13 @@ static void expect_session_bad(ferry_ctx *ctx, const char *loc, const char *part
 	if (rc != FERRY_EBADLOC) {
 		if (rc == 0)
 			ferry_session_close(s);
-		fail_msg("session '%s': rc %d (%s), want FERRY_EBADLOC (\"%s\")", loc,
-		         rc, ferry_err_name(rc), ferry_ctx_errmsg(ctx));
+		fail_msg("session '%s': rc %d (%s), want FERRY_EBADLOC (\"%s\")", loc, rc,
+		         ferry_err_name(rc), ferry_ctx_errmsg(ctx));
 	}
 	const char *m = ferry_ctx_errmsg(ctx);
 	assert_non_null(m);
 	if (strstr(m, part) == NULL)
-		fail_msg("session '%s': message \"%s\" does not name '%s'", loc, m,
-		         part);
+		fail_msg("session '%s': message \"%s\" does not name '%s'", loc, m, part);
 }
 
 static void test_api_session(void **state)
@@ -761,12 +776,13 @@ static void test_api_listen(void **state)
 	ferry_server *srv = NULL;
 	assert_int_equal(ferry_server_create(ctx, &srv), 0);
 	static const bad_case cases[] = {
-		{"unreliable+udp:host", "host"},
-		{"unreliable+udp:colour=red", "colour"},
-		{"udp+unreliable:port=0", "unreliable"},
-		{"unreliable+lossy", "lossy"},
-		{"unreliable+udp:host=127.0.0.1,port=65536", "65536"},
-		{"unreliable+udp:host=no.such.host.invalid,port=0", "no.such.host.invalid"},
+	        {"unreliable+udp:host", "host"},
+	        {"unreliable+udp:colour=red", "colour"},
+	        {"udp+unreliable:port=0", "unreliable"},
+	        {"unreliable+lossy", "lossy"},
+	        {"unreliable+udp:host=127.0.0.1,port=65536", "65536"},
+	        {"unreliable+udp:host=no.such.host.invalid,port=0",
+	         "no.such.host.invalid"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int rc = ferry_server_listen(srv, cases[i].loc);
@@ -810,9 +826,9 @@ static void test_bad_part_survives_truncation(void **state)
 	raw_loc(text, &l);
 	char small[160];
 	uint64_t port;
-	assert_int_equal(ferry__loc_u64(&l, "port", 1, 65535, 0, &port, small,
-	                                sizeof(small)),
-	                 FERRY_EBADLOC);
+	assert_int_equal(
+	        ferry__loc_u64(&l, "port", 1, 65535, 0, &port, small, sizeof(small)),
+	        FERRY_EBADLOC);
 	if (strstr(small, "port") == NULL)
 		fail_msg("message \"%s\" does not name the key 'port'", small);
 }
@@ -820,26 +836,27 @@ static void test_bad_part_survives_truncation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_null_and_empty),
-		cmocka_unit_test(test_too_long),
-		cmocka_unit_test(test_stack_grammar),
-		cmocka_unit_test(test_too_many_layers),
-		cmocka_unit_test(test_stack_shape),
-		cmocka_unit_test(test_key_grammar),
-		cmocka_unit_test(test_small_err_buffer),
-		cmocka_unit_test(test_good_udp),
-		cmocka_unit_test(test_good_lossy),
-		cmocka_unit_test(test_good_no_keys),
-		cmocka_unit_test(test_good_ipv6),
-		cmocka_unit_test(test_good_common_and_transport_keys),
-		cmocka_unit_test(test_every_declared_key_accepted),
-		cmocka_unit_test(test_u64),
-		cmocka_unit_test(test_u64_leading_space),
-		cmocka_unit_test(test_double),
-		cmocka_unit_test(test_sub),
-		cmocka_unit_test(test_bad_part_survives_truncation),
-		cmocka_unit_test_setup_teardown(test_api_session, ctx_setup, ctx_teardown),
-		cmocka_unit_test_setup_teardown(test_api_listen, ctx_setup, ctx_teardown),
+	        cmocka_unit_test(test_null_and_empty),
+	        cmocka_unit_test(test_too_long),
+	        cmocka_unit_test(test_stack_grammar),
+	        cmocka_unit_test(test_too_many_layers),
+	        cmocka_unit_test(test_stack_shape),
+	        cmocka_unit_test(test_key_grammar),
+	        cmocka_unit_test(test_small_err_buffer),
+	        cmocka_unit_test(test_good_udp),
+	        cmocka_unit_test(test_good_lossy),
+	        cmocka_unit_test(test_good_no_keys),
+	        cmocka_unit_test(test_good_ipv6),
+	        cmocka_unit_test(test_good_common_and_transport_keys),
+	        cmocka_unit_test(test_every_declared_key_accepted),
+	        cmocka_unit_test(test_u64),
+	        cmocka_unit_test(test_u64_leading_space),
+	        cmocka_unit_test(test_double),
+	        cmocka_unit_test(test_sub),
+	        cmocka_unit_test(test_bad_part_survives_truncation),
+	        cmocka_unit_test_setup_teardown(test_api_session, ctx_setup,
+	                                        ctx_teardown),
+	        cmocka_unit_test_setup_teardown(test_api_listen, ctx_setup, ctx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

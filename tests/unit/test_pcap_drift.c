@@ -42,7 +42,7 @@
 #include "../common/testutil.h"
 #include "base/le.h"
 
-#define NPKT 1024
+#define NPKT        1024
 #define PAYLOAD_MAX 1024
 #define PORT_CLIENT 41234 /* no tshark dissector claims these ports */
 #define PORT_SERVER 41235
@@ -55,9 +55,15 @@ static uint64_t rng(void)
 	rng_state ^= rng_state >> 27;
 	return rng_state * 2685821657736338717ull;
 }
-static uint32_t rng_below(uint32_t n) { return (uint32_t)(rng() % n); }
+static uint32_t rng_below(uint32_t n)
+{
+	return (uint32_t)(rng() % n);
+}
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
 static void put32(uint8_t *p, uint32_t v)
 {
 	put16(p, (uint16_t)v);
@@ -75,12 +81,12 @@ typedef struct expect {
 	ferry_wire_hdr h;
 	uint8_t payload[PAYLOAD_MAX];
 	size_t plen;
-	int status;              /* DATA response */
-	uint64_t bitmap;         /* ACK */
-	uint64_t nonce, epoch;   /* session packets */
-	uint64_t cookie;         /* SESSION_OPEN (0 = first open), SESSION_COOKIE */
-	uint16_t channels, cap;  /* SESSION_OPEN(_REPLY) */
-	uint32_t features;       /* SESSION_OPEN(_REPLY) */
+	int status;             /* DATA response */
+	uint64_t bitmap;        /* ACK */
+	uint64_t nonce, epoch;  /* session packets */
+	uint64_t cookie;        /* SESSION_OPEN (0 = first open), SESSION_COOKIE */
+	uint16_t channels, cap; /* SESSION_OPEN(_REPLY) */
+	uint32_t features;      /* SESSION_OPEN(_REPLY) */
 } expect;
 
 static expect pk[NPKT];
@@ -118,10 +124,26 @@ static void build(void)
 {
 	expect *e;
 	static const int statuses[] = {
-		FERRY_ETIMEDOUT, FERRY_EPEERDEAD, FERRY_ERESTARTED, FERRY_ECANCELED,
-		FERRY_ETOOBIG, FERRY_EBADLOC, FERRY_EPROTO, FERRY_ESHUTDOWN, FERRY_EAGAIN,
-		FERRY_ENOSPC, FERRY_ENOHANDLER, FERRY_EWOULDDEADLOCK, FERRY_EWRONGTHREAD,
-		-EINVAL, -ENOENT, -EIO, -ENOMEM, -ECONNRESET, -EHWPOISON, -EPERM,
+	        FERRY_ETIMEDOUT,
+	        FERRY_EPEERDEAD,
+	        FERRY_ERESTARTED,
+	        FERRY_ECANCELED,
+	        FERRY_ETOOBIG,
+	        FERRY_EBADLOC,
+	        FERRY_EPROTO,
+	        FERRY_ESHUTDOWN,
+	        FERRY_EAGAIN,
+	        FERRY_ENOSPC,
+	        FERRY_ENOHANDLER,
+	        FERRY_EWOULDDEADLOCK,
+	        FERRY_EWRONGTHREAD,
+	        -EINVAL,
+	        -ENOENT,
+	        -EIO,
+	        -ENOMEM,
+	        -ECONNRESET,
+	        -EHWPOISON,
+	        -EPERM,
 	};
 
 	e = &pk[npk++];
@@ -243,7 +265,8 @@ static void build(void)
 		ferry__wire_encode_mismatch((uint8_t)(2 + rng() % 250), mm);
 		if (ferry__wire_decode(mm, sizeof(mm), &e->h) != FERRY_WIRE_OK ||
 		    e->h.type != FERRY_PKT_VERSION_MISMATCH) {
-			fprintf(stderr, "FAIL: the VERSION_MISMATCH encoder's packet does not decode\n");
+			fprintf(stderr, "FAIL: the VERSION_MISMATCH encoder's packet "
+			                "does not decode\n");
 			exit(1);
 		}
 	}
@@ -280,7 +303,8 @@ static size_t frame(const expect *e, uint8_t *out)
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	ip[10] = (uint8_t)(~sum >> 8), ip[11] = (uint8_t)~sum;
-	uint16_t sp = resp ? PORT_SERVER : PORT_CLIENT, dp = resp ? PORT_CLIENT : PORT_SERVER;
+	uint16_t sp = resp ? PORT_SERVER : PORT_CLIENT,
+	         dp = resp ? PORT_CLIENT : PORT_SERVER;
 	udp[0] = (uint8_t)(sp >> 8), udp[1] = (uint8_t)sp;
 	udp[2] = (uint8_t)(dp >> 8), udp[3] = (uint8_t)dp;
 	udp[4] = (uint8_t)((8 + flen) >> 8), udp[5] = (uint8_t)(8 + flen);
@@ -315,38 +339,98 @@ static int write_pcap(const char *path)
 
 /* The fields asked of tshark, in column order. */
 enum {
-	C_PROTO, C_INFO, C_MAGIC, C_VERSION, C_TYPE, C_FLAGS, C_F_RESPONSE, C_F_ACK_REQ,
-	C_F_RETX, C_F_LAST, C_CHANNEL, C_OPCODE, C_TOKEN, C_CLIENT_HINT, C_SERVER_HINT,
-	C_RPC_ID, C_FRAG, C_MSG_LEN, C_FRAG_BYTES, C_AUX, C_STATUS, C_CAP, C_RETRANSMISSION,
-	C_ACK_FIRST_MISSING, C_ACK_TRIGGER, C_ACK_BITMAP, C_ACK_RECEIVED, C_EPOCH, C_NONCE,
-	C_CHANNELS_WANTED, C_CHANNELS_GRANTED, C_CLIENT_CAP, C_SERVER_CAP, C_PAYLOAD,
-	C_PAYLOAD_LEN, C_COOKIE, C_FEATURES, C_COUNT
+	C_PROTO,
+	C_INFO,
+	C_MAGIC,
+	C_VERSION,
+	C_TYPE,
+	C_FLAGS,
+	C_F_RESPONSE,
+	C_F_ACK_REQ,
+	C_F_RETX,
+	C_F_LAST,
+	C_CHANNEL,
+	C_OPCODE,
+	C_TOKEN,
+	C_CLIENT_HINT,
+	C_SERVER_HINT,
+	C_RPC_ID,
+	C_FRAG,
+	C_MSG_LEN,
+	C_FRAG_BYTES,
+	C_AUX,
+	C_STATUS,
+	C_CAP,
+	C_RETRANSMISSION,
+	C_ACK_FIRST_MISSING,
+	C_ACK_TRIGGER,
+	C_ACK_BITMAP,
+	C_ACK_RECEIVED,
+	C_EPOCH,
+	C_NONCE,
+	C_CHANNELS_WANTED,
+	C_CHANNELS_GRANTED,
+	C_CLIENT_CAP,
+	C_SERVER_CAP,
+	C_PAYLOAD,
+	C_PAYLOAD_LEN,
+	C_COOKIE,
+	C_FEATURES,
+	C_COUNT
 };
 static const char *const fields[C_COUNT] = {
-	"_ws.col.Protocol", "_ws.col.Info", "ferry.magic", "ferry.version", "ferry.type",
-	"ferry.flags", "ferry.flags.response", "ferry.flags.ack_req", "ferry.flags.retx",
-	"ferry.flags.last", "ferry.channel", "ferry.opcode", "ferry.token", "ferry.client_hint",
-	"ferry.server_hint", "ferry.rpc_id", "ferry.frag", "ferry.msg_len", "ferry.frag_bytes",
-	"ferry.aux", "ferry.status", "ferry.cap", "ferry.retransmission",
-	"ferry.ack.first_missing", "ferry.ack.trigger", "ferry.ack.bitmap", "ferry.ack.received",
-	"ferry.epoch", "ferry.nonce", "ferry.channels_wanted", "ferry.channels_granted",
-	"ferry.client_cap", "ferry.server_cap", "ferry.payload", "ferry.payload_len",
-	"ferry.cookie", "ferry.features",
+        "_ws.col.Protocol",
+        "_ws.col.Info",
+        "ferry.magic",
+        "ferry.version",
+        "ferry.type",
+        "ferry.flags",
+        "ferry.flags.response",
+        "ferry.flags.ack_req",
+        "ferry.flags.retx",
+        "ferry.flags.last",
+        "ferry.channel",
+        "ferry.opcode",
+        "ferry.token",
+        "ferry.client_hint",
+        "ferry.server_hint",
+        "ferry.rpc_id",
+        "ferry.frag",
+        "ferry.msg_len",
+        "ferry.frag_bytes",
+        "ferry.aux",
+        "ferry.status",
+        "ferry.cap",
+        "ferry.retransmission",
+        "ferry.ack.first_missing",
+        "ferry.ack.trigger",
+        "ferry.ack.bitmap",
+        "ferry.ack.received",
+        "ferry.epoch",
+        "ferry.nonce",
+        "ferry.channels_wanted",
+        "ferry.channels_granted",
+        "ferry.client_cap",
+        "ferry.server_cap",
+        "ferry.payload",
+        "ferry.payload_len",
+        "ferry.cookie",
+        "ferry.features",
 };
 
 static int failures;
 static int cur; /* packet being checked */
 
-#define CHECK(cond, ...)                                                               \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			if (++failures <= 40) { /* the first ones tell */              \
-				fprintf(stderr, "FAIL packet %d (%s): ", cur + 1,      \
-				        pk[cur].what);                                 \
-				fprintf(stderr, __VA_ARGS__);                          \
-				fputc('\n', stderr);                                   \
-			}                                                              \
-		}                                                                      \
+#define CHECK(cond, ...)                                                                 \
+	do {                                                                             \
+		if (!(cond)) {                                                           \
+			if (++failures <= 40) { /* the first ones tell */                \
+				fprintf(stderr, "FAIL packet %d (%s): ", cur + 1,        \
+				        pk[cur].what);                                   \
+				fprintf(stderr, __VA_ARGS__);                            \
+				fputc('\n', stderr);                                     \
+			}                                                                \
+		}                                                                        \
 	} while (0)
 
 /* A numeric field: decimal, or 0x-hex for base.HEX fields. */
@@ -384,8 +468,10 @@ static void check_bool(char **col, int c, bool want)
 {
 	const char *s = col[c];
 	bool v = strcmp(s, "1") == 0 || strcmp(s, "True") == 0 || strcmp(s, "TRUE") == 0;
-	bool f = strcmp(s, "0") == 0 || strcmp(s, "False") == 0 || strcmp(s, "FALSE") == 0;
-	CHECK(v != f && v == want, "%s = '%s', want %s", fields[c], s, want ? "true" : "false");
+	bool f =
+	        strcmp(s, "0") == 0 || strcmp(s, "False") == 0 || strcmp(s, "FALSE") == 0;
+	CHECK(v != f && v == want, "%s = '%s', want %s", fields[c], s,
+	      want ? "true" : "false");
 }
 
 static void check_packet(char **col)
@@ -422,7 +508,8 @@ static void check_packet(char **col)
 		CHECK(ferry__wire_unstatus(h->aux) == e->status, "test bug: status");
 		char want[64];
 		snprintf(want, sizeof(want), "status=%s", ferry_err_name(e->status));
-		CHECK(strstr(col[C_INFO], want) != NULL, "Info '%s' lacks '%s'", col[C_INFO], want);
+		CHECK(strstr(col[C_INFO], want) != NULL, "Info '%s' lacks '%s'",
+		      col[C_INFO], want);
 	}
 	check_num(col, C_CAP, data && !resp, h->aux);
 
@@ -430,14 +517,22 @@ static void check_packet(char **col)
 	if (retx)
 		check_bool(col, C_RETRANSMISSION, true);
 	else
-		CHECK(*col[C_RETRANSMISSION] == '\0', "ferry.retransmission = '%s' on a fresh packet",
+		CHECK(*col[C_RETRANSMISSION] == '\0',
+		      "ferry.retransmission = '%s' on a fresh packet",
 		      col[C_RETRANSMISSION]);
 	CHECK((strstr(col[C_INFO], "[RETX]") != NULL) == retx, "Info '%s' RETX marking",
 	      col[C_INFO]);
-	const char *tn[] = {"DATA",        "ACK",    "SESSION_OPEN", "SESSION_OPEN_REPLY",
-	                    "BAD_SESSION", "CANCEL", "KEEPALIVE", "SESSION_COOKIE",
+	const char *tn[] = {"DATA",
+	                    "ACK",
+	                    "SESSION_OPEN",
+	                    "SESSION_OPEN_REPLY",
+	                    "BAD_SESSION",
+	                    "CANCEL",
+	                    "KEEPALIVE",
+	                    "SESSION_COOKIE",
 	                    "VERSION_MISMATCH"};
-	_Static_assert(sizeof(tn) / sizeof(tn[0]) == FERRY_PKT_TYPE_COUNT, "a name per type");
+	_Static_assert(sizeof(tn) / sizeof(tn[0]) == FERRY_PKT_TYPE_COUNT,
+	               "a name per type");
 	CHECK(strncmp(col[C_INFO], tn[h->type], strlen(tn[h->type])) == 0, "Info '%s'",
 	      col[C_INFO]);
 
@@ -454,11 +549,12 @@ static void check_packet(char **col)
 				         (uint32_t)(h->frag + 1 + i));
 				strcat(want, one);
 			}
-	CHECK(strcmp(col[C_ACK_RECEIVED], want) == 0, "ferry.ack.received = '%s', want '%s'",
-	      col[C_ACK_RECEIVED], want);
+	CHECK(strcmp(col[C_ACK_RECEIVED], want) == 0,
+	      "ferry.ack.received = '%s', want '%s'", col[C_ACK_RECEIVED], want);
 
 	/* Session packets. */
-	bool open = h->type == FERRY_PKT_SESSION_OPEN, reply = h->type == FERRY_PKT_SESSION_OPEN_REPLY;
+	bool open = h->type == FERRY_PKT_SESSION_OPEN,
+	     reply = h->type == FERRY_PKT_SESSION_OPEN_REPLY;
 	bool cookie = h->type == FERRY_PKT_SESSION_COOKIE;
 	check_u64(col, C_NONCE, open || reply || cookie, e->nonce);
 	check_u64(col, C_COOKIE, open || cookie, e->cookie);
@@ -480,7 +576,8 @@ static void check_packet(char **col)
 		if (*s != ':')
 			got[g++] = *s;
 	got[g] = '\0';
-	CHECK(strcmp(got, hex) == 0, "ferry.payload = '%.40s...', want '%.40s...'", got, hex);
+	CHECK(strcmp(got, hex) == 0, "ferry.payload = '%.40s...', want '%.40s...'", got,
+	      hex);
 }
 
 /* Write pk[0..npk) to path, dissect it with tshark and compare. */
@@ -550,12 +647,12 @@ static void dissect_and_compare(const char *path, const char *lua)
 static bool recording;
 static int real_dropped; /* packets beyond NPKT or PAYLOAD_MAX */
 
-int __real_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
-                          ferry_buf_iter *payload);
-int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
-                          ferry_buf_iter *payload);
-int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
-                          ferry_buf_iter *payload)
+int __real_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                          size_t hdr_len, ferry_buf_iter *payload);
+int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                          size_t hdr_len, ferry_buf_iter *payload);
+int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
+                          size_t hdr_len, ferry_buf_iter *payload)
 {
 	size_t plen = payload != NULL ? payload->left : 0;
 	if (recording && (npk >= NPKT || hdr_len < FERRY_WIRE_HDR_BYTES ||
@@ -568,7 +665,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		memcpy(p, b + FERRY_WIRE_HDR_BYTES, hdr_len - FERRY_WIRE_HDR_BYTES);
 		p += hdr_len - FERRY_WIRE_HDR_BYTES;
 		if (payload != NULL) {
-			ferry_buf_iter it = *payload; /* the driver consumes the original */
+			ferry_buf_iter it =
+			        *payload; /* the driver consumes the original */
 			ferry_buf_seg seg;
 			size_t left = plen;
 			while (left > 0 && ferry_buf_iter_next(&it, &seg)) {
@@ -576,7 +674,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 				if (seg.data != NULL)
 					memcpy(p, seg.data, k);
 				else
-					memset(p, 0, k); /* a file region: bytes not checked */
+					memset(p, 0,
+					       k); /* a file region: bytes not checked */
 				p += k, left -= k;
 			}
 		}
@@ -587,17 +686,23 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		memcpy(pkt + FERRY_WIRE_HDR_BYTES, e->payload, e->plen);
 		int v = ferry__wire_decode(pkt, FERRY_WIRE_HDR_BYTES + e->plen, &e->h);
 		if (v != FERRY_WIRE_OK) {
-			fprintf(stderr, "FAIL: fast sent a packet its own decoder refuses (%d)\n", v);
+			fprintf(stderr,
+			        "FAIL: fast sent a packet its own decoder refuses (%d)\n",
+			        v);
 			failures++;
 		}
 		/* Payload fields at the offsets docs/WIRE.md gives. */
 		const uint8_t *q = e->payload;
 #define LE16(o) (ferry__get16(q + (o)))
 #define LE64(o) (ferry__get64(q + (o)))
-		static const char *const what[] = {"fast DATA",        "fast ACK",
-		                                   "fast SESSION_OPEN", "fast SESSION_OPEN_REPLY",
-		                                   "fast BAD_SESSION", "fast CANCEL",
-		                                   "fast KEEPALIVE",   "fast SESSION_COOKIE",
+		static const char *const what[] = {"fast DATA",
+		                                   "fast ACK",
+		                                   "fast SESSION_OPEN",
+		                                   "fast SESSION_OPEN_REPLY",
+		                                   "fast BAD_SESSION",
+		                                   "fast CANCEL",
+		                                   "fast KEEPALIVE",
+		                                   "fast SESSION_COOKIE",
 		                                   "fast VERSION_MISMATCH"};
 		_Static_assert(sizeof(what) / sizeof(what[0]) == FERRY_PKT_TYPE_COUNT,
 		               "a name per type");
@@ -609,7 +714,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 12)
 			e->nonce = LE64(0), e->channels = LE16(8), e->cap = LE16(10);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN && e->plen >= 24)
-			e->cookie = LE64(16), e->features = (uint32_t)LE16(12) | (uint32_t)LE16(14) << 16;
+			e->cookie = LE64(16),
+			e->features = (uint32_t)LE16(12) | (uint32_t)LE16(14) << 16;
 		if (e->h.type == FERRY_PKT_SESSION_COOKIE && e->plen >= 16)
 			e->nonce = LE64(0), e->cookie = LE64(8);
 		if (e->h.type == FERRY_PKT_SESSION_OPEN_REPLY && e->plen >= 20)
@@ -624,8 +730,8 @@ int __wrap_ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, s
 }
 
 #define REAL_CHANNELS 3
-#define REAL_MSG 20000
-#define OP_NONE 999 /* no handler: the response carries FERRY_ENOHANDLER */
+#define REAL_MSG      20000
+#define OP_NONE       999 /* no handler: the response carries FERRY_ENOHANDLER */
 
 static void real_session(uint64_t seed)
 {
@@ -633,7 +739,8 @@ static void real_session(uint64_t seed)
 	ferry_server *srv;
 	ferry_session *s;
 	char listen[256], loc[512], cloc[600];
-	snprintf(listen, sizeof(listen), "fast+lossy+loopback:mtu=512,drop=0.1,seed=%" PRIu64,
+	snprintf(listen, sizeof(listen),
+	         "fast+lossy+loopback:mtu=512,drop=0.1,seed=%" PRIu64,
 	         seed % 1000000 + 1);
 	if (ferry_ctx_create(NULL, &ctx) != 0 || ferry_server_create(ctx, &srv) != 0) {
 		fprintf(stderr, "FAIL: context/server\n");
@@ -714,9 +821,12 @@ static void real_semantics(void)
 				resp_frag_bytes = h->frag_bytes;
 		}
 		if (h->type == FERRY_PKT_ACK) {
-			CHECK(h->aux == 1 && e->plen == 8, "ACK aux %u payload %zu", h->aux, e->plen);
-			CHECK(h->frag <= ferry__wire_nfrags(REAL_MSG, 512 - FERRY_WIRE_HDR_BYTES),
-			      "ACK first missing %" PRIu32 " beyond the message", h->frag);
+			CHECK(h->aux == 1 && e->plen == 8, "ACK aux %u payload %zu",
+			      h->aux, e->plen);
+			CHECK(h->frag <= ferry__wire_nfrags(REAL_MSG,
+			                                    512 - FERRY_WIRE_HDR_BYTES),
+			      "ACK first missing %" PRIu32 " beyond the message",
+			      h->frag);
 		}
 	}
 	printf("real session: %d packets (DATA %d, ACK %d, OPEN %d, OPEN_REPLY %d, "
@@ -729,17 +839,25 @@ static void real_semantics(void)
 	CHECK(retx > 0, "no retransmission with drop=0.1 (change the seed?)");
 	CHECK(err_status == FERRY_ENOHANDLER, "error response status %d", err_status);
 	if (open != NULL && reply != NULL) {
-		CHECK(reply->nonce == open->nonce, "reply nonce %" PRIx64 " != open's %" PRIx64,
-		      reply->nonce, open->nonce);
-		CHECK(open->channels == REAL_CHANNELS, "channels wanted %u", open->channels);
-		CHECK(reply->channels == REAL_CHANNELS, "channels granted %u", reply->channels);
-		CHECK(open->cap == 512 - FERRY_WIRE_HDR_BYTES, "client cap %u", open->cap);
-		CHECK(open->cap == req_cap, "client cap %u, request aux %u", open->cap, req_cap);
-		CHECK(reply->cap == 512 - FERRY_WIRE_HDR_BYTES, "server cap %u", reply->cap);
+		CHECK(reply->nonce == open->nonce,
+		      "reply nonce %" PRIx64 " != open's %" PRIx64, reply->nonce,
+		      open->nonce);
+		CHECK(open->channels == REAL_CHANNELS, "channels wanted %u",
+		      open->channels);
+		CHECK(reply->channels == REAL_CHANNELS, "channels granted %u",
+		      reply->channels);
+		CHECK(open->cap == 512 - FERRY_WIRE_HDR_BYTES, "client cap %u",
+		      open->cap);
+		CHECK(open->cap == req_cap, "client cap %u, request aux %u", open->cap,
+		      req_cap);
+		CHECK(reply->cap == 512 - FERRY_WIRE_HDR_BYTES, "server cap %u",
+		      reply->cap);
 		CHECK(resp_frag_bytes != 0 && resp_frag_bytes <= reply->cap,
-		      "response frag_bytes %u over the server cap %u", resp_frag_bytes, reply->cap);
-		CHECK(reply->h.token != 0 && open->h.token == 0, "tokens open %" PRIx64
-		      " reply %" PRIx64, open->h.token, reply->h.token);
+		      "response frag_bytes %u over the server cap %u", resp_frag_bytes,
+		      reply->cap);
+		CHECK(reply->h.token != 0 && open->h.token == 0,
+		      "tokens open %" PRIx64 " reply %" PRIx64, open->h.token,
+		      reply->h.token);
 	}
 }
 
@@ -755,11 +873,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (system("tshark --version >/dev/null 2>&1") != 0)
-		tu_skip_or_fail("tshark", "tshark not installed: the dissector cannot be checked");
+		tu_skip_or_fail("tshark",
+		                "tshark not installed: the dissector cannot be checked");
 
 	const char *env = getenv("FERRY_SEED");
-	uint64_t seed = env != NULL ? strtoull(env, NULL, 0)
-	                            : (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
+	uint64_t seed = env != NULL
+	                        ? strtoull(env, NULL, 0)
+	                        : (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
 	if (seed == 0)
 		seed = 1;
 	printf("seed=%" PRIu64 " (FERRY_SEED=%" PRIu64 " replays it)\n", seed, seed);
@@ -772,7 +892,8 @@ int main(int argc, char **argv)
 	} else {
 		snprintf(synth, sizeof(synth), "/tmp/ferry_pcap_drift_%d_synthetic.pcap",
 		         (int)getpid());
-		snprintf(real, sizeof(real), "/tmp/ferry_pcap_drift_%d_fast.pcap", (int)getpid());
+		snprintf(real, sizeof(real), "/tmp/ferry_pcap_drift_%d_fast.pcap",
+		         (int)getpid());
 	}
 
 	printf("== part 1: one packet of every type, random fields\n");
@@ -793,7 +914,8 @@ int main(int argc, char **argv)
 		real_session(seed + (uint64_t)attempt * 7919u);
 		if (failures != part1 || count_retx() > 0)
 			break;
-		printf("no retransmission in this session: again with another lossy seed\n");
+		printf("no retransmission in this session: again with another lossy "
+		       "seed\n");
 	}
 	real_semantics();
 	dissect_and_compare(real, lua);
@@ -802,7 +924,8 @@ int main(int argc, char **argv)
 		unlink(synth);
 		unlink(real);
 	}
-	printf("%s: %d field mismatches in part 1, %d in part 2 (seed %" PRIu64 "; pcaps %s, %s%s)\n",
+	printf("%s: %d field mismatches in part 1, %d in part 2 (seed %" PRIu64
+	       "; pcaps %s, %s%s)\n",
 	       failures ? "FAIL" : "PASS", part1, failures - part1, seed, synth, real,
 	       failures == 0 && argc <= 2 ? " removed" : "");
 	return failures ? 1 : 0;

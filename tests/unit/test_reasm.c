@@ -35,7 +35,7 @@ static void stub_release(ferry_ep *ep, ferry_pkt *pkt)
 
 static const ferry_dgram_ops stub_dgram = {.release = stub_release};
 static const ferry_driver_ops stub_drv = {
-	.name = "stub", .kind = FERRY_DRIVER_DATAGRAM, .dgram = &stub_dgram};
+        .name = "stub", .kind = FERRY_DRIVER_DATAGRAM, .dgram = &stub_dgram};
 static ferry_ctx ctx;
 static ferry_ep ep;
 
@@ -80,9 +80,9 @@ static void test_copy_abort_then_loan(void **st)
 
 	ferry__reasm_start(&r, &a, 100 * 1000, 1000); /* 100 fragments: copy */
 	assert_int_equal(r.copy, 1);
-	assert_int_equal(ferry__reasm_add(&r, &pkts[0], 1, 100 * 1000, 1000,
-	                                  payload[0], 1000),
-	                 FERRY_REASM_ACCEPTED);
+	assert_int_equal(
+	        ferry__reasm_add(&r, &pkts[0], 1, 100 * 1000, 1000, payload[0], 1000),
+	        FERRY_REASM_ACCEPTED);
 	assert_int_equal(released[0], 1); /* copied and given back at once */
 	ferry__reasm_abort(&r);
 
@@ -90,12 +90,12 @@ static void test_copy_abort_then_loan(void **st)
 	assert_int_equal(r.copy, 0);
 	/* Fragment 1's slot must read empty, not as a duplicate. */
 	assert_false(ferry__reasm_has(&r, 1));
-	assert_int_equal(ferry__reasm_add(&r, &pkts[1], 1, 10 * 1000, 1000,
-	                                  payload[1], 1000),
-	                 FERRY_REASM_ACCEPTED);
-	assert_int_equal(ferry__reasm_add(&r, &pkts[2], 3, 10 * 1000, 1000,
-	                                  payload[2], 1000),
-	                 FERRY_REASM_ACCEPTED);
+	assert_int_equal(
+	        ferry__reasm_add(&r, &pkts[1], 1, 10 * 1000, 1000, payload[1], 1000),
+	        FERRY_REASM_ACCEPTED);
+	assert_int_equal(
+	        ferry__reasm_add(&r, &pkts[2], 3, 10 * 1000, 1000, payload[2], 1000),
+	        FERRY_REASM_ACCEPTED);
 	ferry__reasm_abort(&r);
 	assert_int_equal(released[1], 1);
 	assert_int_equal(released[2], 1);
@@ -130,18 +130,17 @@ static void test_copy_complete(void **st)
 			k++;
 			if (pass == 0 && f == 1) {
 				/* Same fragment again: a duplicate, not taken. */
-				assert_int_equal(ferry__reasm_add(&r, &pkts[0], 1, len, 100,
-				                                  src + 100, 100),
+				assert_int_equal(ferry__reasm_add(&r, &pkts[0], 1, len,
+				                                  100, src + 100, 100),
 				                 FERRY_REASM_DUP);
 			}
 		}
 	}
-	assert_int_equal(ferry__reasm_add(&r, &pkts[0], n - 1, len, 100,
-	                                  src + (n - 1) * 100, 60),
-	                 FERRY_REASM_MISMATCH); /* last one is 70 bytes */
+	assert_int_equal(
+	        ferry__reasm_add(&r, &pkts[0], n - 1, len, 100, src + (n - 1) * 100, 60),
+	        FERRY_REASM_MISMATCH); /* last one is 70 bytes */
 	/* Padded to 100 (docs/WIRE.md "Padding"): the 30 after it ignored. */
-	done = ferry__reasm_add(&r, &pkts[0], n - 1, len, 100,
-	                        src + (n - 1) * 100, 100);
+	done = ferry__reasm_add(&r, &pkts[0], n - 1, len, 100, src + (n - 1) * 100, 100);
 	k++;
 	assert_int_equal(done, FERRY_REASM_COMPLETE);
 	assert_int_equal(total_released(), k);
@@ -194,9 +193,9 @@ static void test_loan_padding(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_copy_abort_then_loan, setup),
-		cmocka_unit_test_setup(test_copy_complete, setup),
-		cmocka_unit_test_setup(test_loan_padding, setup),
+	        cmocka_unit_test_setup(test_copy_abort_then_loan, setup),
+	        cmocka_unit_test_setup(test_copy_complete, setup),
+	        cmocka_unit_test_setup(test_loan_padding, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,7 @@
-/* Unit test for the driver registry (src/drivers/core/registry.c, generated from meson's driver list): every driver
- * meson built is registered. meson passes the built driver names as
- * arguments (tests/unit/meson.build: args : drivers_built), so a driver added
- * to the build but not to the registry array fails here instead of shipping
- * unreachable. */
+/* Unit test for the driver registry (src/drivers/core/registry.c, generated from meson's
+ * driver list): every driver meson built is registered. meson passes the built driver
+ * names as arguments (tests/unit/meson.build: args : drivers_built), so a driver added to
+ * the build but not to the registry array fails here instead of shipping unreachable. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -29,7 +28,8 @@ static void test_every_built_driver_found(void **state)
 	for (int i = 0; i < built_argc; i++) {
 		const ferry_driver_ops *d = ferry_driver_find(built_argv[i]);
 		if (d == NULL)
-			fail_msg("driver '%s' is built but not registered", built_argv[i]);
+			fail_msg("driver '%s' is built but not registered",
+			         built_argv[i]);
 		assert_string_equal(d->name, built_argv[i]);
 	}
 	/* And every registered driver was built (listed by meson). */
@@ -63,9 +63,9 @@ static void test_kinds(void **state)
 		int kind;
 		bool wrapper;
 	} known[] = {
-		{"udp", FERRY_DRIVER_DATAGRAM, false},
-		{"loopback", FERRY_DRIVER_DATAGRAM, false},
-		{"lossy", FERRY_DRIVER_DATAGRAM, true},
+	        {"udp", FERRY_DRIVER_DATAGRAM, false},
+	        {"loopback", FERRY_DRIVER_DATAGRAM, false},
+	        {"lossy", FERRY_DRIVER_DATAGRAM, true},
 	};
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		const ferry_driver_ops *d = ferry_driver_find(known[i].name);
@@ -93,12 +93,15 @@ static void test_ops_complete(void **state)
 		assert_true(d->keys != NULL || d->key_tables != NULL);
 		for (const char *const *k = d->keys; k != NULL && *k != NULL; k++)
 			assert_true((*k)[0] != '\0');
-		for (const ferry_loc_key *const *t = d->key_tables; t != NULL && *t != NULL; t++)
+		for (const ferry_loc_key *const *t = d->key_tables;
+		     t != NULL && *t != NULL; t++)
 			for (const ferry_loc_key *k = *t; k->name != NULL; k++) {
 				assert_true(k->name[0] != '\0');
 				assert_true(k->kind <= FERRY_LOC_REAL);
-				assert_true(k->min <= k->max || k->kind != FERRY_LOC_UINT);
-				assert_true(k->rmin <= k->rmax || k->kind != FERRY_LOC_REAL);
+				assert_true(k->min <= k->max ||
+				            k->kind != FERRY_LOC_UINT);
+				assert_true(k->rmin <= k->rmax ||
+				            k->kind != FERRY_LOC_REAL);
 			}
 		assert_true(d->ep_size >= sizeof(ferry_ep));
 		assert_non_null(d->open);
@@ -109,7 +112,8 @@ static void test_ops_complete(void **state)
 		if (d->kind == FERRY_DRIVER_DATAGRAM) {
 			const ferry_dgram_ops *o = d->dgram;
 			if (o == NULL)
-				fail_msg("datagram driver '%s' has no dgram ops", d->name);
+				fail_msg("datagram driver '%s' has no dgram ops",
+				         d->name);
 			assert_non_null(o->send);
 			assert_non_null(o->flush);
 			assert_non_null(o->poll);
@@ -155,12 +159,12 @@ int main(int argc, char **argv)
 	built_argc = argc - 1;
 	built_argv = argv + 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_count),
-		cmocka_unit_test(test_every_built_driver_found),
-		cmocka_unit_test(test_names_unique),
-		cmocka_unit_test(test_kinds),
-		cmocka_unit_test(test_ops_complete),
-		cmocka_unit_test(test_out_of_range),
+	        cmocka_unit_test(test_count),
+	        cmocka_unit_test(test_every_built_driver_found),
+	        cmocka_unit_test(test_names_unique),
+	        cmocka_unit_test(test_kinds),
+	        cmocka_unit_test(test_ops_complete),
+	        cmocka_unit_test(test_out_of_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

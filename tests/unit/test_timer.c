@@ -89,7 +89,8 @@ static void check_heap(const ferry__timers *ts)
 	for (uint32_t i = 0; i < ts->n; i++) {
 		assert_int_equal(ts->heap[i]->slot, i + 1);
 		if (i > 0)
-			assert_true(ts->heap[(i - 1) / 2]->when_us <= ts->heap[i]->when_us);
+			assert_true(ts->heap[(i - 1) / 2]->when_us <=
+			            ts->heap[i]->when_us);
 	}
 }
 
@@ -152,7 +153,8 @@ static void test_rearm(void **state)
 	tt x[8];
 	for (int i = 0; i < 8; i++) {
 		tt_init(&x[i], i);
-		assert_int_equal(ferry__timer_arm(ts, &x[i].t, 1000 + 100 * (uint64_t)i), 0);
+		assert_int_equal(ferry__timer_arm(ts, &x[i].t, 1000 + 100 * (uint64_t)i),
+		                 0);
 	}
 	check_heap(ts);
 	/* Re-arm later: no longer the earliest, count unchanged. */
@@ -483,15 +485,18 @@ static void test_random_vs_reference(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_arm_cancel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rearm, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_run_in_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_self_rearm_due, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_self_rearm_with_others, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_from_handler, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_random_vs_reference, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_arm_cancel, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rearm, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_run_in_order, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_self_rearm_due, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_self_rearm_with_others, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_cancel_from_handler, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_random_vs_reference, setup,
+	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@
 #include "ferry/err.h"
 #include "transport/wire.h"
 
-#define HDR FERRY_WIRE_HDR_BYTES
+#define HDR     FERRY_WIRE_HDR_BYTES
 #define PKT_MAX (HDR + 70000u)
 
 static uint8_t pkt[PKT_MAX];
@@ -56,14 +56,14 @@ static size_t frag_payload(const ferry_wire_hdr *h)
 static ferry_wire_hdr data_hdr(uint32_t msg_len)
 {
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_DATA,
-		.flags = FERRY_FLAG_LAST,
-		.channel = 3,
-		.opcode = 100,
-		.rpc_id = 7,
-		.frag = 0,
-		.msg_len = msg_len,
-		.frag_bytes = 1400,
+	        .type = FERRY_PKT_DATA,
+	        .flags = FERRY_FLAG_LAST,
+	        .channel = 3,
+	        .opcode = 100,
+	        .rpc_id = 7,
+	        .frag = 0,
+	        .msg_len = msg_len,
+	        .frag_bytes = 1400,
 	};
 	return h;
 }
@@ -79,34 +79,34 @@ static void test_layout(void **state)
 	(void)state;
 	assert_int_equal(HDR, 40);
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_ACK,
-		.flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_RETX,
-		.channel = 0xab,
-		.opcode = 0x1234,
-		.token = 0x0102030405060708ull,
-		.client_hint = 0x11223344,
-		.server_hint = 0x55667788,
-		.rpc_id = 0x99aabbcc,
-		.frag = 0xddeeff00,
-		.msg_len = 0x0a0b0c0d,
-		.frag_bytes = 0x5678,
-		.aux = 0x9abc,
+	        .type = FERRY_PKT_ACK,
+	        .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_RETX,
+	        .channel = 0xab,
+	        .opcode = 0x1234,
+	        .token = 0x0102030405060708ull,
+	        .client_hint = 0x11223344,
+	        .server_hint = 0x55667788,
+	        .rpc_id = 0x99aabbcc,
+	        .frag = 0xddeeff00,
+	        .msg_len = 0x0a0b0c0d,
+	        .frag_bytes = 0x5678,
+	        .aux = 0x9abc,
 	};
 	static const uint8_t want[40] = {
-		0x77, 0xFE,             /* magic, little-endian 0xFE77 */
-		0x01,                   /* version */
-		0x01,                   /* type */
-		0x05,                   /* flags */
-		0xab,                   /* channel */
-		0x34, 0x12,             /* opcode */
-		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* token */
-		0x44, 0x33, 0x22, 0x11, /* client_hint */
-		0x88, 0x77, 0x66, 0x55, /* server_hint */
-		0xcc, 0xbb, 0xaa, 0x99, /* rpc_id */
-		0x00, 0xff, 0xee, 0xdd, /* frag */
-		0x0d, 0x0c, 0x0b, 0x0a, /* msg_len */
-		0x78, 0x56,             /* frag_bytes */
-		0xbc, 0x9a,             /* aux */
+	        0x77, 0xFE, /* magic, little-endian 0xFE77 */
+	        0x01,       /* version */
+	        0x01,       /* type */
+	        0x05,       /* flags */
+	        0xab,       /* channel */
+	        0x34, 0x12, /* opcode */
+	        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* token */
+	        0x44, 0x33, 0x22, 0x11,                         /* client_hint */
+	        0x88, 0x77, 0x66, 0x55,                         /* server_hint */
+	        0xcc, 0xbb, 0xaa, 0x99,                         /* rpc_id */
+	        0x00, 0xff, 0xee, 0xdd,                         /* frag */
+	        0x0d, 0x0c, 0x0b, 0x0a,                         /* msg_len */
+	        0x78, 0x56,                                     /* frag_bytes */
+	        0xbc, 0x9a,                                     /* aux */
 	};
 	uint8_t out[HDR + 8];
 	memset(out, 0xee, sizeof(out));
@@ -199,7 +199,8 @@ static void test_every_type_ok(void **state)
 		ferry_wire_hdr h = data_hdr(10), back;
 		h.type = (uint8_t)t;
 		for (unsigned f = 0; f <= FERRY_FLAG_KNOWN; f++) {
-			h.flags = (uint8_t)(f | (t == FERRY_PKT_DATA ? FERRY_FLAG_LAST : 0));
+			h.flags = (uint8_t)(f |
+			                    (t == FERRY_PKT_DATA ? FERRY_FLAG_LAST : 0));
 			assert_int_equal(decode(&h, 10, &back), FERRY_WIRE_OK);
 		}
 	}
@@ -224,14 +225,14 @@ static void test_bad_magic_version(void **state)
 	(void)state;
 	ferry_wire_hdr h = data_hdr(0), back;
 	ferry__wire_encode(&h, pkt);
-	static const uint8_t magics[][2] = {
-		{0xFE, 0x77}, {0x00, 0x00}, {0x77, 0x00}, {0x00, 0xFE}, {0x76, 0xFE},
-		{0xff, 0xff}};
+	static const uint8_t magics[][2] = {{0xFE, 0x77}, {0x00, 0x00}, {0x77, 0x00},
+	                                    {0x00, 0xFE}, {0x76, 0xFE}, {0xff, 0xff}};
 	for (size_t i = 0; i < sizeof(magics) / sizeof(magics[0]); i++) {
 		ferry__wire_encode(&h, pkt);
 		pkt[0] = magics[i][0];
 		pkt[1] = magics[i][1];
-		assert_int_equal(ferry__wire_decode(pkt, HDR, &back), FERRY_WIRE_BAD_MAGIC);
+		assert_int_equal(ferry__wire_decode(pkt, HDR, &back),
+		                 FERRY_WIRE_BAD_MAGIC);
 	}
 	static const uint8_t versions[] = {0, 2, 0x81, 0xff};
 	for (size_t i = 0; i < sizeof(versions); i++) {
@@ -255,7 +256,13 @@ static void test_version_mismatch(void **state)
 	(void)state;
 	uint8_t p[HDR], q[HDR];
 	ferry__wire_encode_mismatch(7, p);
-	const uint8_t want[HDR] = {0x77, 0xfe, 1, FERRY_PKT_VERSION_MISMATCH, 0x01, 7, [38] = FERRY_WIRE_VERSION_MIN,
+	const uint8_t want[HDR] = {0x77,
+	                           0xfe,
+	                           1,
+	                           FERRY_PKT_VERSION_MISMATCH,
+	                           0x01,
+	                           7,
+	                           [38] = FERRY_WIRE_VERSION_MIN,
 	                           [39] = FERRY_WIRE_VERSION_MAX};
 	assert_memory_equal(p, want, HDR);
 	uint8_t lo = 0, hi = 0, refused = 0;
@@ -487,7 +494,8 @@ static void test_status(void **state)
 	assert_int_equal(ferry__wire_status(5), 0);
 	/* Every wire value maps back and forth. */
 	for (uint32_t w = 0; w <= 65535; w++)
-		assert_int_equal(ferry__wire_status(ferry__wire_unstatus((uint16_t)w)), w);
+		assert_int_equal(ferry__wire_status(ferry__wire_unstatus((uint16_t)w)),
+		                 w);
 	/* Status survives the header. */
 	ferry_wire_hdr h = data_hdr(0), back;
 	h.flags |= FERRY_FLAG_RESPONSE;
@@ -501,8 +509,12 @@ static void test_stream_cancel(void **state)
 {
 	(void)state;
 	uint8_t p[FERRY_WIRE_HDR_BYTES];
-	ferry_wire_hdr h = {.type = FERRY_PKT_CANCEL, .flags = FERRY_FLAG_LAST, .channel = 3,
-	                    .client_hint = 2, .rpc_id = 9}, back;
+	ferry_wire_hdr h = {.type = FERRY_PKT_CANCEL,
+	                    .flags = FERRY_FLAG_LAST,
+	                    .channel = 3,
+	                    .client_hint = 2,
+	                    .rpc_id = 9},
+	               back;
 	ferry__wire_encode(&h, p);
 	assert_int_equal(ferry__wire_decode_stream(p, &back), FERRY_WIRE_OK);
 	assert_int_equal(back.type, FERRY_PKT_CANCEL);
@@ -523,18 +535,18 @@ static void test_stream_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout),
-		cmocka_unit_test(test_roundtrip_random),
-		cmocka_unit_test(test_every_type_ok),
-		cmocka_unit_test(test_short),
-		cmocka_unit_test(test_bad_magic_version),
-		cmocka_unit_test(test_version_mismatch),
-		cmocka_unit_test(test_bad_type),
-		cmocka_unit_test(test_bad_length),
-		cmocka_unit_test(test_empty_message),
-		cmocka_unit_test(test_nfrags),
-		cmocka_unit_test(test_status),
-		cmocka_unit_test(test_stream_cancel),
+	        cmocka_unit_test(test_layout),
+	        cmocka_unit_test(test_roundtrip_random),
+	        cmocka_unit_test(test_every_type_ok),
+	        cmocka_unit_test(test_short),
+	        cmocka_unit_test(test_bad_magic_version),
+	        cmocka_unit_test(test_version_mismatch),
+	        cmocka_unit_test(test_bad_type),
+	        cmocka_unit_test(test_bad_length),
+	        cmocka_unit_test(test_empty_message),
+	        cmocka_unit_test(test_nfrags),
+	        cmocka_unit_test(test_status),
+	        cmocka_unit_test(test_stream_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

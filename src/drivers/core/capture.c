@@ -46,20 +46,19 @@ struct ferry__cap_tap {
 	cap_counters cnt;
 };
 
-
 /* Keys and writers -------------------------------------------------------*/
 
-
-int ferry__cap_open(const ferry_loc *loc, ferry__cap_tap **out, char *err,
-                    size_t err_len)
+int ferry__cap_open(const ferry_loc *loc, ferry__cap_tap **out, char *err, size_t err_len)
 {
 	*out = NULL;
 	const char *path = ferry_loc_get(loc, "pcap");
 	if (path == NULL) {
-		static const char *const extra[] = {"pcap_max", "pcap_files", "pcap_snap"};
+		static const char *const extra[] = {"pcap_max", "pcap_files",
+		                                    "pcap_snap"};
 		for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
 			if (ferry_loc_get(loc, extra[i]) != NULL) {
-				snprintf(err, err_len, "key '%s' needs 'pcap=FILE'", extra[i]);
+				snprintf(err, err_len, "key '%s' needs 'pcap=FILE'",
+				         extra[i]);
 				return FERRY_EBADLOC;
 			}
 		return 0;
@@ -79,8 +78,8 @@ int ferry__cap_open(const ferry_loc *loc, ferry__cap_tap **out, char *err,
 		snprintf(err, err_len, "key 'pcap': out of memory");
 		return -ENOMEM;
 	}
-	rc = ferry__cap_writer_get(path, max_bytes, (unsigned)files, (uint32_t)snap, &t->w, err,
-	                    err_len);
+	rc = ferry__cap_writer_get(path, max_bytes, (unsigned)files, (uint32_t)snap,
+	                           &t->w, err, err_len);
 	if (rc != 0) {
 		ferry__free(t);
 		return rc;
@@ -107,7 +106,6 @@ void ferry__cap_close(ferry__cap_tap *tap)
 	ferry__free(tap);
 }
 
-
 #if FERRY_HAVE_PCAP
 static void cap_report(ferry__cap_tap *t, int err)
 {
@@ -121,7 +119,8 @@ static void cap_report(ferry__cap_tap *t, int err)
 	         "(capture.dropped)",
 	         t->w->path, strerror(-err));
 	t->ep->host->report(t->ep->ctx, err, msg);
-	ferry__log(FERRY_LOG_WARN, "ferry: capture to '%s' failed: %s", t->w->path, strerror(-err));
+	ferry__log(FERRY_LOG_WARN, "ferry: capture to '%s' failed: %s", t->w->path,
+	           strerror(-err));
 }
 
 static void cap_record(ferry__cap_tap *t, const cap_inet *src, const cap_inet *dst,
@@ -139,19 +138,21 @@ static void cap_record(ferry__cap_tap *t, const cap_inet *src, const cap_inet *d
 		return;
 	}
 	/* The IP length fields bound what one synthetic datagram can carry. */
-	size_t ip_room = src->family == AF_INET ? CAP_IP_LEN_MAX - CAP_IP4_BYTES - CAP_UDP_BYTES
-	                                        : CAP_IP_LEN_MAX - CAP_UDP_BYTES;
+	size_t ip_room = src->family == AF_INET
+	                         ? CAP_IP_LEN_MAX - CAP_IP4_BYTES - CAP_UDP_BYTES
+	                         : CAP_IP_LEN_MAX - CAP_UDP_BYTES;
 	size_t room = w->snap < ip_room ? w->snap : ip_room;
 	size_t hl = ferry__cap_l2l4(w->scratch, src, dst, b->len);
 	size_t n = ferry__cap_gather(w->scratch + hl, room, b);
 	struct pcap_pkthdr ph = {
-		.ts = {.tv_sec = ts.tv_sec, .tv_usec = ts.tv_nsec / 1000},
-		.caplen = (uint32_t)(hl + n),
-		.len = (uint32_t)(hl + b->len > UINT32_MAX ? UINT32_MAX : hl + b->len),
+	        .ts = {.tv_sec = ts.tv_sec, .tv_usec = ts.tv_nsec / 1000},
+	        .caplen = (uint32_t)(hl + n),
+	        .len = (uint32_t)(hl + b->len > UINT32_MAX ? UINT32_MAX : hl + b->len),
 	};
 	uint64_t rec = CAP_PCAP_REC_HDR_BYTES + ph.caplen;
 	int rc = 0;
-	if (w->file_bytes > CAP_PCAP_FILE_HDR_BYTES && w->file_bytes + rec > w->max_bytes) {
+	if (w->file_bytes > CAP_PCAP_FILE_HDR_BYTES &&
+	    w->file_bytes + rec > w->max_bytes) {
 		rc = ferry__cap_rotate(w);
 		t->cnt.rotations++;
 	}
@@ -197,7 +198,8 @@ static const ferry_addr *cap_local(ferry__cap_tap *t)
 		return &t->local;
 	t->local_asked_us = now;
 	struct ferry_ctl_addr a = {.conn = NULL};
-	if (t->real->kind == FERRY_DRIVER_DATAGRAM && t->real->dgram->ctl(t->ep, FERRY_CTL_LOCAL_ADDR, &a) == 0) {
+	if (t->real->kind == FERRY_DRIVER_DATAGRAM &&
+	    t->real->dgram->ctl(t->ep, FERRY_CTL_LOCAL_ADDR, &a) == 0) {
 		t->local = a.addr;
 		cap_inet ci;
 		ferry__cap_inet_of(&a.addr, AF_INET, &ci);
@@ -400,8 +402,9 @@ void ferry__cap_attach(ferry__cap_tap *t, ferry_ep *ep)
 void ferry__cap_stats(ferry_ep *ep, ferry_stat_cb cb, void *arg)
 {
 #if FERRY_HAVE_PCAP
-	bool tapped = ep->drv->kind == FERRY_DRIVER_DATAGRAM ? ep->drv->dgram->send == cap_send
-	                                                      : ep->drv->stream->send_msg == cap_send_msg;
+	bool tapped = ep->drv->kind == FERRY_DRIVER_DATAGRAM
+	                      ? ep->drv->dgram->send == cap_send
+	                      : ep->drv->stream->send_msg == cap_send_msg;
 	if (!tapped)
 		return;
 	ferry__cap_tap *t = cap_of_ep(ep);
@@ -415,4 +418,3 @@ void ferry__cap_stats(ferry_ep *ep, ferry_stat_cb cb, void *arg)
 	(void)ep, (void)cb, (void)arg;
 #endif
 }
-

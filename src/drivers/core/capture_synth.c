@@ -124,9 +124,10 @@ size_t ferry__cap_l2l4(uint8_t *o, const cap_inet *src, const cap_inet *dst, uin
 		o[12] = 0x08, o[13] = 0x00;
 		memset(ip, 0, CAP_IP4_BYTES);
 		ip[0] = 0x45;
-		ferry__cap_put16be(ip + 2, (uint32_t)(udp_len + CAP_IP4_BYTES > CAP_IP_LEN_MAX
-		                                   ? CAP_IP_LEN_MAX
-		                                   : udp_len + CAP_IP4_BYTES));
+		ferry__cap_put16be(ip + 2,
+		                   (uint32_t)(udp_len + CAP_IP4_BYTES > CAP_IP_LEN_MAX
+		                                      ? CAP_IP_LEN_MAX
+		                                      : udp_len + CAP_IP4_BYTES));
 		ip[6] = 0x40; /* DF */
 		ip[8] = 64;   /* TTL */
 		ip[9] = IPPROTO_UDP;
@@ -140,7 +141,9 @@ size_t ferry__cap_l2l4(uint8_t *o, const cap_inet *src, const cap_inet *dst, uin
 		o[12] = 0x86, o[13] = 0xdd;
 		memset(ip, 0, CAP_IP6_BYTES);
 		ip[0] = 0x60;
-		ferry__cap_put16be(ip + 4, (uint32_t)(udp_len > CAP_IP_LEN_MAX ? CAP_IP_LEN_MAX : udp_len));
+		ferry__cap_put16be(
+		        ip + 4,
+		        (uint32_t)(udp_len > CAP_IP_LEN_MAX ? CAP_IP_LEN_MAX : udp_len));
 		ip[6] = IPPROTO_UDP;
 		ip[7] = 64;
 		memcpy(ip + 8, src->ip, 16);
@@ -149,7 +152,8 @@ size_t ferry__cap_l2l4(uint8_t *o, const cap_inet *src, const cap_inet *dst, uin
 	}
 	ferry__cap_put16be(udp, src->port);
 	ferry__cap_put16be(udp + 2, dst->port);
-	ferry__cap_put16be(udp + 4, (uint32_t)(udp_len > CAP_IP_LEN_MAX ? CAP_IP_LEN_MAX : udp_len));
+	ferry__cap_put16be(
+	        udp + 4, (uint32_t)(udp_len > CAP_IP_LEN_MAX ? CAP_IP_LEN_MAX : udp_len));
 	udp[6] = udp[7] = 0; /* no checksum (legal on IPv4; docs/CAPTURE.md) */
 	return (size_t)(udp + CAP_UDP_BYTES - o);
 }

@@ -40,8 +40,7 @@ int ferry__cap_dump_open(cap_writer *w, char *err, size_t err_len)
 }
 
 int ferry__cap_writer_get(const char *path, uint64_t max_bytes, unsigned files,
-                          uint32_t snap, cap_writer **out, char *err,
-                          size_t err_len)
+                          uint32_t snap, cap_writer **out, char *err, size_t err_len)
 {
 	char abs[PATH_MAX];
 	if (path[0] == '/') {
@@ -52,7 +51,8 @@ int ferry__cap_writer_get(const char *path, uint64_t max_bytes, unsigned files,
 			snprintf(err, err_len, "key 'pcap': getcwd: %s", strerror(errno));
 			return FERRY_EBADLOC;
 		}
-		if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs)) {
+		if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >=
+		    sizeof(abs)) {
 			snprintf(err, err_len, "key 'pcap': path too long");
 			return FERRY_EBADLOC;
 		}
@@ -68,7 +68,8 @@ int ferry__cap_writer_get(const char *path, uint64_t max_bytes, unsigned files,
 		goto out;
 	}
 	w = ferry__calloc(1, sizeof(*w));
-	if (w == NULL || (w->scratch = ferry__malloc(CAP_L2L4_MAX_BYTES + snap)) == NULL) {
+	if (w == NULL ||
+	    (w->scratch = ferry__malloc(CAP_L2L4_MAX_BYTES + snap)) == NULL) {
 		ferry__free(w);
 		w = NULL;
 		rc = -ENOMEM;

@@ -18,14 +18,15 @@ static void ep_up_conn_event(void *arg, ferry_conn *c, int event, int err)
 	ep->up_next->conn_event(ep->up_next_arg, c, event, err);
 }
 
-static int ep_up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink)
+static int ep_up_on_header(void *arg, ferry_conn *c, const uint8_t *hdr,
+                           ferry_body_sink *sink)
 {
 	ferry_ep *ep = arg;
 	return ep->up_next->on_header(ep->up_next_arg, c, hdr, sink);
 }
 
-static void ep_up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr, ferry_body_sink *sink,
-                          int status)
+static void ep_up_on_body(void *arg, ferry_conn *c, const uint8_t *hdr,
+                          ferry_body_sink *sink, int status)
 {
 	ferry_ep *ep = arg;
 	ep->cnt.rx_pkts++;
@@ -41,7 +42,8 @@ static void ep_up_on_sent(void *arg, ferry_conn *c, void *cookie)
 
 /* A message that could not be sent (its payload unreadable): counted as a
  * transmit error; its earlier tx_pkts stays (the message was queued). */
-static void ep_up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err, bool reset)
+static void ep_up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err,
+                                 bool reset)
 {
 	ferry_ep *ep = arg;
 	ep->cnt.tx_errors++;
@@ -49,17 +51,18 @@ static void ep_up_on_send_failed(void *arg, ferry_conn *c, void *cookie, int err
 		ep->up_next->on_send_failed(ep->up_next_arg, c, cookie, err, reset);
 }
 
-static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up, void *up_arg)
+static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up,
+                                void *up_arg)
 {
 	ep->up_next = up;
 	ep->up_next_arg = up_arg;
 	ep->up_count = (ferry_stream_upcalls){
-		.hdr_len = up->hdr_len,
-		.conn_event = ep_up_conn_event,
-		.on_header = ep_up_on_header,
-		.on_body = ep_up_on_body,
-		.on_sent = ep_up_on_sent,
-		.on_send_failed = ep_up_on_send_failed,
+	        .hdr_len = up->hdr_len,
+	        .conn_event = ep_up_conn_event,
+	        .on_header = ep_up_on_header,
+	        .on_body = ep_up_on_body,
+	        .on_sent = ep_up_on_sent,
+	        .on_send_failed = ep_up_on_send_failed,
 	};
 	ep->up = &ep->up_count;
 	ep->up_arg = ep;
@@ -68,8 +71,9 @@ static void ep_counting_upcalls(ferry_ep *ep, const ferry_stream_upcalls *up, vo
 /* Open the stack bottom-up: each wrapper finds its inner endpoint already
  * open. On failure everything opened so far is closed, outermost first. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps,
-                         const ferry_loc *loc, unsigned flags, const ferry_stream_upcalls *up,
-                         void *up_arg, ferry_ep **eps, int *neps, char *err, size_t err_len)
+                         const ferry_loc *loc, unsigned flags,
+                         const ferry_stream_upcalls *up, void *up_arg, ferry_ep **eps,
+                         int *neps, char *err, size_t err_len)
 {
 	int n = loc->ndrv;
 	int rc = 0;
@@ -84,8 +88,8 @@ int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps
 		const ferry_driver_ops *d = loc->drv[i];
 		char why[128] = "";
 		if (d->probe != NULL && (rc = d->probe(why, sizeof(why))) != 0) {
-			snprintf(err, err_len, "driver '%s' cannot run here: %s",
-			         d->name, why);
+			snprintf(err, err_len, "driver '%s' cannot run here: %s", d->name,
+			         why);
 			goto fail;
 		}
 		ferry_ep *ep = ferry__calloc(1, d->ep_size);
@@ -142,8 +146,8 @@ void ferry__ep_close_stack(ferry_ep **eps, int neps)
 	}
 }
 
-int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-                   size_t hdr_len, ferry_buf_iter *payload)
+int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                   ferry_buf_iter *payload)
 {
 	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
 	int rc = ep->drv->dgram->send(ep, to, hdr, hdr_len, payload);
@@ -211,7 +215,7 @@ void ferry__ep_caps(ferry_ep *ep, ferry_caps *out)
 int ferry__ep_ctl(ferry_ep *ep, int op, void *arg)
 {
 	return ep->drv->kind == FERRY_DRIVER_STREAM ? ep->drv->stream->ctl(ep, op, arg)
-	                                             : ep->drv->dgram->ctl(ep, op, arg);
+	                                            : ep->drv->dgram->ctl(ep, op, arg);
 }
 
 /* Stream endpoints: the same counts as a datagram endpoint's, a message

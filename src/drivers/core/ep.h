@@ -28,8 +28,9 @@ typedef struct ferry__ep_host {
  * the endpoints' fds (block mode). eps[0..*neps) outermost first. On
  * failure everything opened is closed and err names the bad part. */
 int ferry__ep_open_stack(ferry_ctx *ctx, const ferry__ep_host *host, bool sleeps,
-                         const ferry_loc *loc, unsigned flags, const ferry_stream_upcalls *up,
-                         void *up_arg, ferry_ep **eps, int *neps, char *err, size_t err_len);
+                         const ferry_loc *loc, unsigned flags,
+                         const ferry_stream_upcalls *up, void *up_arg, ferry_ep **eps,
+                         int *neps, char *err, size_t err_len);
 void ferry__ep_close_stack(ferry_ep **eps, int neps);
 void ferry__ep_close(ferry_ep *ep);
 void ferry__ep_caps(ferry_ep *ep, ferry_caps *out);
@@ -40,8 +41,8 @@ int ferry__ep_flush(ferry_ep *ep);
 int ferry__ep_poll(ferry_ep *ep, ferry_pkt **pkts, int max);
 void ferry__ep_release(ferry_pkt *pkt);
 int ferry__ep_connect(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out);
-int ferry__ep_send_msg(ferry_conn *c, const void *hdr, size_t hdr_len, ferry_buf_iter *payload,
-                       void *cookie);
+int ferry__ep_send_msg(ferry_conn *c, const void *hdr, size_t hdr_len,
+                       ferry_buf_iter *payload, void *cookie);
 int ferry__ep_detach(ferry_conn *c, void *cookie);
 void ferry__ep_conn_close(ferry_conn *c);
 int ferry__ep_stream_poll(ferry_ep *ep, int max);

@@ -19,7 +19,10 @@ const ferry_driver_ops *ferry_driver_find(const char *name)
 	return NULL;
 }
 
-int ferry_driver_count(void) { return REGISTRY_LEN; }
+int ferry_driver_count(void)
+{
+	return REGISTRY_LEN;
+}
 
 const ferry_driver_ops *ferry_driver_at(int i)
 {

@@ -38,7 +38,7 @@
 #include "drivers/kit/inet.h"
 #include "infrc.h"
 
-#define INFRC_EP_BYTES 4096
+#define INFRC_EP_BYTES     4096
 #define INFRC_CQ_ACK_EVERY 64 /* completion events acknowledged at once */
 
 _Static_assert(sizeof(infrc_ep) <= INFRC_EP_BYTES, "INFRC_EP_BYTES too small");
@@ -55,16 +55,28 @@ enum {
 /* infrc's keys; the verbs keys are kit/ib's, host/port (the connection
  * setup over TCP) kit/inet's. connect_timeout in ms; large: push or pull. */
 static const ferry_loc_key infrc_keys[INFRC_K_COUNT + 1] = {
-	[INFRC_K_CONNECT_TIMEOUT] = {.name = "connect_timeout", .kind = FERRY_LOC_UINT, .min = 1,
-	                             .max = 3600000, .dflt = 5000},
-	[INFRC_K_LARGE] = {.name = "large", .kind = FERRY_LOC_STR, .sdflt = "push"},
-	[INFRC_K_PULL_MIN] = {.name = "pull_min", .kind = FERRY_LOC_UINT, .min = 1,
-	                      .max = UINT32_MAX, .dflt = INFRC_PULL_MIN_DEFAULT},
-	[INFRC_K_BUFSIZE] = {.name = "bufsize", .kind = FERRY_LOC_UINT, .min = INFRC_BUF_MIN,
-	                     .max = INFRC_BUF_MAX, .dflt = INFRC_BUF_DEFAULT},
-	[INFRC_K_RXBUFS] = {.name = "rxbufs", .kind = FERRY_LOC_UINT, .min = INFRC_RXBUFS_MIN,
-	                    .max = INFRC_RXBUFS_MAX, .dflt = INFRC_RXBUFS_DEFAULT},
-	[INFRC_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+        [INFRC_K_CONNECT_TIMEOUT] = {.name = "connect_timeout",
+                                     .kind = FERRY_LOC_UINT,
+                                     .min = 1,
+                                     .max = 3600000,
+                                     .dflt = 5000},
+        [INFRC_K_LARGE] = {.name = "large", .kind = FERRY_LOC_STR, .sdflt = "push"},
+        [INFRC_K_PULL_MIN] = {.name = "pull_min",
+                              .kind = FERRY_LOC_UINT,
+                              .min = 1,
+                              .max = UINT32_MAX,
+                              .dflt = INFRC_PULL_MIN_DEFAULT},
+        [INFRC_K_BUFSIZE] = {.name = "bufsize",
+                             .kind = FERRY_LOC_UINT,
+                             .min = INFRC_BUF_MIN,
+                             .max = INFRC_BUF_MAX,
+                             .dflt = INFRC_BUF_DEFAULT},
+        [INFRC_K_RXBUFS] = {.name = "rxbufs",
+                            .kind = FERRY_LOC_UINT,
+                            .min = INFRC_RXBUFS_MIN,
+                            .max = INFRC_RXBUFS_MAX,
+                            .dflt = INFRC_RXBUFS_DEFAULT},
+        [INFRC_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
 };
 static const ferry_loc_key *const infrc_key_tables[] = {infrc_keys, ferry__ib_keys,
                                                         ferry__inet_keys, NULL};
@@ -78,7 +90,10 @@ static uint32_t slots_free(const infrc_conn *c)
 {
 	return INFRC_TX_SLOTS - (c->slot_head - c->slot_tail);
 }
-static uint32_t ret_threshold(const infrc_conn *c) { return c->grant / 4 ? c->grant / 4 : 1; }
+static uint32_t ret_threshold(const infrc_conn *c)
+{
+	return c->grant / 4 ? c->grant / 4 : 1;
+}
 
 /* Messages ------------------------------------------------------------------*/
 void ferry__infrc_txm_put(infrc_ep *e, infrc_txm *m)
@@ -100,7 +115,8 @@ static bool txm_done(const infrc_txm *m)
 
 /* Copy up to room payload bytes of m into dst (file regions with pread).
  * Returns bytes copied; *err = -EIO when a file region could not be read. */
-static size_t txm_copy_payload(infrc_ep *e, infrc_txm *m, uint8_t *dst, size_t room, int *err)
+static size_t txm_copy_payload(infrc_ep *e, infrc_txm *m, uint8_t *dst, size_t room,
+                               int *err)
 {
 	size_t at = 0;
 	if (m->pay.own != NULL) {
@@ -118,7 +134,8 @@ static size_t txm_copy_payload(infrc_ep *e, infrc_txm *m, uint8_t *dst, size_t r
 			k = room - at;
 		if (m->pay.seg.kind == FERRY_CHUNK_FILE) {
 			int rc = ferry__pread_full(m->pay.seg.fd, dst + at, k,
-			                           m->pay.seg.file_off + (off_t)m->pay.seg_off);
+			                           m->pay.seg.file_off +
+			                                   (off_t)m->pay.seg_off);
 			if (rc != 0) {
 				*err = rc; /* -EIO: the file shrank under the region */
 				return at;
@@ -204,8 +221,8 @@ static bool deliver_ready(infrc_ep *e, infrc_conn *c)
 	return true;
 }
 
-static int infrc_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len, ferry_buf_iter *payload,
-                          void *cookie)
+static int infrc_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
+                          ferry_buf_iter *payload, void *cookie)
 {
 	infrc_conn *c = infrc_conn_of(fc);
 	infrc_ep *e = infrc_of(fc->ep);
@@ -268,7 +285,8 @@ static void wr_finish(infrc_ep *e, infrc_conn *c, struct ibv_send_wr *wr, uint32
 /* Immediate data for a SEND of type t: returns credits and DONEs owed. */
 static uint32_t imm_take(infrc_conn *c, int t)
 {
-	uint32_t done = c->done_pending > INFRC_IMM_DONE_MAX ? INFRC_IMM_DONE_MAX : c->done_pending;
+	uint32_t done = c->done_pending > INFRC_IMM_DONE_MAX ? INFRC_IMM_DONE_MAX
+	                                                     : c->done_pending;
 	uint32_t cred = c->ret > INFRC_IMM_CRED_MAX ? INFRC_IMM_CRED_MAX : c->ret;
 	c->done_pending -= done;
 	c->ret -= cred;
@@ -399,7 +417,8 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 				break;
 			}
 			if (slots_free(c) == 0 ||
-			    ferry__infrc_sq_used(c) + (uint32_t)n + 1 > INFRC_SQ_DEPTH - INFRC_SQ_RESERVE) {
+			    ferry__infrc_sq_used(c) + (uint32_t)n + 1 >
+			            INFRC_SQ_DEPTH - INFRC_SQ_RESERVE) {
 				blocked = true;
 				break;
 			}
@@ -409,7 +428,9 @@ static ssize_t conn_write(infrc_ep *e, infrc_conn *c)
 					return -1;
 				continue;
 			}
-			uint8_t *dst = c->tx_mem + (size_t)(c->slot_head % INFRC_TX_SLOTS) * e->bufsize;
+			uint8_t *dst =
+			        c->tx_mem +
+			        (size_t)(c->slot_head % INFRC_TX_SLOTS) * e->bufsize;
 			int type;
 			ssize_t len = chunk_build(e, c, dst, &type);
 			if (len == INFRC_CHUNK_NONE)
@@ -469,7 +490,8 @@ static void conn_ctrl(infrc_ep *e, infrc_conn *c)
 		return;
 	if (c->credits < 1 || ferry__infrc_sq_used(c) + 2 > INFRC_SQ_DEPTH)
 		return; /* retried when credits or completions come in */
-	struct ibv_send_wr wr = {.opcode = IBV_WR_SEND_WITH_IMM, .num_sge = 0,
+	struct ibv_send_wr wr = {.opcode = IBV_WR_SEND_WITH_IMM,
+	                         .num_sge = 0,
 	                         .send_flags = IBV_SEND_INLINE};
 	struct ibv_send_wr *bad = NULL;
 	wr.imm_data = imm_take(c, INFRC_T_CTRL);
@@ -531,13 +553,16 @@ static int infrc_detach(ferry_conn *fc, void *cookie)
 
 static void infrc_conn_close(ferry_conn *fc)
 {
-	ferry__infrc_conn_destroy(infrc_of(fc->ep), infrc_conn_of(fc), FERRY_CONN_CLOSED, 0, true);
+	ferry__infrc_conn_destroy(infrc_of(fc->ep), infrc_conn_of(fc), FERRY_CONN_CLOSED,
+	                          0, true);
 }
 
 /* Completions -----------------------------------------------------------------*/
 static int wc_err(enum ibv_wc_status s)
 {
-	return s == IBV_WC_RETRY_EXC_ERR || s == IBV_WC_RNR_RETRY_EXC_ERR ? FERRY_EPEERDEAD : -EIO;
+	return s == IBV_WC_RETRY_EXC_ERR || s == IBV_WC_RNR_RETRY_EXC_ERR
+	               ? FERRY_EPEERDEAD
+	               : -EIO;
 }
 
 /* The peer acknowledged n pulled bodies: their staging can go. */
@@ -719,7 +744,10 @@ static int infrc_poll(ferry_ep *ep, int max)
 }
 
 /* Open / close ----------------------------------------------------------------*/
-static int infrc_probe(char *why, size_t why_len) { return ferry__ib_probe(why, why_len); }
+static int infrc_probe(char *why, size_t why_len)
+{
+	return ferry__ib_probe(why, why_len);
+}
 
 static int infrc_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 {
@@ -757,8 +785,8 @@ static int infrc_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	if ((rc = ferry__ib_dev_open(&e->dev, loc, msg, msz)) != 0)
 		return rc;
 	if (e->rxbufs > (uint32_t)e->dev.dattr.max_srq_wr) {
-		snprintf(msg, msz, "rxbufs '%u': dev '%s' takes at most %d", e->rxbufs, e->dev.name,
-		         e->dev.dattr.max_srq_wr);
+		snprintf(msg, msz, "rxbufs '%u': dev '%s' takes at most %d", e->rxbufs,
+		         e->dev.name, e->dev.dattr.max_srq_wr);
 		return FERRY_EBADLOC;
 	}
 	e->chan = ibv_create_comp_channel(e->dev.ctx);
@@ -777,14 +805,16 @@ static int infrc_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	if (cqe > (uint64_t)e->dev.dattr.max_cqe)
 		cqe = (uint64_t)e->dev.dattr.max_cqe;
 	if (cqe < e->rxbufs + INFRC_SQ_DEPTH) {
-		snprintf(msg, msz, "rxbufs '%u': more than dev '%s' CQs hold", e->rxbufs, e->dev.name);
+		snprintf(msg, msz, "rxbufs '%u': more than dev '%s' CQs hold", e->rxbufs,
+		         e->dev.name);
 		return FERRY_EBADLOC;
 	}
 	e->conns_max = (uint32_t)((cqe - e->rxbufs) / INFRC_SQ_DEPTH);
 	e->cq = ibv_create_cq(e->dev.ctx, (int)cqe, NULL, e->chan, 0);
 	if (e->cq == NULL) {
 		rc = errno ? -errno : -ENOMEM;
-		snprintf(msg, msz, "ibv_create_cq(%llu): %s", (unsigned long long)cqe, strerror(-rc));
+		snprintf(msg, msz, "ibv_create_cq(%llu): %s", (unsigned long long)cqe,
+		         strerror(-rc));
 		return rc;
 	}
 	e->cqe = (int)cqe;
@@ -834,7 +864,8 @@ static void infrc_caps(ferry_ep *ep, ferry_caps *out)
 {
 	infrc_ep *e = infrc_of(ep);
 	*out = (ferry_caps){.max_payload = UINT32_MAX,
-	                    .inline_bytes = e->max_inline == UINT32_MAX ? 0 : e->max_inline,
+	                    .inline_bytes =
+	                            e->max_inline == UINT32_MAX ? 0 : e->max_inline,
 	                    .tx_slots = UINT32_MAX,
 	                    .rx_batch = INFRC_CQ_BATCH};
 }
@@ -864,32 +895,33 @@ static int infrc_ctl(ferry_ep *ep, int op, void *arg)
 		k->cb(k->arg, "tx_credits", credits);
 		k->cb(k->arg, "rx_posted", e->posted);
 		k->cb(k->arg, "rx_loaned", e->rx_loaned);
-		k->cb(k->arg, "max_inline", e->max_inline == UINT32_MAX ? 0 : e->max_inline);
+		k->cb(k->arg, "max_inline",
+		      e->max_inline == UINT32_MAX ? 0 : e->max_inline);
 		return 0;
 	}
 	return -ENOTSUP;
 }
 
 static const ferry_stream_ops infrc_stream_ops = {
-	.connect = ferry__infrc_connect,
-	.send_msg = infrc_send_msg,
-	.flush = infrc_flush,
-	.poll = infrc_poll,
-	.release = ferry__infrc_release,
-	.detach = infrc_detach,
-	.conn_close = infrc_conn_close,
-	.caps = infrc_caps,
-	.ctl = infrc_ctl,
-	.close = infrc_close,
+        .connect = ferry__infrc_connect,
+        .send_msg = infrc_send_msg,
+        .flush = infrc_flush,
+        .poll = infrc_poll,
+        .release = ferry__infrc_release,
+        .detach = infrc_detach,
+        .conn_close = infrc_conn_close,
+        .caps = infrc_caps,
+        .ctl = infrc_ctl,
+        .close = infrc_close,
 };
 
 const ferry_driver_ops ferry__infrc_driver = {
-	.name = "infrc",
-	.kind = FERRY_DRIVER_STREAM,
-	.wrapper = false,
-	.ep_size = INFRC_EP_BYTES,
-	.key_tables = infrc_key_tables,
-	.probe = infrc_probe,
-	.open = infrc_open,
-	.stream = &infrc_stream_ops,
+        .name = "infrc",
+        .kind = FERRY_DRIVER_STREAM,
+        .wrapper = false,
+        .ep_size = INFRC_EP_BYTES,
+        .key_tables = infrc_key_tables,
+        .probe = infrc_probe,
+        .open = infrc_open,
+        .stream = &infrc_stream_ops,
 };

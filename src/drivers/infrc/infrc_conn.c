@@ -31,7 +31,7 @@
 enum { HELLO_KIND_HELLO = 1, HELLO_KIND_READY = 2 };
 #define HELLO_FLAG_ROCE 0x1u
 #define HELLO_FLAG_PULL 0x2u
-#define INFRC_BACKLOG 1024
+#define INFRC_BACKLOG   1024
 
 typedef struct hello {
 	uint8_t kind;
@@ -101,7 +101,10 @@ static int hello_unpack(const uint8_t *p, hello *h)
 }
 
 /* Lookup ------------------------------------------------------------------*/
-static uint32_t qpn_bucket(uint32_t qpn) { return (qpn * 2654435761u) >> 24; }
+static uint32_t qpn_bucket(uint32_t qpn)
+{
+	return (qpn * 2654435761u) >> 24;
+}
 
 infrc_conn *ferry__infrc_conn_by_qpn(infrc_ep *e, uint32_t qpn)
 {
@@ -115,7 +118,8 @@ static void hash_del(infrc_ep *e, infrc_conn *c)
 {
 	if (!c->in_hash)
 		return;
-	for (infrc_conn **pp = &e->qpn_hash[qpn_bucket(c->qpn)]; *pp != NULL; pp = &(*pp)->hnext)
+	for (infrc_conn **pp = &e->qpn_hash[qpn_bucket(c->qpn)]; *pp != NULL;
+	     pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
 			break;
@@ -134,7 +138,8 @@ static uint32_t random_psn(infrc_ep *e, infrc_conn *c)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint32_t x = (uint32_t)ts.tv_nsec ^ (c->id * 2654435761u) ^ (uint32_t)(uintptr_t)e;
+	uint32_t x =
+	        (uint32_t)ts.tv_nsec ^ (c->id * 2654435761u) ^ (uint32_t)(uintptr_t)e;
 	return x & 0xffffffu;
 }
 
@@ -142,7 +147,8 @@ static uint32_t random_psn(infrc_ep *e, infrc_conn *c)
 static int conn_qp_open(infrc_ep *e, infrc_conn *c)
 {
 	size_t txb = (size_t)INFRC_TX_SLOTS * e->bufsize;
-	void *m = mmap(NULL, txb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *m = mmap(NULL, txb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+	               0);
 	if (m == MAP_FAILED)
 		return -ENOMEM;
 	c->tx_mem = m;
@@ -151,16 +157,16 @@ static int conn_qp_open(infrc_ep *e, infrc_conn *c)
 		return errno ? -errno : -ENOMEM;
 	e->cnt.mr_registrations++;
 	struct ibv_qp_init_attr ia = {
-		.send_cq = e->cq,
-		.recv_cq = e->cq,
-		.srq = e->srq,
-		.cap = {.max_send_wr = INFRC_SQ_DEPTH,
-		        .max_recv_wr = 1,
-		        .max_send_sge = 1,
-		        .max_recv_sge = 1,
-		        .max_inline_data = INFRC_INLINE_WANT},
-		.qp_type = IBV_QPT_RC,
-		.sq_sig_all = 0,
+	        .send_cq = e->cq,
+	        .recv_cq = e->cq,
+	        .srq = e->srq,
+	        .cap = {.max_send_wr = INFRC_SQ_DEPTH,
+	                .max_recv_wr = 1,
+	                .max_send_sge = 1,
+	                .max_recv_sge = 1,
+	                .max_inline_data = INFRC_INLINE_WANT},
+	        .qp_type = IBV_QPT_RC,
+	        .sq_sig_all = 0,
 	};
 	c->qp = ibv_create_qp(e->dev.pd, &ia);
 	if (c->qp == NULL) {
@@ -174,14 +180,15 @@ static int conn_qp_open(infrc_ep *e, infrc_conn *c)
 	c->qpn = c->qp->qp_num;
 	c->psn = random_psn(e, c);
 	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_INIT,
-		.pkey_index = 0,
-		.port_num = e->dev.port,
-		.qp_access_flags =
-		        IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE,
+	        .qp_state = IBV_QPS_INIT,
+	        .pkey_index = 0,
+	        .port_num = e->dev.port,
+	        .qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ |
+	                           IBV_ACCESS_REMOTE_WRITE,
 	};
 	int rc = ibv_modify_qp(c->qp, &a,
-	                       IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+	                       IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
+	                               IBV_QP_ACCESS_FLAGS);
 	if (rc != 0)
 		return -rc;
 	c->hnext = e->qpn_hash[qpn_bucket(c->qpn)];
@@ -206,18 +213,19 @@ static int conn_qp_connect(infrc_ep *e, infrc_conn *c, const hello *h)
 	                      ? (uint8_t)e->dev.dattr.max_qp_init_rd_atom
 	                      : INFRC_RD_ATOMIC_MAX;
 	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_RTR,
-		.path_mtu = h->mtu < (uint8_t)e->dev.mtu ? (enum ibv_mtu)h->mtu : e->dev.mtu,
-		.dest_qp_num = h->qpn,
-		.rq_psn = h->psn,
-		.max_dest_rd_atomic = rd,
-		.min_rnr_timer = INFRC_QP_MIN_RNR_TIMER,
+	        .qp_state = IBV_QPS_RTR,
+	        .path_mtu =
+	                h->mtu < (uint8_t)e->dev.mtu ? (enum ibv_mtu)h->mtu : e->dev.mtu,
+	        .dest_qp_num = h->qpn,
+	        .rq_psn = h->psn,
+	        .max_dest_rd_atomic = rd,
+	        .min_rnr_timer = INFRC_QP_MIN_RNR_TIMER,
 	};
 	ferry__ib_ah_attr(&e->dev, &pa, &a.ah_attr);
 	int rc = ibv_modify_qp(c->qp, &a,
-	                       IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-	                               IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
-	                               IBV_QP_MIN_RNR_TIMER);
+	                       IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
+	                               IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+	                               IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
 	if (rc != 0)
 		return -rc;
 	memset(&a, 0, sizeof(a));
@@ -228,8 +236,9 @@ static int conn_qp_connect(infrc_ep *e, infrc_conn *c, const hello *h)
 	a.sq_psn = c->psn;
 	a.max_rd_atomic = ird;
 	rc = ibv_modify_qp(c->qp, &a,
-	                   IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-	                           IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+	                   IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+	                           IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+	                           IBV_QP_MAX_QP_RD_ATOMIC);
 	if (rc != 0)
 		return -rc;
 	/* Chunks never exceed the peer's receive buffers nor our slots. */
@@ -285,7 +294,8 @@ static void deliver_sent(infrc_ep *e, infrc_conn *c, infrc_txm *m, bool upcalls)
 		up->on_sent(e->base.up_arg, &c->base, cookie);
 }
 
-void ferry__infrc_conn_destroy(infrc_ep *e, infrc_conn *c, int event, int err, bool upcalls)
+void ferry__infrc_conn_destroy(infrc_ep *e, infrc_conn *c, int event, int err,
+                               bool upcalls)
 {
 	if (c->state == INFRC_C_DEAD)
 		return;
@@ -401,12 +411,14 @@ int ferry__infrc_listen(infrc_ep *e, const ferry_loc *loc)
 	setsockopt(e->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	/* reuseport=1: setup listeners of several contexts (a server group)
 	 * share the port; a connection and its QP live where it was accepted. */
-	if (reuseport && setsockopt(e->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+	if (reuseport &&
+	    setsockopt(e->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
 		rc = -errno;
 		snprintf(msg, msz, "reuseport: %s", strerror(errno));
 		return rc;
 	}
-	if (bind(e->lfd, (struct sockaddr *)&ss, sl) != 0 || listen(e->lfd, INFRC_BACKLOG) != 0) {
+	if (bind(e->lfd, (struct sockaddr *)&ss, sl) != 0 ||
+	    listen(e->lfd, INFRC_BACKLOG) != 0) {
 		rc = -errno;
 		snprintf(msg, msz, "bind/listen (host/port): %s", strerror(errno));
 		return rc;
@@ -430,8 +442,8 @@ int ferry__infrc_connect(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out)
 	if (rc != 0)
 		return rc;
 	if (e->nconns >= e->conns_max) {
-		snprintf(ep->errmsg, sizeof(ep->errmsg), "%u connections: the CQ is sized for no more",
-		         e->nconns);
+		snprintf(ep->errmsg, sizeof(ep->errmsg),
+		         "%u connections: the CQ is sized for no more", e->nconns);
 		return -EMFILE;
 	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -454,7 +466,8 @@ int ferry__infrc_connect(ferry_ep *ep, const ferry_loc *peer, ferry_conn **out)
 	memcpy(c->base.peer.u.bytes, &ss, sl);
 	c->base.peer.len = sl;
 	if ((rc = conn_qp_open(e, c)) != 0) {
-		snprintf(ep->errmsg, sizeof(ep->errmsg), "creating the RC QP: %s", strerror(-rc));
+		snprintf(ep->errmsg, sizeof(ep->errmsg), "creating the RC QP: %s",
+		         strerror(-rc));
 		ferry__infrc_conn_destroy(e, c, FERRY_CONN_RESET, rc, false);
 		ferry__infrc_reap(e);
 		return rc;
@@ -469,7 +482,8 @@ int ferry__infrc_accept_all(infrc_ep *e)
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(e->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(e->lfd, (struct sockaddr *)&ss, &sl,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				e->cnt.accept_errors++;
@@ -487,7 +501,8 @@ int ferry__infrc_accept_all(infrc_ep *e)
 			e->cnt.accept_errors++;
 			continue;
 		}
-		memcpy(c->base.peer.u.bytes, &ss, sl < FERRY_ADDR_BYTES ? sl : FERRY_ADDR_BYTES);
+		memcpy(c->base.peer.u.bytes, &ss,
+		       sl < FERRY_ADDR_BYTES ? sl : FERRY_ADDR_BYTES);
 		c->base.peer.len = sl;
 		e->cnt.accepts++;
 		if (conn_qp_open(e, c) != 0) {
@@ -503,17 +518,17 @@ int ferry__infrc_accept_all(infrc_ep *e)
 static int hello_send(infrc_ep *e, infrc_conn *c, int kind)
 {
 	hello h = {
-		.kind = (uint8_t)kind,
-		.hdr_len = (uint16_t)e->base.up->hdr_len,
-		.qpn = c->qpn,
-		.psn = c->psn,
-		.credits = c->grant,
-		.bufsize = e->bufsize,
-		.pull_min = e->pull_min,
-		.lid = e->dev.lid,
-		.mtu = (uint8_t)e->dev.mtu,
-		.flags = (uint8_t)((e->dev.roce ? HELLO_FLAG_ROCE : 0) |
-		                   (e->large == INFRC_LARGE_PULL ? HELLO_FLAG_PULL : 0)),
+	        .kind = (uint8_t)kind,
+	        .hdr_len = (uint16_t)e->base.up->hdr_len,
+	        .qpn = c->qpn,
+	        .psn = c->psn,
+	        .credits = c->grant,
+	        .bufsize = e->bufsize,
+	        .pull_min = e->pull_min,
+	        .lid = e->dev.lid,
+	        .mtu = (uint8_t)e->dev.mtu,
+	        .flags = (uint8_t)((e->dev.roce ? HELLO_FLAG_ROCE : 0) |
+	                           (e->large == INFRC_LARGE_PULL ? HELLO_FLAG_PULL : 0)),
 	};
 	memcpy(h.gid, e->dev.gid.raw, 16);
 	uint8_t p[INFRC_HELLO_BYTES];
@@ -530,7 +545,8 @@ static int hello_send(infrc_ep *e, infrc_conn *c, int kind)
 static int hello_read(infrc_conn *c)
 {
 	while (c->hhave < INFRC_HELLO_BYTES) {
-		ssize_t n = recv(c->fd, c->hbuf + c->hhave, INFRC_HELLO_BYTES - c->hhave, MSG_DONTWAIT);
+		ssize_t n = recv(c->fd, c->hbuf + c->hhave, INFRC_HELLO_BYTES - c->hhave,
+		                 MSG_DONTWAIT);
 		if (n > 0) {
 			c->hhave += (uint32_t)n;
 			continue;
@@ -552,7 +568,8 @@ static void on_hello(infrc_ep *e, infrc_conn *c)
 		conn_fail(e, c, FERRY_EPROTO);
 		return;
 	}
-	if (h.hdr_len != e->base.up->hdr_len || h.bufsize < INFRC_BUF_MIN || h.credits < 2) {
+	if (h.hdr_len != e->base.up->hdr_len || h.bufsize < INFRC_BUF_MIN ||
+	    h.credits < 2) {
 		conn_fail(e, c, FERRY_EPROTO); /* the transports or limits disagree */
 		return;
 	}
@@ -629,7 +646,8 @@ void ferry__infrc_sock_event(infrc_ep *e, infrc_conn *c, uint32_t events)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n == 0) {
-			ferry__infrc_conn_destroy(e, c, FERRY_CONN_CLOSED, FERRY_EPEERDEAD, true);
+			ferry__infrc_conn_destroy(e, c, FERRY_CONN_CLOSED,
+			                          FERRY_EPEERDEAD, true);
 			return;
 		}
 		conn_fail(e, c, errno == ECONNRESET ? FERRY_EPEERDEAD : -errno);

@@ -11,7 +11,7 @@
 #include "base/alloc.h"
 #include "infrc.h"
 
-#define INFRC_MR_ACCESS                                                        \
+#define INFRC_MR_ACCESS                                                                  \
 	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE)
 
 /* Receive pool ------------------------------------------------------------*/
@@ -20,14 +20,15 @@ int ferry__infrc_rx_open(infrc_ep *e)
 	char *msg = e->base.errmsg;
 	size_t msz = sizeof(e->base.errmsg);
 	e->rx_mem_bytes = (size_t)e->rxbufs * e->bufsize;
-	void *m = mmap(NULL, e->rx_mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	               -1, 0);
+	void *m = mmap(NULL, e->rx_mem_bytes, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) {
 		e->rx_mem_bytes = 0;
 		return -ENOMEM;
 	}
 	e->rx_mem = m;
-	e->rx_mr = ibv_reg_mr(e->dev.pd, e->rx_mem, e->rx_mem_bytes, IBV_ACCESS_LOCAL_WRITE);
+	e->rx_mr =
+	        ibv_reg_mr(e->dev.pd, e->rx_mem, e->rx_mem_bytes, IBV_ACCESS_LOCAL_WRITE);
 	if (e->rx_mr == NULL) {
 		int rc = errno ? -errno : -ENOMEM;
 		snprintf(msg, msz, "rxbufs/bufsize: registering %zu receive bytes: %s",
@@ -42,7 +43,8 @@ int ferry__infrc_rx_open(infrc_ep *e)
 	e->srq = ibv_create_srq(e->dev.pd, &sa);
 	if (e->srq == NULL) {
 		int rc = errno ? -errno : -ENOMEM;
-		snprintf(msg, msz, "rxbufs '%u': ibv_create_srq: %s", e->rxbufs, strerror(-rc));
+		snprintf(msg, msz, "rxbufs '%u': ibv_create_srq: %s", e->rxbufs,
+		         strerror(-rc));
 		return rc;
 	}
 	for (uint32_t i = 0; i < e->rxbufs; i++) {
@@ -107,7 +109,8 @@ int ferry__infrc_repost(infrc_ep *e, bool all)
 			sge[n] = (struct ibv_sge){.addr = (uintptr_t)b->l.pkt.data,
 			                          .length = e->bufsize,
 			                          .lkey = e->rx_mr->lkey};
-			wr[n] = (struct ibv_recv_wr){.wr_id = b->idx, .sg_list = &sge[n], .num_sge = 1};
+			wr[n] = (struct ibv_recv_wr){
+			        .wr_id = b->idx, .sg_list = &sge[n], .num_sge = 1};
 			if (n > 0)
 				wr[n - 1].next = &wr[n];
 			b->refs = 1; /* the driver's, until the completion is consumed */
@@ -183,7 +186,8 @@ void ferry__infrc_blk_put(infrc_ep *e, infrc_blk *b)
 static int region_class(size_t len)
 {
 	int c = 0;
-	while (c < INFRC_REGION_CLASSES - 1 && ((size_t)1 << (INFRC_REGION_MIN_SHIFT + c)) < len)
+	while (c < INFRC_REGION_CLASSES - 1 &&
+	       ((size_t)1 << (INFRC_REGION_MIN_SHIFT + c)) < len)
 		c++;
 	return ((size_t)1 << (INFRC_REGION_MIN_SHIFT + c)) >= len ? c : -1;
 }
@@ -206,7 +210,8 @@ infrc_region *ferry__infrc_region_get(infrc_ep *e, size_t len)
 		return NULL;
 	r->size = (size_t)1 << (INFRC_REGION_MIN_SHIFT + c);
 	r->cls = c;
-	void *m = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *m = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	               -1, 0);
 	if (m == MAP_FAILED) {
 		ferry__free(r);
 		return NULL;

@@ -57,8 +57,10 @@ static void body_take(infrc_ep *e, infrc_conn *c, infrc_rxb *b, uint8_t *p, uint
 		/* Half the pool is loaned out: copy, so the SRQ never runs dry
 		 * while a receiver holds big bodies. */
 		while (n > 0) {
-			uint32_t want = n < INFRC_COPY_BLK_BYTES ? n : INFRC_COPY_BLK_BYTES;
-			infrc_blk *k = ferry__infrc_blk_room(e, want < 4096 ? want : 4096);
+			uint32_t want =
+			        n < INFRC_COPY_BLK_BYTES ? n : INFRC_COPY_BLK_BYTES;
+			infrc_blk *k =
+			        ferry__infrc_blk_room(e, want < 4096 ? want : 4096);
 			if (k == NULL) {
 				c->sink_err = -ENOMEM;
 				return;
@@ -67,7 +69,8 @@ static void body_take(infrc_ep *e, infrc_conn *c, infrc_rxb *b, uint8_t *p, uint
 			uint32_t t = n < room ? n : room;
 			memcpy(k->mem + e->blk_off, p, t);
 			k->refs++;
-			if (ferry_buf_append_pkt(c->sink.buf, &k->l.pkt, k->mem + e->blk_off, t) != 0) {
+			if (ferry_buf_append_pkt(c->sink.buf, &k->l.pkt,
+			                         k->mem + e->blk_off, t) != 0) {
 				k->refs--;
 				c->sink_err = -ENOMEM;
 				return;
@@ -78,7 +81,8 @@ static void body_take(infrc_ep *e, infrc_conn *c, infrc_rxb *b, uint8_t *p, uint
 			n -= t;
 		}
 	} else if (c->sink.fd >= 0) {
-		c->sink_err = ferry__sink_write(&c->sink, p, n, &e->cnt.rx_sink_copy_bytes);
+		c->sink_err =
+		        ferry__sink_write(&c->sink, p, n, &e->cnt.rx_sink_copy_bytes);
 	}
 }
 
@@ -109,7 +113,6 @@ static bool header_done(infrc_ep *e, infrc_conn *c)
 	return true;
 }
 
-
 /* The READ of a pulled body completed. */
 void ferry__infrc_read_done(infrc_ep *e, infrc_conn *c)
 {
@@ -122,12 +125,14 @@ void ferry__infrc_read_done(infrc_ep *e, infrc_conn *c)
 	if (c->sink_err == 0) {
 		if (c->sink.buf != NULL) {
 			r->refs++;
-			if (ferry_buf_append_pkt(c->sink.buf, &r->l.pkt, r->mem, len) != 0) {
+			if (ferry_buf_append_pkt(c->sink.buf, &r->l.pkt, r->mem, len) !=
+			    0) {
 				r->refs--;
 				c->sink_err = -ENOMEM;
 			}
 		} else if (c->sink.fd >= 0) {
-			c->sink_err = ferry__sink_write(&c->sink, r->mem, len, &e->cnt.rx_sink_copy_bytes);
+			c->sink_err = ferry__sink_write(&c->sink, r->mem, len,
+			                                &e->cnt.rx_sink_copy_bytes);
 		}
 	}
 	ferry__infrc_region_put(e, r);
@@ -183,9 +188,11 @@ static void rx_desc(infrc_ep *e, infrc_conn *c, const uint8_t *p, uint32_t len)
 		body_finish(e, c);
 		return;
 	}
-	struct ibv_sge sge = {.addr = (uintptr_t)r->mem, .length = (uint32_t)blen,
-	                      .lkey = r->mr->lkey};
-	struct ibv_send_wr wr = {.sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_READ,
+	struct ibv_sge sge = {
+	        .addr = (uintptr_t)r->mem, .length = (uint32_t)blen, .lkey = r->mr->lkey};
+	struct ibv_send_wr wr = {.sg_list = &sge,
+	                         .num_sge = 1,
+	                         .opcode = IBV_WR_RDMA_READ,
 	                         .send_flags = IBV_SEND_SIGNALED};
 	struct ibv_send_wr *bad = NULL;
 	wr.wr.rdma.remote_addr = addr;
@@ -193,8 +200,9 @@ static void rx_desc(infrc_ep *e, infrc_conn *c, const uint8_t *p, uint32_t len)
 	wr.wr_id = ((uint64_t)c->id << 32) | c->post_seq;
 	c->wr_slot[c->post_seq % INFRC_SQ_DEPTH] = 0;
 	c->unsig_run = 0;
-	int rc = blen > UINT32_MAX || ferry__infrc_sq_used(c) >= INFRC_SQ_DEPTH ? ENOSPC
-	                                                           : ibv_post_send(c->qp, &wr, &bad);
+	int rc = blen > UINT32_MAX || ferry__infrc_sq_used(c) >= INFRC_SQ_DEPTH
+	                 ? ENOSPC
+	                 : ibv_post_send(c->qp, &wr, &bad);
 	e->cnt.post_calls++;
 	if (rc != 0) {
 		ferry__infrc_region_put(e, r);
@@ -223,7 +231,8 @@ void ferry__infrc_rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b)
 		ferry__infrc_conn_fail(e, c, FERRY_EPROTO);
 		return;
 	}
-	while (c->state == INFRC_C_UP && (off < len || (c->in_body && c->body_left == 0))) {
+	while (c->state == INFRC_C_UP &&
+	       (off < len || (c->in_body && c->body_left == 0))) {
 		if (!c->in_body) {
 			uint32_t k = (uint32_t)(hl - c->hdr_have);
 			if (k > len - off)
@@ -237,7 +246,8 @@ void ferry__infrc_rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b)
 				break;
 			continue;
 		}
-		uint32_t k = c->body_left < len - off ? (uint32_t)c->body_left : len - off;
+		uint32_t k =
+		        c->body_left < len - off ? (uint32_t)c->body_left : len - off;
 		if (k > 0)
 			body_take(e, c, b, p + off, k);
 		off += k;

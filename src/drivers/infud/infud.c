@@ -23,17 +23,31 @@ enum {
 /* infud's keys; the verbs keys are kit/ib's, host/port (the bootstrap
  * exchange) kit/inet's. mtu: 0 = the port's active MTU. */
 static const ferry_loc_key infud_keys[INFUD_K_COUNT + 1] = {
-	[INFUD_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = INFUD_MIN_MTU_BYTES,
-	                 .max = 4096},
-	[INFUD_K_TXSLOTS] = {.name = "txslots", .kind = FERRY_LOC_UINT, .min = 1, .max = 1u << 15,
-	                     .dflt = INFUD_TX_SLOTS_DEFAULT},
-	[INFUD_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = INFUD_RX_SLOTS_MIN,
-	                     .max = 1u << 16, .dflt = INFUD_RX_SLOTS_DEFAULT},
-	[INFUD_K_RXMAX] = {.name = "rxmax", .kind = FERRY_LOC_UINT, .min = INFUD_RX_SLOTS_MIN,
-	                   .max = 1u << 22, .dflt = INFUD_RX_MAX_DEFAULT},
-	[INFUD_K_BOOT_TIMEOUT] = {.name = "boot_timeout", .kind = FERRY_LOC_UINT, .min = 1,
-	                          .max = 600000, .dflt = INFUD_BOOT_TIMEOUT_DEFAULT_MS},
-	[INFUD_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+        [INFUD_K_MTU] = {.name = "mtu",
+                         .kind = FERRY_LOC_UINT,
+                         .min = INFUD_MIN_MTU_BYTES,
+                         .max = 4096},
+        [INFUD_K_TXSLOTS] = {.name = "txslots",
+                             .kind = FERRY_LOC_UINT,
+                             .min = 1,
+                             .max = 1u << 15,
+                             .dflt = INFUD_TX_SLOTS_DEFAULT},
+        [INFUD_K_RXSLOTS] = {.name = "rxslots",
+                             .kind = FERRY_LOC_UINT,
+                             .min = INFUD_RX_SLOTS_MIN,
+                             .max = 1u << 16,
+                             .dflt = INFUD_RX_SLOTS_DEFAULT},
+        [INFUD_K_RXMAX] = {.name = "rxmax",
+                           .kind = FERRY_LOC_UINT,
+                           .min = INFUD_RX_SLOTS_MIN,
+                           .max = 1u << 22,
+                           .dflt = INFUD_RX_MAX_DEFAULT},
+        [INFUD_K_BOOT_TIMEOUT] = {.name = "boot_timeout",
+                                  .kind = FERRY_LOC_UINT,
+                                  .min = 1,
+                                  .max = 600000,
+                                  .dflt = INFUD_BOOT_TIMEOUT_DEFAULT_MS},
+        [INFUD_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
 };
 static const ferry_loc_key *const infud_key_tables[] = {infud_keys, ferry__ib_keys,
                                                         ferry__inet_keys, NULL};
@@ -68,14 +82,17 @@ static void infud_local_remove(infud_ep *u)
 	pthread_mutex_unlock(&infud_local_lock);
 }
 
-static bool infud_sa_match(const struct sockaddr_storage *bound, const struct sockaddr_storage *want)
+static bool infud_sa_match(const struct sockaddr_storage *bound,
+                           const struct sockaddr_storage *want)
 {
 	if (bound->ss_family != want->ss_family)
 		return false;
 	if (bound->ss_family == AF_INET) {
-		const struct sockaddr_in *b = (const void *)bound, *w = (const void *)want;
-		return b->sin_port == w->sin_port && (b->sin_addr.s_addr == w->sin_addr.s_addr ||
-		                                      b->sin_addr.s_addr == htonl(INADDR_ANY));
+		const struct sockaddr_in *b = (const void *)bound,
+		                         *w = (const void *)want;
+		return b->sin_port == w->sin_port &&
+		       (b->sin_addr.s_addr == w->sin_addr.s_addr ||
+		        b->sin_addr.s_addr == htonl(INADDR_ANY));
 	}
 	const struct sockaddr_in6 *b = (const void *)bound, *w = (const void *)want;
 	return b->sin6_port == w->sin6_port &&
@@ -116,7 +133,6 @@ static uint32_t infud_ah_hash(const uint8_t gid[16], uint16_t lid)
 	return (uint32_t)(h ^ (h >> 32)) & (INFUD_AH_SLOTS - 1);
 }
 
-
 static void infud_ah_clear(infud_ep *u)
 {
 	for (uint32_t i = 0; i < INFUD_AH_SLOTS; i++) {
@@ -128,7 +144,6 @@ static void infud_ah_clear(infud_ep *u)
 	u->nah = 0;
 	u->ah_last = NULL;
 }
-
 
 /* The AH for peer: cached, else created (and cached). NULL when the device
  * refuses it. */
@@ -188,7 +203,8 @@ static int infud_qp_up(infud_ep *u)
 	                        .pkey_index = 0,
 	                        .port_num = u->dev.port,
 	                        .qkey = INFUD_QKEY};
-	if (ibv_modify_qp(u->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY))
+	if (ibv_modify_qp(u->qp, &a,
+	                  IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY))
 		return -errno;
 	a = (struct ibv_qp_attr){.qp_state = IBV_QPS_RTR};
 	if (ibv_modify_qp(u->qp, &a, IBV_QP_STATE))
@@ -208,7 +224,8 @@ static int infud_open_verbs(infud_ep *u)
 	if (ep->sleeps) {
 		u->chan = ibv_create_comp_channel(ctx);
 		if (u->chan == NULL) {
-			snprintf(msg, ml, "dev '%s': ibv_create_comp_channel: %s", u->dev.name, strerror(errno));
+			snprintf(msg, ml, "dev '%s': ibv_create_comp_channel: %s",
+			         u->dev.name, strerror(errno));
 			return -errno;
 		}
 		int fl = fcntl(u->chan->fd, F_GETFL);
@@ -218,19 +235,20 @@ static int infud_open_verbs(infud_ep *u)
 	u->scq = ibv_create_cq(ctx, (int)u->tx_slots, NULL, NULL, 0);
 	u->rcq = ibv_create_cq(ctx, (int)u->rx_slots, u, u->chan, 0);
 	if (u->scq == NULL || u->rcq == NULL) {
-		snprintf(msg, ml, "dev '%s': ibv_create_cq: %s", u->dev.name, strerror(errno));
+		snprintf(msg, ml, "dev '%s': ibv_create_cq: %s", u->dev.name,
+		         strerror(errno));
 		return -errno != 0 ? -errno : -ENOMEM;
 	}
 	struct ibv_qp_init_attr qa = {
-		.send_cq = u->scq,
-		.recv_cq = u->rcq,
-		.cap = {.max_send_wr = u->tx_slots,
-		        .max_recv_wr = u->rx_slots,
-		        .max_send_sge = 1,
-		        .max_recv_sge = 1,
-		        .max_inline_data = INFUD_INLINE_WANT_BYTES},
-		.qp_type = IBV_QPT_UD,
-		.sq_sig_all = 0,
+	        .send_cq = u->scq,
+	        .recv_cq = u->rcq,
+	        .cap = {.max_send_wr = u->tx_slots,
+	                .max_recv_wr = u->rx_slots,
+	                .max_send_sge = 1,
+	                .max_recv_sge = 1,
+	                .max_inline_data = INFUD_INLINE_WANT_BYTES},
+	        .qp_type = IBV_QPT_UD,
+	        .sq_sig_all = 0,
 	};
 	u->qp = ibv_create_qp(u->dev.pd, &qa);
 	if (u->qp == NULL) { /* some devices have no inline sends */
@@ -238,14 +256,15 @@ static int infud_open_verbs(infud_ep *u)
 		u->qp = ibv_create_qp(u->dev.pd, &qa);
 	}
 	if (u->qp == NULL) {
-		snprintf(msg, ml, "dev '%s': ibv_create_qp (UD, %u/%u WRs): %s", u->dev.name,
-		         u->tx_slots, u->rx_slots, strerror(errno));
+		snprintf(msg, ml, "dev '%s': ibv_create_qp (UD, %u/%u WRs): %s",
+		         u->dev.name, u->tx_slots, u->rx_slots, strerror(errno));
 		return -errno != 0 ? -errno : -ENOMEM;
 	}
 	u->dev.max_inline = qa.cap.max_inline_data;
 	int rc = infud_qp_up(u);
 	if (rc != 0) {
-		snprintf(msg, ml, "dev '%s': ibv_modify_qp to RTS: %s", u->dev.name, strerror(-rc));
+		snprintf(msg, ml, "dev '%s': ibv_modify_qp to RTS: %s", u->dev.name,
+		         strerror(-rc));
 		return rc;
 	}
 	ferry__ib_self(&u->dev, u->qp->qp_num, INFUD_QKEY, &u->self);
@@ -258,15 +277,17 @@ static int infud_open_verbs(infud_ep *u)
 	u->tx_sge = ferry__calloc(u->tx_slots, sizeof(*u->tx_sge));
 	if (u->tx_mem == NULL || u->tx_wr == NULL || u->tx_sge == NULL)
 		return -ENOMEM;
-	u->tx_mr = ibv_reg_mr(u->dev.pd, u->tx_mem, u->tx_mem_len, IBV_ACCESS_LOCAL_WRITE);
+	u->tx_mr =
+	        ibv_reg_mr(u->dev.pd, u->tx_mem, u->tx_mem_len, IBV_ACCESS_LOCAL_WRITE);
 	if (u->tx_mr == NULL) {
-		snprintf(msg, ml, "dev '%s': ibv_reg_mr: %s (memlock limit?)", u->dev.name,
-		         strerror(errno));
+		snprintf(msg, ml, "dev '%s': ibv_reg_mr: %s (memlock limit?)",
+		         u->dev.name, strerror(errno));
 		return -errno != 0 ? -errno : -ENOMEM;
 	}
 	for (uint32_t i = 0; i < u->tx_slots; i++) {
-		u->tx_sge[i] = (struct ibv_sge){.addr = (uintptr_t)(u->tx_mem + i * u->tx_stride),
-		                                .lkey = u->tx_mr->lkey};
+		u->tx_sge[i] = (struct ibv_sge){
+		        .addr = (uintptr_t)(u->tx_mem + i * u->tx_stride),
+		        .lkey = u->tx_mr->lkey};
 		u->tx_wr[i].sg_list = &u->tx_sge[i];
 		u->tx_wr[i].num_sge = 1;
 		u->tx_wr[i].opcode = IBV_WR_SEND;
@@ -278,14 +299,16 @@ static int infud_open_verbs(infud_ep *u)
 	if (u->rx_chunk_slots < u->rx_slots)
 		u->rx_chunk_slots = u->rx_slots;
 	if ((rc = ferry__infud_rx_grow(u)) != 0) {
-		snprintf(msg, ml, "dev '%s': receive pool of %u buffers: %s (memlock limit?)",
+		snprintf(msg, ml,
+		         "dev '%s': receive pool of %u buffers: %s (memlock limit?)",
 		         u->dev.name, u->rx_chunk_slots, strerror(-rc));
 		return rc;
 	}
 	u->cnt.rx_pool_grows = 0;
 	ferry__infud_repost(u);
 	if (u->rx_nposted != u->rx_slots) {
-		snprintf(msg, ml, "dev '%s': ibv_post_recv: %s", u->dev.name, strerror(errno));
+		snprintf(msg, ml, "dev '%s': ibv_post_recv: %s", u->dev.name,
+		         strerror(errno));
 		return -EIO;
 	}
 	u->cnt.rx_reposted = 0;
@@ -316,20 +339,24 @@ static int infud_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	if ((rc = ferry__ib_dev_open(&u->dev, loc, msg, ml)) != 0)
 		return rc;
 	if (mtu > u->dev.mtu_bytes) {
-		snprintf(msg, ml, "mtu '%llu' is above the active MTU %u of dev '%s' port %u",
-		         (unsigned long long)mtu, u->dev.mtu_bytes, u->dev.name, (unsigned)u->dev.port);
+		snprintf(msg, ml,
+		         "mtu '%llu' is above the active MTU %u of dev '%s' port %u",
+		         (unsigned long long)mtu, u->dev.mtu_bytes, u->dev.name,
+		         (unsigned)u->dev.port);
 		return FERRY_EBADLOC;
 	}
 	u->max_payload = mtu != 0 ? (uint32_t)mtu : u->dev.mtu_bytes;
 	/* The device bounds the queue depths. */
-	uint32_t maxwr = u->dev.dattr.max_qp_wr > 0 ? (uint32_t)u->dev.dattr.max_qp_wr : 1;
+	uint32_t maxwr =
+	        u->dev.dattr.max_qp_wr > 0 ? (uint32_t)u->dev.dattr.max_qp_wr : 1;
 	uint32_t maxcqe = u->dev.dattr.max_cqe > 0 ? (uint32_t)u->dev.dattr.max_cqe : 1;
 	if (maxcqe < maxwr)
 		maxwr = maxcqe;
 	if (txslots > maxwr || rxslots > maxwr) {
 		snprintf(msg, ml, "%s '%llu' exceeds dev '%s' queue depth %u",
 		         txslots > maxwr ? "txslots" : "rxslots",
-		         (unsigned long long)(txslots > maxwr ? txslots : rxslots), u->dev.name, maxwr);
+		         (unsigned long long)(txslots > maxwr ? txslots : rxslots),
+		         u->dev.name, maxwr);
 		return FERRY_EBADLOC;
 	}
 	u->tx_slots = (uint32_t)txslots;
@@ -354,7 +381,8 @@ static int infud_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		struct epoll_event ev = {.events = EPOLLIN};
 		if (epoll_ctl(ep->fd, EPOLL_CTL_ADD, u->chan->fd, &ev) != 0)
 			return -errno;
-		if (u->boot_fd >= 0 && epoll_ctl(ep->fd, EPOLL_CTL_ADD, u->boot_fd, &ev) != 0)
+		if (u->boot_fd >= 0 &&
+		    epoll_ctl(ep->fd, EPOLL_CTL_ADD, u->boot_fd, &ev) != 0)
 			return -errno;
 	}
 	if (u->listening)
@@ -429,24 +457,28 @@ static int infud_resolve(ferry_ep *ep, const ferry_loc *peer, ferry_addr *out)
 	uint32_t mtu = 0;
 	if (infud_local_find(&ss, &a, &mtu)) {
 		u->cnt.boot_local++;
-	} else if ((rc = ferry__ib_boot_query(peer, u->boot_timeout_ms, &a, &mtu, msg, ml)) != 0) {
+	} else if ((rc = ferry__ib_boot_query(peer, u->boot_timeout_ms, &a, &mtu, msg,
+	                                      ml)) != 0) {
 		return rc;
 	}
 	char who[128];
 	ferry__ib_addr_str(&a, who, sizeof(who));
 	if ((a.roce != 0) != u->dev.roce) {
-		snprintf(msg, ml, "peer %.80s is on %s, dev '%.32s' on %s", who, a.roce ? "RoCE" : "IB",
-		         u->dev.name, u->dev.roce ? "RoCE" : "IB");
+		snprintf(msg, ml, "peer %.80s is on %s, dev '%.32s' on %s", who,
+		         a.roce ? "RoCE" : "IB", u->dev.name,
+		         u->dev.roce ? "RoCE" : "IB");
 		return FERRY_EBADLOC;
 	}
 	if (mtu != u->max_payload) {
-		snprintf(msg, ml, "mtu: the peer's is %u, this endpoint's %u (set the same mtu= on both)",
+		snprintf(msg, ml,
+		         "mtu: the peer's is %u, this endpoint's %u (set the same mtu= "
+		         "on both)",
 		         mtu, u->max_payload);
 		return FERRY_EBADLOC;
 	}
 	if (ferry__infud_ah_get(u, &a) == NULL) {
-		snprintf(msg, ml, "no address handle to peer %.80s on dev '%.32s': %s", who, u->dev.name,
-		         strerror(errno));
+		snprintf(msg, ml, "no address handle to peer %.80s on dev '%.32s': %s",
+		         who, u->dev.name, strerror(errno));
 		return FERRY_EBADLOC;
 	}
 	ferry__ib_to_addr(&a, out);
@@ -457,8 +489,9 @@ static void infud_caps(ferry_ep *ep, ferry_caps *out)
 {
 	infud_ep *u = infud_of(ep);
 	*out = (ferry_caps){.max_payload = u->max_payload,
-	                    .inline_bytes = u->dev.max_inline < u->max_payload ? u->dev.max_inline
-	                                                                       : u->max_payload,
+	                    .inline_bytes = u->dev.max_inline < u->max_payload
+	                                            ? u->dev.max_inline
+	                                            : u->max_payload,
 	                    .tx_slots = u->tx_slots,
 	                    .rx_batch = INFUD_RX_BATCH_MAX};
 }
@@ -474,8 +507,8 @@ static int infud_ctl(ferry_ep *ep, int op, void *arg)
 			return -ERANGE;
 		if (u->boot_fd >= 0) {
 			l->out[n++] = ',';
-			if (ferry__inet_locator((struct sockaddr *)&u->boot_addr, l->out + n,
-			                        l->len - (size_t)n) < 0)
+			if (ferry__inet_locator((struct sockaddr *)&u->boot_addr,
+			                        l->out + n, l->len - (size_t)n) < 0)
 				return -ERANGE;
 		}
 		return 0;
@@ -518,23 +551,23 @@ static int infud_ctl(ferry_ep *ep, int op, void *arg)
 }
 
 static const ferry_dgram_ops infud_dgram_ops = {
-	.send = ferry__infud_send,
-	.flush = ferry__infud_flush,
-	.poll = ferry__infud_poll,
-	.release = ferry__infud_release,
-	.resolve = infud_resolve,
-	.caps = infud_caps,
-	.ctl = infud_ctl,
-	.close = infud_close,
+        .send = ferry__infud_send,
+        .flush = ferry__infud_flush,
+        .poll = ferry__infud_poll,
+        .release = ferry__infud_release,
+        .resolve = infud_resolve,
+        .caps = infud_caps,
+        .ctl = infud_ctl,
+        .close = infud_close,
 };
 
 const ferry_driver_ops ferry__infud_driver = {
-	.name = "infud",
-	.kind = FERRY_DRIVER_DATAGRAM,
-	.wrapper = false,
-	.ep_size = sizeof(infud_ep),
-	.key_tables = infud_key_tables,
-	.probe = ferry__ib_probe,
-	.open = infud_open,
-	.dgram = &infud_dgram_ops,
+        .name = "infud",
+        .kind = FERRY_DRIVER_DATAGRAM,
+        .wrapper = false,
+        .ep_size = sizeof(infud_ep),
+        .key_tables = infud_key_tables,
+        .probe = ferry__ib_probe,
+        .open = infud_open,
+        .dgram = &infud_dgram_ops,
 };

@@ -18,29 +18,30 @@
 #include "drivers/kit/inet.h"
 
 #define INFUD_QKEY 0x46525955u /* "FRYU"; high bit clear: not a controlled QKey */
-#define INFUD_GRH_BYTES 40u    /* GRH (or 20 zero bytes + IPv4 header) before each datagram */
-#define INFUD_MIN_MTU_BYTES 256u
+/* GRH (or 20 zero bytes + IPv4 header) before each datagram */
+#define INFUD_GRH_BYTES        40u
+#define INFUD_MIN_MTU_BYTES    256u
 #define INFUD_TX_SLOTS_DEFAULT 128
 #define INFUD_RX_SLOTS_DEFAULT 512
-#define INFUD_RX_SLOTS_MIN 16
+#define INFUD_RX_SLOTS_MIN     16
 /* Loans are held until the transport is done with a message, so a 16 MiB
  * request holds ~17k buffers: the pool grows in chunks (registered as they
  * are added) up to rxmax buffers. */
-#define INFUD_RX_MAX_DEFAULT 32768
-#define INFUD_RX_CHUNKS_MAX 64
-#define INFUD_SIGNAL_EVERY 16      /* one signaled send WR per this many */
-#define INFUD_TX_REAP_BATCH 32     /* send completions per ibv_poll_cq */
-#define INFUD_RX_BATCH_MAX 64      /* receive completions per ibv_poll_cq */
-#define INFUD_RX_REPOST_BATCH 32   /* released buffers per ibv_post_recv */
-#define INFUD_INLINE_WANT_BYTES 256 /* max_inline_data asked of the QP */
-#define INFUD_AH_SLOTS 256         /* AH cache table size (power of two) */
-#define INFUD_AH_MAX 192           /* entries before the cache is emptied */
-#define INFUD_BOOT_EVERY 64        /* spin mode: serve the bootstrap socket every Nth poll */
+#define INFUD_RX_MAX_DEFAULT          32768
+#define INFUD_RX_CHUNKS_MAX           64
+#define INFUD_SIGNAL_EVERY            16  /* one signaled send WR per this many */
+#define INFUD_TX_REAP_BATCH           32  /* send completions per ibv_poll_cq */
+#define INFUD_RX_BATCH_MAX            64  /* receive completions per ibv_poll_cq */
+#define INFUD_RX_REPOST_BATCH         32  /* released buffers per ibv_post_recv */
+#define INFUD_INLINE_WANT_BYTES       256 /* max_inline_data asked of the QP */
+#define INFUD_AH_SLOTS                256 /* AH cache table size (power of two) */
+#define INFUD_AH_MAX                  192 /* entries before the cache is emptied */
+#define INFUD_BOOT_EVERY              64 /* spin mode: serve the bootstrap socket every Nth poll */
 #define INFUD_BOOT_TIMEOUT_DEFAULT_MS 5000
-#define INFUD_TX_WAIT_US 5000      /* full ring: spin this long for completions */
-#define INFUD_DRAIN_WAIT_US 200000 /* AH eviction: wait this long for sends in flight */
-#define INFUD_CQ_ACK_BATCH 64      /* CQ events acknowledged per ibv_ack_cq_events */
-#define INFUD_SLOT_ALIGN_BYTES 64
+#define INFUD_TX_WAIT_US              5000 /* full ring: spin this long for completions */
+#define INFUD_DRAIN_WAIT_US           200000 /* AH eviction: wait this long for sends in flight */
+#define INFUD_CQ_ACK_BATCH            64 /* CQ events acknowledged per ibv_ack_cq_events */
+#define INFUD_SLOT_ALIGN_BYTES        64
 
 typedef struct infud_ah {
 	uint8_t gid[16];
@@ -65,7 +66,8 @@ typedef struct infud_rx_chunk {
 typedef struct infud_counters {
 	uint64_t ah_created, ah_cache_hits, ah_evictions, ah_create_errors;
 	uint64_t tx_inline, tx_signaled, tx_unsignaled, tx_ring_waits, tx_ring_drops;
-	uint64_t tx_post_errors, post_send_calls, post_recv_calls, rx_reposted, rx_post_errors;
+	uint64_t tx_post_errors, post_send_calls, post_recv_calls, rx_reposted,
+	        rx_post_errors;
 	uint64_t cq_polls, wc_errors, rx_short, qp_recoveries, rx_pool_grows;
 	uint64_t cq_arms, cq_events, boot_answers, boot_bad, boot_local;
 } infud_counters;
@@ -115,7 +117,10 @@ struct infud_ep {
 	infud_counters cnt;
 };
 
-static inline infud_ep *infud_of(ferry_ep *ep) { return ferry_container_of(ep, infud_ep, base); }
+static inline infud_ep *infud_of(ferry_ep *ep)
+{
+	return ferry_container_of(ep, infud_ep, base);
+}
 
 static inline uint64_t ferry__infud_now_us(void)
 {
@@ -136,7 +141,8 @@ void ferry__infud_reap(infud_ep *u);
 bool ferry__infud_tx_drain(infud_ep *u);
 void ferry__infud_qp_recover(infud_ep *u);
 void ferry__infud_boot_serve(infud_ep *u);
-int ferry__infud_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len, ferry_buf_iter *payload);
+int ferry__infud_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                      ferry_buf_iter *payload);
 int ferry__infud_flush(ferry_ep *ep);
 int ferry__infud_poll(ferry_ep *ep, ferry_pkt **pkts, int max);
 void ferry__infud_release(ferry_ep *ep, ferry_pkt *pkt);

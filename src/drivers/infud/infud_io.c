@@ -5,15 +5,17 @@
 #include "buffer/seg.h"
 #include "infud.h"
 
-
-size_t ferry__infud_round_up(size_t n) { return (n + INFUD_SLOT_ALIGN_BYTES - 1) & ~(size_t)(INFUD_SLOT_ALIGN_BYTES - 1); }
+size_t ferry__infud_round_up(size_t n)
+{
+	return (n + INFUD_SLOT_ALIGN_BYTES - 1) & ~(size_t)(INFUD_SLOT_ALIGN_BYTES - 1);
+}
 
 void *ferry__infud_map(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+	               0);
 	return p == MAP_FAILED ? NULL : p;
 }
-
 
 void ferry__infud_repost_add(infud_ep *u, infud_rx_slot *s)
 {
@@ -46,10 +48,12 @@ int ferry__infud_rx_grow(infud_ep *u)
 	for (uint32_t i = 0; i < n; i++) {
 		infud_rx_slot *s = &c->slot[i];
 		s->pkt.ep = &u->base;
-		s->sge = (struct ibv_sge){.addr = (uintptr_t)(c->mem + i * u->rx_stride),
-		                          .length = (uint32_t)(INFUD_GRH_BYTES + u->dev.mtu_bytes),
-		                          .lkey = c->mr->lkey};
-		s->wr = (struct ibv_recv_wr){.wr_id = (uintptr_t)s, .sg_list = &s->sge, .num_sge = 1};
+		s->sge = (struct ibv_sge){
+		        .addr = (uintptr_t)(c->mem + i * u->rx_stride),
+		        .length = (uint32_t)(INFUD_GRH_BYTES + u->dev.mtu_bytes),
+		        .lkey = c->mr->lkey};
+		s->wr = (struct ibv_recv_wr){
+		        .wr_id = (uintptr_t)s, .sg_list = &s->sge, .num_sge = 1};
 		ferry__infud_repost_add(u, s);
 	}
 	u->rx_nchunks++;
@@ -168,7 +172,8 @@ static void infud_tx_queue(infud_ep *u, struct ibv_ah *ah, uint32_t qpn, uint32_
 	}
 	/* Selective signaling: every Nth WR, and the ring's last slot so
 	 * that a full ring always holds a signaled WR. */
-	if (seq % INFUD_SIGNAL_EVERY == INFUD_SIGNAL_EVERY - 1 || slot == u->tx_slots - 1) {
+	if (seq % INFUD_SIGNAL_EVERY == INFUD_SIGNAL_EVERY - 1 ||
+	    slot == u->tx_slots - 1) {
 		fl |= IBV_SEND_SIGNALED;
 		u->cnt.tx_signaled++;
 	} else {
@@ -258,7 +263,8 @@ void ferry__infud_repost(infud_ep *u)
 		/* Those before bad went in; bad and the rest stay free. */
 		u->cnt.rx_post_errors++;
 		done = 0;
-		for (struct ibv_recv_wr *w = &first->wr; w != bad && w != NULL; w = w->next)
+		for (struct ibv_recv_wr *w = &first->wr; w != bad && w != NULL;
+		     w = w->next)
 			done++;
 		last->wr.next = rest;
 		rest = bad != NULL ? bad : rest;
@@ -266,7 +272,8 @@ void ferry__infud_repost(infud_ep *u)
 	u->cnt.rx_reposted += done;
 	u->rx_nposted += done;
 	u->nrepost -= done;
-	u->repost_head = rest != NULL ? ferry_container_of(rest, infud_rx_slot, wr) : NULL;
+	u->repost_head =
+	        rest != NULL ? ferry_container_of(rest, infud_rx_slot, wr) : NULL;
 	if (u->repost_head == NULL)
 		u->repost_tail = NULL;
 }
@@ -356,8 +363,8 @@ static int infud_rx_poll(infud_ep *u, ferry_pkt **pkts, int max)
 
 void ferry__infud_boot_serve(infud_ep *u)
 {
-	u->cnt.boot_answers +=
-		(uint64_t)ferry__ib_boot_serve(u->boot_fd, &u->self, u->max_payload, &u->cnt.boot_bad);
+	u->cnt.boot_answers += (uint64_t)ferry__ib_boot_serve(
+	        u->boot_fd, &u->self, u->max_payload, &u->cnt.boot_bad);
 }
 
 /* Block mode, nothing received: consume the channel's events, re-arm the
@@ -406,6 +413,7 @@ void ferry__infud_release(ferry_ep *ep, ferry_pkt *pkt)
 {
 	infud_ep *u = infud_of(ep);
 	ferry__infud_repost_add(u, ferry_container_of(pkt, infud_rx_slot, pkt));
-	if (u->nrepost >= INFUD_RX_REPOST_BATCH && u->rx_slots - u->rx_nposted >= INFUD_RX_REPOST_BATCH)
+	if (u->nrepost >= INFUD_RX_REPOST_BATCH &&
+	    u->rx_slots - u->rx_nposted >= INFUD_RX_REPOST_BATCH)
 		ferry__infud_repost(u);
 }

@@ -12,26 +12,32 @@
 #include "inet.h"
 #include "ib.h"
 
-#define IB_BOOT_VERSION 1
-#define IB_BOOT_QUERY 1
-#define IB_BOOT_ANSWER 2
+#define IB_BOOT_VERSION  1
+#define IB_BOOT_QUERY    1
+#define IB_BOOT_ANSWER   2
 #define IB_BOOT_RETRY_MS 100
 #define IB_GRH_HOP_LIMIT 64
 
 uint32_t ferry__ib_mtu_bytes(enum ibv_mtu m)
 {
 	switch (m) {
-	case IBV_MTU_256: return 256;
-	case IBV_MTU_512: return 512;
-	case IBV_MTU_1024: return 1024;
-	case IBV_MTU_2048: return 2048;
-	case IBV_MTU_4096: return 4096;
+	case IBV_MTU_256:
+		return 256;
+	case IBV_MTU_512:
+		return 512;
+	case IBV_MTU_1024:
+		return 1024;
+	case IBV_MTU_2048:
+		return 2048;
+	case IBV_MTU_4096:
+		return 4096;
 	}
 	return 0;
 }
 
 /* A port is usable when it is ACTIVE. */
-static bool ib_port_active(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *pa)
+static bool ib_port_active(struct ibv_context *ctx, uint8_t port,
+                           struct ibv_port_attr *pa)
 {
 	return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
 }
@@ -70,10 +76,14 @@ int ferry__ib_probe(char *why, size_t why_len)
 
 enum { IB_K_DEV, IB_K_IBPORT, IB_K_GID, IB_K_COUNT };
 const ferry_loc_key ferry__ib_keys[IB_K_COUNT + 1] = {
-	[IB_K_DEV] = {.name = "dev", .kind = FERRY_LOC_STR},
-	[IB_K_IBPORT] = {.name = "ibport", .kind = FERRY_LOC_UINT, .min = 1, .max = 255, .dflt = 1},
-	/* The device's table may be shorter: checked against it at open. */
-	[IB_K_GID] = {.name = "gid", .kind = FERRY_LOC_UINT, .max = 255},
+        [IB_K_DEV] = {.name = "dev", .kind = FERRY_LOC_STR},
+        [IB_K_IBPORT] = {.name = "ibport",
+                         .kind = FERRY_LOC_UINT,
+                         .min = 1,
+                         .max = 255,
+                         .dflt = 1},
+        /* The device's table may be shorter: checked against it at open. */
+        [IB_K_GID] = {.name = "gid", .kind = FERRY_LOC_UINT, .max = 255},
 };
 
 int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t err_len)
@@ -100,8 +110,8 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 		if (d->ctx == NULL) {
 			if (want != NULL) {
 				rc = -errno;
-				snprintf(err, err_len, "dev '%s': ibv_open_device: %s", want,
-				         strerror(errno));
+				snprintf(err, err_len, "dev '%s': ibv_open_device: %s",
+				         want, strerror(errno));
 				ibv_free_device_list(list);
 				return rc;
 			}
@@ -119,18 +129,20 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 		if (want != NULL)
 			snprintf(err, err_len, "dev '%s': no such verbs device", want);
 		else
-			snprintf(err, err_len, "ibport '%u': no verbs device with that port active",
+			snprintf(err, err_len,
+			         "ibport '%u': no verbs device with that port active",
 			         (unsigned)port);
 		return FERRY_EBADLOC;
 	}
 	if (ibv_query_device(d->ctx, &d->dattr) != 0) {
 		rc = -errno;
-		snprintf(err, err_len, "dev '%s': ibv_query_device: %s", d->name, strerror(errno));
+		snprintf(err, err_len, "dev '%s': ibv_query_device: %s", d->name,
+		         strerror(errno));
 		return rc;
 	}
 	if (port > d->dattr.phys_port_cnt) {
-		snprintf(err, err_len, "ibport '%u': dev '%s' has %u port(s)", (unsigned)port,
-		         d->name, (unsigned)d->dattr.phys_port_cnt);
+		snprintf(err, err_len, "ibport '%u': dev '%s' has %u port(s)",
+		         (unsigned)port, d->name, (unsigned)d->dattr.phys_port_cnt);
 		return FERRY_EBADLOC;
 	}
 	d->port = (uint8_t)port;
@@ -141,7 +153,8 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 		return rc;
 	}
 	if (pa.state != IBV_PORT_ACTIVE) {
-		snprintf(err, err_len, "ibport '%u': port of dev '%s' is not active (state %d)",
+		snprintf(err, err_len,
+		         "ibport '%u': port of dev '%s' is not active (state %d)",
 		         (unsigned)d->port, d->name, (int)pa.state);
 		return FERRY_EBADLOC;
 	}
@@ -152,7 +165,8 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 	gidx = v[IB_K_GID].set ? v[IB_K_GID].u : d->roce ? 1 : 0;
 	uint64_t gid_max = (uint64_t)(pa.gid_tbl_len > 0 ? pa.gid_tbl_len - 1 : 0);
 	if (gidx > gid_max) {
-		snprintf(err, err_len, "key 'gid': value '%llu' out of range [0, %llu] of dev '%s'",
+		snprintf(err, err_len,
+		         "key 'gid': value '%llu' out of range [0, %llu] of dev '%s'",
 		         (unsigned long long)gidx, (unsigned long long)gid_max, d->name);
 		return FERRY_EBADLOC;
 	}
@@ -165,14 +179,16 @@ int ferry__ib_dev_open(ferry_ib_dev *d, const ferry_loc *loc, char *err, size_t 
 	}
 	static const uint8_t zero[16];
 	if (d->roce && memcmp(d->gid.raw, zero, sizeof(zero)) == 0) {
-		snprintf(err, err_len, "gid '%u': empty GID on RoCE dev '%s' (is an IP address set?)",
+		snprintf(err, err_len,
+		         "gid '%u': empty GID on RoCE dev '%s' (is an IP address set?)",
 		         (unsigned)d->gid_index, d->name);
 		return FERRY_EBADLOC;
 	}
 	d->pd = ibv_alloc_pd(d->ctx);
 	if (d->pd == NULL) {
 		rc = -errno;
-		snprintf(err, err_len, "dev '%s': ibv_alloc_pd: %s", d->name, strerror(errno));
+		snprintf(err, err_len, "dev '%s': ibv_alloc_pd: %s", d->name,
+		         strerror(errno));
 		return rc != 0 ? rc : -ENOMEM;
 	}
 	return 0;
@@ -188,7 +204,8 @@ void ferry__ib_dev_close(ferry_ib_dev *d)
 	d->ctx = NULL;
 }
 
-void ferry__ib_self(const ferry_ib_dev *d, uint32_t qpn, uint32_t qkey, ferry_ib_addr *out)
+void ferry__ib_self(const ferry_ib_dev *d, uint32_t qpn, uint32_t qkey,
+                    ferry_ib_addr *out)
 {
 	memset(out, 0, sizeof(*out));
 	memcpy(out->gid, d->gid.raw, sizeof(out->gid));
@@ -306,7 +323,8 @@ int ferry__ib_boot_listen(const ferry_loc *loc, struct sockaddr_storage *bound, 
 	if (rc != 0)
 		return rc;
 	uint64_t reuseport;
-	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, err, err_len)) != 0)
+	if ((rc = ferry__loc_u64(loc, "reuseport", 0, 1, 0, &reuseport, err, err_len)) !=
+	    0)
 		return rc;
 	int fd = socket(bound->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -318,7 +336,8 @@ int ferry__ib_boot_listen(const ferry_loc *loc, struct sockaddr_storage *bound, 
 	 * group) share the port; the kernel hands each query to one of them by
 	 * a hash of its 4-tuple, and the answer names that context's QP. */
 	int one = 1;
-	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+	if (reuseport &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
 		rc = -errno;
 		snprintf(err, err_len, "reuseport: %s", strerror(errno));
 		close(fd);
@@ -334,25 +353,28 @@ int ferry__ib_boot_listen(const ferry_loc *loc, struct sockaddr_storage *bound, 
 	return fd;
 }
 
-int ferry__ib_boot_serve(int fd, const ferry_ib_addr *self, uint32_t mtu_bytes, uint64_t *bad)
+int ferry__ib_boot_serve(int fd, const ferry_ib_addr *self, uint32_t mtu_bytes,
+                         uint64_t *bad)
 {
 	int answered = 0;
 	for (int i = 0; i < 64; i++) { /* bounded: a flood cannot hold the poll */
 		uint8_t in[FERRY_IB_BOOT_BYTES + 1], out[FERRY_IB_BOOT_BYTES];
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(fd, in, sizeof(in), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		ssize_t n = recvfrom(fd, in, sizeof(in), MSG_DONTWAIT,
+		                     (struct sockaddr *)&from, &fl);
 		if (n < 0)
 			break;
 		ferry_ib_addr dummy;
 		uint32_t mtu, nonce;
-		if (ib_boot_unpack(in, (size_t)n, &dummy, &mtu, &nonce) != IB_BOOT_QUERY) {
+		if (ib_boot_unpack(in, (size_t)n, &dummy, &mtu, &nonce) !=
+		    IB_BOOT_QUERY) {
 			(*bad)++;
 			continue;
 		}
 		ib_boot_pack(out, IB_BOOT_ANSWER, self, mtu_bytes, nonce);
-		if (sendto(fd, out, sizeof(out), MSG_DONTWAIT, (struct sockaddr *)&from, fl) ==
-		    (ssize_t)sizeof(out))
+		if (sendto(fd, out, sizeof(out), MSG_DONTWAIT, (struct sockaddr *)&from,
+		           fl) == (ssize_t)sizeof(out))
 			answered++;
 	}
 	return answered;
@@ -381,7 +403,8 @@ int ferry__ib_boot_query(const ferry_loc *loc, unsigned timeout_ms, ferry_ib_add
 	}
 	if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
 		rc = -errno;
-		snprintf(err, err_len, "bootstrap connect (host/port): %s", strerror(errno));
+		snprintf(err, err_len, "bootstrap connect (host/port): %s",
+		         strerror(errno));
 		close(fd);
 		return rc;
 	}
@@ -395,7 +418,9 @@ int ferry__ib_boot_query(const ferry_loc *loc, unsigned timeout_ms, ferry_ib_add
 		if (now >= deadline)
 			break;
 		(void)send(fd, q, sizeof(q), 0); /* refused: retried until the deadline */
-		uint64_t until = now + IB_BOOT_RETRY_MS < deadline ? now + IB_BOOT_RETRY_MS : deadline;
+		uint64_t until = now + IB_BOOT_RETRY_MS < deadline
+		                         ? now + IB_BOOT_RETRY_MS
+		                         : deadline;
 		for (;;) {
 			now = ib_now_ms();
 			if (now >= until)
@@ -408,8 +433,9 @@ int ferry__ib_boot_query(const ferry_loc *loc, unsigned timeout_ms, ferry_ib_add
 			uint32_t got_nonce, got_mtu;
 			ferry_ib_addr got;
 			/* *out changes only for the answer to this query. */
-			if (n > 0 && ib_boot_unpack(a, (size_t)n, &got, &got_mtu, &got_nonce) ==
-			                     IB_BOOT_ANSWER &&
+			if (n > 0 &&
+			    ib_boot_unpack(a, (size_t)n, &got, &got_mtu, &got_nonce) ==
+			            IB_BOOT_ANSWER &&
 			    got_nonce == nonce) {
 				*out = got;
 				*mtu_bytes = got_mtu;
@@ -418,7 +444,8 @@ int ferry__ib_boot_query(const ferry_loc *loc, unsigned timeout_ms, ferry_ib_add
 			}
 		}
 	}
-	snprintf(err, err_len, "no bootstrap answer from host/port within %u ms", timeout_ms);
+	snprintf(err, err_len, "no bootstrap answer from host/port within %u ms",
+	         timeout_ms);
 	close(fd);
 	return rc;
 }

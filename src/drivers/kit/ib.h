@@ -25,12 +25,12 @@ typedef struct ferry_ib_dev {
 	struct ibv_pd *pd;
 	uint8_t port;
 	uint8_t gid_index;
-	bool roce;             /* link layer Ethernet: GRH/GID addressing */
-	uint16_t lid;          /* our LID (0 on RoCE) */
-	union ibv_gid gid;     /* our GID at gid_index */
-	enum ibv_mtu mtu;      /* active MTU of the port */
-	uint32_t mtu_bytes;    /* ... in bytes */
-	uint32_t max_inline;   /* filled by the driver after creating its QP */
+	bool roce;           /* link layer Ethernet: GRH/GID addressing */
+	uint16_t lid;        /* our LID (0 on RoCE) */
+	union ibv_gid gid;   /* our GID at gid_index */
+	enum ibv_mtu mtu;    /* active MTU of the port */
+	uint32_t mtu_bytes;  /* ... in bytes */
+	uint32_t max_inline; /* filled by the driver after creating its QP */
 	struct ibv_device_attr dattr;
 	char name[IBV_SYSFS_NAME_MAX];
 } ferry_ib_dev;
@@ -72,7 +72,8 @@ void ferry__ib_ah_attr(const ferry_ib_dev *d, const ferry_ib_addr *peer,
                        struct ibv_ah_attr *out);
 
 /* Our address with qpn/qkey. */
-void ferry__ib_self(const ferry_ib_dev *d, uint32_t qpn, uint32_t qkey, ferry_ib_addr *out);
+void ferry__ib_self(const ferry_ib_dev *d, uint32_t qpn, uint32_t qkey,
+                    ferry_ib_addr *out);
 
 /* ferry_addr <-> ferry_ib_addr. from_addr returns -EINVAL for a length
  * that is not an IB address. */
@@ -100,7 +101,8 @@ int ferry__ib_boot_listen(const ferry_loc *loc, struct sockaddr_storage *bound, 
                           size_t err_len);
 /* Answer every query waiting on fd with self (never blocks). Returns the
  * number answered; malformed datagrams are counted in *bad. */
-int ferry__ib_boot_serve(int fd, const ferry_ib_addr *self, uint32_t mtu_bytes, uint64_t *bad);
+int ferry__ib_boot_serve(int fd, const ferry_ib_addr *self, uint32_t mtu_bytes,
+                         uint64_t *bad);
 /* Ask the server at loc's host/port for its address: up to timeout_ms,
  * re-asking every 100 ms. Blocks (resolve may). FERRY_EBADLOC (bad
  * host/port), FERRY_ETIMEDOUT (no answer), -errno. *mtu_bytes: the

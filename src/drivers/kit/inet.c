@@ -14,8 +14,8 @@
 
 enum { INET_K_HOST, INET_K_PORT, INET_K_COUNT };
 const ferry_loc_key ferry__inet_keys[INET_K_COUNT + 1] = {
-	[INET_K_HOST] = {.name = "host", .kind = FERRY_LOC_STR},
-	[INET_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = 65535},
+        [INET_K_HOST] = {.name = "host", .kind = FERRY_LOC_STR},
+        [INET_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = 65535},
 };
 
 int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,
@@ -52,8 +52,7 @@ int ferry__inet_resolve(const ferry_loc *loc, bool passive, int socktype,
 	}
 	char serv[8];
 	snprintf(serv, sizeof(serv), "%u", (unsigned)port);
-	struct addrinfo hints = {.ai_socktype = socktype,
-	                         .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = {.ai_socktype = socktype, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	int g = getaddrinfo(name, serv, &hints, &res);
 	if (g != 0 || res == NULL) {
@@ -121,12 +120,14 @@ unsigned ferry__inet_if_payload(const struct sockaddr *sa)
 		const struct sockaddr *a = i->ifa_addr;
 		if (a == NULL || a->sa_family != sa->sa_family)
 			continue;
-		bool same = a->sa_family == AF_INET
-		                    ? ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		                              ((const struct sockaddr_in *)sa)->sin_addr.s_addr
-		                    : memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		                             &((const struct sockaddr_in6 *)sa)->sin6_addr,
-		                             sizeof(struct in6_addr)) == 0;
+		bool same =
+		        a->sa_family == AF_INET
+		                ? ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		                          ((const struct sockaddr_in *)sa)
+		                                  ->sin_addr.s_addr
+		                : memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		                         &((const struct sockaddr_in6 *)sa)->sin6_addr,
+		                         sizeof(struct in6_addr)) == 0;
 		if (!same)
 			continue;
 		struct ifreq r;

@@ -22,20 +22,26 @@
 #include "base/alloc.h"
 #include "base/loc.h"
 
-#define LB_PORTS_MAX 1024
-#define LB_EPHEMERAL_MIN 49152u
+#define LB_PORTS_MAX             1024
+#define LB_EPHEMERAL_MIN         49152u
 #define LB_PAYLOAD_DEFAULT_BYTES 16384u
-#define LB_PAYLOAD_MAX_BYTES 65535u
-#define LB_SLOTS_DEFAULT 1024u
+#define LB_PAYLOAD_MAX_BYTES     65535u
+#define LB_SLOTS_DEFAULT         1024u
 
 enum { LB_K_PORT, LB_K_MTU, LB_K_RXSLOTS, LB_K_COUNT };
 /* port: a listener's (0 = pick one) or the peer's; mtu: payload bytes. */
 static const ferry_loc_key lb_keys[LB_K_COUNT + 1] = {
-	[LB_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = UINT32_MAX},
-	[LB_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = 64, .max = LB_PAYLOAD_MAX_BYTES,
-	              .dflt = LB_PAYLOAD_DEFAULT_BYTES},
-	[LB_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = 16, .max = 1u << 20,
-	                  .dflt = LB_SLOTS_DEFAULT},
+        [LB_K_PORT] = {.name = "port", .kind = FERRY_LOC_UINT, .max = UINT32_MAX},
+        [LB_K_MTU] = {.name = "mtu",
+                      .kind = FERRY_LOC_UINT,
+                      .min = 64,
+                      .max = LB_PAYLOAD_MAX_BYTES,
+                      .dflt = LB_PAYLOAD_DEFAULT_BYTES},
+        [LB_K_RXSLOTS] = {.name = "rxslots",
+                          .kind = FERRY_LOC_UINT,
+                          .min = 16,
+                          .max = 1u << 20,
+                          .dflt = LB_SLOTS_DEFAULT},
 };
 static const ferry_loc_key *const lb_key_tables[] = {lb_keys, NULL};
 
@@ -56,18 +62,21 @@ typedef struct lb_ep {
 	size_t mem_len;
 	lb_slot *slots;
 	uint32_t nslots;
-	lb_slot *free;                 /* guarded by lb_lock */
-	lb_slot *inbox, *inbox_tail;   /* guarded by lb_lock */
-	uint32_t since_flush;          /* packets sent since the last flush */
-	bool signalled;                /* eventfd written and not yet read
-	                                * (guarded by lb_lock) */
+	lb_slot *free;               /* guarded by lb_lock */
+	lb_slot *inbox, *inbox_tail; /* guarded by lb_lock */
+	uint32_t since_flush;        /* packets sent since the last flush */
+	bool signalled;              /* eventfd written and not yet read
+	                              * (guarded by lb_lock) */
 	lb_counters cnt;
 } lb_ep;
 
 static pthread_mutex_t lb_lock = PTHREAD_MUTEX_INITIALIZER;
 static lb_ep *lb_table[LB_PORTS_MAX]; /* open endpoints, any order */
 
-static lb_ep *lb_of(ferry_ep *ep) { return ferry_container_of(ep, lb_ep, base); }
+static lb_ep *lb_of(ferry_ep *ep)
+{
+	return ferry_container_of(ep, lb_ep, base);
+}
 
 /* Linear table scan: the table is small and this is a test driver. */
 static lb_ep *lb_find(uint32_t port)
@@ -150,8 +159,8 @@ static void lb_close(ferry_ep *ep)
 	ep->fd = -1;
 }
 
-static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-                   size_t hdr_len, ferry_buf_iter *payload)
+static int lb_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                   ferry_buf_iter *payload)
 {
 	lb_ep *l = lb_of(ep);
 	size_t plen = payload != NULL ? payload->left : 0;
@@ -324,21 +333,21 @@ static int lb_ctl(ferry_ep *ep, int op, void *arg)
 }
 
 static const ferry_dgram_ops lb_dgram_ops = {
-	.send = lb_send,
-	.flush = lb_flush,
-	.poll = lb_poll,
-	.release = lb_release,
-	.resolve = lb_resolve,
-	.caps = lb_caps,
-	.ctl = lb_ctl,
-	.close = lb_close,
+        .send = lb_send,
+        .flush = lb_flush,
+        .poll = lb_poll,
+        .release = lb_release,
+        .resolve = lb_resolve,
+        .caps = lb_caps,
+        .ctl = lb_ctl,
+        .close = lb_close,
 };
 
 const ferry_driver_ops ferry__loopback_driver = {
-	.name = "loopback",
-	.kind = FERRY_DRIVER_DATAGRAM,
-	.ep_size = sizeof(lb_ep),
-	.key_tables = lb_key_tables,
-	.open = lb_open,
-	.dgram = &lb_dgram_ops,
+        .name = "loopback",
+        .kind = FERRY_DRIVER_DATAGRAM,
+        .ep_size = sizeof(lb_ep),
+        .key_tables = lb_key_tables,
+        .open = lb_open,
+        .dgram = &lb_dgram_ops,
 };

@@ -13,7 +13,7 @@
 #include "base/alloc.h"
 #include "base/loc.h"
 
-#define LOSSY_HELD_SLOTS 256       /* packets held (delayed, reordered, copied) */
+#define LOSSY_HELD_SLOTS       256 /* packets held (delayed, reordered, copied) */
 #define LOSSY_DELAY_US_DEFAULT 1000
 
 enum {
@@ -29,30 +29,34 @@ enum {
 /* Rates are probabilities per packet; delay_us how long a delayed one is
  * held; seed makes a run repeatable. */
 static const ferry_loc_key lossy_keys[LOSSY_K_COUNT + 1] = {
-	[LOSSY_K_DROP] = {.name = "drop", .kind = FERRY_LOC_REAL, .rmax = 1},
-	[LOSSY_K_DUP] = {.name = "dup", .kind = FERRY_LOC_REAL, .rmax = 1},
-	[LOSSY_K_REORDER] = {.name = "reorder", .kind = FERRY_LOC_REAL, .rmax = 1},
-	[LOSSY_K_DELAY] = {.name = "delay", .kind = FERRY_LOC_REAL, .rmax = 1},
-	[LOSSY_K_CORRUPT] = {.name = "corrupt", .kind = FERRY_LOC_REAL, .rmax = 1},
-	[LOSSY_K_DELAY_US] = {.name = "delay_us", .kind = FERRY_LOC_UINT, .max = 10000000,
-	                      .dflt = LOSSY_DELAY_US_DEFAULT},
-	[LOSSY_K_SEED] = {.name = "seed", .kind = FERRY_LOC_UINT, .max = UINT64_MAX, .dflt = 1},
+        [LOSSY_K_DROP] = {.name = "drop", .kind = FERRY_LOC_REAL, .rmax = 1},
+        [LOSSY_K_DUP] = {.name = "dup", .kind = FERRY_LOC_REAL, .rmax = 1},
+        [LOSSY_K_REORDER] = {.name = "reorder", .kind = FERRY_LOC_REAL, .rmax = 1},
+        [LOSSY_K_DELAY] = {.name = "delay", .kind = FERRY_LOC_REAL, .rmax = 1},
+        [LOSSY_K_CORRUPT] = {.name = "corrupt", .kind = FERRY_LOC_REAL, .rmax = 1},
+        [LOSSY_K_DELAY_US] = {.name = "delay_us",
+                              .kind = FERRY_LOC_UINT,
+                              .max = 10000000,
+                              .dflt = LOSSY_DELAY_US_DEFAULT},
+        [LOSSY_K_SEED] = {.name = "seed",
+                          .kind = FERRY_LOC_UINT,
+                          .max = UINT64_MAX,
+                          .dflt = 1},
 };
 static const ferry_loc_key *const lossy_key_tables[] = {lossy_keys, NULL};
 
 typedef struct lossy_held {
-	uint8_t *data;     /* hdr + payload copy, inner max_payload bytes */
+	uint8_t *data; /* hdr + payload copy, inner max_payload bytes */
 	uint32_t hdr_len, len;
-	uint64_t due_us;   /* 0 = send at the next opportunity */
+	uint64_t due_us; /* 0 = send at the next opportunity */
 	ferry_addr to;
-	uint8_t state;     /* LOSSY_FREE / LOSSY_WAITING / LOSSY_SENT */
+	uint8_t state; /* LOSSY_FREE / LOSSY_WAITING / LOSSY_SENT */
 } lossy_held;
 
 enum { LOSSY_FREE = 0, LOSSY_WAITING = 1, LOSSY_SENT = 2 };
 
 typedef struct lossy_counters {
-	uint64_t seen, dropped, duplicated, reordered, delayed, corrupted,
-		held_full;
+	uint64_t seen, dropped, duplicated, reordered, delayed, corrupted, held_full;
 } lossy_counters;
 
 typedef struct lossy_ep {
@@ -61,14 +65,17 @@ typedef struct lossy_ep {
 	uint64_t delay_us;
 	uint64_t rng;
 	uint32_t inner_payload;
-	int reorder_slot;  /* held packet released after the next send, or -1 */
-	uint32_t waiting;  /* held packets not yet sent */
+	int reorder_slot; /* held packet released after the next send, or -1 */
+	uint32_t waiting; /* held packets not yet sent */
 	lossy_held held[LOSSY_HELD_SLOTS];
 	ferry_buf scratch; /* references held payloads until the inner flush */
 	lossy_counters cnt;
 } lossy_ep;
 
-static lossy_ep *lossy_of(ferry_ep *ep) { return ferry_container_of(ep, lossy_ep, base); }
+static lossy_ep *lossy_of(ferry_ep *ep)
+{
+	return ferry_container_of(ep, lossy_ep, base);
+}
 
 /* xorshift64*: small, fast, and identical on every platform. */
 static double lossy_draw(lossy_ep *l)
@@ -131,7 +138,8 @@ static lossy_held *lossy_hold(lossy_ep *l, const ferry_addr *to, const void *hdr
 		lossy_held *h = &l->held[i];
 		if (h->state != LOSSY_FREE)
 			continue;
-		if (h->data == NULL && (h->data = ferry__malloc(l->inner_payload)) == NULL)
+		if (h->data == NULL &&
+		    (h->data = ferry__malloc(l->inner_payload)) == NULL)
 			return NULL;
 		memcpy(h->data, hdr, hdr_len);
 		size_t off = hdr_len;
@@ -175,8 +183,8 @@ static int lossy_send_held(lossy_ep *l, lossy_held *h)
 	return in->drv->dgram->send(in, &h->to, h->data, h->hdr_len, &it);
 }
 
-static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-                      size_t hdr_len, ferry_buf_iter *payload)
+static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                      ferry_buf_iter *payload)
 {
 	lossy_ep *l = lossy_of(ep);
 	ferry_ep *in = ep->inner;
@@ -188,9 +196,8 @@ static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	/* One draw per fault kind, always in this order (a corruption takes one
 	 * more, for the bit), so decisions depend only on the seed and the
 	 * sequence of packets. */
-	double d_drop = lossy_draw(l), d_dup = lossy_draw(l),
-	       d_corrupt = lossy_draw(l), d_delay = lossy_draw(l),
-	       d_reorder = lossy_draw(l);
+	double d_drop = lossy_draw(l), d_dup = lossy_draw(l), d_corrupt = lossy_draw(l),
+	       d_delay = lossy_draw(l), d_reorder = lossy_draw(l);
 	int held_before = l->reorder_slot;
 	if (d_drop < l->drop) {
 		l->cnt.dropped++;
@@ -218,9 +225,10 @@ static int lossy_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 				/* Held until the next send, or delay_us if none comes. */
 				l->reorder_slot = (int)(h - l->held);
 				h->due_us = lossy_now(l) + l->delay_us;
-				ep->wake_at_us = ep->wake_at_us == 0 || h->due_us < ep->wake_at_us
-				                         ? h->due_us
-				                         : ep->wake_at_us;
+				ep->wake_at_us =
+				        ep->wake_at_us == 0 || h->due_us < ep->wake_at_us
+				                ? h->due_us
+				                : ep->wake_at_us;
 			} else { /* already holding one back: this one goes now */
 				rc = lossy_send_held(l, h);
 			}
@@ -258,8 +266,7 @@ static void lossy_send_due(lossy_ep *l)
 			if (i == l->reorder_slot)
 				l->reorder_slot = -1;
 			lossy_send_held(l, h);
-		}
-		else if (next == 0 || h->due_us < next)
+		} else if (next == 0 || h->due_us < next)
 			next = h->due_us;
 	}
 	l->base.wake_at_us = next;
@@ -326,22 +333,22 @@ static int lossy_ctl(ferry_ep *ep, int op, void *arg)
 }
 
 static const ferry_dgram_ops lossy_dgram_ops = {
-	.send = lossy_send,
-	.flush = lossy_flush,
-	.poll = lossy_poll,
-	.release = lossy_release,
-	.resolve = lossy_resolve,
-	.caps = lossy_caps,
-	.ctl = lossy_ctl,
-	.close = lossy_close,
+        .send = lossy_send,
+        .flush = lossy_flush,
+        .poll = lossy_poll,
+        .release = lossy_release,
+        .resolve = lossy_resolve,
+        .caps = lossy_caps,
+        .ctl = lossy_ctl,
+        .close = lossy_close,
 };
 
 const ferry_driver_ops ferry__lossy_driver = {
-	.name = "lossy",
-	.kind = FERRY_DRIVER_DATAGRAM,
-	.wrapper = true,
-	.ep_size = sizeof(lossy_ep),
-	.key_tables = lossy_key_tables,
-	.open = lossy_open,
-	.dgram = &lossy_dgram_ops,
+        .name = "lossy",
+        .kind = FERRY_DRIVER_DATAGRAM,
+        .wrapper = true,
+        .ep_size = sizeof(lossy_ep),
+        .key_tables = lossy_key_tables,
+        .open = lossy_open,
+        .dgram = &lossy_dgram_ops,
 };

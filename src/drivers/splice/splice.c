@@ -13,12 +13,12 @@ static int splice_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 }
 
 const ferry_driver_ops ferry__splice_driver = {
-	.name = "splice",
-	.kind = FERRY_DRIVER_STREAM,
-	.wrapper = false,
-	.ep_size = FERRY_TCP_EP_BYTES,
-	.key_tables = ferry__tcp_key_tables,
-	.probe = NULL,
-	.open = splice_open,
-	.stream = &ferry__tcp_stream_ops,
+        .name = "splice",
+        .kind = FERRY_DRIVER_STREAM,
+        .wrapper = false,
+        .ep_size = FERRY_TCP_EP_BYTES,
+        .key_tables = ferry__tcp_key_tables,
+        .probe = NULL,
+        .open = splice_open,
+        .stream = &ferry__tcp_stream_ops,
 };

@@ -32,14 +32,19 @@ enum {
  * the kernel's autotuning; keepalive in seconds (0 off); connect_timeout
  * in ms. */
 static const ferry_loc_key tcp_keys[TCP_K_COUNT + 1] = {
-	[TCP_K_SNDBUF] = {.name = "sndbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
-	[TCP_K_RCVBUF] = {.name = "rcvbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
-	[TCP_K_CONNECT_TIMEOUT] = {.name = "connect_timeout", .kind = FERRY_LOC_UINT, .min = 1,
-	                           .max = 3600000, .dflt = 5000},
-	[TCP_K_BACKLOG_PAUSE] = {.name = "backlog_pause", .kind = FERRY_LOC_UINT,
-	                         .max = UINT64_MAX / 2, .dflt = TCP_BACKLOG_PAUSE_DEFAULT},
-	[TCP_K_KEEPALIVE] = {.name = "keepalive", .kind = FERRY_LOC_UINT, .max = 32767},
-	[TCP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+        [TCP_K_SNDBUF] = {.name = "sndbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
+        [TCP_K_RCVBUF] = {.name = "rcvbuf", .kind = FERRY_LOC_UINT, .max = 1u << 30},
+        [TCP_K_CONNECT_TIMEOUT] = {.name = "connect_timeout",
+                                   .kind = FERRY_LOC_UINT,
+                                   .min = 1,
+                                   .max = 3600000,
+                                   .dflt = 5000},
+        [TCP_K_BACKLOG_PAUSE] = {.name = "backlog_pause",
+                                 .kind = FERRY_LOC_UINT,
+                                 .max = UINT64_MAX / 2,
+                                 .dflt = TCP_BACKLOG_PAUSE_DEFAULT},
+        [TCP_K_KEEPALIVE] = {.name = "keepalive", .kind = FERRY_LOC_UINT, .max = 32767},
+        [TCP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
 };
 const ferry_loc_key *const ferry__tcp_key_tables[] = {tcp_keys, ferry__inet_keys, NULL};
 

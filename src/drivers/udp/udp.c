@@ -34,22 +34,35 @@ enum {
 /* udp's keys (host and port are kit/inet's). mtu's upper bound is the
  * IPv6 one; open narrows it for IPv4. */
 static const ferry_loc_key udp_keys[UDP_K_COUNT + 1] = {
-	[UDP_K_MTU] = {.name = "mtu", .kind = FERRY_LOC_UINT, .min = UDP_MIN_PAYLOAD_BYTES,
-	               .max = UDP_MAX_DGRAM_V6_BYTES},
-	[UDP_K_SNDBUF] = {.name = "sndbuf", .kind = FERRY_LOC_UINT, .min = 4096, .max = 1u << 30,
-	                  .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
-	[UDP_K_RCVBUF] = {.name = "rcvbuf", .kind = FERRY_LOC_UINT, .min = 4096, .max = 1u << 30,
-	                  .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
-	[UDP_K_RXSLOTS] = {.name = "rxslots", .kind = FERRY_LOC_UINT, .min = 16, .max = 1u << 20,
-	                   .dflt = UDP_RX_SLOTS_DEFAULT},
-	[UDP_K_TXSLOTS] = {.name = "txslots", .kind = FERRY_LOC_UINT, .min = 1, .max = 1u << 16,
-	                   .dflt = UDP_TX_SLOTS_DEFAULT},
-	[UDP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
-	[UDP_K_GSO] = {.name = "gso", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
-	[UDP_K_GRO] = {.name = "gro", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
+        [UDP_K_MTU] = {.name = "mtu",
+                       .kind = FERRY_LOC_UINT,
+                       .min = UDP_MIN_PAYLOAD_BYTES,
+                       .max = UDP_MAX_DGRAM_V6_BYTES},
+        [UDP_K_SNDBUF] = {.name = "sndbuf",
+                          .kind = FERRY_LOC_UINT,
+                          .min = 4096,
+                          .max = 1u << 30,
+                          .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
+        [UDP_K_RCVBUF] = {.name = "rcvbuf",
+                          .kind = FERRY_LOC_UINT,
+                          .min = 4096,
+                          .max = 1u << 30,
+                          .dflt = UDP_SOCKBUF_DEFAULT_BYTES},
+        [UDP_K_RXSLOTS] = {.name = "rxslots",
+                           .kind = FERRY_LOC_UINT,
+                           .min = 16,
+                           .max = 1u << 20,
+                           .dflt = UDP_RX_SLOTS_DEFAULT},
+        [UDP_K_TXSLOTS] = {.name = "txslots",
+                           .kind = FERRY_LOC_UINT,
+                           .min = 1,
+                           .max = 1u << 16,
+                           .dflt = UDP_TX_SLOTS_DEFAULT},
+        [UDP_K_REUSEPORT] = {.name = "reuseport", .kind = FERRY_LOC_UINT, .max = 1},
+        [UDP_K_GSO] = {.name = "gso", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
+        [UDP_K_GRO] = {.name = "gro", .kind = FERRY_LOC_UINT, .max = 1, .dflt = 1},
 };
 static const ferry_loc_key *const udp_key_tables[] = {udp_keys, ferry__inet_keys, NULL};
-
 
 /* Ask for big socket buffers so a burst of 64 KB datagrams fits. As root
  * the FORCE variants pass net.core.[rw]mem_max; otherwise the kernel caps. */
@@ -104,17 +117,20 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 	bool listen = (flags & FERRY_EP_LISTEN) != 0;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg, sizeof(ep->errmsg));
+	int rc = ferry__inet_resolve(loc, listen, SOCK_DGRAM, &ss, &sl, msg,
+	                             sizeof(ep->errmsg));
 	if (rc != 0)
 		goto bad;
 	ferry_loc_val v[UDP_K_COUNT];
 	if ((rc = ferry_loc_read(loc, udp_keys, v, msg, sizeof(ep->errmsg))) != 0)
 		goto bad;
 	uint64_t sndbuf = v[UDP_K_SNDBUF].u, rcvbuf = v[UDP_K_RCVBUF].u;
-	uint64_t rxslots = v[UDP_K_RXSLOTS].u, txslots = v[UDP_K_TXSLOTS].u, mtu = v[UDP_K_MTU].u;
+	uint64_t rxslots = v[UDP_K_RXSLOTS].u, txslots = v[UDP_K_TXSLOTS].u,
+	         mtu = v[UDP_K_MTU].u;
 	bool reuseport = v[UDP_K_REUSEPORT].u, gso = v[UDP_K_GSO].u, gro = v[UDP_K_GRO].u;
 	if (ss.ss_family != AF_INET6 && mtu > UDP_MAX_DGRAM_V4_BYTES) {
-		snprintf(msg, sizeof(ep->errmsg), "key 'mtu': value '%s' out of range [%u, %u]",
+		snprintf(msg, sizeof(ep->errmsg),
+		         "key 'mtu': value '%s' out of range [%u, %u]",
 		         ferry_loc_get(loc, "mtu"), (unsigned)UDP_MIN_PAYLOAD_BYTES,
 		         (unsigned)UDP_MAX_DGRAM_V4_BYTES);
 		rc = FERRY_EBADLOC;
@@ -133,12 +149,15 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		 * the kernel spreads peers over them by a hash of the 4-tuple, so
 		 * one peer's datagrams keep reaching the same socket. */
 		int one = 1;
-		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		if (reuseport &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
 			return -errno;
 		if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
 			rc = -errno;
 			snprintf(msg, sizeof(ep->errmsg), "bind: %s%s", strerror(errno),
-			         rc == -EADDRINUSE && !reuseport ? " (reuseport=1 shares a port)" : "");
+			         rc == -EADDRINUSE && !reuseport
+			                 ? " (reuseport=1 shares a port)"
+			                 : "");
 			return rc;
 		}
 	} else {
@@ -155,19 +174,23 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 
 	/* Max payload: the locator's mtu=, else the path MTU towards the
 	 * named host (a listener probes its own address). */
-	uint32_t cap = u->family == AF_INET6 ? UDP_MAX_DGRAM_V6_BYTES : UDP_MAX_DGRAM_V4_BYTES;
+	uint32_t cap =
+	        u->family == AF_INET6 ? UDP_MAX_DGRAM_V6_BYTES : UDP_MAX_DGRAM_V4_BYTES;
 	if (mtu != 0) {
 		u->max_payload = (uint32_t)mtu;
 	} else {
 		struct sockaddr_storage probe = listen ? u->local : ss;
-		if (probe.ss_family == AF_INET && ((struct sockaddr_in *)&probe)->sin_port == 0)
+		if (probe.ss_family == AF_INET &&
+		    ((struct sockaddr_in *)&probe)->sin_port == 0)
 			((struct sockaddr_in *)&probe)->sin_port = htons(9);
-		if (probe.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&probe)->sin6_port == 0)
+		if (probe.ss_family == AF_INET6 &&
+		    ((struct sockaddr_in6 *)&probe)->sin6_port == 0)
 			((struct sockaddr_in6 *)&probe)->sin6_port = htons(9);
 		unsigned p = ferry__inet_path_payload((struct sockaddr *)&probe, sl);
 		/* A listener on a real interface: that interface's MTU (the
 		 * route to its own address is lo's 64 KiB). */
-		unsigned own = listen ? ferry__inet_if_payload((struct sockaddr *)&u->local) : 0;
+		unsigned own =
+		        listen ? ferry__inet_if_payload((struct sockaddr *)&u->local) : 0;
 		if (own != 0 && (p == 0 || own < p))
 			p = own;
 		if (cap > UDP_DEFAULT_PAYLOAD_CAP_BYTES)
@@ -175,8 +198,7 @@ static int udp_open(ferry_ep *ep, const ferry_loc *loc, unsigned flags)
 		u->max_payload = p == 0 ? UDP_FALLBACK_PAYLOAD_BYTES : p > cap ? cap : p;
 	}
 
-	if (gso && !v[UDP_K_TXSLOTS].set &&
-	    u->max_payload * 2 <= UDP_GSO_BYTES_MAX)
+	if (gso && !v[UDP_K_TXSLOTS].set && u->max_payload * 2 <= UDP_GSO_BYTES_MAX)
 		txslots = UDP_TX_SLOTS_GSO_DEFAULT;
 	u->tx_slots = (uint32_t)txslots;
 	u->tx = ferry__calloc(u->tx_slots, sizeof(*u->tx));
@@ -335,7 +357,8 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 	}
 	if (op == FERRY_CTL_BOUND_LOCATOR) {
 		struct ferry_ctl_locator *l = arg;
-		return ferry__inet_locator((struct sockaddr *)&u->local, l->out, l->len) < 0
+		return ferry__inet_locator((struct sockaddr *)&u->local, l->out, l->len) <
+		                       0
 		               ? -ERANGE
 		               : 0;
 	}
@@ -367,7 +390,8 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 		UDP_CNT(gro_unavailable);
 #undef UDP_CNT
 		c->cb(c->arg, "max_payload", u->max_payload);
-		c->cb(c->arg, "rx_free", u->gro ? u->seg_nfree : u->rx_nfree + u->rx_nposted);
+		c->cb(c->arg, "rx_free",
+		      u->gro ? u->seg_nfree : u->rx_nfree + u->rx_nposted);
 		c->cb(c->arg, "gso", u->gso);
 		c->cb(c->arg, "gro", u->gro);
 		return 0;
@@ -376,24 +400,23 @@ static int udp_ctl(ferry_ep *ep, int op, void *arg)
 }
 
 static const ferry_dgram_ops udp_dgram_ops = {
-	.send = ferry__udp_send,
-	.flush = ferry__udp_flush,
-	.poll = ferry__udp_poll,
-	.release = udp_release,
-	.resolve = udp_resolve,
-	.caps = udp_caps,
-	.ctl = udp_ctl,
-	.close = udp_close,
+        .send = ferry__udp_send,
+        .flush = ferry__udp_flush,
+        .poll = ferry__udp_poll,
+        .release = udp_release,
+        .resolve = udp_resolve,
+        .caps = udp_caps,
+        .ctl = udp_ctl,
+        .close = udp_close,
 };
 
 const ferry_driver_ops ferry__udp_driver = {
-	.name = "udp",
-	.kind = FERRY_DRIVER_DATAGRAM,
-	.wrapper = false,
-	.ep_size = sizeof(udp_ep),
-	.key_tables = udp_key_tables,
-	.probe = NULL,
-	.open = udp_open,
-	.dgram = &udp_dgram_ops,
+        .name = "udp",
+        .kind = FERRY_DRIVER_DATAGRAM,
+        .wrapper = false,
+        .ep_size = sizeof(udp_ep),
+        .key_tables = udp_key_tables,
+        .probe = NULL,
+        .open = udp_open,
+        .dgram = &udp_dgram_ops,
 };
-

@@ -11,7 +11,6 @@
 
 #include "ferry/driver.h"
 
-
 #define UDP_TX_SLOTS_DEFAULT 64
 /* ... where packets are link-sized (segmentation offload on): a ring that
  * holds a whole window's burst (1,024 x 1,472 B, 1.5 MB), so it leaves in
@@ -20,17 +19,17 @@
  * at MTU 1500 took 114-116 us against 92-98 us (1 MiB: 312-321 against
  * 272-274; block mode, paired runs). A slot is ~1.3 KB. */
 #define UDP_TX_SLOTS_GSO_DEFAULT 1024
-#define UDP_RX_SLOTS_DEFAULT 512
-#define UDP_RX_BATCH_MAX 64
-#define UDP_IOV_MAX 8             /* payload pieces referenced per packet */
+#define UDP_RX_SLOTS_DEFAULT     512
+#define UDP_RX_BATCH_MAX         64
+#define UDP_IOV_MAX              8 /* payload pieces referenced per packet */
 /* Packets up to this size are copied whole into their slot: one contiguous
  * buffer lets a lone packet leave with send() instead of sendmsg/sendmmsg,
  * which import and walk iovecs (about 0.4 us per round trip here). */
 #define UDP_INLINE_BYTES 1024
 _Static_assert(UDP_INLINE_BYTES >= FERRY_DRIVER_HDR_MAX, "a slot holds any header");
-#define UDP_SOCKBUF_DEFAULT_BYTES (8u << 20)
-#define UDP_MAX_DGRAM_V4_BYTES 65507u
-#define UDP_MAX_DGRAM_V6_BYTES 65527u
+#define UDP_SOCKBUF_DEFAULT_BYTES  (8u << 20)
+#define UDP_MAX_DGRAM_V4_BYTES     65507u
+#define UDP_MAX_DGRAM_V6_BYTES     65527u
 #define UDP_FALLBACK_PAYLOAD_BYTES 1472u /* 1500-byte Ethernet, IPv4 */
 /* Default cap on loopback-sized paths. The kernel builds a datagram in one
  * buffer with its headers and skb_shared_info; past about 65.2 KB that
@@ -38,24 +37,23 @@ _Static_assert(UDP_INLINE_BYTES >= FERRY_DRIVER_HDR_MAX, "a slot holds any heade
  * round trip of a 65160-byte one here (ferry-bench, 127.0.0.1). 63 KiB keeps
  * a margin; mtu= still allows up to the protocol maximum. */
 #define UDP_DEFAULT_PAYLOAD_CAP_BYTES 64512u
-#define UDP_MIN_PAYLOAD_BYTES 256u
+#define UDP_MIN_PAYLOAD_BYTES         256u
 /* Segmentation offload (UDP_SEGMENT): consecutive equal-size packets to one
  * peer leave as one send of up to this many segments and bytes; the kernel
  * (or the NIC) cuts them. Below that size per packet there is a gain. */
-#define UDP_GSO_SEGS_MAX 64
+#define UDP_GSO_SEGS_MAX  64
 #define UDP_GSO_BYTES_MAX 65000u
 /* Receive coalescing (UDP_GRO): the kernel hands a train of equal segments
  * from one peer as one datagram of up to 64 KiB; each segment becomes a
  * packet of its own. Slots are then this big, and fewer. */
 #define UDP_GRO_SLOT_BYTES 65536u
 
-
 typedef struct udp_tx_slot {
-	uint8_t hdr[UDP_INLINE_BYTES]; /* header, or the whole small packet */
+	uint8_t hdr[UDP_INLINE_BYTES];     /* header, or the whole small packet */
 	struct iovec iov[UDP_IOV_MAX + 2]; /* header, pieces, bounce */
 	uint8_t *bounce; /* lazily allocated copy space (files, many pieces) */
 	ferry_addr to;
-	uint32_t len;    /* header + payload bytes */
+	uint32_t len; /* header + payload bytes */
 } udp_tx_slot;
 
 typedef struct udp_rx_slot {
@@ -76,12 +74,13 @@ typedef struct udp_rx_seg {
 typedef struct udp_counters {
 	uint64_t sendmmsg_calls, sendmmsg_pkts, recvmmsg_calls, recvmmsg_pkts;
 	uint64_t send_calls, recv_calls, tx_inline;
-	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, tx_copy_bytes, rx_pool_empty,
-		rx_truncated, sockbuf_forced;
+	uint64_t tx_eagain, tx_send_errors, tx_ring_full, tx_bounce_copies, tx_copy_bytes,
+	        rx_pool_empty, rx_truncated, sockbuf_forced;
 	/* offloads: sends carrying several segments and the packets in them;
 	 * received trains and their packets; offloads the kernel refused
 	 * (then the plain path is used: counted once per socket) */
-	uint64_t gso_sends, gso_pkts, gro_trains, gro_pkts, gso_unavailable, gro_unavailable;
+	uint64_t gso_sends, gso_pkts, gro_trains, gro_pkts, gso_unavailable,
+	        gro_unavailable;
 	uint64_t gso_padded, gso_pad_bytes;
 } udp_counters;
 
@@ -125,7 +124,7 @@ typedef struct udp_ep {
 	union udp_cmsg {
 		char buf[CMSG_SPACE(sizeof(uint16_t))];
 		struct cmsghdr align;
-	} *gso_ctl;
+	} * gso_ctl;
 	/* GRO: segment packets (free list), slots with segments not yet
 	 * handed up (FIFO), and a control buffer per posted slot */
 	udp_rx_seg *segs;
@@ -140,7 +139,10 @@ typedef struct udp_ep {
 	udp_counters cnt;
 } udp_ep;
 
-static inline udp_ep *udp_of(ferry_ep *ep) { return ferry_container_of(ep, udp_ep, base); }
+static inline udp_ep *udp_of(ferry_ep *ep)
+{
+	return ferry_container_of(ep, udp_ep, base);
+}
 
 /* udp_tx.c */
 int ferry__udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,

@@ -19,10 +19,10 @@ static void udp_post(udp_ep *u, uint32_t i, uint32_t idx)
 	u->rx_posted[i] = idx;
 	u->rx_iov[i] = (struct iovec){s->mem, u->slot_bytes};
 	u->rx_msgs[i].msg_hdr = (struct msghdr){
-		.msg_name = s->pkt.src.u.bytes,
-		.msg_namelen = FERRY_ADDR_BYTES,
-		.msg_iov = &u->rx_iov[i],
-		.msg_iovlen = 1,
+	        .msg_name = s->pkt.src.u.bytes,
+	        .msg_namelen = FERRY_ADDR_BYTES,
+	        .msg_iov = &u->rx_iov[i],
+	        .msg_iovlen = 1,
 	};
 	if (u->gro) {
 		u->rx_msgs[i].msg_hdr.msg_control = u->rx_ctl[i].buf;
@@ -121,7 +121,8 @@ static void udp_gro_take(udp_ep *u, uint32_t idx, const struct msghdr *m, uint32
 	s->len = len;
 	s->seg = len;
 	s->pkt.src.len = m->msg_namelen;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL;
+	     c = CMSG_NXTHDR((struct msghdr *)m, c)) {
 		int gs;
 		if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO)
 			continue;
@@ -238,4 +239,3 @@ int ferry__udp_poll(ferry_ep *ep, ferry_pkt **pkts, int max)
 	udp_refill(u, (uint32_t)r);
 	return out;
 }
-

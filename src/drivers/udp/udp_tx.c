@@ -83,7 +83,8 @@ static uint32_t udp_sendmmsg(udp_ep *u, int fd, struct mmsghdr *msgs, uint32_t n
 static bool udp_same_peer(const struct msghdr *a, const struct msghdr *b)
 {
 	return a->msg_namelen == b->msg_namelen &&
-	       (a->msg_namelen == 0 || memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0);
+	       (a->msg_namelen == 0 ||
+	        memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0);
 }
 
 /* Zeros that pad a short packet (the kernel only reads them). */
@@ -97,8 +98,9 @@ static uint8_t udp_zeros[UDP_GSO_BYTES_MAX / 2];
 static bool udp_pad_ok(const udp_ep *u, uint32_t i, size_t seg, size_t total)
 {
 	size_t len = u->tx[i].len;
-	if (!u->pad || len * 2 < seg || seg - len > sizeof(udp_zeros) || i + 1 >= u->tx_n ||
-	    u->tx[i + 1].len != seg || total + 2 * seg > UDP_GSO_BYTES_MAX)
+	if (!u->pad || len * 2 < seg || seg - len > sizeof(udp_zeros) ||
+	    i + 1 >= u->tx_n || u->tx[i + 1].len != seg ||
+	    total + 2 * seg > UDP_GSO_BYTES_MAX)
 		return false;
 	return udp_same_peer(&u->tx_msgs[i].msg_hdr, &u->tx_msgs[i + 1].msg_hdr);
 }
@@ -139,16 +141,19 @@ static uint32_t udp_gso_group(udp_ep *u, uint32_t from)
 			i++;
 			continue;
 		}
-		*out = (struct msghdr){.msg_name = m->msg_name, .msg_namelen = m->msg_namelen,
+		*out = (struct msghdr){.msg_name = m->msg_name,
+		                       .msg_namelen = m->msg_namelen,
 		                       .msg_iov = u->gso_iov + iov};
 		for (uint32_t j = 0; j < k; j++, i++) {
 			struct msghdr *p = &u->tx_msgs[i].msg_hdr;
-			memcpy(u->gso_iov + iov, p->msg_iov, p->msg_iovlen * sizeof(struct iovec));
+			memcpy(u->gso_iov + iov, p->msg_iov,
+			       p->msg_iovlen * sizeof(struct iovec));
 			iov += (uint32_t)p->msg_iovlen;
 			out->msg_iovlen += p->msg_iovlen;
 			if (u->tx[i].len < seg && j + 1 < k) { /* padded */
 				size_t pad = seg - u->tx[i].len;
-				u->gso_iov[iov++] = (struct iovec){.iov_base = udp_zeros, .iov_len = pad};
+				u->gso_iov[iov++] = (struct iovec){.iov_base = udp_zeros,
+				                                   .iov_len = pad};
 				out->msg_iovlen++;
 				u->cnt.gso_padded++;
 				u->cnt.gso_pad_bytes += pad;
@@ -206,8 +211,8 @@ static int udp_copy_payload(uint8_t *dst, ferry_buf_iter *payload)
 	return 0;
 }
 
-int ferry__udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
-                    size_t hdr_len, ferry_buf_iter *payload)
+int ferry__udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                    ferry_buf_iter *payload)
 {
 	udp_ep *u = udp_of(ep);
 	size_t plen = payload != NULL ? payload->left : 0;
@@ -263,4 +268,3 @@ int ferry__udp_send(ferry_ep *ep, const ferry_addr *to, const void *hdr,
 	u->tx_n++;
 	return 0;
 }
-

@@ -10,7 +10,10 @@
 #include "fast.h"
 #include "window.h"
 
-static fast_cs *cs_of(ferry_session *s) { return s->tstate; }
+static fast_cs *cs_of(ferry_session *s)
+{
+	return s->tstate;
+}
 
 static void cs_open_send(fast_cs *cs)
 {
@@ -57,9 +60,10 @@ static void cs_open_timer(ferry__timer *t)
 		f->calls_peerdead += cs->s->qlen;
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 			f->calls_peerdead += cs->s->chan[i].call != NULL;
-		ferry__log(FERRY_LOG_WARN, "session %u: no answer to SESSION_OPEN for %llu us: "
-		           "calls fail with FERRY_EPEERDEAD", cs->s->index,
-		           (unsigned long long)cs->l.liveness_us);
+		ferry__log(FERRY_LOG_WARN,
+		           "session %u: no answer to SESSION_OPEN for %llu us: "
+		           "calls fail with FERRY_EPEERDEAD",
+		           cs->s->index, (unsigned long long)cs->l.liveness_us);
 		if (!ferry__session_fail(cs->s, FERRY_EPEERDEAD))
 			return; /* a callback closed the session: cs is gone */
 		cs->open_started_us = ctx->now_us;
@@ -94,7 +98,8 @@ static void cs_ka_timer(ferry__timer *t)
 	}
 	ferry__timer_arm(&ctx->timers, &cs->ka_timer, ctx->now_us + cs->keepalive_us);
 	if (dead)
-		ferry__session_peer(s, FERRY_EPEERDEAD); /* last: the callback may close s */
+		ferry__session_peer(s,
+		                    FERRY_EPEERDEAD); /* last: the callback may close s */
 }
 
 int ferry__fast_session_init(ferry_session *s)
@@ -107,7 +112,8 @@ int ferry__fast_session_init(ferry_session *s)
 	cs->s = s;
 	s->frag_bytes = ferry__frame_bytes(s->port);
 	if (s->frag_bytes == 0)
-		return ferry__set_errmsg(ctx, -EMSGSIZE, "driver max payload leaves no room for data");
+		return ferry__set_errmsg(ctx, -EMSGSIZE,
+		                         "driver max payload leaves no room for data");
 	ferry__fast_ctx_of(ctx);
 	int rc = 0;
 	ferry_loc loc;
@@ -116,21 +122,25 @@ int ferry__fast_session_init(ferry_session *s)
 	 * the locator's (ctx_port_bound), so parse those for our keys. */
 	if (ferry__loc_parse(s->port->bound, &loc, err, sizeof(err)) != 0)
 		memset(&loc, 0, sizeof(loc));
-	cs->channels_wanted = ferry__fast_loc_u32(&loc, "channels", 1, FAST_CHANNELS_GRANT_MAX,
-	                                   FERRY_CHANNELS_DEFAULT, &rc, ctx->errmsg,
-	                                   sizeof(ctx->errmsg));
-	uint32_t live = ferry__fast_loc_u32(&loc, "liveness", 1000, 3600000000u, FAST_LIVENESS_US_DEFAULT,
-	                             &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	cs->channels_wanted = ferry__fast_loc_u32(
+	        &loc, "channels", 1, FAST_CHANNELS_GRANT_MAX, FERRY_CHANNELS_DEFAULT, &rc,
+	        ctx->errmsg, sizeof(ctx->errmsg));
+	uint32_t live = ferry__fast_loc_u32(&loc, "liveness", 1000, 3600000000u,
+	                                    FAST_LIVENESS_US_DEFAULT, &rc, ctx->errmsg,
+	                                    sizeof(ctx->errmsg));
 	cs->keepalive_us = ferry__fast_loc_u32(&loc, "keepalive", 0, 3600000000u,
-	                                FAST_KEEPALIVE_US_DEFAULT, &rc, ctx->errmsg,
-	                                sizeof(ctx->errmsg));
-	cs->features = ferry__fast_loc_features(&loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	                                       FAST_KEEPALIVE_US_DEFAULT, &rc,
+	                                       ctx->errmsg, sizeof(ctx->errmsg));
+	cs->features =
+	        ferry__fast_loc_features(&loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc == 0 && cs->keepalive_us != 0 && cs->keepalive_us < FAST_KEEPALIVE_US_MIN)
-		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC, "keepalive=%u: 0 (off) or at least %u us",
+		rc = ferry__set_errmsg(ctx, FERRY_EBADLOC,
+		                       "keepalive=%u: 0 (off) or at least %u us",
 		                       cs->keepalive_us, FAST_KEEPALIVE_US_MIN);
 	/* queue=: validated always, used unless the options set max_queued */
-	uint32_t queue = ferry__fast_loc_u32(&loc, "queue", 1, 1u << 20, FERRY_SESSION_QUEUE_MAX, &rc,
-	                              ctx->errmsg, sizeof(ctx->errmsg));
+	uint32_t queue =
+	        ferry__fast_loc_u32(&loc, "queue", 1, 1u << 20, FERRY_SESSION_QUEUE_MAX,
+	                            &rc, ctx->errmsg, sizeof(ctx->errmsg));
 	if (!s->max_queued_set)
 		s->max_queued = queue;
 	if (rc != 0)
@@ -141,7 +151,8 @@ int ferry__fast_session_init(ferry_session *s)
 	cs->open_timer.fn = cs_open_timer;
 	cs->ka_timer.fn = cs_ka_timer;
 	if (cs->keepalive_us != 0)
-		ferry__timer_arm(&ctx->timers, &cs->ka_timer, ctx->now_us + cs->keepalive_us);
+		ferry__timer_arm(&ctx->timers, &cs->ka_timer,
+		                 ctx->now_us + cs->keepalive_us);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++) {
 		cs->ch[i].cs = cs;
 		cs->ch[i].idx = (uint8_t)i;
@@ -164,8 +175,8 @@ void ferry__fast_session_fini(ferry_session *s)
 		/* a completion ack still waiting goes now: the server frees the
 		 * reply at once instead of resending it to a closed port */
 		if (cc->fin_owed && cs->state == FAST_CS_OPEN)
-			ferry__fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL, cc->done_nfrags, 0,
-			              cc->fin_echo);
+			ferry__fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL,
+			                     cc->done_nfrags, 0, cc->fin_echo);
 		ferry__timer_cancel(&s->ctx->timers, &cc->timer);
 	}
 	ferry__free(cs);
@@ -186,8 +197,8 @@ static void cc_send_request(fast_cchan *cc, ferry__call *c)
 	cc->got_response = false;
 	cc->probes = 0;
 	ferry__fast_out_start(&cs->l, &cc->out, c->req, cs->s->frag_bytes);
-	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)cs->s->frag_bytes,
-	              UINT32_MAX);
+	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+	                     (uint16_t)cs->s->frag_bytes, UINT32_MAX);
 	ferry__timer_arm(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -230,7 +241,8 @@ void ferry__fast_call_end(ferry__call *c, int status)
 	if (status == 0 && cc->fin_owed && cs->state == FAST_CS_OPEN) {
 		uint32_t d = cs->l.rto.min_us / 4;
 		ferry__timer_arm(&ctx->timers, &cc->timer,
-		                 ctx->now_us + (d < FAST_FIN_DELAY_US ? d : FAST_FIN_DELAY_US));
+		                 ctx->now_us +
+		                         (d < FAST_FIN_DELAY_US ? d : FAST_FIN_DELAY_US));
 		return;
 	}
 	cc->fin_owed = false;
@@ -242,15 +254,17 @@ static bool cs_check_alive(fast_cs *cs)
 {
 	ferry_ctx *ctx = cs->s->ctx;
 	uint64_t quiet = ctx->now_us - cs->l.last_rx_us;
-	if (quiet <= cs->l.liveness_us ||
-	    (cs->l.unanswered < FAST_LIVENESS_PROBES && quiet <= cs->l.liveness_us * 3 / 2))
+	if (quiet <= cs->l.liveness_us || (cs->l.unanswered < FAST_LIVENESS_PROBES &&
+	                                   quiet <= cs->l.liveness_us * 3 / 2))
 		return true;
 	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
 		f->calls_peerdead += cs->s->chan[i].call != NULL;
 	f->calls_peerdead += cs->s->qlen;
-	ferry__log(FERRY_LOG_WARN, "session %u: peer silent for %llu us: calls fail with "
-	           "FERRY_EPEERDEAD", cs->s->index, (unsigned long long)cs->l.liveness_us);
+	ferry__log(FERRY_LOG_WARN,
+	           "session %u: peer silent for %llu us: calls fail with "
+	           "FERRY_EPEERDEAD",
+	           cs->s->index, (unsigned long long)cs->l.liveness_us);
 	(void)ferry__session_fail(cs->s, FERRY_EPEERDEAD); /* may free cs: callers stop */
 	return false;
 }
@@ -268,8 +282,8 @@ static void cc_timer(ferry__timer *t)
 		/* no request followed the response in time: ack it now */
 		cc->fin_owed = false;
 		if (cs->state == FAST_CS_OPEN)
-			ferry__fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL, cc->done_nfrags, 0,
-			              cc->fin_echo);
+			ferry__fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL,
+			                     cc->done_nfrags, 0, cc->fin_echo);
 	}
 	if (c == NULL || c->state != FERRY_CALL_ACTIVE || cs->state != FAST_CS_OPEN)
 		return;
@@ -288,31 +302,34 @@ static void cc_timer(ferry__timer *t)
 		f->rto_backoffs++;
 	}
 	ferry__chan *ch = &s->chan[cc->idx];
-	if (!cc->req_delivered && !ferry__fast_out_done(&cc->out) && cc->out.base < cc->out.next) {
+	if (!cc->req_delivered && !ferry__fast_out_done(&cc->out) &&
+	    cc->out.base < cc->out.next) {
 		f->retx_timeout++;
 		if (!heard)
 			ferry__fast_link_loss(&cs->l, true);
 		ferry__fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
-		              (uint16_t)s->frag_bytes, cc->out.base,
-		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+		                     (uint16_t)s->frag_bytes, cc->out.base,
+		                     FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	} else if (!cc->got_response && !cc->req_delivered) {
 		/* Every fragment went out and none is known to have arrived whole:
 		 * ask where the request stands by resending its last fragment. */
 		f->retx_probe++;
 		ferry__fast_out_send(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
-		              (uint16_t)s->frag_bytes, cc->out.nfrags - 1,
-		              FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+		                     (uint16_t)s->frag_bytes, cc->out.nfrags - 1,
+		                     FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	} else if (!cc->got_response) {
 		/* The server acked the whole request: its handler is working.
 		 * Probe with an ACK_REQ (no response fragment yet), never with
 		 * request data; the server answers with an ack while it works and
 		 * with the retained reply after. */
 		f->retx_probe++;
-		ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, NULL, 0, FERRY_FLAG_ACK_REQ, 0);
+		ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, NULL, 0,
+		                     FERRY_FLAG_ACK_REQ, 0);
 	} else {
 		/* Part of the response is here: tell the server what is missing. */
 		f->retx_probe++;
-		ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, FERRY_FLAG_ACK_REQ, 0);
+		ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next,
+		                     FERRY_FLAG_ACK_REQ, 0);
 	}
 	/* A server known to be working on it is probed less often. Never
 	 * less than FAST_LIVENESS_PROBES times a liveness interval, though:
@@ -339,7 +356,8 @@ static void cs_resend_inflight(fast_cs *cs)
 	}
 }
 
-static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint32_t len)
+static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p,
+                          uint32_t len)
 {
 	ferry_session *s = cs->s;
 	if (cs->state != FAST_CS_OPENING || len < FAST_OPEN_REPLY_MIN_BYTES ||
@@ -366,8 +384,10 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	cs->l.server_hint = h->server_hint;
 	bool restarted = cs->have_epoch && epoch != cs->epoch;
 	if (restarted)
-		ferry__log(FERRY_LOG_INFO, "session %u: the server restarted (new epoch); calls in "
-		           "flight fail with FERRY_ERESTARTED", s->index);
+		ferry__log(FERRY_LOG_INFO,
+		           "session %u: the server restarted (new epoch); calls in "
+		           "flight fail with FERRY_ERESTARTED",
+		           s->index);
 	cs->epoch = epoch;
 	cs->have_epoch = true;
 	cs->state = FAST_CS_OPEN;
@@ -376,7 +396,8 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 	/* Pad toward this server only if it takes padding (every session of
 	 * a client port has the same server). */
 	uint32_t feat = len >= FAST_OPEN_REPLY_PAYLOAD_BYTES ? ferry__get32(p + 20) : 0;
-	s->port->eps[s->port->neps - 1]->tx_pad = (feat & cs->features & FAST_FEAT_PAD) != 0;
+	s->port->eps[s->port->neps - 1]->tx_pad =
+	        (feat & cs->features & FAST_FEAT_PAD) != 0;
 	ferry__fast_link_set_cap(&cs->l, s->frag_bytes);
 	s->nchan = granted;
 	ferry__fast_ctx_of(s->ctx)->sessions_opened++;
@@ -385,7 +406,8 @@ static void cs_open_reply(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p
 		 * have run. Those calls fail; queued ones go to the new one. */
 		fast_ctx *f = ferry__fast_ctx_of(s->ctx);
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
-			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
+			if (s->chan[i].call != NULL &&
+			    s->chan[i].call->state == FERRY_CALL_ACTIVE) {
 				f->calls_restarted++;
 				ferry__call_complete(s->chan[i].call, FERRY_ERESTARTED);
 			}
@@ -417,13 +439,15 @@ static void cs_bad_session(fast_cs *cs, const ferry_wire_hdr *h)
 		return;
 	ferry__fast_ctx_of(cs->s->ctx)->bad_session_received++;
 	ferry__fast_ctx_of(cs->s->ctx)->reopens++;
-	uint64_t epoch = (uint64_t)h->msg_len << 32 | h->frag; /* no payload: see WIRE.md */
+	uint64_t epoch =
+	        (uint64_t)h->msg_len << 32 | h->frag; /* no payload: see WIRE.md */
 	if (epoch != cs->epoch) {
 		/* Restarted: fail what is in flight now, before reopening. */
 		ferry_session *s = cs->s;
 		fast_ctx *f = ferry__fast_ctx_of(s->ctx);
 		for (uint32_t i = 0; i < FERRY_CHANNELS_MAX; i++)
-			if (s->chan[i].call != NULL && s->chan[i].call->state == FERRY_CALL_ACTIVE) {
+			if (s->chan[i].call != NULL &&
+			    s->chan[i].call->state == FERRY_CALL_ACTIVE) {
 				f->calls_restarted++;
 				ferry__call_complete(s->chan[i].call, FERRY_ERESTARTED);
 			}
@@ -448,10 +472,10 @@ static void cs_ack(fast_cs *cs, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	ferry__fast_out_ack(&cs->l, &cc->out, h->frag, words, nw, h->msg_len);
 	if (h->frag >= cc->out.nfrags)
 		cc->req_delivered = true;
-	ferry__fast_ctx_of(s->ctx)->retx_fast += ferry__fast_out_recover(&cs->l, &cc->out, cc->idx, c->rpc_id,
-	                                                   c->opcode, (uint16_t)s->frag_bytes);
-	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes,
-	              UINT32_MAX);
+	ferry__fast_ctx_of(s->ctx)->retx_fast += ferry__fast_out_recover(
+	        &cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode, (uint16_t)s->frag_bytes);
+	ferry__fast_out_pump(&cs->l, &cc->out, cc->idx, c->rpc_id, c->opcode,
+	                     (uint16_t)s->frag_bytes, UINT32_MAX);
 	ferry__timer_push(&s->ctx->timers, &cc->timer, s->ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -469,8 +493,9 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		/* A retransmitted tail of a response we already completed: the
 		 * server wants to hear that it arrived. */
 		if (h->rpc_id == cc->done_rpc_id && (h->flags & FERRY_FLAG_ACK_REQ))
-			ferry__fast_send_ack(&cs->l, h->channel, h->rpc_id, NULL,
-			              cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0, 0);
+			ferry__fast_send_ack(
+			        &cs->l, h->channel, h->rpc_id, NULL,
+			        cc->done_nfrags ? cc->done_nfrags : h->frag + 1, 0, 0);
 		ferry__call_stale(s, h->channel, h->rpc_id);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
@@ -479,7 +504,9 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 		cc->got_response = true;
 		cc->req_delivered = true;
 		if (cc->out.nfrags == 1 && !(*cc->out.retx & 1))
-			ferry__fast_link_sample(&cs->l, ferry__fast_out_sent_at(&cc->out, 0, ctx->now_us));
+			ferry__fast_link_sample(
+			        &cs->l,
+			        ferry__fast_out_sent_at(&cc->out, 0, ctx->now_us));
 		ferry__fast_out_stop(&cc->out);
 	}
 	if (h->aux != 0) {
@@ -498,7 +525,8 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	uint32_t before = ch->rx.next, high = ch->rx.high;
 	bool ack_req = (h->flags & FERRY_FLAG_ACK_REQ) != 0;
 	int r = ferry__reasm_add(&ch->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
-	                         pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
+	                         pkt->data + FERRY_WIRE_HDR_BYTES,
+	                         pkt->len - FERRY_WIRE_HDR_BYTES);
 	if (r == FERRY_REASM_COMPLETE) {
 		/* A multi-fragment response: the server must hear that it all
 		 * came (single-fragment ones need no ack). That ack waits for
@@ -515,7 +543,7 @@ static void cs_data(fast_cs *cs, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	}
 	if (ferry__fast_ack_due(&ch->rx, before, high, h->frag, ack_req, r))
 		ferry__fast_owe(ctx, cs, false, h->channel, &cc->ack, h->frag + 1,
-		         ack_req);
+		                ack_req);
 	ferry__timer_push(&ctx->timers, &cc->timer, ctx->now_us + cs->l.rto.rto_us);
 }
 
@@ -530,7 +558,8 @@ void ferry__fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 		return ferry__frame_drop(port, pkt, v);
 	ferry_session *s = port->session;
 	fast_cs *cs = s != NULL ? cs_of(s) : NULL;
-	if (cs == NULL || (h.flags & FERRY_FLAG_RESPONSE) == 0 || h.client_hint != s->index) {
+	if (cs == NULL || (h.flags & FERRY_FLAG_RESPONSE) == 0 ||
+	    h.client_hint != s->index) {
 		ctx->cnt.rx_unknown_session++;
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	}
@@ -569,4 +598,3 @@ void ferry__fast_client_pkt(ferry__port *port, ferry_pkt *pkt)
 	}
 	cs_data(cs, pkt, &h);
 }
-

@@ -4,17 +4,21 @@
 #include "base/le.h"
 #include "cookie.h"
 
-static uint64_t sip_rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
+static uint64_t sip_rotl(uint64_t x, int b)
+{
+	return x << b | x >> (64 - b);
+}
 
-#define SIP_ROUND(v0, v1, v2, v3)                                                            \
-	do {                                                                                 \
-		v0 += v1, v1 = sip_rotl(v1, 13), v1 ^= v0, v0 = sip_rotl(v0, 32);            \
-		v2 += v3, v3 = sip_rotl(v3, 16), v3 ^= v2;                                   \
-		v0 += v3, v3 = sip_rotl(v3, 21), v3 ^= v0;                                   \
-		v2 += v1, v1 = sip_rotl(v1, 17), v1 ^= v2, v2 = sip_rotl(v2, 32);            \
+#define SIP_ROUND(v0, v1, v2, v3)                                                        \
+	do {                                                                             \
+		v0 += v1, v1 = sip_rotl(v1, 13), v1 ^= v0, v0 = sip_rotl(v0, 32);        \
+		v2 += v3, v3 = sip_rotl(v3, 16), v3 ^= v2;                               \
+		v0 += v3, v3 = sip_rotl(v3, 21), v3 ^= v0;                               \
+		v2 += v1, v1 = sip_rotl(v1, 17), v1 ^= v2, v2 = sip_rotl(v2, 32);        \
 	} while (0)
 
-uint64_t ferry__fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const void *msg, size_t len)
+uint64_t ferry__fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const void *msg,
+                               size_t len)
 {
 	const uint8_t *in = msg;
 	uint64_t k0 = ferry__get64(key), k1 = ferry__get64(key + 8);
@@ -45,8 +49,9 @@ uint64_t ferry__fast_siphash24(const uint8_t key[FAST_COOKIE_KEY_BYTES], const v
  * the address bytes (a sockaddr for udp; its padding is zero as received). */
 #define COOKIE_FIXED_BYTES 24
 
-static uint64_t cookie_at(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
-                          uint64_t nonce, uint32_t client_hint, uint64_t slot)
+static uint64_t cookie_at(const uint8_t key[FAST_COOKIE_KEY_BYTES],
+                          const ferry_addr *addr, uint64_t nonce, uint32_t client_hint,
+                          uint64_t slot)
 {
 	uint8_t m[COOKIE_FIXED_BYTES + FERRY_ADDR_BYTES];
 	uint32_t alen = addr->len <= FERRY_ADDR_BYTES ? addr->len : FERRY_ADDR_BYTES;
@@ -63,14 +68,16 @@ static uint64_t cookie_at(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_
 	return c != 0 ? c : 1;
 }
 
-uint64_t ferry__fast_cookie_make(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
-                          uint64_t nonce, uint32_t client_hint, uint64_t now_us)
+uint64_t ferry__fast_cookie_make(const uint8_t key[FAST_COOKIE_KEY_BYTES],
+                                 const ferry_addr *addr, uint64_t nonce,
+                                 uint32_t client_hint, uint64_t now_us)
 {
 	return cookie_at(key, addr, nonce, client_hint, now_us / FAST_COOKIE_SLOT_US);
 }
 
-int ferry__fast_cookie_check(const uint8_t key[FAST_COOKIE_KEY_BYTES], const ferry_addr *addr,
-                      uint64_t nonce, uint32_t client_hint, uint64_t now_us, uint64_t cookie)
+int ferry__fast_cookie_check(const uint8_t key[FAST_COOKIE_KEY_BYTES],
+                             const ferry_addr *addr, uint64_t nonce, uint32_t client_hint,
+                             uint64_t now_us, uint64_t cookie)
 {
 	uint64_t slot = now_us / FAST_COOKIE_SLOT_US;
 	if (cookie == 0)

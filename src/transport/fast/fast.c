@@ -20,10 +20,9 @@
 #include "fast.h"
 #include "window.h"
 
-static const char *const fast_keys[] = {"maxmsg",   "channels", "liveness", "expire",
-                                        "keepalive", "queue",   "sessions", "reasm",
-                                        "loans",     "bsrate",  "inflight", "pad",
-                                        NULL};
+static const char *const fast_keys[] = {
+        "maxmsg", "channels", "liveness", "expire",   "keepalive", "queue", "sessions",
+        "reasm",  "loans",    "bsrate",   "inflight", "pad",       NULL};
 
 uint64_t ferry__fast_random64(void)
 {
@@ -55,8 +54,9 @@ void ferry__fast_send_ctl(ferry__port *port, const ferry_addr *to, ferry_wire_hd
 /* echo: the fragment whose arrival caused this ack, plus one (0: none);
  * it travels in msg_len, which acks do not otherwise use, and lets the
  * sender time exactly that fragment's round trip. */
-void ferry__fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry__reasm *r,
-                          uint32_t first_missing, uint8_t flags, uint32_t echo)
+void ferry__fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id,
+                          const ferry__reasm *r, uint32_t first_missing, uint8_t flags,
+                          uint32_t echo)
 {
 	ferry_wire_hdr h;
 	ferry__fast_hdr(l, &h, FERRY_PKT_ACK, ch, rpc_id, 0);
@@ -75,7 +75,8 @@ void ferry__fast_send_ack(fast_link *l, uint8_t ch, uint32_t rpc_id, const ferry
 			uint64_t bm = 0;
 			for (uint32_t i = 0; i < 64; i++) {
 				uint32_t f = first_missing + 1 + 64 * k + i;
-				if (f - first_missing < ferry__reasm_window(r) && ferry__reasm_has(r, f))
+				if (f - first_missing < ferry__reasm_window(r) &&
+				    ferry__reasm_has(r, f))
 					bm |= 1ull << i;
 			}
 			ferry__put64(p + 8 * k, bm);
@@ -104,9 +105,11 @@ static void fast_acks_flush(ferry_ctx *ctx)
 			if (!sc->ack.owed)
 				continue;
 			sc->ack.owed = false;
-			if (sc->state == FAST_SCH_RECEIVING && sc->rpc != NULL && !ss->l.port->dead)
-				ferry__fast_send_ack(&ss->l, sc->idx, sc->rpc_id, &sc->rpc->rx,
-				              sc->rpc->rx.next, 0, sc->ack.echo);
+			if (sc->state == FAST_SCH_RECEIVING && sc->rpc != NULL &&
+			    !ss->l.port->dead)
+				ferry__fast_send_ack(&ss->l, sc->idx, sc->rpc_id,
+				                     &sc->rpc->rx, sc->rpc->rx.next, 0,
+				                     sc->ack.echo);
 		} else {
 			fast_cs *cs = o->owner;
 			fast_cchan *cc = &cs->ch[o->ch];
@@ -117,15 +120,15 @@ static void fast_acks_flush(ferry_ctx *ctx)
 			ferry__call *c = ch->call;
 			if (c != NULL && c->state == FERRY_CALL_ACTIVE && ch->rx.active &&
 			    !cs->l.port->dead)
-				ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx, ch->rx.next, 0,
-				              cc->ack.echo);
+				ferry__fast_send_ack(&cs->l, cc->idx, c->rpc_id, &ch->rx,
+				                     ch->rx.next, 0, cc->ack.echo);
 		}
 	}
 	f->nowed = 0;
 }
 
-void ferry__fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch, fast_owed_ack *a,
-                     uint32_t echo, bool asked)
+void ferry__fast_owe(ferry_ctx *ctx, void *owner, bool server, uint8_t ch,
+                     fast_owed_ack *a, uint32_t echo, bool asked)
 {
 	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	if (a->owed) {
@@ -186,8 +189,8 @@ uint32_t ferry__fast_ack_words(const ferry_wire_hdr *h, const uint8_t *p, uint32
  * No ack for mere progress: a sender whose window holds the whole message
  * needs none, and each one woke a blocked sender for nothing (64 KiB READs
  * over a 1500-byte veth: two wakeups per call instead of one). */
-bool ferry__fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0, uint32_t frag,
-                         bool req, int v)
+bool ferry__fast_ack_due(const ferry__reasm *r, uint32_t next0, uint32_t high0,
+                         uint32_t frag, bool req, int v)
 {
 	if (req || v < 0)
 		return true;
@@ -210,8 +213,9 @@ void ferry__fast_refused(ferry__port *port, ferry_pkt *pkt, int verdict)
 	ferry__frame_refused(port, pkt, verdict);
 }
 
-uint32_t ferry__fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min, uint64_t max,
-                             uint64_t dflt, int *rc, char *err, size_t err_len)
+uint32_t ferry__fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min,
+                             uint64_t max, uint64_t dflt, int *rc, char *err,
+                             size_t err_len)
 {
 	uint64_t v = dflt;
 	if (*rc == 0)
@@ -221,14 +225,18 @@ uint32_t ferry__fast_loc_u32(const ferry_loc *loc, const char *key, uint64_t min
 
 /* The features a side announces in its open or reply: pad=0 turns
  * padding off (docs/WIRE.md "Features"). */
-uint32_t ferry__fast_loc_features(const ferry_loc *loc, int *rc, char *err, size_t err_len)
+uint32_t ferry__fast_loc_features(const ferry_loc *loc, int *rc, char *err,
+                                  size_t err_len)
 {
-	return ferry__fast_loc_u32(loc, "pad", 0, 1, 1, rc, err, err_len) != 0 ? FAST_FEATURES : 0;
+	return ferry__fast_loc_u32(loc, "pad", 0, 1, 1, rc, err, err_len) != 0
+	               ? FAST_FEATURES
+	               : 0;
 }
 
 /* Metrics and the ops table --------------------------------------------------------*/
 
-static void fast_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg)
+static void fast_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t),
+                       void *arg)
 {
 	fast_ctx *f = ctx->tp_ctx[ferry__fast_ops.index];
 #define FAST_STAT_(field, name) cb(arg, name, f->field);
@@ -253,23 +261,22 @@ static void fast_ctx_fini(ferry_ctx *ctx)
 }
 
 const ferry__transport_ops ferry__fast_ops = {
-	.name = "fast",
-	.index = 1,
-	.keys = fast_keys,
-	.session_init = ferry__fast_session_init,
-	.session_fini = ferry__fast_session_fini,
-	.server_port_init = ferry__fast_server_port_init,
-	.call_start = ferry__fast_call_start,
-	.call_cancel = ferry__fast_call_cancel,
-	.call_end = ferry__fast_call_end,
-	.client_pkt = ferry__fast_client_pkt,
-	.server_pkt = ferry__fast_server_pkt,
-	.rx_batch_end = ferry__fast_rx_batch_end,
-	.server_reply = ferry__fast_server_reply,
-	.server_port_busy = ferry__fast_server_port_busy,
-	.server_port_fini = ferry__fast_server_port_fini,
-	.stats = fast_stats,
-	.hists = fast_hists,
-	.ctx_fini = fast_ctx_fini,
+        .name = "fast",
+        .index = 1,
+        .keys = fast_keys,
+        .session_init = ferry__fast_session_init,
+        .session_fini = ferry__fast_session_fini,
+        .server_port_init = ferry__fast_server_port_init,
+        .call_start = ferry__fast_call_start,
+        .call_cancel = ferry__fast_call_cancel,
+        .call_end = ferry__fast_call_end,
+        .client_pkt = ferry__fast_client_pkt,
+        .server_pkt = ferry__fast_server_pkt,
+        .rx_batch_end = ferry__fast_rx_batch_end,
+        .server_reply = ferry__fast_server_reply,
+        .server_port_busy = ferry__fast_server_port_busy,
+        .server_port_fini = ferry__fast_server_port_fini,
+        .stats = fast_stats,
+        .hists = fast_hists,
+        .ctx_fini = fast_ctx_fini,
 };
-

@@ -21,8 +21,9 @@ void ferry__fast_rto_init(fast_rto *r, uint32_t min_us, uint32_t max_us)
 static uint32_t rto_compute(const fast_rto *r)
 {
 	uint64_t k = 4ull * r->rttvar_us;
-	return rto_clamp(r, (uint64_t)r->srtt_us +
-	                            (k > FAST_RTO_GRANULARITY_US ? k : FAST_RTO_GRANULARITY_US));
+	return rto_clamp(r, (uint64_t)r->srtt_us + (k > FAST_RTO_GRANULARITY_US
+	                                                    ? k
+	                                                    : FAST_RTO_GRANULARITY_US));
 }
 
 void ferry__fast_rto_sample(fast_rto *r, uint32_t rtt)

@@ -10,16 +10,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define FAST_RTO_MIN_US 1000u        /* loss recovery within a ms on loopback */
-#define FAST_RTO_MAX_US 200000u      /* liveness handles longer silence */
-#define FAST_RTO_INITIAL_US 20000u   /* before any sample */
-#define FAST_RTO_GRANULARITY_US 50u  /* G: the timer's resolution */
+#define FAST_RTO_MIN_US         1000u   /* loss recovery within a ms on loopback */
+#define FAST_RTO_MAX_US         200000u /* liveness handles longer silence */
+#define FAST_RTO_INITIAL_US     20000u  /* before any sample */
+#define FAST_RTO_GRANULARITY_US 50u     /* G: the timer's resolution */
 
 typedef struct fast_rto {
 	uint32_t srtt_us, rttvar_us;
-	uint32_t rto_us;      /* current, backoff included */
+	uint32_t rto_us; /* current, backoff included */
 	uint32_t min_us, max_us;
-	uint32_t backoffs;    /* consecutive timeouts since the last sample */
+	uint32_t backoffs; /* consecutive timeouts since the last sample */
 	bool have_sample;
 } fast_rto;
 

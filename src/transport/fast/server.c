@@ -19,7 +19,8 @@ static void ss_free(fast_sport *sp, fast_ss *ss);
 static void sp_pad_update(fast_sport *sp)
 {
 	ferry__port *port = sp->port;
-	port->eps[port->neps - 1]->tx_pad = (sp->features & FAST_FEAT_PAD) != 0 && sp->nopad == 0;
+	port->eps[port->neps - 1]->tx_pad =
+	        (sp->features & FAST_FEAT_PAD) != 0 && sp->nopad == 0;
 }
 
 static void sc_timer(ferry__timer *t);
@@ -57,37 +58,45 @@ int ferry__fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	if (sp == NULL)
 		return -ENOMEM;
 	int rc = 0;
-	sp->expire_us = ferry__fast_loc_u32(loc, "expire", 1000, 3600000000u, FAST_EXPIRE_US_DEFAULT, &rc,
-	                             ctx->errmsg, sizeof(ctx->errmsg));
+	sp->expire_us = ferry__fast_loc_u32(loc, "expire", 1000, 3600000000u,
+	                                    FAST_EXPIRE_US_DEFAULT, &rc, ctx->errmsg,
+	                                    sizeof(ctx->errmsg));
 	sp->liveness_us = ferry__fast_loc_u32(loc, "liveness", 1000, 3600000000u,
-	                               FAST_LIVENESS_US_DEFAULT, &rc, ctx->errmsg,
-	                               sizeof(ctx->errmsg));
-	sp->sessions_max = ferry__fast_loc_u32(loc, "sessions", 1, FAST_SESSIONS_MAX, FAST_SESSIONS_DEFAULT,
-	                                &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	                                      FAST_LIVENESS_US_DEFAULT, &rc, ctx->errmsg,
+	                                      sizeof(ctx->errmsg));
+	sp->sessions_max = ferry__fast_loc_u32(loc, "sessions", 1, FAST_SESSIONS_MAX,
+	                                       FAST_SESSIONS_DEFAULT, &rc, ctx->errmsg,
+	                                       sizeof(ctx->errmsg));
 	/* The default admits at least one message of the port's cap: on a
 	 * small-MTU driver (infud: 1 KiB) a 16 MiB request is ~17k fragments. */
 	uint32_t frag = ferry__frame_bytes(port);
 	uint64_t one_max = frag != 0 ? (port->msg_max + frag - 1) / frag + 1 : 1;
-	uint32_t loans_default = one_max > FAST_SESSION_LOANS_DEFAULT
-	                                 ? (uint32_t)(one_max < (1u << 24) ? one_max : (1u << 24))
-	                                 : FAST_SESSION_LOANS_DEFAULT;
+	uint32_t loans_default =
+	        one_max > FAST_SESSION_LOANS_DEFAULT
+	                ? (uint32_t)(one_max < (1u << 24) ? one_max : (1u << 24))
+	                : FAST_SESSION_LOANS_DEFAULT;
 	sp->loans_max = ferry__fast_loc_u32(loc, "loans", 1, 1u << 24, loans_default, &rc,
-	                             ctx->errmsg, sizeof(ctx->errmsg));
-	sp->features = ferry__fast_loc_features(loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
-	sp->bs_rate = ferry__fast_loc_u32(loc, "bsrate", 1, 1000000, FAST_BAD_SESSION_RATE_DEFAULT, &rc,
-	                           ctx->errmsg, sizeof(ctx->errmsg));
-	uint32_t inflight = ferry__fast_loc_u32(loc, "inflight", 4096, 1u << 30, FAST_PORT_INFLIGHT_BYTES,
-	                                 &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	                                    ctx->errmsg, sizeof(ctx->errmsg));
+	sp->features =
+	        ferry__fast_loc_features(loc, &rc, ctx->errmsg, sizeof(ctx->errmsg));
+	sp->bs_rate = ferry__fast_loc_u32(loc, "bsrate", 1, 1000000,
+	                                  FAST_BAD_SESSION_RATE_DEFAULT, &rc, ctx->errmsg,
+	                                  sizeof(ctx->errmsg));
+	uint32_t inflight = ferry__fast_loc_u32(loc, "inflight", 4096, 1u << 30,
+	                                        FAST_PORT_INFLIGHT_BYTES, &rc,
+	                                        ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc == 0)
 		rc = ferry__loc_u64(loc, "reasm", port->msg_max, 1ull << 40,
-		                    FAST_REASM_BYTES_DEFAULT > port->msg_max ? FAST_REASM_BYTES_DEFAULT
-		                                                             : port->msg_max,
+		                    FAST_REASM_BYTES_DEFAULT > port->msg_max
+		                            ? FAST_REASM_BYTES_DEFAULT
+		                            : port->msg_max,
 		                    &sp->reasm_max, ctx->errmsg, sizeof(ctx->errmsg));
 	if (rc != 0) {
 		ferry__free(sp);
 		return rc;
 	}
-	while (getrandom(sp->cookie_key, sizeof(sp->cookie_key), 0) != sizeof(sp->cookie_key))
+	while (getrandom(sp->cookie_key, sizeof(sp->cookie_key), 0) !=
+	       sizeof(sp->cookie_key))
 		;
 	sp->bs_credit_us = (uint64_t)FAST_BAD_SESSION_BURST * (1000000u / sp->bs_rate);
 	sp->port = port;
@@ -101,7 +110,8 @@ int ferry__fast_server_port_init(ferry__port *port, const ferry_loc *loc)
 	ferry__fast_ctx_of(ctx);
 	ferry__ctx_tick(ctx);
 	sp->bs_last_us = ctx->now_us;
-	ferry__timer_arm(&ctx->timers, &sp->sweep, ctx->now_us + sp->expire_us / 4 + 1000);
+	ferry__timer_arm(&ctx->timers, &sp->sweep,
+	                 ctx->now_us + sp->expire_us / 4 + 1000);
 	return 0;
 }
 
@@ -210,8 +220,9 @@ static void sp_send_cookie(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr 
 	h.client_hint = rh->client_hint;
 	uint8_t p[FAST_COOKIE_PAYLOAD_BYTES];
 	ferry__put64(p, nonce);
-	ferry__put64(p + 8, ferry__fast_cookie_make(sp->cookie_key, &pkt->src, nonce, rh->client_hint,
-	                              sp->port->ctx->now_us));
+	ferry__put64(p + 8,
+	             ferry__fast_cookie_make(sp->cookie_key, &pkt->src, nonce,
+	                                     rh->client_hint, sp->port->ctx->now_us));
 	ferry__fast_send_ctl(sp->port, &pkt->src, &h, p, sizeof(p));
 	ferry__fast_ctx_of(sp->port->ctx)->cookies_sent++;
 }
@@ -258,8 +269,8 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	}
 	uint64_t nonce = ferry__get64(p);
 	uint64_t cookie = ferry__get64(p + 16);
-	if (!ferry__fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint, ctx->now_us,
-	                       cookie)) {
+	if (!ferry__fast_cookie_check(sp->cookie_key, &pkt->src, nonce, h->client_hint,
+	                              ctx->now_us, cookie)) {
 		if (cookie != 0)
 			f->cookies_failed++; /* forged, or stale: a fresh one */
 		sp_send_cookie(sp, pkt, h, nonce);
@@ -269,8 +280,8 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	/* A retried open gets the same session back. */
 	for (uint32_t i = 0; i < sp->used; i++) {
 		fast_ss *ss = sp->table[i];
-		if (ss != NULL && ss->nonce == nonce && ss->l.client_hint == h->client_hint &&
-		    ss->peer.len == pkt->src.len &&
+		if (ss != NULL && ss->nonce == nonce &&
+		    ss->l.client_hint == h->client_hint && ss->peer.len == pkt->src.len &&
 		    memcmp(ss->peer.u.bytes, pkt->src.u.bytes, pkt->src.len) == 0) {
 			ss_open_reply(sp, ss);
 			return;
@@ -309,14 +320,15 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss->index = idx;
 	ss->nonce = nonce;
 	uint32_t want = ferry__get16(p + 8);
-	ss->nchan = want == 0 ? FERRY_CHANNELS_DEFAULT
-	                      : want > FAST_CHANNELS_GRANT_MAX ? FAST_CHANNELS_GRANT_MAX : want;
+	ss->nchan = want == 0                        ? FERRY_CHANNELS_DEFAULT
+	            : want > FAST_CHANNELS_GRANT_MAX ? FAST_CHANNELS_GRANT_MAX
+	                                             : want;
 	ss->client_cap = ferry__get16(p + 10);
 	ss->nopad = (ferry__get32(p + 12) & FAST_FEAT_PAD) == 0;
 	sp->nopad += ss->nopad;
 	sp_pad_update(sp);
-	ferry__fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE, sp->liveness_us,
-	               ctx->now_us);
+	ferry__fast_link_init(&ss->l, sp->port, &ss->peer, FERRY_FLAG_RESPONSE,
+	                      sp->liveness_us, ctx->now_us);
 	ferry__fast_link_set_cap(&ss->l, ss_resp_cap(ss));
 	ss->l.token = ferry__fast_random64();
 	ss->l.client_hint = h->client_hint;
@@ -331,7 +343,10 @@ static void sp_open(fast_sport *sp, ferry_pkt *pkt, const ferry_wire_hdr *h)
 	ss_open_reply(sp, ss);
 }
 
-static fast_sport *sp_of(fast_ss *ss) { return ss->l.port->tstate; }
+static fast_sport *sp_of(fast_ss *ss)
+{
+	return ss->l.port->tstate;
+}
 
 /* What a channel's response holds of the port's credit: its fragments in
  * flight, except a one-fragment response once sent. Nothing acks that one
@@ -340,7 +355,9 @@ static fast_sport *sp_of(fast_ss *ss) { return ss->l.port->tstate; }
  * charging it would leak a fragment of credit per idle channel. */
 static void sc_recharge(fast_sport *sp, fast_sch *sc)
 {
-	uint32_t now = sc->out.active && sc->out.nfrags > 1 ? ferry__fast_out_inflight(&sc->out) : 0;
+	uint32_t now = sc->out.active && sc->out.nfrags > 1
+	                       ? ferry__fast_out_inflight(&sc->out)
+	                       : 0;
 	sp->inflight = sp->inflight - sc->charged + now;
 	sc->charged = now;
 }
@@ -352,7 +369,8 @@ static void sc_pump(fast_sch *sc)
 	fast_ss *ss = sc->ss;
 	fast_sport *sp = sp_of(ss);
 	uint32_t credit = sp->credit > sp->inflight ? sp->credit - sp->inflight : 0;
-	ferry__fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, credit);
+	ferry__fast_out_pump(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	                     sc->status, credit);
 	sc_recharge(sp, sc);
 	bool more = ferry__fast_out_more(&ss->l, &sc->out);
 	if (more && !sc->waiting) {
@@ -385,7 +403,8 @@ static void sp_unwait(fast_sport *sp, fast_sch *sc)
 {
 	if (!sc->waiting)
 		return;
-	for (fast_sch **pp = &sp->whead, *prev = NULL; *pp != NULL; prev = *pp, pp = &(*pp)->wnext)
+	for (fast_sch **pp = &sp->whead, *prev = NULL; *pp != NULL;
+	     prev = *pp, pp = &(*pp)->wnext)
 		if (*pp == sc) {
 			*pp = sc->wnext;
 			if (sp->wtail == sc)
@@ -407,14 +426,16 @@ static void sc_timer(ferry__timer *t)
 	fast_sch *sc = ferry_container_of(t, fast_sch, timer);
 	fast_ss *ss = sc->ss;
 	ferry_ctx *ctx = ss->l.port->ctx;
-	if (sc->state != FAST_SCH_REPLIED || !sc->out.active || ferry__fast_out_done(&sc->out))
+	if (sc->state != FAST_SCH_REPLIED || !sc->out.active ||
+	    ferry__fast_out_done(&sc->out))
 		return;
 	if (sc->out.base >= sc->out.next) {
 		/* nothing in flight: waiting for port credit, not for an ack.
 		 * Credit freed without an ack (a session released) wakes no
 		 * one, so look again now. */
 		sp_drain(sp_of(ss));
-		ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+		ferry__timer_arm(&ctx->timers, &sc->timer,
+		                 ctx->now_us + ss->l.rto.rto_us);
 		return;
 	}
 	/* A silent client: stop pushing; the reply stays for a probe. */
@@ -428,8 +449,9 @@ static void sc_timer(ferry__timer *t)
 		ferry__fast_rto_backoff(&ss->l.rto);
 		ferry__fast_link_loss(&ss->l, true);
 	}
-	ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
-	              sc->out.base, FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
+	ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
+	                     sc->status, sc->out.base,
+	                     FERRY_FLAG_RETX | FERRY_FLAG_ACK_REQ);
 	ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
 }
 
@@ -447,7 +469,8 @@ bool ferry__fast_server_reply(ferry_rpc *rpc)
 	/* Single-fragment replies are recovered by the client's probe; longer
 	 * ones need the server's own timer for their tail. */
 	if (sc->out.nfrags > 1)
-		ferry__timer_arm(&ctx->timers, &sc->timer, ctx->now_us + ss->l.rto.rto_us);
+		ferry__timer_arm(&ctx->timers, &sc->timer,
+		                 ctx->now_us + ss->l.rto.rto_us);
 	return true; /* retained until the next request on the channel */
 }
 
@@ -486,11 +509,12 @@ static void sc_answer_probe(fast_sch *sc)
 	 * again and again. */
 	uint32_t f = ferry__fast_out_done(&sc->out) ? sc->out.nfrags - 1 : sc->out.base;
 	uint64_t age = ctx->now_us - ferry__fast_out_sent_at(&sc->out, f, ctx->now_us);
-	uint64_t guard = ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us : ss->l.rto.rto_us / 2;
+	uint64_t guard =
+	        ss->l.rto.have_sample ? 2ull * ss->l.rto.srtt_us : ss->l.rto.rto_us / 2;
 	if (sc->out.nfrags == 1 || age >= guard) {
 		ferry__fast_ctx_of(ctx)->retx_dup_request++;
-		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status, f,
-		              FERRY_FLAG_RETX);
+		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id,
+		                     sc->rpc->opcode, sc->status, f, FERRY_FLAG_RETX);
 	}
 }
 
@@ -519,7 +543,9 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 		}
 		/* Limits: a partial request is charged its whole length to the
 		 * port and its fragments (driver loans) to the session. */
-		uint32_t nfrags = h->frag_bytes == 0 ? 1 : (h->msg_len + h->frag_bytes - 1) / h->frag_bytes;
+		uint32_t nfrags = h->frag_bytes == 0 ? 1
+		                                     : (h->msg_len + h->frag_bytes - 1) /
+		                                               h->frag_bytes;
 		if (nfrags == 0)
 			nfrags = 1;
 		/* Only a short request keeps its packets (loans); a long one is
@@ -565,8 +591,8 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 	case FAST_SCH_RECEIVING: {
 		ferry_rpc *rpc = sc->rpc;
 		uint32_t before = rpc->rx.next, high = rpc->rx.high;
-		int r = ferry__reasm_add(&rpc->rx, pkt, h->frag, h->msg_len, h->frag_bytes,
-		                         pkt->data + FERRY_WIRE_HDR_BYTES,
+		int r = ferry__reasm_add(&rpc->rx, pkt, h->frag, h->msg_len,
+		                         h->frag_bytes, pkt->data + FERRY_WIRE_HDR_BYTES,
 		                         pkt->len - FERRY_WIRE_HDR_BYTES);
 		if (r == FERRY_REASM_COMPLETE) {
 			sc->state = FAST_SCH_PROCESSING;
@@ -578,8 +604,8 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 			 * probes with acks while it waits and never resends data. */
 			if (sc->state == FAST_SCH_PROCESSING && sc->rpc == rpc) {
 				ferry__fast_ctx_of(ctx)->acks_deferred++;
-				ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, rpc->rx.nfrags, 0,
-				              h->frag + 1);
+				ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL,
+				                     rpc->rx.nfrags, 0, h->frag + 1);
 			}
 			return;
 		}
@@ -589,14 +615,15 @@ static void ss_data(fast_sport *sp, fast_ss *ss, ferry_pkt *pkt, const ferry_wir
 		}
 		if (ferry__fast_ack_due(&rpc->rx, before, high, h->frag, ack_req, r))
 			ferry__fast_owe(ctx, ss, true, h->channel, &sc->ack, h->frag + 1,
-			         ack_req);
+			                ack_req);
 		return;
 	}
 	case FAST_SCH_PROCESSING:
 		/* A duplicate while the handler works: the request is all here. */
 		ferry__fast_ctx_of(ctx)->frag_dup++;
 		if (ack_req)
-			ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, h->frag + 1);
+			ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL,
+			                     sc->rpc->rx.nfrags, 0, h->frag + 1);
 		return ferry__frame_drop(port, pkt, FERRY_WIRE_OK);
 	case FAST_SCH_REPLIED:
 		sc_answer_probe(sc);
@@ -614,12 +641,14 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_sch *sc = &ss->ch[h->channel];
 	fast_ctx *f = ferry__fast_ctx_of(ctx);
 	f->acks_received++;
-	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 && ferry__get64(p) == 0;
+	bool probe = (h->flags & FERRY_FLAG_ACK_REQ) != 0 && h->frag == 0 &&
+	             ferry__get64(p) == 0;
 	if (probe && sc->rpc_id == h->rpc_id && sc->state == FAST_SCH_PROCESSING) {
 		/* A client probing while the handler works: the request is all
 		 * here (the handler is not run again). */
 		f->probes_answered++;
-		ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL, sc->rpc->rx.nfrags, 0, 0);
+		ferry__fast_send_ack(&ss->l, h->channel, h->rpc_id, NULL,
+		                     sc->rpc->rx.nfrags, 0, 0);
 		return;
 	}
 	if (sc->state != FAST_SCH_REPLIED || sc->rpc_id != h->rpc_id || !sc->out.active)
@@ -633,21 +662,23 @@ static void ss_ack(fast_ss *ss, const ferry_wire_hdr *h, const uint8_t *p, uint3
 	fast_sport *sp = sp_of(ss);
 	uint64_t words[FAST_ACK_WORDS_MAX];
 	uint32_t nw = ferry__fast_ack_words(h, p, len, words);
-	uint32_t newly = ferry__fast_out_ack(&ss->l, &sc->out, h->frag, words, nw, h->msg_len);
+	uint32_t newly =
+	        ferry__fast_out_ack(&ss->l, &sc->out, h->frag, words, nw, h->msg_len);
 	sc_recharge(sp, sc);
 	if (ferry__fast_out_done(&sc->out)) {
 		ferry__timer_cancel(&ctx->timers, &sc->timer);
 		sp_drain(sp);
 		return;
 	}
-	uint32_t resent = ferry__fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode,
-	                                   sc->status);
+	uint32_t resent = ferry__fast_out_recover(&ss->l, &sc->out, sc->idx, sc->rpc_id,
+	                                          sc->rpc->opcode, sc->status);
 	f->retx_fast += resent;
 	if (resent == 0 && newly == 0 && (h->flags & FERRY_FLAG_ACK_REQ)) {
 		/* A probe from a client that lacks the oldest fragment. */
 		f->retx_probe++;
-		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id, sc->rpc->opcode, sc->status,
-		              sc->out.base, FERRY_FLAG_RETX);
+		ferry__fast_out_send(&ss->l, &sc->out, sc->idx, sc->rpc_id,
+		                     sc->rpc->opcode, sc->status, sc->out.base,
+		                     FERRY_FLAG_RETX);
 	}
 	sc_pump(sc);
 	sp_drain(sp);
@@ -690,8 +721,8 @@ bool ferry__fast_server_port_busy(ferry__port *port)
 			continue;
 		for (uint32_t k = 0; k < ss->nchan; k++) {
 			fast_sch *sc = &ss->ch[k];
-			if (sc->state == FAST_SCH_REPLIED && sc->out.active && sc->out.nfrags > 1 &&
-			    !ferry__fast_out_done(&sc->out))
+			if (sc->state == FAST_SCH_REPLIED && sc->out.active &&
+			    sc->out.nfrags > 1 && !ferry__fast_out_done(&sc->out))
 				return true;
 		}
 	}
@@ -724,7 +755,8 @@ void ferry__fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	}
 	ss->l.last_rx_us = ctx->now_us;
 	if (h.type == FERRY_PKT_ACK) {
-		ss_ack(ss, &h, pkt->data + FERRY_WIRE_HDR_BYTES, pkt->len - FERRY_WIRE_HDR_BYTES);
+		ss_ack(ss, &h, pkt->data + FERRY_WIRE_HDR_BYTES,
+		       pkt->len - FERRY_WIRE_HDR_BYTES);
 		return ferry__ep_release(pkt);
 	}
 	if (h.type == FERRY_PKT_CANCEL) {
@@ -744,4 +776,3 @@ void ferry__fast_server_pkt(ferry__port *port, ferry_pkt *pkt)
 	}
 	ss_data(sp, ss, pkt, &h);
 }
-

@@ -23,7 +23,7 @@ fast_ctx *ferry__fast_ctx_of(ferry_ctx *ctx)
 }
 
 void ferry__fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, uint8_t dir,
-                    uint32_t liveness_us, uint64_t now_us)
+                           uint32_t liveness_us, uint64_t now_us)
 {
 	l->port = port;
 	l->peer = peer;
@@ -38,7 +38,7 @@ void ferry__fast_link_init(fast_link *l, ferry__port *port, ferry_addr *peer, ui
 }
 
 void ferry__fast_hdr(const fast_link *l, ferry_wire_hdr *h, uint8_t type, uint8_t ch,
-              uint32_t rpc_id, uint16_t opcode)
+                     uint32_t rpc_id, uint16_t opcode)
 {
 	memset(h, 0, sizeof(*h));
 	h->type = type;
@@ -160,8 +160,8 @@ uint64_t ferry__fast_out_sent_at(const fast_out *o, uint32_t f, uint64_t now_us)
 }
 
 /* One fragment out. flags: FERRY_FLAG_ACK_REQ / RETX (LAST is set here). */
-int ferry__fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
-                  uint16_t aux, uint32_t f, uint8_t flags)
+int ferry__fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+                         uint16_t opcode, uint16_t aux, uint32_t f, uint8_t flags)
 {
 	ferry_ctx *ctx = l->port->ctx;
 	ferry_wire_hdr h;
@@ -173,7 +173,8 @@ int ferry__fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
 	if (flags & FERRY_FLAG_RETX) {
 		out_set(o->retx, o, f);
 		if (o->sample_sent_us != 0 && o->sample_frag == f)
-			o->sample_sent_us = 0; /* Karn: no sample from a resent fragment */
+			o->sample_sent_us =
+			        0; /* Karn: no sample from a resent fragment */
 	} else if (flags & FERRY_FLAG_ACK_REQ) {
 		/* The ack this asks for times the round trip: no other
 		 * fragment's ack does, since acks may be late or lost. */
@@ -185,8 +186,8 @@ int ferry__fast_out_send(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
 }
 
 /* Fragments [first, end) out in one framing call, no flags. */
-static void out_run(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
-                    uint16_t aux, uint32_t first, uint32_t end)
+static void out_run(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+                    uint16_t opcode, uint16_t aux, uint32_t first, uint32_t end)
 {
 	if (first >= end)
 		return;
@@ -211,8 +212,8 @@ static uint32_t out_win(const fast_link *l, const fast_out *o)
  * so does the last fragment of a multi-fragment response (so the server
  * learns it can stop). A single-fragment message asks for nothing: the
  * reply (or the next request) is its ack. */
-uint32_t ferry__fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id, uint16_t opcode,
-                       uint16_t aux, uint32_t max_new)
+uint32_t ferry__fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
+                              uint16_t opcode, uint16_t aux, uint32_t max_new)
 {
 	if (!o->active || o->next >= o->nfrags)
 		return 0;
@@ -230,8 +231,8 @@ uint32_t ferry__fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rp
 	o->next += n;
 	/* Only the last fragment of the burst may ask for an ack. */
 	bool burst_end = o->next < o->nfrags;
-	bool last_of_response = o->nfrags > 1 && last + 1 == o->nfrags &&
-	                        (l->dir & FERRY_FLAG_RESPONSE);
+	bool last_of_response =
+	        o->nfrags > 1 && last + 1 == o->nfrags && (l->dir & FERRY_FLAG_RESPONSE);
 	/* A long message's full window asks for an ack only if no request of
 	 * ours is pending or a few fragments passed since: the pending one's
 	 * ack moves the window, and asking on every (short) burst of a wide
@@ -248,12 +249,13 @@ uint32_t ferry__fast_out_pump(fast_link *l, fast_out *o, uint8_t ch, uint32_t rp
 	if (burst_end && n >= 2 * FAST_ACK_EVERY_FRAGS) {
 		uint32_t mid = first + n / 2 - 1;
 		out_run(l, o, ch, rpc_id, opcode, aux, first, mid);
-		ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, mid, FERRY_FLAG_ACK_REQ);
+		ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, mid,
+		                     FERRY_FLAG_ACK_REQ);
 		first = mid + 1;
 	}
 	out_run(l, o, ch, rpc_id, opcode, aux, first, last);
 	ferry__fast_out_send(l, o, ch, rpc_id, opcode, aux, last,
-	              burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
+	                     burst_end || last_of_response ? FERRY_FLAG_ACK_REQ : 0);
 	return n;
 }
 
@@ -287,7 +289,8 @@ static void link_grow(fast_link *l, uint32_t newly)
 
 void ferry__fast_link_loss(fast_link *l, bool timeout)
 {
-	l->ssthresh = l->cwnd / 2 > FAST_CWND_MIN_FRAGS ? l->cwnd / 2 : FAST_CWND_MIN_FRAGS;
+	l->ssthresh =
+	        l->cwnd / 2 > FAST_CWND_MIN_FRAGS ? l->cwnd / 2 : FAST_CWND_MIN_FRAGS;
 	l->cwnd = timeout ? FAST_CWND_MIN_FRAGS : l->ssthresh;
 	l->cwnd_acc = 0;
 }
@@ -325,8 +328,8 @@ static void out_mark(fast_out *o, uint32_t f, uint32_t *newly, bool *sampled)
  * (nwords 64-bit words, bit i of word k = fragment first_missing + 1 +
  * 64k + i); echo names the fragment that caused it, plus one. Returns how
  * many were newly acked. */
-uint32_t ferry__fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, const uint64_t *words,
-                      uint32_t nwords, uint32_t echo)
+uint32_t ferry__fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing,
+                             const uint64_t *words, uint32_t nwords, uint32_t echo)
 {
 	/* An ack naming a fragment never sent is bogus; one below base is old
 	 * but its bitmap may still be news. */
@@ -350,7 +353,8 @@ uint32_t ferry__fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, 
 	uint32_t slots = o->wmask + 1;
 	for (uint32_t k = 0; k < nwords; k++) {
 		for (uint64_t bm = words[k]; bm != 0; bm &= bm - 1) {
-			uint32_t f = first_missing + 1 + 64 * k + (uint32_t)__builtin_ctzll(bm);
+			uint32_t f = first_missing + 1 + 64 * k +
+			             (uint32_t)__builtin_ctzll(bm);
 			if (f < o->base || f >= o->next || f - o->base >= slots)
 				continue;
 			if (f + 1 > o->high)
@@ -385,7 +389,7 @@ uint32_t ferry__fast_out_ack(fast_link *l, fast_out *o, uint32_t first_missing, 
  * window halves once per loss episode, not once per lost fragment. Returns
  * the number resent. */
 uint32_t ferry__fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t rpc_id,
-                          uint16_t opcode, uint16_t aux)
+                                 uint16_t opcode, uint16_t aux)
 {
 	ferry_ctx *ctx = l->port->ctx;
 	uint64_t guard = l->rto.have_sample ? l->rto.srtt_us : l->rto.rto_us / 2;
@@ -411,4 +415,7 @@ uint32_t ferry__fast_out_recover(fast_link *l, fast_out *o, uint8_t ch, uint32_t
 	return sent;
 }
 
-bool ferry__fast_out_done(const fast_out *o) { return o->base >= o->nfrags; }
+bool ferry__fast_out_done(const fast_out *o)
+{
+	return o->base >= o->nfrags;
+}

@@ -27,6 +27,7 @@
 
 static const char *const stream_keys[] = {"maxmsg", NULL};
 
+/* clang-format off */
 #define STREAM_COUNTERS(X)                                                               \
 	X(conns_up, "stream.conns_up")                                                   \
 	X(conns_lost, "stream.conns_lost")                                               \
@@ -40,6 +41,7 @@ static const char *const stream_keys[] = {"maxmsg", NULL};
 	X(sends_failed, "stream.sends_failed")                                           \
 	X(fd_bodies, "stream.fd_bodies")                                                 \
 	X(cancels_sent, "stream.cancels_sent")
+/* clang-format on */
 
 typedef struct stream_cport stream_cport;
 
@@ -54,11 +56,11 @@ typedef struct stream_ctx {
 struct stream_cport {
 	stream_cport *next;
 	ferry__port *port;
-	ferry_loc loc;       /* for reconnecting */
-	ferry_conn *conn;    /* NULL: none (connect on the next call) */
-	uint32_t refs;       /* sessions using the port */
-	uint32_t fd_calls;   /* calls in flight that want their body in an fd */
-	uint32_t conn_gen;   /* bumped per connection; calls remember theirs */
+	ferry_loc loc;     /* for reconnecting */
+	ferry_conn *conn;  /* NULL: none (connect on the next call) */
+	uint32_t refs;     /* sessions using the port */
+	uint32_t fd_calls; /* calls in flight that want their body in an fd */
+	uint32_t conn_gen; /* bumped per connection; calls remember theirs */
 	bool had_conn;
 	/* The body being received: its call and the driver's sink. */
 	ferry__call *rx_call;
@@ -73,9 +75,9 @@ struct stream_cport {
 typedef struct stream_sconn {
 	struct stream_sconn *next; /* the port's list */
 	ferry__port *port;
-	ferry_conn *conn;   /* NULL once gone */
-	uint32_t refs;      /* rpcs that may still reply on it */
-	ferry_rpc *rx_rpc;  /* request being received */
+	ferry_conn *conn;  /* NULL once gone */
+	uint32_t refs;     /* rpcs that may still reply on it */
+	ferry_rpc *rx_rpc; /* request being received */
 } stream_sconn;
 
 typedef struct stream_sport {
@@ -91,7 +93,6 @@ static stream_ctx *sctx(ferry_ctx *ctx)
 	}
 	return x;
 }
-
 
 /* Client ports ---------------------------------------------------------------*/
 static int stream_session_port(ferry_session *s, const ferry_loc *loc)
@@ -150,8 +151,8 @@ static int stream_session_init(ferry_session *s)
 	return 0;
 }
 
-static int stream_hdr_send(ferry_conn *conn, const ferry_wire_hdr *h,
-                           ferry_buf *body, void *cookie)
+static int stream_hdr_send(ferry_conn *conn, const ferry_wire_hdr *h, ferry_buf *body,
+                           void *cookie)
 {
 	uint8_t hdr[FERRY_WIRE_HDR_BYTES];
 	ferry__wire_encode(h, hdr);
@@ -170,7 +171,8 @@ static int stream_call_start(ferry__call *c)
 		int rc = ferry__ep_connect(port->ep, &cp->loc, &cp->conn);
 		if (rc != 0) {
 			ferry__set_errmsg(s->ctx, rc, "%s: %s", port->ep->drv->name,
-			                  port->ep->errmsg[0] ? port->ep->errmsg : ferry_strerror(rc));
+			                  port->ep->errmsg[0] ? port->ep->errmsg
+			                                      : ferry_strerror(rc));
 			return rc == FERRY_EBADLOC ? rc : FERRY_EPEERDEAD;
 		}
 		cp->conn->user = cp;
@@ -185,13 +187,13 @@ static int stream_call_start(ferry__call *c)
 		cp->conn->hdr_exact = true;
 	}
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_DATA,
-		.flags = FERRY_FLAG_LAST,
-		.channel = c->chan,
-		.opcode = c->opcode,
-		.client_hint = s->index,
-		.rpc_id = c->rpc_id,
-		.msg_len = (uint32_t)ferry_buf_len(c->req),
+	        .type = FERRY_PKT_DATA,
+	        .flags = FERRY_FLAG_LAST,
+	        .channel = c->chan,
+	        .opcode = c->opcode,
+	        .client_hint = s->index,
+	        .rpc_id = c->rpc_id,
+	        .msg_len = (uint32_t)ferry_buf_len(c->req),
 	};
 	return stream_hdr_send(cp->conn, &h, c->req, c);
 }
@@ -205,12 +207,12 @@ static void stream_call_cancel(ferry__call *c)
 	if (cp == NULL || cp->conn == NULL || c->tp_word != cp->conn_gen)
 		return;
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_CANCEL,
-		.flags = FERRY_FLAG_LAST,
-		.channel = c->chan,
-		.opcode = c->opcode,
-		.client_hint = c->s->index,
-		.rpc_id = c->rpc_id,
+	        .type = FERRY_PKT_CANCEL,
+	        .flags = FERRY_FLAG_LAST,
+	        .channel = c->chan,
+	        .opcode = c->opcode,
+	        .client_hint = c->s->index,
+	        .rpc_id = c->rpc_id,
 	};
 	ferry_buf empty;
 	ferry_buf_init(&empty);
@@ -238,8 +240,7 @@ static void stream_call_end(ferry__call *c, int status)
 	}
 	/* The request may still sit in the driver's queue, borrowing the
 	 * caller's buffer, which the caller gets back now. */
-	if (status != 0 && cp->conn != NULL &&
-	    ferry__ep_detach(cp->conn, c) == 1)
+	if (status != 0 && cp->conn != NULL && ferry__ep_detach(cp->conn, c) == 1)
 		sctx(c->s->ctx)->detached++;
 }
 
@@ -266,7 +267,8 @@ static void stream_cport_lost(stream_cport *cp)
 			ferry__call *c = s->chan[ch].call;
 			/* Completions may start calls, on a new connection:
 			 * only those sent on the lost one fail. */
-			if (c != NULL && c->state == FERRY_CALL_ACTIVE && c->tp_word == gen) {
+			if (c != NULL && c->state == FERRY_CALL_ACTIVE &&
+			    c->tp_word == gen) {
 				if (c == failed) {
 					ferry__call_complete(c, cp->failed_err);
 					continue;
@@ -364,14 +366,14 @@ static bool stream_server_reply(ferry_rpc *rpc)
 		return false;
 	}
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_DATA,
-		.flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST,
-		.channel = rpc->chan,
-		.opcode = rpc->opcode,
-		.client_hint = rpc->client_hint,
-		.rpc_id = rpc->rpc_id,
-		.msg_len = (uint32_t)ferry_buf_len(&rpc->resp),
-		.aux = ferry__wire_status(rpc->status),
+	        .type = FERRY_PKT_DATA,
+	        .flags = FERRY_FLAG_RESPONSE | FERRY_FLAG_LAST,
+	        .channel = rpc->chan,
+	        .opcode = rpc->opcode,
+	        .client_hint = rpc->client_hint,
+	        .rpc_id = rpc->rpc_id,
+	        .msg_len = (uint32_t)ferry_buf_len(&rpc->resp),
+	        .aux = ferry__wire_status(rpc->status),
 	};
 	if (stream_hdr_send(sc->conn, &h, &rpc->resp, rpc) != 0) {
 		x->replies_dropped++;
@@ -390,12 +392,13 @@ static void up_conn_event(void *arg, ferry_conn *conn, int event, int err)
 	/* A reset (malformed input, a peer that vanished, a failed connect) is
 	 * worth a warning; an orderly close is routine. */
 	if (event == FERRY_CONN_RESET)
-		ferry__log(FERRY_LOG_WARN, "port %u (%s): connection %s: %s (%s)", port->id,
-		           port->ep->drv->name, port->server ? "from a client reset" : "to the server reset",
+		ferry__log(FERRY_LOG_WARN, "port %u (%s): connection %s: %s (%s)",
+		           port->id, port->ep->drv->name,
+		           port->server ? "from a client reset" : "to the server reset",
 		           ferry_strerror(err), ferry_err_name(err));
 	else if (event == FERRY_CONN_CLOSED)
-		ferry__log(FERRY_LOG_DEBUG, "port %u (%s): connection closed by the peer", port->id,
-		           port->ep->drv->name);
+		ferry__log(FERRY_LOG_DEBUG, "port %u (%s): connection closed by the peer",
+		           port->id, port->ep->drv->name);
 	if (port->server) {
 		stream_sport *sp = port->tstate;
 		if (event == FERRY_CONN_UP) {
@@ -451,13 +454,15 @@ static bool stream_version(ferry__port *port, ferry_conn *conn, const uint8_t *h
                            const ferry_wire_hdr *h)
 {
 	uint8_t lo, hi;
-	bool mismatch = ferry__wire_is_mismatch(hdr, FERRY_WIRE_HDR_BYTES, &lo, &hi, NULL);
+	bool mismatch =
+	        ferry__wire_is_mismatch(hdr, FERRY_WIRE_HDR_BYTES, &lo, &hi, NULL);
 	if (v != FERRY_WIRE_BAD_VERSION && !mismatch)
 		return false;
 	ferry_ctx *ctx = port->ctx;
 	sctx(ctx)->bad_headers++;
 	if (port->server) {
-		ferry__frame_count_drop(port, mismatch ? FERRY_WIRE_BAD_TYPE : FERRY_WIRE_BAD_VERSION);
+		ferry__frame_count_drop(port, mismatch ? FERRY_WIRE_BAD_TYPE
+		                                       : FERRY_WIRE_BAD_VERSION);
 		if (mismatch)
 			return true; /* never answered */
 		uint8_t out[FERRY_WIRE_HDR_BYTES];
@@ -469,9 +474,12 @@ static bool stream_version(ferry__port *port, ferry_conn *conn, const uint8_t *h
 			ctx->cnt.version_mismatch_sent++;
 		else
 			ctx->cnt.tx_dropped++;
-		ferry__log_drop(ctx, "port %u: a connection spoke wire version %u (this library "
-		                "%u-%u); answered VERSION_MISMATCH and closed it", port->id,
-		                h->version, FERRY_WIRE_VERSION_MIN, FERRY_WIRE_VERSION_MAX);
+		ferry__log_drop(
+		        ctx,
+		        "port %u: a connection spoke wire version %u (this library "
+		        "%u-%u); answered VERSION_MISMATCH and closed it",
+		        port->id, h->version, FERRY_WIRE_VERSION_MIN,
+		        FERRY_WIRE_VERSION_MAX);
 		return true;
 	}
 	if (!mismatch) {
@@ -499,7 +507,8 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 	bool response = (h.flags & FERRY_FLAG_RESPONSE) != 0;
 	if (v != FERRY_WIRE_OK || response == port->server || conn->user == NULL) {
 		x->bad_headers++;
-		ferry__frame_count_drop(port, v != FERRY_WIRE_OK ? v : FERRY_WIRE_BAD_TYPE);
+		ferry__frame_count_drop(port,
+		                        v != FERRY_WIRE_OK ? v : FERRY_WIRE_BAD_TYPE);
 		return FERRY_EPROTO; /* a stream cannot resynchronise */
 	}
 	sink->len = h.msg_len;
@@ -511,7 +520,8 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 		for (ferry_rpc *r = ctx->rpcs_out; r != NULL; r = r->out_next)
 			if (r->tp == sc && r->client_hint == h.client_hint &&
 			    r->chan == h.channel && r->rpc_id == h.rpc_id) {
-				atomic_store_explicit(&r->cancelled, true, memory_order_relaxed);
+				atomic_store_explicit(&r->cancelled, true,
+				                      memory_order_relaxed);
 				ctx->cnt.cancels_matched++;
 				break;
 			}
@@ -538,14 +548,16 @@ static int up_on_header(void *arg, ferry_conn *conn, const uint8_t *hdr,
 			ctx->cnt.rx_too_big += h.msg_len > port->msg_max;
 			x->too_big += h.msg_len > port->msg_max;
 			sink->discard = true;
-			rpc->status = h.msg_len > port->msg_max ? FERRY_ETOOBIG : FERRY_ESHUTDOWN;
+			rpc->status = h.msg_len > port->msg_max ? FERRY_ETOOBIG
+			                                        : FERRY_ESHUTDOWN;
 		} else {
 			sink->buf = &rpc->req;
 		}
 		return 0;
 	}
 	stream_cport *cp = conn->user;
-	ferry_session *s = h.client_hint < ctx->nsessions ? ctx->sessions[h.client_hint] : NULL;
+	ferry_session *s =
+	        h.client_hint < ctx->nsessions ? ctx->sessions[h.client_hint] : NULL;
 	ferry__call *c = NULL;
 	if (s != NULL && s->port == port && h.channel < FERRY_CHANNELS_MAX)
 		c = s->chan[h.channel].call;
@@ -688,7 +700,8 @@ static const ferry_stream_upcalls stream_upcalls = {
 };
 
 /* Metrics ---------------------------------------------------------------------*/
-static void stream_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t), void *arg)
+static void stream_stats(ferry_ctx *ctx, void (*cb)(void *, const char *, uint64_t),
+                         void *arg)
 {
 	stream_ctx *x = ctx->tp_ctx[ferry__stream_ops.index];
 #define STREAM_STAT(f, n) cb(arg, n, x->f);
@@ -703,21 +716,21 @@ static void stream_ctx_fini(ferry_ctx *ctx)
 }
 
 const ferry__transport_ops ferry__stream_ops = {
-	.name = "stream",
-	.index = 2,
-	.keys = stream_keys,
-	.implicit = true,
-	.upcalls = &stream_upcalls,
-	.session_port = stream_session_port,
-	.session_port_put = stream_session_port_put,
-	.session_init = stream_session_init,
-	.server_port_init = stream_server_port_init,
-	.call_start = stream_call_start,
-	.call_cancel = stream_call_cancel,
-	.call_end = stream_call_end,
-	.server_reply = stream_server_reply,
-	.server_port_busy = stream_server_port_busy,
-	.server_port_fini = stream_server_port_fini,
-	.stats = stream_stats,
-	.ctx_fini = stream_ctx_fini,
+        .name = "stream",
+        .index = 2,
+        .keys = stream_keys,
+        .implicit = true,
+        .upcalls = &stream_upcalls,
+        .session_port = stream_session_port,
+        .session_port_put = stream_session_port_put,
+        .session_init = stream_session_init,
+        .server_port_init = stream_server_port_init,
+        .call_start = stream_call_start,
+        .call_cancel = stream_call_cancel,
+        .call_end = stream_call_end,
+        .server_reply = stream_server_reply,
+        .server_port_busy = stream_server_port_busy,
+        .server_port_fini = stream_server_port_fini,
+        .stats = stream_stats,
+        .ctx_fini = stream_ctx_fini,
 };

@@ -15,7 +15,7 @@
 #include "transport/core.h"
 #include "transport/frame.h"
 
-#define UNREL_REASM_MAX 128           /* partial requests per server port */
+#define UNREL_REASM_MAX       128     /* partial requests per server port */
 #define UNREL_REASM_EXPIRE_US 2000000 /* a partial request idle this long goes */
 
 static const char *const unrel_keys[] = {"maxmsg", NULL};
@@ -33,12 +33,12 @@ static int unrel_call_start(ferry__call *c)
 {
 	ferry_session *s = c->s;
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_DATA,
-		.channel = c->chan,
-		.opcode = c->opcode,
-		.client_hint = s->index,
-		.rpc_id = c->rpc_id,
-		.aux = (uint16_t)s->frag_bytes, /* our cap, for the response */
+	        .type = FERRY_PKT_DATA,
+	        .channel = c->chan,
+	        .opcode = c->opcode,
+	        .client_hint = s->index,
+	        .rpc_id = c->rpc_id,
+	        .aux = (uint16_t)s->frag_bytes, /* our cap, for the response */
 	};
 	int rc = ferry__frame_send(s->port, &s->peer, &h, c->req, s->frag_bytes, 0,
 	                           UINT32_MAX);
@@ -96,16 +96,16 @@ static void unrel_client_pkt(ferry__port *port, ferry_pkt *pkt)
 static bool unrel_server_reply(ferry_rpc *rpc)
 {
 	ferry_wire_hdr h = {
-		.type = FERRY_PKT_DATA,
-		.flags = FERRY_FLAG_RESPONSE,
-		.channel = rpc->chan,
-		.opcode = rpc->opcode,
-		.client_hint = rpc->client_hint,
-		.rpc_id = rpc->rpc_id,
-		.aux = ferry__wire_status(rpc->status),
+	        .type = FERRY_PKT_DATA,
+	        .flags = FERRY_FLAG_RESPONSE,
+	        .channel = rpc->chan,
+	        .opcode = rpc->opcode,
+	        .client_hint = rpc->client_hint,
+	        .rpc_id = rpc->rpc_id,
+	        .aux = ferry__wire_status(rpc->status),
 	};
-	ferry__frame_send(rpc->port, &rpc->peer, &h, &rpc->resp, rpc->frag_bytes,
-	                  0, UINT32_MAX);
+	ferry__frame_send(rpc->port, &rpc->peer, &h, &rpc->resp, rpc->frag_bytes, 0,
+	                  UINT32_MAX);
 	return false; /* no retained reply: recycled after the flush */
 }
 
@@ -237,8 +237,8 @@ static void unrel_server_pkt(ferry__port *port, ferry_pkt *pkt)
 		port->nreasm++;
 	}
 	ferry__timer_arm(&ctx->timers, &rpc->timer, ctx->now_us + UNREL_REASM_EXPIRE_US);
-	int r = ferry__reasm_add(&rpc->rx, pkt, h.frag, h.msg_len, h.frag_bytes,
-	                         payload, plen);
+	int r = ferry__reasm_add(&rpc->rx, pkt, h.frag, h.msg_len, h.frag_bytes, payload,
+	                         plen);
 	if (r == FERRY_REASM_COMPLETE) {
 		ferry__timer_cancel(&ctx->timers, &rpc->timer);
 		unrel_reasm_unlink(port, rpc);
@@ -251,13 +251,13 @@ static void unrel_server_pkt(ferry__port *port, ferry_pkt *pkt)
 }
 
 const ferry__transport_ops ferry__unreliable_ops = {
-	.name = "unreliable",
-	.index = 0,
-	.keys = unrel_keys,
-	.session_init = unrel_session_init,
-	.call_start = unrel_call_start,
-	.client_pkt = unrel_client_pkt,
-	.server_pkt = unrel_server_pkt,
-	.server_reply = unrel_server_reply,
-	.server_port_fini = unrel_server_port_fini,
+        .name = "unreliable",
+        .index = 0,
+        .keys = unrel_keys,
+        .session_init = unrel_session_init,
+        .call_start = unrel_call_start,
+        .client_pkt = unrel_client_pkt,
+        .server_pkt = unrel_server_pkt,
+        .server_reply = unrel_server_reply,
+        .server_port_fini = unrel_server_port_fini,
 };

@@ -28,9 +28,9 @@
 
 #include "../../common/testutil.h"
 
-#define MIB (1u << 20)
+#define MIB             (1u << 20)
 #define CALL_TIMEOUT_US 120000000ull /* 16 MiB through TCG-emulated rxe */
-#define SLOW_CALL_US 3000000u
+#define SLOW_CALL_US    3000000u
 #define PEERDEAD_MAX_US 3000000ull /* TCG: generous */
 
 static const char *server_exe, *listen_loc, *client_mode, *server_mode;
@@ -85,8 +85,8 @@ static void echo_n(ferry_session *s, size_t size, int calls, uint64_t seed0)
 			fail_msg("echo %zu B call %d: %s", size, i, ferry_err_name(rc));
 		long bad = tu_check(&resp, size, seed);
 		if (bad >= 0)
-			fail_msg("echo %zu B call %d: len %zu, first bad byte %ld", size, i,
-			         ferry_buf_len(&resp), bad);
+			fail_msg("echo %zu B call %d: len %zu, first bad byte %ld", size,
+			         i, ferry_buf_len(&resp), bad);
 		ferry_buf_reset(&resp);
 	}
 	ferry_buf_fini(&req);
@@ -113,13 +113,16 @@ static void test_sizes(void **st)
 {
 	(void)st;
 	char bound[512];
-	pid_t pid = tu_spawn_server(server_exe, listen_loc, server_mode, bound, sizeof(bound));
+	pid_t pid = tu_spawn_server(server_exe, listen_loc, server_mode, bound,
+	                            sizeof(bound));
 	assert_true(pid > 0);
 	ferry_ctx *ctx = ctx_new(client_mode);
 	ferry_session *s;
 	assert_int_equal(ferry_session_open(ctx, bound, &s), 0);
-	static const size_t sizes[] = {0,           1,           100,         1000, 4096,
-	                               (16u << 10) - 64, 16u << 10, (16u << 10) + 1,
+	static const size_t sizes[] = {0,         1,
+	                               100,       1000,
+	                               4096,      (16u << 10) - 64,
+	                               16u << 10, (16u << 10) + 1,
 	                               64u << 10};
 	uint64_t t0 = now_us();
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -136,7 +139,8 @@ static void test_sizes(void **st)
 		ferry_buf_init(&p[i].req);
 		ferry_buf_init(&p[i].resp);
 		if (p[i].len > 0)
-			tu_fill(ferry_buf_alloc(&p[i].req, p[i].len), p[i].len, p[i].seed);
+			tu_fill(ferry_buf_alloc(&p[i].req, p[i].len), p[i].len,
+			        p[i].seed);
 		assert_int_equal(ferry_call(s, TEST_OP_ECHO, &p[i].req, &p[i].resp,
 		                            CALL_TIMEOUT_US, slot_cb, &p[i]),
 		                 0);
@@ -164,19 +168,22 @@ static void test_sizes(void **st)
 	ferry_buf_append(&req, &n, 4);
 	ferry_buf_append(&req, &seed, 8);
 	uint64_t t2 = now_us();
-	assert_int_equal(ferry_call_sync(s, TEST_OP_SIZED, &req, &resp, CALL_TIMEOUT_US), 0);
+	assert_int_equal(ferry_call_sync(s, TEST_OP_SIZED, &req, &resp, CALL_TIMEOUT_US),
+	                 0);
 	long bad = tu_check(&resp, n, seed);
 	if (bad >= 0)
-		fail_msg("16 MiB response: len %zu, first bad byte %ld", ferry_buf_len(&resp), bad);
+		fail_msg("16 MiB response: len %zu, first bad byte %ld",
+		         ferry_buf_len(&resp), bad);
 	ferry_buf_fini(&req);
 	ferry_buf_fini(&resp);
 	uint64_t t3 = now_us();
 	echo_n(s, 16u * MIB, 1, 1234);
 	uint64_t t4 = now_us();
 	fprintf(stderr,
-	        "infrc %s: small echoes %.1f ms, 16 MiB response %.1f ms, 16 MiB echo %.1f ms\n",
-	        pull ? "pull" : "push", (double)(t1 - t0) / 1000, (double)(t3 - t2) / 1000,
-	        (double)(t4 - t3) / 1000);
+	        "infrc %s: small echoes %.1f ms, 16 MiB response %.1f ms, 16 MiB echo "
+	        "%.1f ms\n",
+	        pull ? "pull" : "push", (double)(t1 - t0) / 1000,
+	        (double)(t3 - t2) / 1000, (double)(t4 - t3) / 1000);
 	fprintf(stderr, "client counters:\n");
 	ferry_metrics_dump(ctx, "infrc", stderr);
 	uint64_t reads = stat_of(ctx, "infrc.rdma_reads");
@@ -201,7 +208,8 @@ static void test_killed(void **st)
 	(void)st;
 	enum { N = 4 };
 	char bound[512], again[512];
-	pid_t pid = tu_spawn_server(server_exe, listen_loc, server_mode, bound, sizeof(bound));
+	pid_t pid = tu_spawn_server(server_exe, listen_loc, server_mode, bound,
+	                            sizeof(bound));
 	assert_true(pid > 0);
 	ferry_ctx *ctx = ctx_new(client_mode);
 	ferry_session *s;
@@ -240,7 +248,8 @@ static void test_killed(void **st)
 		ferry_buf_fini(&p[i].req);
 		ferry_buf_fini(&p[i].resp);
 	}
-	fprintf(stderr, "in-flight calls failed %llu us after the kill\n", (unsigned long long)dt);
+	fprintf(stderr, "in-flight calls failed %llu us after the kill\n",
+	        (unsigned long long)dt);
 	if (dt >= PEERDEAD_MAX_US)
 		fail_msg("in-flight calls took %llu us to fail", (unsigned long long)dt);
 	int stk = 0;
@@ -263,7 +272,8 @@ static void test_killed(void **st)
 	         port_of(bound), p0 + strcspn(p0, ","));
 	pid = -1;
 	for (int tries = 0; tries < 40 && pid < 0; tries++) {
-		pid = tu_spawn_server(server_exe, listen, server_mode, again, sizeof(again));
+		pid = tu_spawn_server(server_exe, listen, server_mode, again,
+		                      sizeof(again));
 		if (pid < 0)
 			usleep(50000);
 	}
@@ -278,8 +288,9 @@ static void test_killed(void **st)
 int main(int argc, char **argv)
 {
 	if (argc < 6) {
-		fprintf(stderr, "usage: %s server-exe listen-locator push|pull client-mode "
-		                "server-mode\n",
+		fprintf(stderr,
+		        "usage: %s server-exe listen-locator push|pull client-mode "
+		        "server-mode\n",
 		        argv[0]);
 		return 2;
 	}
@@ -296,8 +307,8 @@ int main(int argc, char **argv)
 		tu_skip_or_fail("ibverbs", why);
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sizes),
-		cmocka_unit_test(test_killed),
+	        cmocka_unit_test(test_sizes),
+	        cmocka_unit_test(test_killed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -214,7 +214,8 @@ void bench_sweep_progress_slice(const sweep_progress *pg, const char *name,
  * that is no terminal. */
 void bench_sweep_progress_point(sweep_progress *pg, const char *name, const char *poll,
                                 const char *mode, uint64_t size, bool gave_up);
-/* "45s", "3m12s", "1h05m" into buf. */
+/* "42s", "3m07s", "2h05m" into buf (SWEEP_DURATION_BYTES holds any). */
+#define SWEEP_DURATION_BYTES 32
 char *bench_sweep_duration(double s, char *buf, size_t len);
 
 /* sweep_out.c: results.csv/json, metrics.csv, histograms.csv, the table, plots */

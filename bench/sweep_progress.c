@@ -37,14 +37,15 @@ void bench_sweep_progress_slice(const sweep_progress *pg, const char *name,
 {
 	if (!bench_tty())
 		return;
-	char bar[SWEEP_BAR_CELLS + 1], spent_s[16], left_s[24] = "";
+	char bar[SWEEP_BAR_CELLS + 1], spent_s[SWEEP_DURATION_BYTES],
+	        left_s[SWEEP_DURATION_BYTES + 16] = "";
 	double left, spent = sweep_progress_times(pg, &left);
 	int full = pg->total > 0 ? pg->done * SWEEP_BAR_CELLS / pg->total : 0;
 	for (int i = 0; i < SWEEP_BAR_CELLS; i++)
 		bar[i] = i < full ? '#' : '.';
 	bar[SWEEP_BAR_CELLS] = '\0';
 	if (left >= 0) {
-		char d[16];
+		char d[SWEEP_DURATION_BYTES];
 		snprintf(left_s, sizeof(left_s), ", ~%s left",
 		         bench_sweep_duration(left, d, sizeof(d)));
 	}
@@ -60,7 +61,7 @@ void bench_sweep_progress_point(sweep_progress *pg, const char *name, const char
 	pg->points_done++;
 	if (bench_tty())
 		return; /* the bar says it */
-	char spent_s[16], left_s[16];
+	char spent_s[SWEEP_DURATION_BYTES], left_s[SWEEP_DURATION_BYTES];
 	double left, spent = sweep_progress_times(pg, &left);
 	fprintf(stderr, "sweep: %d/%d %s %s %s %llu B %s (%s elapsed", pg->points_done,
 	        pg->points, name, poll, mode, (unsigned long long)size,

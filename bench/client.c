@@ -377,8 +377,7 @@ static int client_measure(ferry_ctx *ctx, client_run *run, FILE *metrics_f, FILE
 static void client_usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: ferry-bench client --connect LOCATOR [--op "
-	        "read|write|echo|fileread]\n"
+	        "usage: ferry-bench client --connect LOCATOR [--op read|write|echo|fileread]\n"
 	        "         [--sizes 64,1k,4k,64k,1m] [--duration 3s] [--warmup 0.2s]\n"
 	        "         [--mode latency|throughput] [--concurrency N] [--sessions M]\n"
 	        "         [--poll spin|block] [--cpu N] [--timeout 1s]\n"
@@ -392,8 +391,7 @@ static void client_usage(FILE *f)
 	        "measured interval (one JSON line per size, docs/METRICS.md);\n"
 	        "--client-metrics does the same for this process's own context.\n"
 	        "--op fileread: the server answers with a file region; each body is\n"
-	        "received into --sink (a directory: a fresh unlinked file in it, "
-	        "default\n"
+	        "received into --sink (a directory: a fresh unlinked file in it, default\n"
 	        "/dev/shm; or a file such as /dev/null) with ferry_call_into_fd. Its\n"
 	        "rows say mode fileread; --mode still picks 1 or N calls in flight.\n"
 	        "--pcap FILE captures this client's packets (adds pcap=FILE to the\n"

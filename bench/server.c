@@ -139,20 +139,20 @@ static void server_echo(void *arg, ferry_rpc *rpc)
 
 static void server_usage(FILE *f)
 {
-	fprintf(f, "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
-	           "                          [--poll spin|block] [--cpu N] [--file-dir "
-	           "DIR]\n"
-	           "                          [--pcap FILE]\n"
-	           "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
-	           "locator; prints the bound locators (port=0 becomes the real port),\n"
-	           "then 'ready'.\n"
-	           "  --listen LOC   e.g. unreliable+udp:host=127.0.0.1,port=0\n"
-	           "  --poll MODE    spin (default) or block\n"
-	           "  --cpu N        pin the server thread to CPU N\n"
-	           "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
-	           "                 unlinked at once, grown to the largest size read)\n"
-	           "  --pcap FILE    capture every listener's packets to FILE (adds\n"
-	           "                 pcap=FILE to each locator; docs/CAPTURE.md)\n");
+	fprintf(f,
+	        "usage: ferry-bench server --listen LOCATOR [--listen LOCATOR ...]\n"
+	        "                          [--poll spin|block] [--cpu N] [--file-dir DIR]\n"
+	        "                          [--pcap FILE]\n"
+	        "Serves READ(size), WRITE(bytes), ECHO and FILEREAD(size) on every\n"
+	        "locator; prints the bound locators (port=0 becomes the real port),\n"
+	        "then 'ready'.\n"
+	        "  --listen LOC   e.g. unreliable+udp:host=127.0.0.1,port=0\n"
+	        "  --poll MODE    spin (default) or block\n"
+	        "  --cpu N        pin the server thread to CPU N\n"
+	        "  --file-dir DIR where FILEREAD's file is made (default /dev/shm;\n"
+	        "                 unlinked at once, grown to the largest size read)\n"
+	        "  --pcap FILE    capture every listener's packets to FILE (adds\n"
+	        "                 pcap=FILE to each locator; docs/CAPTURE.md)\n");
 }
 
 int bench_server_main(int argc, char **argv)

@@ -419,8 +419,7 @@ static void up_on_sent(void *arg, ferry_conn *c, void *cookie)
 		uint64_t w = written_bytes(s->ep);
 		if (w < t->cum)
 			bad(s,
-			    "on_sent for message %d before it was written: %llu of %llu "
-			    "bytes",
+			    "on_sent for message %d before it was written: %llu of %llu bytes",
 			    t->idx, (unsigned long long)w, (unsigned long long)t->cum);
 	}
 	if (s->hook != NULL)
@@ -588,8 +587,7 @@ static void side_dump(const side *s)
 	if (s == NULL)
 		return;
 	fprintf(stderr,
-	        "  %s: ups %d closeds %d resets %d err %d, rx %d (headers %d), sent "
-	        "%d/%d, "
+	        "  %s: ups %d closeds %d resets %d err %d, rx %d (headers %d), sent %d/%d, "
 	        "written %llu recv %llu partial %llu blocked %llu backlog %llu\n",
 	        s->name, s->ups, s->closeds, s->resets, s->last_err, s->nrx, s->headers,
 	        s->nsent, s->ntx, (unsigned long long)written_bytes(s->ep),
@@ -599,8 +597,7 @@ static void side_dump(const side *s)
 	        (unsigned long long)cnt(s->ep, "tx_backlog_bytes"));
 	if (is_infrc)
 		fprintf(stderr,
-		        "  %s: credits %llu credits_waits %llu sends %llu recv_chunks "
-		        "%llu "
+		        "  %s: credits %llu credits_waits %llu sends %llu recv_chunks %llu "
 		        "rdma_reads %llu rx_posted %llu rx_held %llu qp_errors %llu\n",
 		        s->name, (unsigned long long)cnt(s->ep, "tx_credits"),
 		        (unsigned long long)cnt(s->ep, "credits_waits"),
@@ -1063,17 +1060,17 @@ static void test_bad_locator(void **st)
 		int prc = ferry__loc_parse(text, &pl, perr, sizeof(perr));
 		if (prc != 0) {
 			if (prc != FERRY_EBADLOC || strstr(perr, peers[i].named) == NULL)
-				fail_msg("parse '%s': rc %d (%s), want FERRY_EBADLOC "
-				         "naming '%s'",
-				         text, prc, perr, peers[i].named);
+				fail_msg(
+				        "parse '%s': rc %d (%s), want FERRY_EBADLOC naming '%s'",
+				        text, prc, perr, peers[i].named);
 			continue;
 		}
 		s->ep->errmsg[0] = '\0';
 		int rc = side_connect(s, text);
 		if (rc != FERRY_EBADLOC || strstr(s->ep->errmsg, peers[i].named) == NULL)
-			fail_msg("connect '%s': rc %d (%s), want FERRY_EBADLOC naming "
-			         "'%s'",
-			         text, rc, s->ep->errmsg, peers[i].named);
+			fail_msg(
+			        "connect '%s': rc %d (%s), want FERRY_EBADLOC naming '%s'",
+			        text, rc, s->ep->errmsg, peers[i].named);
 		assert_null(s->conn);
 	}
 	assert_int_equal(cnt(s->ep, "conns"), 0);
@@ -1239,8 +1236,7 @@ static void test_partial_writes(void **st)
 	if (is_pull) /* one descriptor, one RDMA READ: no credits to run out of */
 		partial = blocked = cnt(p.srv->ep, "rdma_reads");
 	fprintf(stderr,
-	        "16 MiB: tx_partial %llu tx_blocked %llu, slowest call %llu us (sleeping "
-	        "%llu us)\n",
+	        "16 MiB: tx_partial %llu tx_blocked %llu, slowest call %llu us (sleeping %llu us)\n",
 	        (unsigned long long)partial, (unsigned long long)blocked,
 	        (unsigned long long)p.cli->max_call_us,
 	        (unsigned long long)p.cli->max_slept_us);
@@ -1249,10 +1245,10 @@ static void test_partial_writes(void **st)
 	for (int k = 0; k < 2; k++) {
 		side *s = k == 0 ? p.cli : p.srv;
 		if (s->max_slept_us >= CALL_MAX_US || s->max_call_us >= 1000000)
-			fail_msg("a %s poll/flush call took %llu us (%llu us of it "
-			         "asleep)",
-			         s->name, (unsigned long long)s->max_call_us,
-			         (unsigned long long)s->max_slept_us);
+			fail_msg(
+			        "a %s poll/flush call took %llu us (%llu us of it asleep)",
+			        s->name, (unsigned long long)s->max_call_us,
+			        (unsigned long long)s->max_slept_us);
 	}
 	assert_true(partial > 0);
 	assert_true(blocked > 0);
@@ -1498,9 +1494,9 @@ static void test_detach(void **st)
 {
 	(void)st;
 	if (is_pull)
-		skip_on_infrc("large=pull stages a message whole when it reaches the "
-		              "queue head: "
-		              "nothing is left to detach");
+		skip_on_infrc(
+		        "large=pull stages a message whole when it reaches the queue head: "
+		        "nothing is left to detach");
 	pair p;
 	pair_open(&p, SMALLBUF);
 	pair_up(&p);
@@ -1744,8 +1740,8 @@ static void test_sink_switch_mid_body(void **st)
 {
 	(void)st;
 	if (is_pull)
-		skip_on_infrc("large=pull: an 8 MiB body arrives in one RDMA READ, never "
-		              "half-way");
+		skip_on_infrc(
+		        "large=pull: an 8 MiB body arrives in one RDMA READ, never half-way");
 	sink_switch_case(M_BUF, false);
 	sink_switch_case(M_FD, false);
 	sink_switch_case(M_FD, true);

@@ -235,8 +235,7 @@ static void test_small_mtu(void **st)
 	         gso = metric(ctx, "udp.gso_pkts");
 	uint64_t scarce = metric(ctx, "rpc.rx_scarce_copies");
 	uint64_t payload = metric(ctx, "udp.max_payload");
-	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce "
-	       "copies %llu\n",
+	printf("# small mtu: payload %llu, gro trains %llu, gso packets %llu, scarce copies %llu\n",
 	       (unsigned long long)payload, (unsigned long long)trains,
 	       (unsigned long long)gso, (unsigned long long)scarce);
 	assert_int_equal(payload, 1472);
@@ -533,9 +532,9 @@ static void test_incast(void **st)
 	 * whose call went out first once had 61,681 B against a 65,536 B third. */
 	for (int i = 0; i < INCAST; i++)
 		if ((double)inc_seen_at_first[i] < mean / 5)
-			fail_msg("session %d had %zu bytes when the first finished (mean "
-			         "%.0f)",
-			         i, inc_seen_at_first[i], mean);
+			fail_msg(
+			        "session %d had %zu bytes when the first finished (mean %.0f)",
+			        i, inc_seen_at_first[i], mean);
 	assert_int_equal(ferry_metrics_remote_stop(s[0]), 0);
 	ferry_buf dump;
 	ferry_buf_init(&dump);
@@ -556,8 +555,7 @@ static void test_incast(void **st)
 	json_object_put(jd);
 	if (getenv("FERRY_TEST_DUMP") != NULL)
 		fprintf(stderr, "%s\n", text);
-	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data "
-	       "packets %.0f, "
+	printf("# incast: %d x 1 MiB in %.1f ms (%.0f MB/s aggregate), server data packets %.0f, "
 	       "retransmitted %.0f (%.2f%%)\n",
 	       INCAST, took / 1e3, INCAST * 1048576.0 / took, sent, retx,
 	       100 * retx / sent);

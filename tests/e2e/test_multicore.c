@@ -397,13 +397,13 @@ static void test_blocking(void **st)
 	uint64_t retx_fast = mc_get(slow_ctx, "fast.retx.fast");
 	uint64_t probes = mc_get(slow_ctx, "fast.retx.probe");
 	uint64_t data_sent = mc_get(slow_ctx, "fast.data_sent");
-	print_message("blocked call: %llu us; others done after %llu us; client data "
-	              "packets %llu, "
-	              "timeout retx %llu, fast retx %llu, ack probes %llu\n",
-	              (unsigned long long)(slow.done_us - t0),
-	              (unsigned long long)(others_done_us - t0),
-	              (unsigned long long)data_sent, (unsigned long long)retx_timeout,
-	              (unsigned long long)retx_fast, (unsigned long long)probes);
+	print_message(
+	        "blocked call: %llu us; others done after %llu us; client data packets %llu, "
+	        "timeout retx %llu, fast retx %llu, ack probes %llu\n",
+	        (unsigned long long)(slow.done_us - t0),
+	        (unsigned long long)(others_done_us - t0), (unsigned long long)data_sent,
+	        (unsigned long long)retx_timeout, (unsigned long long)retx_fast,
+	        (unsigned long long)probes);
 	assert_int_equal(slow.status, 0);
 	assert_true(slow.exact);
 	mc_fini_call(&slow);
@@ -487,8 +487,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr,
-		        "usage: %s group|blocking|overflow [locator [contexts "
-		        "[sessions]]]\n",
+		        "usage: %s group|blocking|overflow [locator [contexts [sessions]]]\n",
 		        argv[0]);
 		return 2;
 	}

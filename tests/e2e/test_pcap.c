@@ -181,15 +181,15 @@ static void decode(const char *file, decoded *d)
 {
 	memset(d, 0, sizeof(*d));
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd),
-	         /* heuristics first: an ephemeral port that another dissector
-	          * owns (by port number) once hid every ferry field of a run */
-	         "tshark -o tcp.try_heuristic_first:TRUE -o udp.try_heuristic_first:TRUE "
-	         "-r '%s' -X lua_script:'%s' -T fields -E separator=, "
-	         "-e frame.len -e frame.cap_len -e ferry.type -e ferry.flags.response "
-	         "-e ferry.flags.retx -e ferry.retransmission -e ferry.msg_len "
-	         "2>/dev/null",
-	         file, lua_path);
+	snprintf(
+	        cmd, sizeof(cmd),
+	        /* heuristics first: an ephemeral port that another dissector
+	         * owns (by port number) once hid every ferry field of a run */
+	        "tshark -o tcp.try_heuristic_first:TRUE -o udp.try_heuristic_first:TRUE "
+	        "-r '%s' -X lua_script:'%s' -T fields -E separator=, "
+	        "-e frame.len -e frame.cap_len -e ferry.type -e ferry.flags.response "
+	        "-e ferry.flags.retx -e ferry.retransmission -e ferry.msg_len 2>/dev/null",
+	        file, lua_path);
 	FILE *f = popen(cmd, "r");
 	assert_non_null(f);
 	char line[512];

@@ -498,8 +498,7 @@ int main(int argc, char **argv)
 	}
 
 	printf("netns_matrix %s: %s calls=%u inflight=%u max=%zu ok=%u timedout=%u "
-	       "(ran: %u) failed=%u refused=%u %.1f s %.1f MB/s both ways | server ran "
-	       "once=%u "
+	       "(ran: %u) failed=%u refused=%u %.1f s %.1f MB/s both ways | server ran once=%u "
 	       "more=%u executions=%llu | retx timeout=%llu fast=%llu probe=%llu "
 	       "data_sent=%llu peerdead=%llu | udp payload=%llu rx_pool_empty=%llu "
 	       "rx_truncated=%llu tx_eagain=%llu tx_errors=%llu\n",

@@ -265,16 +265,14 @@ static void test_flood(void **st)
 	pthread_join(th, NULL);
 
 	uint64_t *c = sv.cnt;
-	printf("# flood: %d spoofed opens sent (%d with forged cookies), %d spoofed DATA "
-	       "in %.0f ms\n",
+	printf("# flood: %d spoofed opens sent (%d with forged cookies), %d spoofed DATA in %.0f ms\n",
 	       sent, forged, data_sent, data_us / 1000.0);
 	printf("# server: sessions_opened %lu, cookies sent %lu verified %lu failed %lu, "
 	       "opens_dropped %lu, bad_session sent %lu suppressed %lu, requests %lu\n",
 	       (unsigned long)c[0], (unsigned long)c[1], (unsigned long)c[2],
 	       (unsigned long)c[3], (unsigned long)c[4], (unsigned long)c[5],
 	       (unsigned long)c[6], (unsigned long)c[7]);
-	printf("# RSS before flood %lu KiB, after %lu KiB, delta %ld KiB (budget %u "
-	       "KiB)\n",
+	printf("# RSS before flood %lu KiB, after %lu KiB, delta %ld KiB (budget %u KiB)\n",
 	       (unsigned long)(rss0 >> 10), (unsigned long)(rss1 >> 10),
 	       ((long)rss1 - (long)rss0) / 1024, RSS_BUDGET_BYTES >> 10);
 	assert_int_equal(sent, FLOOD_OPENS);

@@ -361,8 +361,7 @@ static void locator_corpus(const char *dir)
 	        "unreliable+udp:host=127.0.0.1,port=0",
 	        "fast+udp:host=::1,port=0,maxmsg=1m,channels=16,liveness=500000",
 	        "unreliable+loopback:port=0,mtu=2048,rxslots=64",
-	        "fast+lossy+loopback:drop=0.1,dup=0.01,reorder=0.2,delay=0.1,delay_us="
-	        "100,corrupt=0,seed=7",
+	        "fast+lossy+loopback:drop=0.1,dup=0.01,reorder=0.2,delay=0.1,delay_us=100,corrupt=0,seed=7",
 	        "tcp:host=127.0.0.1,port=0,sndbuf=65536,connect_timeout=100",
 	        "splice:host=[::1],port=0,maxmsg=64k",
 	        "infud:dev=mlx5_0,ibport=1,gid=0,host=127.0.0.1,port=0",

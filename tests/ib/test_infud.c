@@ -154,18 +154,14 @@ static void test_fast(void **s)
 	uint64_t c_rx = client_counter(&r, "infud.rx_reposted");
 	printf("# fast+infud: 1000 calls <= 64 KiB in %.1f s, 2 x 16 MiB in %.1f s\n",
 	       (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
-	printf("# server: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, "
-	       "tx_unsignaled %llu, "
-	       "tx_signaled %llu, boot_answers %llu, tx_ring_waits %llu, wc_errors "
-	       "%llu\n",
+	printf("# server: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, tx_unsignaled %llu, "
+	       "tx_signaled %llu, boot_answers %llu, tx_ring_waits %llu, wc_errors %llu\n",
 	       (unsigned long long)s_ah, (unsigned long long)s_hits,
 	       (unsigned long long)s_inline, (unsigned long long)s_unsig,
 	       (unsigned long long)s_sig, (unsigned long long)s_boot,
 	       (unsigned long long)s_waits, (unsigned long long)s_errs);
-	printf("# client: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, "
-	       "tx_unsignaled %llu, "
-	       "tx_packets %llu in %llu post_send calls, rx reposted %llu in %llu "
-	       "post_recv calls\n",
+	printf("# client: ah_created %llu, ah_cache_hits %llu, tx_inline %llu, tx_unsignaled %llu, "
+	       "tx_packets %llu in %llu post_send calls, rx reposted %llu in %llu post_recv calls\n",
 	       (unsigned long long)c_ah, (unsigned long long)c_hits,
 	       (unsigned long long)c_inline, (unsigned long long)c_unsig,
 	       (unsigned long long)c_pkts, (unsigned long long)c_posts,
@@ -191,8 +187,7 @@ static void test_unreliable_block(void **s)
 	uint64_t t0 = now_us();
 	echo_sizes(&r, sizes, sizeof(sizes) / sizeof(sizes[0]), 60, CALL_DEADLINE_US,
 	           100);
-	printf("# unreliable+infud (block/block): 60 calls <= 1 MiB in %.1f s, client "
-	       "cq_events "
+	printf("# unreliable+infud (block/block): 60 calls <= 1 MiB in %.1f s, client cq_events "
 	       "%llu, cq_arms %llu\n",
 	       (double)(now_us() - t0) / 1e6,
 	       (unsigned long long)client_counter(&r, "infud.cq_events"),

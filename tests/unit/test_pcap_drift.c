@@ -265,8 +265,8 @@ static void build(void)
 		ferry__wire_encode_mismatch((uint8_t)(2 + rng() % 250), mm);
 		if (ferry__wire_decode(mm, sizeof(mm), &e->h) != FERRY_WIRE_OK ||
 		    e->h.type != FERRY_PKT_VERSION_MISMATCH) {
-			fprintf(stderr, "FAIL: the VERSION_MISMATCH encoder's packet "
-			                "does not decode\n");
+			fprintf(stderr,
+			        "FAIL: the VERSION_MISMATCH encoder's packet does not decode\n");
 			exit(1);
 		}
 	}
@@ -914,8 +914,7 @@ int main(int argc, char **argv)
 		real_session(seed + (uint64_t)attempt * 7919u);
 		if (failures != part1 || count_retx() > 0)
 			break;
-		printf("no retransmission in this session: again with another lossy "
-		       "seed\n");
+		printf("no retransmission in this session: again with another lossy seed\n");
 	}
 	real_semantics();
 	dissect_and_compare(real, lua);

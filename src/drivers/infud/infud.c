@@ -470,10 +470,10 @@ static int infud_resolve(ferry_ep *ep, const ferry_loc *peer, ferry_addr *out)
 		return FERRY_EBADLOC;
 	}
 	if (mtu != u->max_payload) {
-		snprintf(msg, ml,
-		         "mtu: the peer's is %u, this endpoint's %u (set the same mtu= "
-		         "on both)",
-		         mtu, u->max_payload);
+		snprintf(
+		        msg, ml,
+		        "mtu: the peer's is %u, this endpoint's %u (set the same mtu= on both)",
+		        mtu, u->max_payload);
 		return FERRY_EBADLOC;
 	}
 	if (ferry__infud_ah_get(u, &a) == NULL) {

@@ -180,8 +180,7 @@ static void test_sizes(void **st)
 	echo_n(s, 16u * MIB, 1, 1234);
 	uint64_t t4 = now_us();
 	fprintf(stderr,
-	        "infrc %s: small echoes %.1f ms, 16 MiB response %.1f ms, 16 MiB echo "
-	        "%.1f ms\n",
+	        "infrc %s: small echoes %.1f ms, 16 MiB response %.1f ms, 16 MiB echo %.1f ms\n",
 	        pull ? "pull" : "push", (double)(t1 - t0) / 1000,
 	        (double)(t3 - t2) / 1000, (double)(t4 - t3) / 1000);
 	fprintf(stderr, "client counters:\n");

@@ -224,9 +224,10 @@ static int infud_open_verbs(infud_ep *u)
 	if (ep->sleeps) {
 		u->chan = ibv_create_comp_channel(ctx);
 		if (u->chan == NULL) {
+			int e = errno;
 			snprintf(msg, ml, "dev '%s': ibv_create_comp_channel: %s",
-			         u->dev.name, strerror(errno));
-			return -errno;
+			         u->dev.name, strerror(e));
+			return -e;
 		}
 		int fl = fcntl(u->chan->fd, F_GETFL);
 		if (fl < 0 || fcntl(u->chan->fd, F_SETFL, fl | O_NONBLOCK) != 0)
@@ -235,9 +236,10 @@ static int infud_open_verbs(infud_ep *u)
 	u->scq = ibv_create_cq(ctx, (int)u->tx_slots, NULL, NULL, 0);
 	u->rcq = ibv_create_cq(ctx, (int)u->rx_slots, u, u->chan, 0);
 	if (u->scq == NULL || u->rcq == NULL) {
+		int e = errno;
 		snprintf(msg, ml, "dev '%s': ibv_create_cq: %s", u->dev.name,
-		         strerror(errno));
-		return -errno != 0 ? -errno : -ENOMEM;
+		         strerror(e));
+		return e != 0 ? -e : -ENOMEM;
 	}
 	struct ibv_qp_init_attr qa = {
 	        .send_cq = u->scq,
@@ -256,9 +258,10 @@ static int infud_open_verbs(infud_ep *u)
 		u->qp = ibv_create_qp(u->dev.pd, &qa);
 	}
 	if (u->qp == NULL) {
+		int e = errno;
 		snprintf(msg, ml, "dev '%s': ibv_create_qp (UD, %u/%u WRs): %s",
-		         u->dev.name, u->tx_slots, u->rx_slots, strerror(errno));
-		return -errno != 0 ? -errno : -ENOMEM;
+		         u->dev.name, u->tx_slots, u->rx_slots, strerror(e));
+		return e != 0 ? -e : -ENOMEM;
 	}
 	u->dev.max_inline = qa.cap.max_inline_data;
 	int rc = infud_qp_up(u);
@@ -280,9 +283,10 @@ static int infud_open_verbs(infud_ep *u)
 	u->tx_mr =
 	        ibv_reg_mr(u->dev.pd, u->tx_mem, u->tx_mem_len, IBV_ACCESS_LOCAL_WRITE);
 	if (u->tx_mr == NULL) {
+		int e = errno;
 		snprintf(msg, ml, "dev '%s': ibv_reg_mr: %s (memlock limit?)",
-		         u->dev.name, strerror(errno));
-		return -errno != 0 ? -errno : -ENOMEM;
+		         u->dev.name, strerror(e));
+		return e != 0 ? -e : -ENOMEM;
 	}
 	for (uint32_t i = 0; i < u->tx_slots; i++) {
 		u->tx_sge[i] = (struct ibv_sge){

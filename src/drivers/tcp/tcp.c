@@ -93,8 +93,9 @@ int ferry__tcp_open_mode(ferry_ep *ep, const ferry_loc *loc, unsigned flags,
 	    setsockopt(t->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
 		return -errno;
 	if (bind(t->lfd, (struct sockaddr *)&ss, sl) != 0 || listen(t->lfd, 1024) != 0) {
-		snprintf(msg, sizeof(ep->errmsg), "bind/listen: %s", strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(msg, sizeof(ep->errmsg), "bind/listen: %s", strerror(e));
+		return -e;
 	}
 	socklen_t ll = sizeof(t->local);
 	if (getsockname(t->lfd, (struct sockaddr *)&t->local, &ll) != 0)

@@ -281,4 +281,13 @@ void ferry__infrc_rx_chunk(infrc_ep *e, infrc_conn *c, infrc_rxb *b);
 /* The RDMA READ of a pulled body completed. */
 void ferry__infrc_read_done(infrc_ep *e, infrc_conn *c);
 
+/* infrc_tx.c: messages and transmit */
+int ferry__infrc_flush(ferry_ep *ep);
+int ferry__infrc_detach(ferry_conn *fc, void *cookie);
+bool ferry__infrc_deliver_ready(infrc_ep *e, infrc_conn *c);
+int ferry__infrc_send_msg(ferry_conn *fc, const void *hdr, size_t hdr_len,
+                          ferry_buf_iter *payload, void *cookie);
+void ferry__infrc_conn_close(ferry_conn *fc);
+uint32_t ferry__infrc_ret_threshold(const infrc_conn *c);
+
 #endif

@@ -51,7 +51,7 @@ start_server() {
 }
 
 # field NAME LINE: NAME of the JSON line LINE (read with json-c: jsonq).
-field() { "$JSONQ" /dev/stdin "$1" <<<"$2" || true; }
+field() { "$JSONQ" - "$1" <<<"$2" || true; }
 
 # ferry-bench client; prints its JSON line.
 client() {

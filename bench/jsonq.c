@@ -4,6 +4,7 @@
  * object, its member KEY is printed on a line of its own, strings bare,
  * other values as JSON. Exit status 1 when FILE does not parse, holds no
  * object, or an object has no KEY; 2 on bad usage. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +75,12 @@ static int jsonq_each(const char *text, size_t len, const char *key)
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: jsonq FILE KEY\n");
+		fprintf(stderr, "usage: jsonq FILE|- KEY\n");
 		return 2;
 	}
-	FILE *f = fopen(argv[1], "r");
+	/* "-": standard input (the Soft-RoCE VM has no /dev/stdin). */
+	bool in = strcmp(argv[1], "-") == 0;
+	FILE *f = in ? stdin : fopen(argv[1], "r");
 	if (f == NULL) {
 		perror(argv[1]);
 		return 1;
@@ -89,7 +92,8 @@ int main(int argc, char **argv)
 	size_t got;
 	while (m != NULL && (got = fread(buf, 1, sizeof(buf), f)) > 0)
 		fwrite(buf, 1, got, m);
-	fclose(f);
+	if (!in)
+		fclose(f);
 	if (m == NULL || fclose(m) != 0 || len > (size_t)1 << 30) {
 		fprintf(stderr, "jsonq: %s: cannot read\n", argv[1]);
 		free(text);

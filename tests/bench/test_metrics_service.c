@@ -213,6 +213,67 @@ static void test_start_stop_dump_exact(void **state)
 	assert_int_equal(tu_stop_server(pid), 0);
 }
 
+static void gauge_echo(void *arg, ferry_rpc *rpc)
+{
+	(void)arg;
+	ferry_rpc_reply(rpc, 0);
+}
+
+static uint64_t snap_value(const ferry_metrics_snap *snap, const char *name)
+{
+	uint64_t v = 0;
+	assert_int_equal(ferry_metrics_snap_get(snap, name, &v), 0);
+	return v;
+}
+
+/* A gauge is a level: over an interval in which a tcp connection went
+ * away, tcp.conns is the later level, not a difference (it once read
+ * 18446744073709551615). A counter in the same interval is a difference. */
+static void test_interval_keeps_gauge_levels(void **state)
+{
+	(void)state;
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	ferry_session *s;
+	char loc[256];
+	assert_int_equal(ferry_ctx_create(NULL, &ctx), 0);
+	assert_int_equal(ferry_server_create(ctx, &srv), 0);
+	assert_int_equal(ferry_server_handle(srv, 200, gauge_echo, NULL), 0);
+	assert_int_equal(ferry_server_listen(srv, "tcp:host=127.0.0.1,port=0"), 0);
+	assert_true(ferry_server_locator(srv, 0, loc, sizeof(loc)) > 0);
+	assert_int_equal(ferry_session_open(ctx, loc, &s), 0);
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	assert_int_equal(ferry_call_sync(s, 200, &req, &resp, 2000000), 0);
+	ferry_metrics_snap *up = ferry_metrics_snapshot(ctx);
+	assert_non_null(up);
+	assert_int_equal(snap_value(up, "tcp.conns"), 2); /* client's and server's */
+	ferry_session_close(s);
+	ferry_metrics_snap *down = NULL;
+	for (int i = 0; i < 2000; i++) { /* bounded: 2 s */
+		ferry_ctx_poll(ctx, 1000);
+		ferry_metrics_snap_free(down);
+		down = ferry_metrics_snapshot(ctx);
+		assert_non_null(down);
+		if (snap_value(down, "tcp.conns") == 0)
+			break;
+	}
+	assert_int_equal(snap_value(down, "tcp.conns"), 0);
+	uint64_t sent_up = snap_value(up, "tcp.tx_packets");
+	uint64_t sent_down = snap_value(down, "tcp.tx_packets");
+	ferry_metrics_snap_sub(down, up);
+	assert_int_equal(snap_value(down, "tcp.conns"), 0);
+	assert_int_equal(snap_value(down, "tcp.tx_backlog_bytes"), 0);
+	assert_int_equal(snap_value(down, "tcp.tx_packets"), sent_down - sent_up);
+	ferry_metrics_snap_free(up);
+	ferry_metrics_snap_free(down);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	ferry_server_destroy(srv);
+	ferry_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -220,6 +281,7 @@ int main(int argc, char **argv)
 	bench_exe = argv[1];
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_start_stop_dump_exact),
+	        cmocka_unit_test(test_interval_keeps_gauge_levels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,10 +10,7 @@
 #include "ferry/err.h"
 #include "loc.h"
 
-static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
+int ferry__loc_fail(char *err, size_t err_len, const char *fmt, ...)
 {
 	if (err != NULL && err_len > 0) {
 		va_list ap;
@@ -60,13 +57,14 @@ int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min, uint64_t
 		goto bad;
 	x *= mult;
 	if (x < min || x > max)
-		return loc_fail(err, err_len,
-		                "key '%s': value '%s' out of range [%llu, %llu]", key, v,
-		                (unsigned long long)min, (unsigned long long)max);
+		return ferry__loc_fail(
+		        err, err_len, "key '%s': value '%s' out of range [%llu, %llu]",
+		        key, v, (unsigned long long)min, (unsigned long long)max);
 	*out = x;
 	return 0;
 bad:
-	return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key, v);
+	return ferry__loc_fail(err, err_len, "key '%s': value '%s' is not a number", key,
+	                       v);
 }
 
 int ferry__loc_double(const ferry_loc *loc, const char *key, double min, double max,
@@ -82,12 +80,12 @@ int ferry__loc_double(const ferry_loc *loc, const char *key, double min, double 
 	double x = strtod(v, &end);
 	if (errno != 0 || end == v || *end != '\0' || isnan(x) ||
 	    isspace((unsigned char)v[0]))
-		return loc_fail(err, err_len, "key '%s': value '%s' is not a number", key,
-		                v);
+		return ferry__loc_fail(err, err_len,
+		                       "key '%s': value '%s' is not a number", key, v);
 	if (x < min || x > max)
-		return loc_fail(err, err_len,
-		                "key '%s': value '%s' out of range [%g, %g]", key, v, min,
-		                max);
+		return ferry__loc_fail(err, err_len,
+		                       "key '%s': value '%s' out of range [%g, %g]", key,
+		                       v, min, max);
 	*out = x;
 	return 0;
 }

@@ -43,6 +43,11 @@ int ferry__loc_u64(const ferry_loc *loc, const char *key, uint64_t min, uint64_t
 int ferry__loc_double(const ferry_loc *loc, const char *key, double min, double max,
                       double dflt, double *out, char *err, size_t err_len);
 
+/* Write a message to err (when err_len > 0) and return FERRY_EBADLOC: how
+ * every locator error is reported. */
+int ferry__loc_fail(char *err, size_t err_len, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* Check one value v (NULL: absent) against its declaration k; the parsed
  * value (or the default) in *out when out is not NULL. 0 or FERRY_EBADLOC
  * with err naming key and value. */

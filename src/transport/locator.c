@@ -16,20 +16,6 @@
 static const char *const loc_common_keys[] = {"pcap", "pcap_max", "pcap_files",
                                               "pcap_snap", NULL};
 
-static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int loc_fail(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (err != NULL && err_len > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return FERRY_EBADLOC;
-}
-
 static bool loc_name_ok(const char *s)
 {
 	for (; *s != '\0'; s++)
@@ -91,7 +77,7 @@ static int loc_stack(ferry_loc *loc, const char *stack, char *err, size_t err_le
 		const ferry__transport_ops *t = ferry__transport_find(name);
 		if (t != NULL) {
 			if (i != 0)
-				return loc_fail(
+				return ferry__loc_fail(
 				        err, err_len,
 				        "transport '%s' must come first in stack '%s'",
 				        name, stack);
@@ -100,36 +86,38 @@ static int loc_stack(ferry_loc *loc, const char *stack, char *err, size_t err_le
 		}
 		const ferry_driver_ops *d = ferry_driver_find(name);
 		if (d == NULL)
-			return loc_fail(err, err_len,
-			                "unknown transport or driver '%s' in stack '%s'",
-			                name, stack);
+			return ferry__loc_fail(
+			        err, err_len,
+			        "unknown transport or driver '%s' in stack '%s'", name,
+			        stack);
 		if (loc->ndrv > 0 && !loc->drv[loc->ndrv - 1]->wrapper)
-			return loc_fail(err, err_len,
-			                "driver '%s' cannot wrap '%s' in stack '%s'",
-			                loc->drv[loc->ndrv - 1]->name, name, stack);
+			return ferry__loc_fail(
+			        err, err_len,
+			        "driver '%s' cannot wrap '%s' in stack '%s'",
+			        loc->drv[loc->ndrv - 1]->name, name, stack);
 		loc->drv[loc->ndrv++] = d;
 	}
 	if (loc->ndrv == 0)
-		return loc_fail(err, err_len, "stack '%s' names no driver", stack);
+		return ferry__loc_fail(err, err_len, "stack '%s' names no driver", stack);
 	const ferry_driver_ops *bottom = loc->drv[loc->ndrv - 1];
 	if (bottom->wrapper)
-		return loc_fail(err, err_len,
-		                "'%s' wraps a driver but none follows it in '%s'",
-		                bottom->name, stack);
+		return ferry__loc_fail(err, err_len,
+		                       "'%s' wraps a driver but none follows it in '%s'",
+		                       bottom->name, stack);
 	if (bottom->kind == FERRY_DRIVER_DATAGRAM && loc->transport == NULL)
-		return loc_fail(err, err_len,
-		                "datagram driver '%s' needs a transport in front "
-		                "(fast+%s or unreliable+%s)",
-		                bottom->name, stack, stack);
+		return ferry__loc_fail(err, err_len,
+		                       "datagram driver '%s' needs a transport in front "
+		                       "(fast+%s or unreliable+%s)",
+		                       bottom->name, stack, stack);
 	if (bottom->kind == FERRY_DRIVER_STREAM && loc->transport != NULL)
-		return loc_fail(err, err_len,
-		                "stream driver '%s' takes no transport in front "
-		                "(use '%s' alone)",
-		                bottom->name, bottom->name);
+		return ferry__loc_fail(err, err_len,
+		                       "stream driver '%s' takes no transport in front "
+		                       "(use '%s' alone)",
+		                       bottom->name, bottom->name);
 	if (bottom->kind == FERRY_DRIVER_STREAM && loc->ndrv > 1)
-		return loc_fail(err, err_len,
-		                "'%s' wraps datagram drivers only, not '%s'",
-		                loc->drv[0]->name, bottom->name);
+		return ferry__loc_fail(err, err_len,
+		                       "'%s' wraps datagram drivers only, not '%s'",
+		                       loc->drv[0]->name, bottom->name);
 	if (bottom->kind == FERRY_DRIVER_STREAM)
 		loc->transport = &ferry__stream_ops;
 	return 0;
@@ -139,11 +127,11 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len
 {
 	memset(loc, 0, sizeof(*loc));
 	if (text == NULL || text[0] == '\0')
-		return loc_fail(err, err_len, "empty locator");
+		return ferry__loc_fail(err, err_len, "empty locator");
 	size_t n = strlen(text);
 	if (n >= FERRY_LOC_MAX_BYTES)
-		return loc_fail(err, err_len, "locator longer than %d bytes",
-		                FERRY_LOC_MAX_BYTES - 1);
+		return ferry__loc_fail(err, err_len, "locator longer than %d bytes",
+		                       FERRY_LOC_MAX_BYTES - 1);
 	memcpy(loc->text, text, n + 1);
 	memcpy(loc->store, text, n + 1);
 
@@ -152,8 +140,8 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len
 	if (keys != NULL)
 		*keys++ = '\0';
 	if (stack[0] == '\0')
-		return loc_fail(err, err_len, "locator '%s' has no stack before ':'",
-		                text);
+		return ferry__loc_fail(err, err_len,
+		                       "locator '%s' has no stack before ':'", text);
 
 	/* Split the stack on '+'. Keep an unsplit copy for messages. */
 	char stack_copy[FERRY_LOC_MAX_BYTES];
@@ -163,15 +151,16 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len
 		if (plus != NULL)
 			*plus = '\0';
 		if (p[0] == '\0')
-			return loc_fail(err, err_len, "empty layer name in stack '%s'",
-			                stack_copy);
+			return ferry__loc_fail(err, err_len,
+			                       "empty layer name in stack '%s'",
+			                       stack_copy);
 		if (!loc_name_ok(p))
-			return loc_fail(err, err_len, "bad character in layer name '%s'",
-			                p);
+			return ferry__loc_fail(err, err_len,
+			                       "bad character in layer name '%s'", p);
 		if (loc->nlayers == FERRY_LOC_MAX_LAYERS)
-			return loc_fail(err, err_len,
-			                "stack '%s' has more than %d layers", stack_copy,
-			                FERRY_LOC_MAX_LAYERS);
+			return ferry__loc_fail(err, err_len,
+			                       "stack '%s' has more than %d layers",
+			                       stack_copy, FERRY_LOC_MAX_LAYERS);
 		loc->layer[loc->nlayers++] = p;
 		if (plus == NULL)
 			break;
@@ -190,29 +179,34 @@ int ferry__loc_parse(const char *text, ferry_loc *loc, char *err, size_t err_len
 			*comma = '\0';
 		char *eq = strchr(p, '=');
 		if (p[0] == '\0')
-			return loc_fail(err, err_len,
-			                "empty key=value item at byte %d of '%s'",
-			                (int)(p - loc->store), text);
+			return ferry__loc_fail(err, err_len,
+			                       "empty key=value item at byte %d of '%s'",
+			                       (int)(p - loc->store), text);
 		if (eq == NULL)
-			return loc_fail(err, err_len, "key '%s' has no '=value'", p);
+			return ferry__loc_fail(err, err_len, "key '%s' has no '=value'",
+			                       p);
 		*eq = '\0';
 		if (p[0] == '\0')
-			return loc_fail(err, err_len, "empty key before '=%s'", eq + 1);
+			return ferry__loc_fail(err, err_len, "empty key before '=%s'",
+			                       eq + 1);
 		if (!loc_name_ok(p))
-			return loc_fail(err, err_len, "bad character in key '%s'", p);
+			return ferry__loc_fail(err, err_len, "bad character in key '%s'",
+			                       p);
 		if (eq[1] == '\0')
-			return loc_fail(err, err_len, "key '%s' has an empty value", p);
+			return ferry__loc_fail(err, err_len,
+			                       "key '%s' has an empty value", p);
 		if (ferry_loc_get(loc, p) != NULL)
-			return loc_fail(err, err_len, "duplicate key '%s'", p);
+			return ferry__loc_fail(err, err_len, "duplicate key '%s'", p);
 		int vrc;
 		if (!loc_key_accepted(loc, p, eq + 1, &vrc, err, err_len))
-			return loc_fail(err, err_len, "unknown key '%s' for stack '%s'",
-			                p, stack_copy);
+			return ferry__loc_fail(err, err_len,
+			                       "unknown key '%s' for stack '%s'", p,
+			                       stack_copy);
 		if (vrc != 0)
 			return vrc;
 		if (loc->nkeys == FERRY_LOC_MAX_KEYS)
-			return loc_fail(err, err_len, "more than %d keys",
-			                FERRY_LOC_MAX_KEYS);
+			return ferry__loc_fail(err, err_len, "more than %d keys",
+			                       FERRY_LOC_MAX_KEYS);
 		loc->kv[loc->nkeys].key = p;
 		loc->kv[loc->nkeys].val = eq + 1;
 		loc->nkeys++;

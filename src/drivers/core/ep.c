@@ -146,11 +146,10 @@ void ferry__ep_close_stack(ferry_ep **eps, int neps)
 	}
 }
 
-int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
-                   ferry_buf_iter *payload)
+/* What every send wrapper counts: a packet (a stream message) of bytes
+ * accepted, or a transmit error. Returns rc. */
+static int ep_count_tx(ferry_ep *ep, int rc, size_t bytes)
 {
-	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
-	int rc = ep->drv->dgram->send(ep, to, hdr, hdr_len, payload);
 	if (rc < 0) {
 		ep->cnt.tx_errors++;
 		return rc;
@@ -159,6 +158,14 @@ int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t h
 	ep->cnt.tx_bytes += bytes;
 	ep->tx_pending = true;
 	return rc;
+}
+
+int ferry__ep_send(ferry_ep *ep, const ferry_addr *to, const void *hdr, size_t hdr_len,
+                   ferry_buf_iter *payload)
+{
+	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
+	return ep_count_tx(ep, ep->drv->dgram->send(ep, to, hdr, hdr_len, payload),
+	                   bytes);
 }
 
 int ferry__ep_flush(ferry_ep *ep)
@@ -230,15 +237,8 @@ int ferry__ep_send_msg(ferry_conn *c, const void *hdr, size_t hdr_len,
 {
 	ferry_ep *ep = c->ep;
 	size_t bytes = hdr_len + (payload != NULL ? payload->left : 0);
-	int rc = ep->drv->stream->send_msg(c, hdr, hdr_len, payload, cookie);
-	if (rc < 0) {
-		ep->cnt.tx_errors++;
-		return rc;
-	}
-	ep->cnt.tx_pkts++;
-	ep->cnt.tx_bytes += bytes;
-	ep->tx_pending = true;
-	return rc;
+	return ep_count_tx(
+	        ep, ep->drv->stream->send_msg(c, hdr, hdr_len, payload, cookie), bytes);
 }
 
 int ferry__ep_detach(ferry_conn *c, void *cookie)

@@ -288,6 +288,7 @@ static int floor_client(bool tcp, const char *host, int port, size_t seg, size_t
 	size_t want = tcp ? size : size + floor_segs(size, seg) * FLOOR_HDR, carry = 0;
 	/* UDP has no flow control: keep what is in flight within 3/4 of the
 	 * receive buffer, or the kernel drops and every call times out */
+	bool many = inflight > 1; /* the mode asked for, whatever fits */
 	while (!tcp && inflight > 1 && (size_t)inflight * want > FLOOR_SOCKBUF / 4 * 3)
 		inflight--;
 	int total = calls + FLOOR_WARMUP;
@@ -329,7 +330,7 @@ static int floor_client(bool tcp, const char *host, int port, size_t seg, size_t
 	       "\"size\": %zu, \"seg\": %zu, \"inflight\": %d, \"calls\": %d, "
 	       "\"errors\": %d, \"median_us\": %.1f, \"p99_us\": %.1f, "
 	       "\"mb_per_s\": %.1f, \"client_cpu_us_per_op\": %.1f}\n",
-	       tcp ? "tcp" : "udp-gso", inflight > 1 ? "throughput" : "latency",
+	       tcp ? "tcp" : "udp-gso", many ? "throughput" : "latency",
 	       floor_spin ? "spin" : "block", size, seg, inflight, calls, lost,
 	       lat[calls / 2] * 1e6, lat[(size_t)calls * 99 / 100] * 1e6,
 	       (double)(calls - lost) * (double)size / secs / 1e6, ccpu);

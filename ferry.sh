@@ -212,6 +212,16 @@ bench_veth() {
 			--out "$out/veth$mtu" --plots "$ROOT/plots" ||
 			log "veth$mtu sweep failed (see above); the loopback results stand"
 	done
+	# The kernel's own floor at MTU 1500 next to fast+udp and tcp
+	# (docs/FAST.md, "The kernel's floor"); about a minute, full runs only.
+	if [ -z "$quick" ]; then
+		log "kernel floor at MTU 1500 (bench/floor.sh, 3 rounds) -> $out/floor/floor.md"
+		mkdir -p "$out/floor"
+		bench/floor.sh build/release --sizes 256k,1m --rounds 3 --poll block \
+			--out "$out/floor" >"$out/floor/floor.md" &&
+			cat "$out/floor/floor.md" ||
+			log "floor.sh failed (see above); the sweeps stand"
+	fi
 }
 
 cmd_bench() {

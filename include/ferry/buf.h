@@ -65,8 +65,8 @@ struct ferry_chunk {
 			off_t off;
 		} file;
 	} u;                      /**< where the bytes are, by kind */
-	ferry_release_cb release; /**< LOAN only */
-	void *release_arg;        /**< LOAN: argument of release */
+	ferry_release_cb release; /**< LOAN, or FILE from append_file_loan */
+	void *release_arg;        /**< LOAN, FILE: argument of release */
 	void *loan_ptr;           /**< LOAN: pointer handed back to release */
 };
 
@@ -139,6 +139,14 @@ FERRY_API int ferry_buf_append_loan(ferry_buf *b, void *data, size_t n,
                                     ferry_release_cb release, void *arg);
 /** Append a file region; fd is borrowed. 0, -EINVAL (bad fd/offset) or -ENOMEM. */
 FERRY_API int ferry_buf_append_file(ferry_buf *b, int fd, off_t off, size_t n);
+/** As ferry_buf_append_file, and say when the region has left the buffer:
+ * release(arg, NULL) runs exactly once, when the chunk is dropped (reset,
+ * truncation, fini; for a response, once it has been sent), after which
+ * fd may be closed. A server that opens a file per download closes it
+ * there. On failure the callback does not run and fd stays the caller's;
+ * n == 0 releases at once. 0, -EINVAL or -ENOMEM. */
+FERRY_API int ferry_buf_append_file_loan(ferry_buf *b, int fd, off_t off, size_t n,
+                                         ferry_release_cb release, void *arg);
 /** Logically prepend n bytes and return a pointer to them. Uses headroom in
  * the first chunk when it has room, else a new chunk. NULL on -ENOMEM. */
 FERRY_API void *ferry_buf_prepend(ferry_buf *b, size_t n);

@@ -165,10 +165,11 @@ static ferry_chunk *buf_push(ferry_buf *b, enum ferry_chunk_kind kind, size_t n)
 	return c;
 }
 
-/* Hand a loan back to its owner; the chunk is leaving the buffer. */
+/* Hand a loan back to its owner; the chunk is leaving the buffer. A file
+ * region with a release callback is a loan of its fd (loan_ptr NULL). */
 static void buf_release(ferry_chunk *c)
 {
-	if (c->kind == FERRY_CHUNK_LOAN && c->release)
+	if ((c->kind == FERRY_CHUNK_LOAN || c->kind == FERRY_CHUNK_FILE) && c->release)
 		c->release(c->release_arg, c->loan_ptr);
 }
 
@@ -407,6 +408,22 @@ FERRY_API int ferry_buf_append_file(ferry_buf *b, int fd, off_t off, size_t n)
 	c->u.file.fd = fd;
 	c->u.file.off = off;
 	return 0;
+}
+
+FERRY_API int ferry_buf_append_file_loan(ferry_buf *b, int fd, off_t off, size_t n,
+                                         ferry_release_cb release, void *arg)
+{
+	if (n == 0 && fd >= 0 && off >= 0) {
+		if (release)
+			release(arg, NULL);
+		return 0;
+	}
+	int rc = ferry_buf_append_file(b, fd, off, n);
+	if (rc == 0) {
+		b->tail->release = release;
+		b->tail->release_arg = arg;
+	}
+	return rc;
 }
 
 FERRY_API void *ferry_buf_prepend(ferry_buf *b, size_t n)

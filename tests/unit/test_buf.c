@@ -472,6 +472,44 @@ static void test_large_and_reuse(void **state)
 	free(out);
 }
 
+static void count_release(void *arg, void *data)
+{
+	assert_null(data);
+	(*(int *)arg)++;
+}
+
+/* A file region with a release callback: released exactly once, when the
+ * chunk leaves (partial front truncation keeps it; a cut through it or a
+ * reset drops it), at once for n == 0, never on failure. */
+static void test_file_loan(void **state)
+{
+	(void)state;
+	ferry_buf b;
+	int a = 0, c = 0, z = 0, bad = 0;
+	ferry_buf_init(&b);
+	assert_int_equal(ferry_buf_append(&b, "hdr", 3), 0);
+	assert_int_equal(ferry_buf_append_file_loan(&b, 0, 100, 50, count_release, &a),
+	                 0);
+	assert_int_equal(ferry_buf_append_file_loan(&b, 0, 0, 0, count_release, &z), 0);
+	assert_int_equal(z, 1);
+	assert_int_equal(ferry_buf_append_file_loan(&b, -1, 0, 10, count_release, &bad),
+	                 -EINVAL);
+	assert_int_equal(bad, 0);
+	assert_int_equal(ferry_buf_append_file_loan(&b, 0, 200, 20, count_release, &c),
+	                 0);
+	assert_int_equal(ferry_buf_len(&b), 73);
+	ferry_buf_truncate_front(&b, 13); /* into the first region: it stays */
+	assert_int_equal(a, 0);
+	ferry_buf_truncate(&b, 40); /* drops the second region only */
+	assert_int_equal(c, 1);
+	assert_int_equal(a, 0);
+	ferry_buf_reset(&b);
+	assert_int_equal(a, 1);
+	assert_int_equal(c, 1);
+	ferry_buf_fini(&b);
+	assert_int_equal(a, 1);
+}
+
 static void test_cursor_after_truncation(void **state)
 {
 	ferry_buf b;
@@ -760,6 +798,7 @@ int main(void)
 	        cmocka_unit_test(test_loans),
 	        cmocka_unit_test(test_file_chunks),
 	        cmocka_unit_test(test_large_and_reuse),
+	        cmocka_unit_test(test_file_loan),
 	        cmocka_unit_test(test_cursor_after_truncation),
 	        cmocka_unit_test(test_random_vs_reference),
 	        cmocka_unit_test(test_o1_amortised),

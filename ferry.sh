@@ -10,7 +10,7 @@ ROOT=$PWD
 
 TEST_PKGS=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libcmocka-dev strace
 	libbenchmark-dev gnuplot-nox iproute2 nftables libibverbs-dev ibverbs-providers
-	libpcap-dev tshark doxygen clang-format libjson-c-dev)
+	libpcap-dev tshark doxygen clang-format libjson-c-dev libinih-dev)
 # The Soft-RoCE VM that runs the ib suite (../shared/tools/ibvm) installs its
 # own host packages (qemu, busybox, perftest) on first use.
 IBVM=$ROOT/../shared/tools/ibvm/run-in-ibvm
@@ -105,7 +105,7 @@ check_sources() {
 	python3 tools/check-layers.py . || die "an include points up a layer (see above)"
 	log "source checks: format (clang-format --dry-run -Werror, .clang-format)"
 	local files
-	mapfile -t files < <(find src include tests bench examples tools -type f \
+	mapfile -t files < <(find src include tests bench examples tools apps -type f \
 		\( -name '*.c' -o -name '*.h' -o -name '*.cc' \) -not -path 'tests/fuzz/corpus/*' |
 		sort)
 	clang-format --dry-run -Werror "${files[@]}" ||

@@ -7,7 +7,8 @@ headers (docs/ARCHITECTURE.md "Layers"):
 Inside src/drivers: core/ and kit/ never include a driver's folder, and a
 driver includes no other driver's folder (splice is tcp's zero-copy mode and
 may use tcp's header). bench/ and examples/ include public headers only
-(ferry/*.h), except bench/micro, which measures internals on purpose.
+(ferry/*.h), except bench/micro, which measures internals on purpose; so do
+apps/ (each app includes its own headers from its root, e.g. "proto/wire.h").
 Exit 1 and one line per violation; silent when clean."""
 import os
 import re
@@ -29,8 +30,11 @@ def resolve(root, path, inc):
     if inc.startswith("ferry/") or inc in GENERATED:
         return None
     here = os.path.join(os.path.dirname(path), inc)
+    app = os.path.join(*path.split("/")[:2]) if path.startswith("apps/") else None
     if os.path.exists(os.path.join(root, here)):
         full = os.path.normpath(here)
+    elif app and os.path.exists(os.path.join(root, app, inc)):
+        full = os.path.normpath(os.path.join(app, inc))  # the app's own root
     elif os.path.exists(os.path.join(root, "src", inc)):
         full = os.path.normpath(os.path.join("src", inc))
     else:
@@ -41,7 +45,7 @@ def resolve(root, path, inc):
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "."
     bad = []
-    for top in ("src", "bench", "examples"):
+    for top in ("src", "bench", "examples", "apps"):
         for d, _, files in os.walk(os.path.join(root, top)):
             for f in files:
                 if not f.endswith((".c", ".h", ".cc")):

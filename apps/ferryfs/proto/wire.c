@@ -1,0 +1,215 @@
+/* ferryfs message codec (wire.h, docs/ferryfs/PROTOCOL.md). */
+#include "wire.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void req_hdr(uint8_t *out, uint8_t flags)
+{
+	out[0] = FS_PROTO_VERSION;
+	out[1] = flags;
+	fs_put16(out + 2, 0);
+}
+
+/* The common request header: version, flags within allowed, reserved 0. */
+static int req_check(const uint8_t *p, size_t have, uint8_t allowed_flags)
+{
+	if (have < FS_REQ_HDR_BYTES)
+		return -EBADMSG;
+	if (p[0] != FS_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	if ((p[1] & ~allowed_flags) != 0 || fs_get16(p + 2) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+int fs_enc_upload(uint8_t *out, size_t cap, uint8_t flags, uint8_t store, uint64_t size,
+                  const char *ext)
+{
+	size_t el = ext != NULL ? strlen(ext) : 0;
+	if (el > FS_EXT_MAX || cap < FS_UPLOAD_FIXED_BYTES + el)
+		return -1;
+	req_hdr(out, flags);
+	out[4] = store;
+	out[5] = (uint8_t)el;
+	fs_put16(out + 6, 0);
+	fs_put64(out + 8, size);
+	memcpy(out + FS_UPLOAD_FIXED_BYTES, ext, el);
+	return (int)(FS_UPLOAD_FIXED_BYTES + el);
+}
+
+int fs_dec_upload(const uint8_t *p, size_t have, uint64_t msg_len, fs_upload_req *out)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = req_check(p, have, FS_UPLOAD_APPENDER);
+	if (rc != 0)
+		return rc;
+	if (have < FS_UPLOAD_FIXED_BYTES || msg_len < FS_UPLOAD_FIXED_BYTES)
+		return -EBADMSG;
+	uint8_t el = p[5];
+	if (fs_get16(p + 6) != 0 || el > FS_EXT_MAX ||
+	    have < FS_UPLOAD_FIXED_BYTES + (size_t)el ||
+	    !fs_ext_valid((const char *)p + FS_UPLOAD_FIXED_BYTES, el))
+		return -EBADMSG;
+	out->flags = p[1];
+	out->store = p[4];
+	out->size = fs_get64(p + 8);
+	out->body_off = FS_UPLOAD_FIXED_BYTES + el;
+	/* the body is exactly the rest of the message */
+	if (msg_len < out->body_off || out->size != msg_len - out->body_off)
+		return -EBADMSG;
+	memcpy(out->ext, p + FS_UPLOAD_FIXED_BYTES, el);
+	return 0;
+}
+
+int fs_enc_id_req(uint8_t *out, size_t cap, const char *id)
+{
+	size_t il = strlen(id);
+	if (il >= FS_FID_MAX || cap < FS_ID_REQ_FIXED_BYTES + il)
+		return -1;
+	req_hdr(out, 0);
+	fs_put16(out + 4, (uint16_t)il);
+	fs_put16(out + 6, 0);
+	memcpy(out + FS_ID_REQ_FIXED_BYTES, id, il);
+	return (int)(FS_ID_REQ_FIXED_BYTES + il);
+}
+
+/* The ID at p + off (il bytes): text copied out, then decoded. */
+static int take_id(const uint8_t *p, size_t off, size_t il, fs_id_req *out, int *fid_err)
+{
+	if (il == 0 || il >= FS_FID_MAX)
+		return -EBADMSG;
+	memcpy(out->id, p + off, il);
+	out->id[il] = '\0';
+	if (memchr(out->id, '\0', il) != NULL)
+		return -EBADMSG;
+	int e = fs_fid_decode(out->id, il, &out->fid);
+	if (fid_err != NULL)
+		*fid_err = e;
+	return e == 0 ? 0 : -EINVAL;
+}
+
+int fs_dec_id_req(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *out,
+                  int *fid_err)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < FS_ID_REQ_FIXED_BYTES || fs_get16(p + 6) != 0)
+		return -EBADMSG;
+	size_t il = fs_get16(p + 4);
+	if (msg_len != FS_ID_REQ_FIXED_BYTES + il || have < msg_len)
+		return -EBADMSG;
+	return take_id(p, FS_ID_REQ_FIXED_BYTES, il, out, fid_err);
+}
+
+int fs_enc_download(uint8_t *out, size_t cap, const char *id, uint64_t offset,
+                    uint64_t length)
+{
+	size_t il = strlen(id);
+	if (il >= FS_FID_MAX || cap < FS_DL_FIXED_BYTES + il)
+		return -1;
+	req_hdr(out, 0);
+	fs_put16(out + 4, (uint16_t)il);
+	fs_put16(out + 6, 0);
+	fs_put64(out + 8, offset);
+	fs_put64(out + 16, length);
+	memcpy(out + FS_DL_FIXED_BYTES, id, il);
+	return (int)(FS_DL_FIXED_BYTES + il);
+}
+
+int fs_dec_download(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *out,
+                    int *fid_err)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < FS_DL_FIXED_BYTES || fs_get16(p + 6) != 0)
+		return -EBADMSG;
+	size_t il = fs_get16(p + 4);
+	if (msg_len != FS_DL_FIXED_BYTES + il || have < msg_len)
+		return -EBADMSG;
+	out->offset = fs_get64(p + 8);
+	out->length = fs_get64(p + 16);
+	return take_id(p, FS_DL_FIXED_BYTES, il, out, fid_err);
+}
+
+int fs_enc_upload_resp(uint8_t *out, size_t cap, const char *id)
+{
+	size_t il = strlen(id);
+	if (il >= FS_FID_MAX || cap < FS_UPLOAD_RESP_FIXED + il)
+		return -1;
+	out[0] = FS_PROTO_VERSION;
+	out[1] = 0;
+	fs_put16(out + 2, (uint16_t)il);
+	memcpy(out + FS_UPLOAD_RESP_FIXED, id, il);
+	return (int)(FS_UPLOAD_RESP_FIXED + il);
+}
+
+int fs_dec_upload_resp(const uint8_t *p, size_t have, uint64_t msg_len, char *id,
+                       size_t id_cap)
+{
+	if (have < FS_UPLOAD_RESP_FIXED || msg_len < FS_UPLOAD_RESP_FIXED)
+		return -EBADMSG;
+	if (p[0] != FS_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	size_t il = fs_get16(p + 2);
+	if (p[1] != 0 || il == 0 || msg_len != FS_UPLOAD_RESP_FIXED + il ||
+	    have < msg_len || il >= id_cap)
+		return -EBADMSG;
+	memcpy(id, p + FS_UPLOAD_RESP_FIXED, il);
+	id[il] = '\0';
+	fs_fid f;
+	return fs_fid_decode(id, il, &f) == 0 ? 0 : -EBADMSG;
+}
+
+int fs_enc_info(uint8_t *out, size_t cap, const fs_info *in)
+{
+	if (cap < FS_INFO_RESP_BYTES)
+		return -1;
+	memset(out, 0, 4);
+	out[0] = FS_PROTO_VERSION;
+	fs_put64(out + 4, in->size);
+	fs_put64(out + 12, in->mtime_s);
+	fs_put32(out + 20, in->crc32);
+	fs_put32(out + 24, in->source);
+	fs_put32(out + 28, in->ctime);
+	fs_put32(out + 32, in->appender);
+	return FS_INFO_RESP_BYTES;
+}
+
+int fs_dec_info(const uint8_t *p, size_t have, uint64_t msg_len, fs_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (msg_len != FS_INFO_RESP_BYTES || have < FS_INFO_RESP_BYTES)
+		return -EBADMSG;
+	if (p[0] != FS_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	if (p[1] != 0 || fs_get16(p + 2) != 0 || fs_get32(p + 32) > 1)
+		return -EBADMSG;
+	out->size = fs_get64(p + 4);
+	out->mtime_s = fs_get64(p + 12);
+	out->crc32 = fs_get32(p + 20);
+	out->source = fs_get32(p + 24);
+	out->ctime = fs_get32(p + 28);
+	out->appender = fs_get32(p + 32);
+	return 0;
+}
+
+const char *fs_op_name(uint16_t op)
+{
+	switch (op) {
+	case FS_OP_UPLOAD:
+		return "upload";
+	case FS_OP_DOWNLOAD:
+		return "download";
+	case FS_OP_DELETE:
+		return "delete";
+	case FS_OP_INFO:
+		return "info";
+	default:
+		return NULL;
+	}
+}

@@ -1,0 +1,633 @@
+/* ferryfs-storage: a storage server. Objects are files under its store
+ * paths (STORE/data/hh/hh/NAME[.ext]); every call is a ferry call on the
+ * locators it listens on; disk work runs on ferry's worker pool, never on
+ * the event loop. Config: docs/ferryfs/STORAGE.md; protocol:
+ * docs/ferryfs/PROTOCOL.md.
+ *
+ * Map: configuration (INI + --set); uploads (temp file, fsync policy,
+ * rename); downloads (file regions, closed when sent); delete, info;
+ * main (listen, serve, drain on SIGTERM). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferry/buf.h"
+#include "ferry/err.h"
+#include "ferry/rpc.h"
+#include "proto/wire.h"
+
+#define ST_STORES_MAX 16
+#define ST_LISTEN_MAX 8
+#define ST_COPY_BYTES (256u << 10) /* bounce buffer for file-region bodies */
+#define ST_DRAIN_US   5000000u
+
+enum { ST_FSYNC_NEVER = 0, ST_FSYNC_ALWAYS = 1 };
+
+typedef struct st_config {
+	char group[FS_GROUP_MAX + 1];
+	uint32_t server_id;
+	char *listen[ST_LISTEN_MAX];
+	int nlisten;
+	char *store[ST_STORES_MAX];
+	int nstores;
+	int fsync;
+	int workers;
+	bool foreground;
+} st_config;
+
+/* Counters of what was refused (malformed messages and IDs) and done. */
+typedef struct st_counters {
+	atomic_ulong uploads, downloads, deletes, infos;
+	atomic_ulong bad_messages, bad_ids, not_found, no_space, io_errors;
+} st_counters;
+
+static st_config cfg = {.group = "group1", .server_id = 1, .fsync = ST_FSYNC_ALWAYS};
+static st_counters cnt;
+static atomic_uint next_store;
+static volatile sig_atomic_t stop;
+
+static void st_log(const char *fmt, ...)
+{
+	va_list ap;
+	char ts[32];
+	time_t now = time(NULL);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", localtime(&now));
+	fprintf(stderr, "%s ferryfs-storage: ", ts);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Configuration --------------------------------------------------------------*/
+
+/* One key (from the file's [storage] section or --set KEY=VALUE). 1 = ok,
+ * 0 = refused (inih's convention); why goes to stderr. */
+static int st_key(const char *key, const char *val)
+{
+	if (strcmp(key, "group") == 0) {
+		if (!fs_group_valid(val, strlen(val))) {
+			fprintf(stderr,
+			        "ferryfs-storage: group '%s': 1-16 of A-Z a-z 0-9 _ -\n",
+			        val);
+			return 0;
+		}
+		snprintf(cfg.group, sizeof(cfg.group), "%s", val);
+	} else if (strcmp(key, "server_id") == 0) {
+		char *end;
+		unsigned long v = strtoul(val, &end, 10);
+		if (*val == '\0' || *end != '\0' || v == 0 || v > UINT32_MAX) {
+			fprintf(stderr, "ferryfs-storage: server_id '%s': 1 to 2^32-1\n",
+			        val);
+			return 0;
+		}
+		cfg.server_id = (uint32_t)v;
+	} else if (strcmp(key, "listen") == 0) {
+		if (cfg.nlisten == ST_LISTEN_MAX) {
+			fprintf(stderr, "ferryfs-storage: at most %d listen keys\n",
+			        ST_LISTEN_MAX);
+			return 0;
+		}
+		cfg.listen[cfg.nlisten++] = strdup(val);
+	} else if (strcmp(key, "store_path") == 0) {
+		if (cfg.nstores == ST_STORES_MAX || val[0] != '/') {
+			fprintf(stderr,
+			        "ferryfs-storage: store_path '%s': an absolute path, at most %d\n",
+			        val, ST_STORES_MAX);
+			return 0;
+		}
+		cfg.store[cfg.nstores++] = strdup(val);
+	} else if (strcmp(key, "fsync") == 0) {
+		if (strcmp(val, "always") == 0)
+			cfg.fsync = ST_FSYNC_ALWAYS;
+		else if (strcmp(val, "never") == 0)
+			cfg.fsync = ST_FSYNC_NEVER;
+		else {
+			fprintf(stderr, "ferryfs-storage: fsync '%s': always or never\n",
+			        val);
+			return 0;
+		}
+	} else if (strcmp(key, "workers") == 0) {
+		int v = atoi(val);
+		if (v < 1 || v > FERRY_WORKERS_THREADS_MAX) {
+			fprintf(stderr, "ferryfs-storage: workers '%s': 1 to %d\n", val,
+			        FERRY_WORKERS_THREADS_MAX);
+			return 0;
+		}
+		cfg.workers = v;
+	} else {
+		fprintf(stderr, "ferryfs-storage: unknown key '%s'\n", key);
+		return 0;
+	}
+	return 1;
+}
+
+static int st_ini(void *user, const char *section, const char *key, const char *val)
+{
+	(void)user;
+	if (strcmp(section, "storage") != 0) {
+		fprintf(stderr, "ferryfs-storage: unknown section [%s]\n", section);
+		return 0;
+	}
+	return st_key(key, val);
+}
+
+static void st_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: ferryfs-storage [--config FILE] [--set KEY=VALUE ...] [--foreground]\n"
+	        "Serves ferryfs objects from its store paths (docs/ferryfs/STORAGE.md).\n"
+	        "Keys ([storage] section of FILE, or --set, which wins):\n"
+	        "  group=NAME        the storage group (default group1)\n"
+	        "  server_id=N       this server's id, written into its file IDs (default 1)\n"
+	        "  listen=LOCATOR    a ferry locator to serve on (repeatable)\n"
+	        "  store_path=DIR    a store path, M00, M01, ... in order (repeatable)\n"
+	        "  fsync=always|never  fsync each object and its directory before it is\n"
+	        "                    visible (default always)\n"
+	        "  workers=N         disk worker threads (default %d)\n"
+	        "--foreground: stay in the foreground, log to stderr (otherwise the\n"
+	        "server detaches and logs to STORE0/storage.log). SIGTERM or SIGINT:\n"
+	        "stop taking calls, finish those in flight (up to 5 s), exit.\n",
+	        FERRY_WORKERS_THREADS_DEFAULT);
+}
+
+static int st_args(int argc, char **argv)
+{
+	/* the file first, then --set in order, so the command line wins */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			int rc = ini_parse(argv[++i], st_ini, NULL);
+			if (rc != 0) {
+				if (rc > 0)
+					fprintf(stderr,
+					        "ferryfs-storage: %s: error on line %d\n",
+					        argv[i], rc);
+				else
+					fprintf(stderr,
+					        "ferryfs-storage: %s: cannot read it\n",
+					        argv[i]);
+				return -1;
+			}
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0) {
+			i++;
+		} else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+			char *kv = argv[++i], *eq = strchr(kv, '=');
+			if (eq == NULL) {
+				fprintf(stderr, "ferryfs-storage: --set %s: KEY=VALUE\n",
+				        kv);
+				return -1;
+			}
+			*eq = '\0';
+			if (!st_key(kv, eq + 1))
+				return -1;
+		} else if (strcmp(argv[i], "--foreground") == 0) {
+			cfg.foreground = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			st_usage(stdout);
+			exit(0);
+		} else {
+			fprintf(stderr, "ferryfs-storage: unknown argument '%s'\n",
+			        argv[i]);
+			st_usage(stderr);
+			return -1;
+		}
+	}
+	if (cfg.nlisten == 0 || cfg.nstores == 0) {
+		fprintf(stderr,
+		        "ferryfs-storage: need at least one listen= and one store_path=\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* Requests ----------------------------------------------------------------------*/
+
+/* The message's first bytes, contiguous, for a decoder. */
+static size_t st_head(ferry_buf *req, uint8_t *out)
+{
+	size_t n =
+	        ferry_buf_len(req) < FS_DECODE_MAX ? ferry_buf_len(req) : FS_DECODE_MAX;
+	ssize_t got = ferry_buf_copy_out(req, 0, n, out);
+	return got < 0 ? 0 : (size_t)got;
+}
+
+/* The object's full path (or its directory with dir_only). */
+static int st_path(const fs_fid *f, bool dir_only, char *out, size_t cap)
+{
+	char rel[128];
+	if (f->store >= cfg.nstores || fs_fid_path(f, dir_only, rel, sizeof(rel)) < 0)
+		return -EINVAL;
+	int n = snprintf(out, cap, "%s/%s", cfg.store[f->store], rel);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* A decoded ID request that names this group and one of its store paths. */
+static int st_id_ok(int rc, int fid_err, const fs_id_req *r)
+{
+	if (rc == -EINVAL) {
+		atomic_fetch_add(&cnt.bad_ids, 1);
+		st_log("refused file ID: %s", fs_fid_strerror(fid_err));
+		return -EINVAL;
+	}
+	if (rc != 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	if (strcmp(r->fid.group, cfg.group) != 0 || r->fid.store >= cfg.nstores) {
+		atomic_fetch_add(&cnt.bad_ids, 1);
+		return -ENXIO; /* another group's, or a store path this server lacks */
+	}
+	return 0;
+}
+
+static int st_mkdirs(const fs_fid *f)
+{
+	char dir[PATH_MAX];
+	int rc = st_path(f, true, dir, sizeof(dir));
+	if (rc != 0)
+		return rc;
+	/* STORE/data, STORE/data/hh, STORE/data/hh/hh */
+	size_t base = strlen(cfg.store[f->store]);
+	for (size_t i = base + 1; dir[i] != '\0'; i++)
+		if (dir[i] == '/') {
+			dir[i] = '\0';
+			if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+				return -errno;
+			dir[i] = '/';
+		}
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int st_write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* The request body (from off) into fd; its CRC-32 in *crc. */
+static int st_write_body(int fd, ferry_buf *req, size_t off, uint64_t len, uint32_t *crc)
+{
+	ferry_buf_iter it;
+	ferry_buf_seg seg;
+	uint8_t *bounce = NULL;
+	int rc = 0;
+	*crc = 0;
+	ferry_buf_iter_init(&it, req, off, len);
+	while (rc == 0 && ferry_buf_iter_next(&it, &seg)) {
+		if (seg.kind != FERRY_CHUNK_FILE) {
+			*crc = fs_crc32(*crc, seg.data, seg.len);
+			rc = st_write_all(fd, seg.data, seg.len);
+			continue;
+		}
+		if (bounce == NULL && (bounce = malloc(ST_COPY_BYTES)) == NULL)
+			return -ENOMEM;
+		for (size_t done = 0; rc == 0 && done < seg.len;) {
+			size_t n = seg.len - done < ST_COPY_BYTES ? seg.len - done
+			                                          : ST_COPY_BYTES;
+			ssize_t r = pread(seg.fd, bounce, n, seg.file_off + (off_t)done);
+			if (r <= 0) {
+				rc = r < 0 ? -errno : -EIO;
+				break;
+			}
+			*crc = fs_crc32(*crc, bounce, (size_t)r);
+			rc = st_write_all(fd, bounce, (size_t)r);
+			done += (size_t)r;
+		}
+	}
+	free(bounce);
+	return rc;
+}
+
+static int st_fsync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) != 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* Upload: the body goes to a temporary file beside its final name, is
+ * fsynced (policy), and only then renamed into place: a crash or a full
+ * disk never leaves a partial object visible, and a failed upload leaves
+ * nothing behind. */
+static int st_upload(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_upload_req u;
+	int rc = fs_dec_upload(head, st_head(req, head), ferry_buf_len(req), &u);
+	if (rc != 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	if (u.store != FS_STORE_ANY && u.store >= cfg.nstores)
+		return -ENXIO;
+	fs_fid f = {.source = cfg.server_id,
+	            .ctime = (uint32_t)time(NULL),
+	            .size = u.size,
+	            .appender = (u.flags & FS_UPLOAD_APPENDER) != 0};
+	snprintf(f.group, sizeof(f.group), "%s", cfg.group);
+	snprintf(f.ext, sizeof(f.ext), "%s", u.ext);
+	f.store = u.store != FS_STORE_ANY ? u.store
+	                                  : (uint8_t)(atomic_fetch_add(&next_store, 1) %
+	                                              (unsigned)cfg.nstores);
+	while (getrandom(&f.rnd, sizeof(f.rnd), 0) != sizeof(f.rnd))
+		;
+	rc = st_mkdirs(&f);
+	if (rc != 0)
+		return rc;
+	char dir[PATH_MAX], tmp[PATH_MAX + 32], path[PATH_MAX];
+	st_path(&f, true, dir, sizeof(dir));
+	snprintf(tmp, sizeof(tmp), "%s/.upload-XXXXXX", dir);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = st_write_body(fd, req, u.body_off, u.size, &f.crc32);
+	if (rc == 0 && cfg.fsync == ST_FSYNC_ALWAYS && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	/* The final name; on the (2^-16) chance it exists, another random
+	 * high half keeps the same directories. */
+	for (int tries = 0; rc == 0; tries++) {
+		st_path(&f, false, path, sizeof(path));
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+			break;
+		if (errno != EEXIST || tries == 8) {
+			rc = -errno;
+			break;
+		}
+		uint16_t hi;
+		while (getrandom(&hi, sizeof(hi), 0) != sizeof(hi))
+			;
+		f.rnd = (f.rnd & 0xffffu) | (uint32_t)hi << 16;
+	}
+	if (rc != 0) {
+		unlink(tmp);
+		if (rc == -ENOSPC || rc == -EDQUOT)
+			atomic_fetch_add(&cnt.no_space, 1);
+		else
+			atomic_fetch_add(&cnt.io_errors, 1);
+		return rc == -EDQUOT ? -ENOSPC : rc;
+	}
+	if (cfg.fsync == ST_FSYNC_ALWAYS && (rc = st_fsync_dir(path)) != 0)
+		return rc;
+	char id[FS_FID_MAX];
+	if (fs_fid_encode(&f, id, sizeof(id)) < 0)
+		return -EIO;
+	uint8_t *out = ferry_buf_alloc(ferry_rpc_response(rpc),
+	                               FS_UPLOAD_RESP_FIXED + strlen(id));
+	if (out == NULL)
+		return -ENOMEM;
+	fs_enc_upload_resp(out, FS_UPLOAD_RESP_FIXED + strlen(id), id);
+	atomic_fetch_add(&cnt.uploads, 1);
+	return 0;
+}
+
+static void st_close_fd(void *arg, void *data)
+{
+	(void)data;
+	close((int)(intptr_t)arg);
+}
+
+/* Download: the range as a file region of the object's file (sendfile on
+ * splice: the bytes never enter this process); the file closes once the
+ * response has been sent. */
+static int st_download(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_id_req r;
+	int fe = 0;
+	int rc = st_id_ok(
+	        fs_dec_download(head, st_head(req, head), ferry_buf_len(req), &r, &fe),
+	        fe, &r);
+	if (rc != 0)
+		return rc;
+	char path[PATH_MAX];
+	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+		return rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			atomic_fetch_add(&cnt.not_found, 1);
+		return -errno;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	uint64_t len = r.length == 0 && r.offset <= size ? size - r.offset : r.length;
+	if (r.offset > size || len > size - r.offset) {
+		close(fd);
+		return -EINVAL; /* a range past the end */
+	}
+	if (len > FERRY_MSG_MAX_BYTES_DEFAULT) {
+		close(fd);
+		return -EFBIG; /* more than one message: ask for ranges */
+	}
+	rc = ferry_buf_append_file_loan(ferry_rpc_response(rpc), fd, (off_t)r.offset,
+	                                (size_t)len, st_close_fd, (void *)(intptr_t)fd);
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	atomic_fetch_add(&cnt.downloads, 1);
+	return 0;
+}
+
+static int st_delete(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_id_req r;
+	int fe = 0;
+	int rc = st_id_ok(
+	        fs_dec_id_req(head, st_head(req, head), ferry_buf_len(req), &r, &fe), fe,
+	        &r);
+	if (rc != 0)
+		return rc;
+	char path[PATH_MAX];
+	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+		return rc;
+	if (unlink(path) != 0) {
+		if (errno == ENOENT)
+			atomic_fetch_add(&cnt.not_found, 1);
+		return -errno;
+	}
+	if (cfg.fsync == ST_FSYNC_ALWAYS)
+		st_fsync_dir(path);
+	atomic_fetch_add(&cnt.deletes, 1);
+	return 0;
+}
+
+static int st_info(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_id_req r;
+	int fe = 0;
+	int rc = st_id_ok(
+	        fs_dec_id_req(head, st_head(req, head), ferry_buf_len(req), &r, &fe), fe,
+	        &r);
+	if (rc != 0)
+		return rc;
+	char path[PATH_MAX];
+	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+		return rc;
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		if (errno == ENOENT)
+			atomic_fetch_add(&cnt.not_found, 1);
+		return -errno;
+	}
+	fs_info in = {.size = (uint64_t)st.st_size,
+	              .mtime_s = (uint64_t)st.st_mtime,
+	              .crc32 = r.fid.crc32,
+	              .source = r.fid.source,
+	              .ctime = r.fid.ctime,
+	              .appender = r.fid.appender};
+	uint8_t *out = ferry_buf_alloc(ferry_rpc_response(rpc), FS_INFO_RESP_BYTES);
+	if (out == NULL)
+		return -ENOMEM;
+	fs_enc_info(out, FS_INFO_RESP_BYTES, &in);
+	atomic_fetch_add(&cnt.infos, 1);
+	return 0;
+}
+
+/* Every opcode's handler runs on a worker: one entry, one reply. */
+typedef struct st_op {
+	uint16_t op;
+	int (*fn)(ferry_rpc *rpc);
+} st_op;
+
+static const st_op st_ops[] = {
+        {FS_OP_UPLOAD, st_upload},
+        {FS_OP_DOWNLOAD, st_download},
+        {FS_OP_DELETE, st_delete},
+        {FS_OP_INFO, st_info},
+};
+
+static void st_handler(void *arg, ferry_rpc *rpc)
+{
+	const st_op *o = arg;
+	ferry_rpc_reply(rpc, o->fn(rpc));
+}
+
+/* Main --------------------------------------------------------------------------*/
+
+static void st_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (st_args(argc, argv) != 0)
+		return 2;
+	for (int i = 0; i < cfg.nstores; i++) {
+		struct stat st;
+		if (stat(cfg.store[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr,
+			        "ferryfs-storage: store_path %s: not a directory\n",
+			        cfg.store[i]);
+			return 2;
+		}
+	}
+	if (!cfg.foreground) {
+		char log[PATH_MAX];
+		snprintf(log, sizeof(log), "%s/storage.log", cfg.store[0]);
+		if (daemon(0, 0) != 0 || freopen(log, "a", stderr) == NULL)
+			return 1;
+		setvbuf(stderr, NULL, _IOLBF, 0);
+	}
+	struct sigaction sa = {.sa_handler = st_signal};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	ferry_ctx *ctx;
+	ferry_server *srv;
+	int rc = ferry_ctx_create(NULL, &ctx);
+	if (rc != 0) {
+		st_log("cannot create a ferry context: %s", ferry_strerror(rc));
+		return 1;
+	}
+	if ((rc = ferry_server_create(ctx, &srv)) != 0) {
+		st_log("cannot create a server: %s", ferry_ctx_errmsg(ctx));
+		return 1;
+	}
+	ferry_workers_opts wo = {.threads = cfg.workers};
+	ferry_server_workers(srv, &wo);
+	for (size_t i = 0; i < sizeof(st_ops) / sizeof(st_ops[0]); i++)
+		ferry_server_handle_blocking(srv, st_ops[i].op, st_handler,
+		                             (void *)&st_ops[i]);
+	for (int i = 0; i < cfg.nlisten; i++) {
+		if ((rc = ferry_server_listen(srv, cfg.listen[i])) != 0) {
+			st_log("listen %s: %s", cfg.listen[i], ferry_ctx_errmsg(ctx));
+			return 1;
+		}
+		char bound[256];
+		if (ferry_server_locator(srv, i, bound, sizeof(bound)) >= 0)
+			st_log("group %s server %u listening on %s", cfg.group,
+			       cfg.server_id, bound);
+	}
+	while (!stop)
+		ferry_ctx_poll(ctx, 200000);
+	st_log("stopping: draining calls in flight");
+	rc = ferry_server_drain(srv, ST_DRAIN_US);
+	ferry_server_destroy(srv);
+	ferry_ctx_destroy(ctx);
+	st_log("stopped%s: uploads %lu downloads %lu deletes %lu infos %lu; refused: "
+	       "bad messages %lu bad IDs %lu; not found %lu; no space %lu; I/O errors %lu",
+	       rc != 0 ? " (drain timed out)" : "", (unsigned long)cnt.uploads,
+	       (unsigned long)cnt.downloads, (unsigned long)cnt.deletes,
+	       (unsigned long)cnt.infos, (unsigned long)cnt.bad_messages,
+	       (unsigned long)cnt.bad_ids, (unsigned long)cnt.not_found,
+	       (unsigned long)cnt.no_space, (unsigned long)cnt.io_errors);
+	for (int i = 0; i < cfg.nlisten; i++)
+		free(cfg.listen[i]);
+	for (int i = 0; i < cfg.nstores; i++)
+		free(cfg.store[i]);
+	return 0;
+}

@@ -134,18 +134,18 @@ cmd_test() {
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
-	log "release suites: unit drivers e2e fault bench-smoke fuzz-smoke (corpus replay)"
-	run_suites build/release unit drivers e2e fault bench-smoke fuzz-smoke
+	log "release suites: unit drivers e2e fault fs bench-smoke fuzz-smoke (corpus replay)"
+	run_suites build/release unit drivers e2e fault fs bench-smoke fuzz-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
 	local t3=$SECONDS
 	run_ib_suite build/release
 	log "ib suite: $((SECONDS - t3)) s"
-	log "asan suites: unit drivers e2e fault-asan fuzz-smoke (libFuzzer, 20 s each)"
+	log "asan suites: unit drivers e2e fault-asan fs fuzz-smoke (libFuzzer, 20 s each)"
 	local t4=$SECONDS
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan fuzz-smoke
+		FERRY_TIMEOUT_MULT=3 run_suites build/asan unit drivers e2e fault-asan fs fuzz-smoke
 	log "asan suites: $((SECONDS - t4)) s"
 	log "tsan suite"
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 FERRY_TIMEOUT_MULT=3 \

@@ -29,6 +29,18 @@ local FLAG_RESPONSE, FLAG_ACK_REQ, FLAG_RETX, FLAG_LAST = 0x01, 0x02, 0x04, 0x08
 
 -- Status names: 0, ferry's library codes (include/ferry/err.h, FERRY_ERR_BASE 10000) and
 -- Linux errno names (generated from glibc's strerrorname_np).
+-- Opcodes of the applications in this tree: ferryfs (docs/ferryfs/PROTOCOL.md).
+local opcode_names = {
+	[0x4601] = "ferryfs.upload",
+	[0x4602] = "ferryfs.download",
+	[0x4603] = "ferryfs.delete",
+	[0x4604] = "ferryfs.info",
+}
+local function opcode_text(op)
+	local n = opcode_names[op]
+	return n and (n .. " (" .. op .. ")") or tostring(op)
+end
+
 local status_names = {
 	[0] = "OK",
 	[-10001] = "FERRY_ETIMEDOUT", [-10002] = "FERRY_EPEERDEAD", [-10003] = "FERRY_ERESTARTED",
@@ -79,7 +91,7 @@ local pf = {
 	f_reserved = ProtoField.uint8("ferry.flags.reserved", "Reserved (must be zero)", base.HEX,
 		nil, 0xF0),
 	channel = ProtoField.uint8("ferry.channel", "Channel", base.DEC),
-	opcode = ProtoField.uint16("ferry.opcode", "Opcode", base.DEC),
+	opcode = ProtoField.uint16("ferry.opcode", "Opcode", base.DEC, opcode_names),
 	token = ProtoField.uint64("ferry.token", "Token", base.HEX),
 	client_hint = ProtoField.uint32("ferry.client_hint", "Client hint", base.DEC),
 	server_hint = ProtoField.uint32("ferry.server_hint", "Server hint", base.DEC),
@@ -234,8 +246,8 @@ local function dissect_one(tvb, pinfo, root, stream)
 		end
 		tree:add(pf.payload_len, plen):set_generated()
 		if plen > 0 then tree:add(pf.payload, tvb(HDR, plen)) end
-		info = string.format("DATA %s ch=%d rpc=%d frag %d/%d op=%d",
-			response and "resp" or "req", channel, rpc_id, frag, n, opcode)
+		info = string.format("DATA %s ch=%d rpc=%d frag %d/%d op=%s",
+			response and "resp" or "req", channel, rpc_id, frag, n, opcode_text(opcode))
 		if response then info = info .. " status=" .. status_name(-aux)
 		else info = info .. " cap=" .. aux end
 		info = info .. " len=" .. msg_len
@@ -329,7 +341,8 @@ local function dissect_one(tvb, pinfo, root, stream)
 		info = string.format("VERSION_MISMATCH refused=%d speaks=%d-%d", channel,
 			tvb(38, 1):uint(), tvb(39, 1):uint())
 	elseif ptype == TYPE_CANCEL then
-		info = string.format("CANCEL ch=%d rpc=%d op=%d", channel, rpc_id, tvb(6, 2):le_uint())
+		info = string.format("CANCEL ch=%d rpc=%d op=%s", channel, rpc_id,
+			opcode_text(tvb(6, 2):le_uint()))
 	elseif ptype == TYPE_KEEPALIVE then
 		info = string.format("KEEPALIVE%s client_hint=%d server_hint=%d",
 			response and " reply" or "", tvb(16, 4):le_uint(),

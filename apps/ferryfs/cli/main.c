@@ -1,14 +1,17 @@
 /* ferryfs: the command-line client (docs/ferryfs/CLI.md).
  *
- *   ferryfs [--server LOCATOR] upload FILE [--ext EXT] [--appender] [--store N]
- *   ferryfs [--server LOCATOR] download ID OUT [--offset N] [--length N]
- *   ferryfs [--server LOCATOR] delete ID
- *   ferryfs [--server LOCATOR] info ID
+ *   ferryfs WHERE upload FILE [--ext EXT] [--appender] [--store N] [--group G]
+ *   ferryfs WHERE download ID OUT [--offset N] [--length N]
+ *   ferryfs WHERE delete ID
+ *   ferryfs [WHERE] info ID
+ *   ferryfs --tracker LOCATOR monitor [--json]
  *
- * Until the tracker exists (issue 16) every command talks to the storage
- * server named by --server. Exit codes: 0 done; 1 the call failed (the
- * message says why); 2 usage, or a malformed file ID; 3 no such object;
- * 4 no space on the server. */
+ * WHERE is --tracker LOCATOR (repeatable: tried in order until one
+ * answers), which finds the storage server, or --server LOCATOR, a storage
+ * server itself. Exit codes: 0 done; 1 the call failed (the message says
+ * why); 2 usage, or a malformed file ID; 3 no such object; 4 no space on
+ * the server; 5 no server for it (offline, or no tracker answered); 6 the
+ * group is read-only (below its reserved space). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -28,26 +31,54 @@
 #include "ferry/rpc.h"
 #include "proto/wire.h"
 
-#define CLI_TIMEOUT_US 60000000ull
+#define CLI_TIMEOUT_US    60000000ull
+#define CLI_TRACKER_US    3000000ull
+#define CLI_TRACKERS_MAX  8
+#define CLI_TRACKER_BYTES 8192
 
-enum { EX_OK = 0, EX_FAILED = 1, EX_USAGE = 2, EX_NOENT = 3, EX_NOSPC = 4 };
+enum {
+	EX_OK = 0,
+	EX_FAILED = 1,
+	EX_USAGE = 2,
+	EX_NOENT = 3,
+	EX_NOSPC = 4,
+	EX_NOSERVER = 5,
+	EX_READONLY = 6
+};
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: ferryfs --server LOCATOR upload FILE [--ext EXT] [--appender] [--store N]\n"
-	        "       ferryfs --server LOCATOR download ID OUT [--offset N] [--length N]\n"
-	        "       ferryfs --server LOCATOR delete ID\n"
-	        "       ferryfs [--server LOCATOR] info ID\n"
+	        "usage: ferryfs WHERE upload FILE [--ext EXT] [--appender] [--store N] "
+	        "[--group G]\n"
+	        "       ferryfs WHERE download ID OUT [--offset N] [--length N]\n"
+	        "       ferryfs WHERE delete ID\n"
+	        "       ferryfs [WHERE] info ID\n"
+	        "       ferryfs --tracker LOCATOR monitor [--json]\n"
+	        "WHERE: --tracker LOCATOR (repeatable, tried in order) or --server LOCATOR\n"
+	        "(a storage server). --transport NAME picks which of a storage server's\n"
+	        "locators to use (default: the tracker locator's, e.g. tcp).\n"
 	        "upload prints the new object's file ID. OUT '-' is standard output.\n"
-	        "info decodes the ID here; with --server it also asks the server.\n"
+	        "info decodes the ID here; with WHERE it also asks the server.\n"
 	        "Exit: 0 done, 1 the call failed, 2 usage or a malformed ID,\n"
-	        "3 no such object, 4 no space on the server.\n");
+	        "3 no such object, 4 no space on the server, 5 no server for it,\n"
+	        "6 the group is read-only.\n");
 }
 
 static int exit_for(int status)
 {
-	return status == -ENOENT ? EX_NOENT : status == -ENOSPC ? EX_NOSPC : EX_FAILED;
+	switch (status) {
+	case -ENOENT:
+		return EX_NOENT;
+	case -ENOSPC:
+		return EX_NOSPC;
+	case -EHOSTDOWN:
+		return EX_NOSERVER;
+	case -EROFS:
+		return EX_READONLY;
+	default:
+		return EX_FAILED;
+	}
 }
 
 static const char *why(int status)
@@ -63,6 +94,10 @@ static const char *why(int status)
 		return "malformed file ID, or a range past the end";
 	case -EFBIG:
 		return "over one message: ask for a range";
+	case -EHOSTDOWN:
+		return "no storage server online for it";
+	case -EROFS:
+		return "the group is read-only (below its reserved space)";
 	default:
 		return status < 0 && status > -4096 ? strerror(-status)
 		                                    : ferry_strerror(status);
@@ -82,17 +117,114 @@ static int parse_u64(const char *s, uint64_t *out)
 
 typedef struct cli {
 	const char *server;
+	const char *tracker[CLI_TRACKERS_MAX];
+	int ntrackers;
+	const char *transport;       /* which storage locator to use */
+	char picked[FS_LOC_MAX + 1]; /* the storage server a tracker named */
+	uint8_t store;               /* ... and its store path for an upload */
 	ferry_ctx *ctx;
 	ferry_session *s;
 } cli;
 
+static int cli_ctx(cli *c)
+{
+	int rc = c->ctx != NULL ? 0 : ferry_ctx_create(NULL, &c->ctx);
+	if (rc != 0)
+		fprintf(stderr, "ferryfs: %s\n", ferry_strerror(rc));
+	return rc;
+}
+
+/* Ask the trackers in order until one answers (a failed transport moves
+ * on; an answer, even an error, is final). The answer's body in *resp. */
+static int tracker_call(cli *c, uint16_t op, const uint8_t *msg, size_t n,
+                        ferry_buf *resp)
+{
+	int st = -EHOSTDOWN;
+	if (cli_ctx(c) != 0)
+		return -ENOMEM;
+	for (int i = 0; i < c->ntrackers; i++) {
+		ferry_session *s;
+		if (ferry_session_open(c->ctx, c->tracker[i], &s) != 0) {
+			fprintf(stderr, "ferryfs: tracker %s: %s\n", c->tracker[i],
+			        ferry_ctx_errmsg(c->ctx));
+			continue;
+		}
+		ferry_buf req;
+		ferry_buf_init(&req);
+		ferry_buf_append(&req, msg, n);
+		ferry_buf_reset(resp);
+		st = ferry_call_sync(s, op, &req, resp, CLI_TRACKER_US);
+		ferry_buf_fini(&req);
+		ferry_session_close(s);
+		if (st == 0 || st > -10000)
+			return st; /* an answer (the tracker's own status is an errno) */
+		fprintf(stderr, "ferryfs: tracker %s: %s%s\n", c->tracker[i],
+		        ferry_strerror(st),
+		        i + 1 < c->ntrackers ? ", trying the next" : "");
+		st = -EHOSTDOWN;
+	}
+	return st;
+}
+
+/* The locator of sv to use: --transport's, else the one on the tracker's
+ * transport, else the first. */
+static const char *pick_loc(const cli *c, const fs_server *sv)
+{
+	char want[32];
+	const char *t = c->transport != NULL ? c->transport : c->tracker[0];
+	snprintf(want, sizeof(want), "%.*s:", (int)strcspn(t, ":"), t);
+	for (int i = 0; i < sv->nlocs; i++)
+		if (strncmp(sv->locs[i], want, strlen(want)) == 0)
+			return sv->locs[i];
+	return c->transport != NULL ? NULL : sv->locs[0];
+}
+
+/* Where an upload goes (group may be ""), or who holds id: c->picked. */
+static int tracker_locate(cli *c, const char *group, const char *id)
+{
+	uint8_t m[FS_DECODE_MAX];
+	int n = id != NULL ? fs_enc_id_req(m, sizeof(m), id)
+	                   : fs_enc_query_store(m, sizeof(m), group);
+	ferry_buf resp;
+	ferry_buf_init(&resp);
+	int st = tracker_call(c, id != NULL ? FS_OP_QUERY_FETCH : FS_OP_QUERY_STORE, m,
+	                      (size_t)n, &resp);
+	static uint8_t body[CLI_TRACKER_BYTES];
+	fs_server sv;
+	if (st == 0) {
+		ssize_t got = ferry_buf_copy_out(&resp, 0,
+		                                 ferry_buf_len(&resp) < sizeof(body)
+		                                         ? ferry_buf_len(&resp)
+		                                         : sizeof(body),
+		                                 body);
+		if (got < 0 ||
+		    fs_dec_server(body, (size_t)got, &sv) != (int)ferry_buf_len(&resp) ||
+		    sv.nlocs == 0)
+			st = -EBADMSG;
+	}
+	ferry_buf_fini(&resp);
+	if (st != 0)
+		return st;
+	const char *loc = pick_loc(c, &sv);
+	if (loc == NULL) {
+		fprintf(stderr, "ferryfs: server %s/%u has no %s locator\n", sv.group,
+		        sv.id, c->transport);
+		return -ENXIO;
+	}
+	snprintf(c->picked, sizeof(c->picked), "%s", loc);
+	c->server = c->picked;
+	c->store = sv.store;
+	return 0;
+}
+
 static int cli_open(cli *c)
 {
 	if (c->server == NULL) {
-		fprintf(stderr, "ferryfs: --server LOCATOR is needed (no tracker yet)\n");
+		fprintf(stderr,
+		        "ferryfs: --server LOCATOR or --tracker LOCATOR is needed\n");
 		return EX_USAGE;
 	}
-	int rc = ferry_ctx_create(NULL, &c->ctx);
+	int rc = cli_ctx(c);
 	if (rc == 0 && (rc = ferry_session_open(c->ctx, c->server, &c->s)) != 0) {
 		fprintf(stderr, "ferryfs: %s: %s\n", c->server, ferry_ctx_errmsg(c->ctx));
 		return EX_USAGE;
@@ -106,11 +238,13 @@ static int cli_open(cli *c)
 
 static int cmd_upload(cli *c, int argc, char **argv)
 {
-	const char *file = NULL, *ext = "";
+	const char *file = NULL, *ext = "", *group = "";
 	uint8_t flags = 0, store = FS_STORE_ANY;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--ext") == 0 && i + 1 < argc)
 			ext = argv[++i];
+		else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
+			group = argv[++i];
 		else if (strcmp(argv[i], "--appender") == 0)
 			flags |= FS_UPLOAD_APPENDER;
 		else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc)
@@ -141,9 +275,25 @@ static int cmd_upload(cli *c, int argc, char **argv)
 		        file, size, FERRY_MSG_MAX_BYTES_DEFAULT >> 20);
 		return EX_FAILED;
 	}
+	if (!fs_group_valid(group, strlen(group)) && group[0] != '\0') {
+		fprintf(stderr, "ferryfs: --group %s: 1-16 of A-Z a-z 0-9 _ -\n", group);
+		return EX_USAGE;
+	}
+	if (c->server == NULL && c->ntrackers > 0) {
+		int st = tracker_locate(c, group, NULL);
+		if (st != 0) {
+			fprintf(stderr, "ferryfs: upload %s: %s\n", file, why(st));
+			close(fd);
+			return exit_for(st);
+		}
+		if (store == FS_STORE_ANY)
+			store = c->store;
+	}
 	int rc = cli_open(c);
-	if (rc != EX_OK)
+	if (rc != EX_OK) {
+		close(fd);
 		return rc;
+	}
 	ferry_buf req, resp;
 	ferry_buf_init(&req);
 	ferry_buf_init(&resp);
@@ -181,6 +331,20 @@ static int decode_id(const char *id, fs_fid *f)
 	return e;
 }
 
+/* The storage server for an ID: --server, or the trackers' answer. An
+ * exit code (EX_OK when c->server is set). */
+static int locate_id(cli *c, const char *what, const char *id)
+{
+	if (c->server != NULL || c->ntrackers == 0)
+		return EX_OK;
+	int st = tracker_locate(c, NULL, id);
+	if (st != 0) {
+		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st));
+		return exit_for(st);
+	}
+	return EX_OK;
+}
+
 static int cmd_download(cli *c, int argc, char **argv)
 {
 	const char *id = NULL, *out = NULL;
@@ -204,7 +368,9 @@ static int cmd_download(cli *c, int argc, char **argv)
 		return usage(stderr), EX_USAGE;
 	if (decode_id(id, &f) != 0)
 		return EX_USAGE;
-	int rc = cli_open(c);
+	int rc = locate_id(c, "download", id);
+	if (rc == EX_OK)
+		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
 	int fd = strcmp(out, "-") == 0
@@ -245,7 +411,9 @@ static int cmd_delete(cli *c, int argc, char **argv)
 		return usage(stderr), EX_USAGE;
 	if (decode_id(argv[0], &f) != 0)
 		return EX_USAGE;
-	int rc = cli_open(c);
+	int rc = locate_id(c, "delete", argv[0]);
+	if (rc == EX_OK)
+		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
 	ferry_buf req, resp;
@@ -283,9 +451,11 @@ static int cmd_info(cli *c, int argc, char **argv)
 	print_time("created", f.ctime);
 	printf("%-14s %" PRIu64 "\n%-14s %08x\n%-14s %s\n", "size at upload", f.size,
 	       "crc32", f.crc32, "appender", f.appender ? "yes" : "no");
-	if (c->server == NULL)
+	if (c->server == NULL && c->ntrackers == 0)
 		return EX_OK;
-	int rc = cli_open(c);
+	int rc = locate_id(c, "info", argv[0]);
+	if (rc == EX_OK)
+		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
 	ferry_buf req, resp;
@@ -311,6 +481,95 @@ static int cmd_info(cli *c, int argc, char **argv)
 	return EX_OK;
 }
 
+static const char *state_name(uint8_t st)
+{
+	return st == FS_SERVER_ACTIVE     ? "ACTIVE"
+	       : st == FS_SERVER_READONLY ? "READONLY"
+	                                  : "OFFLINE";
+}
+
+/* Every server a tracker knows: like fdfs_monitor. */
+static int cmd_monitor(cli *c, int argc, char **argv)
+{
+	bool json = argc == 1 && strcmp(argv[0], "--json") == 0;
+	if ((argc > 0 && !json) || c->ntrackers == 0)
+		return usage(stderr), EX_USAGE;
+	ferry_buf resp;
+	ferry_buf_init(&resp);
+	int st = tracker_call(c, FS_OP_LIST, (const uint8_t[]){FS_PROTO_VERSION, 0, 0, 0},
+	                      4, &resp);
+	size_t len = ferry_buf_len(&resp);
+	uint8_t *body = len > 0 ? malloc(len) : NULL;
+	if (st == 0 && (len < 2 || body == NULL ||
+	                ferry_buf_copy_out(&resp, 0, len, body) != (ssize_t)len))
+		st = -EBADMSG;
+	ferry_buf_fini(&resp);
+	if (st != 0) {
+		free(body);
+		fprintf(stderr, "ferryfs: monitor: %s\n", why(st));
+		return exit_for(st);
+	}
+	unsigned n = fs_get16(body);
+	size_t off = 2;
+	if (json)
+		printf("{\"servers\": [");
+	else
+		printf("%-16s %6s %-8s %9s %12s %12s %5s %10s  %s\n", "group", "id",
+		       "state", "beat ago", "free MiB", "total MiB", "load", "ops",
+		       "locators");
+	for (unsigned i = 0; i < n; i++) {
+		fs_server sv;
+		int k = fs_dec_server(body + off, len - off, &sv);
+		if (k < 0) {
+			free(body);
+			fprintf(stderr, "ferryfs: monitor: a malformed server record\n");
+			return EX_FAILED;
+		}
+		off += (size_t)k;
+		uint64_t fr = 0, tot = 0;
+		for (int s = 0; s < sv.nstores; s++) {
+			fr += sv.free_bytes[s];
+			tot += sv.total_bytes[s];
+		}
+		char ago[16];
+		if (sv.age_ms == UINT32_MAX)
+			snprintf(ago, sizeof(ago), "never");
+		else
+			snprintf(ago, sizeof(ago), "%.1fs", sv.age_ms / 1000.0);
+		if (json) {
+			printf("%s{\"group\": \"%s\", \"id\": %u, \"state\": \"%s\", "
+			       "\"beat_age_ms\": %s%u, \"free_bytes\": %" PRIu64
+			       ", \"total_bytes\": %" PRIu64
+			       ", \"load\": %u, \"ops\": %" PRIu64 ", \"locators\": [",
+			       i ? ", " : "", sv.group, sv.id, state_name(sv.state),
+			       sv.age_ms == UINT32_MAX ? "" : "",
+			       sv.age_ms == UINT32_MAX ? 0 : sv.age_ms, fr, tot, sv.load,
+			       sv.ops);
+			for (int l = 0; l < sv.nlocs; l++)
+				printf("%s\"%s\"", l ? ", " : "", sv.locs[l]);
+			printf("], \"stores\": [");
+			for (int s = 0; s < sv.nstores; s++)
+				printf("%s{\"free_bytes\": %" PRIu64
+				       ", \"total_bytes\": %" PRIu64 "}",
+				       s ? ", " : "", sv.free_bytes[s],
+				       sv.total_bytes[s]);
+			printf("]}");
+		} else {
+			printf("%-16s %6u %-8s %9s %12" PRIu64 " %12" PRIu64
+			       " %5u %10" PRIu64 "  ",
+			       sv.group, sv.id, state_name(sv.state), ago, fr >> 20,
+			       tot >> 20, sv.load, sv.ops);
+			for (int l = 0; l < sv.nlocs; l++)
+				printf("%s%s", l ? " " : "", sv.locs[l]);
+			printf("\n");
+		}
+	}
+	if (json)
+		printf("]}\n");
+	free(body);
+	return EX_OK;
+}
+
 int main(int argc, char **argv)
 {
 	cli c = {0};
@@ -318,6 +577,11 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--server") == 0 && i + 1 < argc)
 			c.server = argv[++i];
+		else if (strcmp(argv[i], "--tracker") == 0 && i + 1 < argc &&
+		         c.ntrackers < CLI_TRACKERS_MAX)
+			c.tracker[c.ntrackers++] = argv[++i];
+		else if (strcmp(argv[i], "--transport") == 0 && i + 1 < argc)
+			c.transport = argv[++i];
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return usage(stdout), EX_OK;
 		else
@@ -335,6 +599,8 @@ int main(int argc, char **argv)
 		rc = cmd_delete(&c, argc - i, argv + i);
 	else if (strcmp(cmd, "info") == 0)
 		rc = cmd_info(&c, argc - i, argv + i);
+	else if (strcmp(cmd, "monitor") == 0)
+		rc = cmd_monitor(&c, argc - i, argv + i);
 	else {
 		fprintf(stderr, "ferryfs: unknown command '%s'\n", cmd);
 		usage(stderr);

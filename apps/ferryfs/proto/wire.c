@@ -198,6 +198,137 @@ int fs_dec_info(const uint8_t *p, size_t have, uint64_t msg_len, fs_info *out)
 	return 0;
 }
 
+#define FS_SERVER_FIXED 28
+
+int fs_enc_server(uint8_t *out, size_t cap, const fs_server *sv)
+{
+	size_t gl = strlen(sv->group), n = FS_SERVER_FIXED + gl;
+	if (gl > FS_GROUP_MAX || sv->nlocs > FS_LOCS_MAX || sv->nstores > FS_BEAT_STORES)
+		return -1;
+	for (int i = 0; i < sv->nlocs; i++)
+		n += 2 + strlen(sv->locs[i]);
+	n += 16u * sv->nstores;
+	if (n > cap)
+		return -1;
+	out[0] = (uint8_t)gl;
+	out[1] = sv->nlocs;
+	out[2] = sv->nstores;
+	out[3] = sv->store;
+	fs_put32(out + 4, sv->id);
+	fs_put32(out + 8, sv->load);
+	out[12] = sv->state;
+	out[13] = out[14] = out[15] = 0;
+	fs_put32(out + 16, sv->age_ms);
+	fs_put64(out + 20, sv->ops);
+	uint8_t *p = out + FS_SERVER_FIXED;
+	memcpy(p, sv->group, gl);
+	p += gl;
+	for (int i = 0; i < sv->nlocs; i++) {
+		size_t l = strlen(sv->locs[i]);
+		fs_put16(p, (uint16_t)l);
+		memcpy(p + 2, sv->locs[i], l);
+		p += 2 + l;
+	}
+	for (int i = 0; i < sv->nstores; i++, p += 16) {
+		fs_put64(p, sv->free_bytes[i]);
+		fs_put64(p + 8, sv->total_bytes[i]);
+	}
+	return (int)(p - out);
+}
+
+int fs_dec_server(const uint8_t *p, size_t have, fs_server *sv)
+{
+	memset(sv, 0, sizeof(*sv));
+	if (have < FS_SERVER_FIXED)
+		return -EBADMSG;
+	size_t gl = p[0];
+	sv->nlocs = p[1];
+	sv->nstores = p[2];
+	sv->store = p[3];
+	sv->id = fs_get32(p + 4);
+	sv->load = fs_get32(p + 8);
+	sv->state = p[12];
+	sv->age_ms = fs_get32(p + 16);
+	sv->ops = fs_get64(p + 20);
+	if (gl > FS_GROUP_MAX || sv->nlocs > FS_LOCS_MAX ||
+	    sv->nstores > FS_BEAT_STORES || sv->state > FS_SERVER_READONLY ||
+	    p[13] != 0 || p[14] != 0 || p[15] != 0 || have < FS_SERVER_FIXED + gl ||
+	    (gl > 0 && !fs_group_valid((const char *)p + FS_SERVER_FIXED, gl)))
+		return -EBADMSG;
+	memcpy(sv->group, p + FS_SERVER_FIXED, gl);
+	size_t off = FS_SERVER_FIXED + gl;
+	for (int i = 0; i < sv->nlocs; i++) {
+		if (have < off + 2)
+			return -EBADMSG;
+		size_t l = fs_get16(p + off);
+		if (l == 0 || l > FS_LOC_MAX || have < off + 2 + l ||
+		    memchr(p + off + 2, '\0', l) != NULL)
+			return -EBADMSG;
+		memcpy(sv->locs[i], p + off + 2, l);
+		off += 2 + l;
+	}
+	if (have < off + 16u * sv->nstores)
+		return -EBADMSG;
+	for (int i = 0; i < sv->nstores; i++, off += 16) {
+		sv->free_bytes[i] = fs_get64(p + off);
+		sv->total_bytes[i] = fs_get64(p + off + 8);
+		if (sv->free_bytes[i] > sv->total_bytes[i])
+			return -EBADMSG;
+	}
+	return (int)off;
+}
+
+int fs_enc_beat(uint8_t *out, size_t cap, const fs_server *sv)
+{
+	if (cap < FS_REQ_HDR_BYTES)
+		return -1;
+	req_hdr(out, 0);
+	int n = fs_enc_server(out + FS_REQ_HDR_BYTES, cap - FS_REQ_HDR_BYTES, sv);
+	return n < 0 ? -1 : n + FS_REQ_HDR_BYTES;
+}
+
+int fs_dec_beat(const uint8_t *p, size_t have, uint64_t msg_len, fs_server *sv)
+{
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < msg_len)
+		return -EBADMSG;
+	int n = fs_dec_server(p + FS_REQ_HDR_BYTES, have - FS_REQ_HDR_BYTES, sv);
+	if (n < 0 || (uint64_t)n + FS_REQ_HDR_BYTES != msg_len || sv->group[0] == '\0' ||
+	    sv->id == 0 || sv->nlocs == 0)
+		return -EBADMSG;
+	return 0;
+}
+
+int fs_enc_query_store(uint8_t *out, size_t cap, const char *group)
+{
+	size_t gl = strlen(group);
+	if (gl > FS_GROUP_MAX || cap < FS_REQ_HDR_BYTES + 4 + gl)
+		return -1;
+	req_hdr(out, 0);
+	out[4] = (uint8_t)gl;
+	out[5] = out[6] = out[7] = 0;
+	memcpy(out + 8, group, gl);
+	return (int)(8 + gl);
+}
+
+int fs_dec_query_store(const uint8_t *p, size_t have, uint64_t msg_len, char *group)
+{
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < 8 || p[5] != 0 || p[6] != 0 || p[7] != 0)
+		return -EBADMSG;
+	size_t gl = p[4];
+	if (msg_len != 8 + gl || have < msg_len ||
+	    (gl > 0 && !fs_group_valid((const char *)p + 8, gl)))
+		return -EBADMSG;
+	memcpy(group, p + 8, gl);
+	group[gl] = '\0';
+	return 0;
+}
+
 const char *fs_op_name(uint16_t op)
 {
 	switch (op) {
@@ -209,6 +340,14 @@ const char *fs_op_name(uint16_t op)
 		return "delete";
 	case FS_OP_INFO:
 		return "info";
+	case FS_OP_BEAT:
+		return "beat";
+	case FS_OP_QUERY_STORE:
+		return "query-store";
+	case FS_OP_QUERY_FETCH:
+		return "query-fetch";
+	case FS_OP_LIST:
+		return "list";
 	default:
 		return NULL;
 	}

@@ -19,7 +19,34 @@ enum fs_op {
 	FS_OP_DOWNLOAD = 0x4602,
 	FS_OP_DELETE = 0x4603,
 	FS_OP_INFO = 0x4604,
+	/* tracker */
+	FS_OP_BEAT = 0x4621,        /* storage -> tracker: who, where, how full */
+	FS_OP_QUERY_STORE = 0x4622, /* client: a server to upload to */
+	FS_OP_QUERY_FETCH = 0x4623, /* client: a server that holds an ID */
+	FS_OP_LIST = 0x4624,        /* monitor: every server the tracker knows */
 };
+
+#define FS_LOCS_MAX     8
+#define FS_LOC_MAX      200 /* bytes of one locator */
+#define FS_BEAT_STORES  16
+#define FS_LIST_SERVERS 256
+
+/* A storage server as the tracker sees it: the heartbeat's content, and
+ * what QUERY_* answer and LIST reports. */
+typedef struct fs_server {
+	char group[FS_GROUP_MAX + 1];
+	uint32_t id;
+	uint32_t load; /* calls in flight at the beat */
+	uint64_t ops;  /* calls served since start */
+	uint8_t nlocs, nstores;
+	uint8_t store;   /* QUERY_STORE: the store path to use (FS_STORE_ANY) */
+	uint8_t state;   /* LIST: FS_SERVER_* */
+	uint32_t age_ms; /* LIST: since the last beat */
+	char locs[FS_LOCS_MAX][FS_LOC_MAX + 1];
+	uint64_t free_bytes[FS_BEAT_STORES], total_bytes[FS_BEAT_STORES];
+} fs_server;
+
+enum { FS_SERVER_OFFLINE = 0, FS_SERVER_ACTIVE = 1, FS_SERVER_READONLY = 2 };
 
 /* Request flags (byte 1). */
 #define FS_UPLOAD_APPENDER 0x01u
@@ -110,6 +137,20 @@ int fs_dec_download(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *
 int fs_dec_upload_resp(const uint8_t *p, size_t have, uint64_t msg_len, char *id,
                        size_t id_cap);
 int fs_dec_info(const uint8_t *p, size_t have, uint64_t msg_len, fs_info *out);
+
+/* A server record (BEAT's body, QUERY_*'s answer, LIST's entries):
+ * group_len u8, nlocs u8, nstores u8, store u8, id u32, load u32, state
+ * u8, 3 reserved, age_ms u32, ops u64, group, nlocs x (u16 len, text),
+ * nstores x (free u64, total u64). fs_enc_server: bytes or -1;
+ * fs_dec_server: bytes consumed or -EBADMSG. */
+int fs_enc_server(uint8_t *out, size_t cap, const fs_server *sv);
+int fs_dec_server(const uint8_t *p, size_t have, fs_server *sv);
+/* BEAT, QUERY_STORE (group may be ""), QUERY_FETCH requests; the answer
+ * of the queries is one server record, LIST's a u16 count and records. */
+int fs_enc_beat(uint8_t *out, size_t cap, const fs_server *sv);
+int fs_dec_beat(const uint8_t *p, size_t have, uint64_t msg_len, fs_server *sv);
+int fs_enc_query_store(uint8_t *out, size_t cap, const char *group);
+int fs_dec_query_store(const uint8_t *p, size_t have, uint64_t msg_len, char *group);
 
 /* The opcode's name ("upload"), or NULL. */
 const char *fs_op_name(uint16_t op);

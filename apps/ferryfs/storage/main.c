@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,10 +34,12 @@
 #include "ferry/rpc.h"
 #include "proto/wire.h"
 
-#define ST_STORES_MAX 16
-#define ST_LISTEN_MAX 8
-#define ST_COPY_BYTES (256u << 10) /* bounce buffer for file-region bodies */
-#define ST_DRAIN_US   5000000u
+#define ST_STORES_MAX   16
+#define ST_LISTEN_MAX   8
+#define ST_COPY_BYTES   (256u << 10) /* bounce buffer for file-region bodies */
+#define ST_DRAIN_US     5000000u
+#define ST_TRACKERS_MAX 4
+#define ST_BEAT_BYTES   8192
 
 enum { ST_FSYNC_NEVER = 0, ST_FSYNC_ALWAYS = 1 };
 
@@ -48,6 +52,9 @@ typedef struct st_config {
 	int nstores;
 	int fsync;
 	int workers;
+	char *tracker[ST_TRACKERS_MAX];
+	int ntrackers;
+	uint32_t beat_ms;
 	bool foreground;
 } st_config;
 
@@ -57,9 +64,12 @@ typedef struct st_counters {
 	atomic_ulong bad_messages, bad_ids, not_found, no_space, io_errors;
 } st_counters;
 
-static st_config cfg = {.group = "group1", .server_id = 1, .fsync = ST_FSYNC_ALWAYS};
+static st_config cfg = {
+        .group = "group1", .server_id = 1, .fsync = ST_FSYNC_ALWAYS, .beat_ms = 1000};
 static st_counters cnt;
 static atomic_uint next_store;
+static atomic_uint in_flight; /* the load a beat reports */
+static atomic_ulong served;
 static volatile sig_atomic_t stop;
 
 static void st_log(const char *fmt, ...)
@@ -123,6 +133,21 @@ static int st_key(const char *key, const char *val)
 			        val);
 			return 0;
 		}
+	} else if (strcmp(key, "tracker") == 0) {
+		if (cfg.ntrackers == ST_TRACKERS_MAX) {
+			fprintf(stderr, "ferryfs-storage: at most %d tracker keys\n",
+			        ST_TRACKERS_MAX);
+			return 0;
+		}
+		cfg.tracker[cfg.ntrackers++] = strdup(val);
+	} else if (strcmp(key, "beat_ms") == 0) {
+		int v = atoi(val);
+		if (v < 50 || v > 600000) {
+			fprintf(stderr, "ferryfs-storage: beat_ms '%s': 50 to 600000\n",
+			        val);
+			return 0;
+		}
+		cfg.beat_ms = (uint32_t)v;
 	} else if (strcmp(key, "workers") == 0) {
 		int v = atoi(val);
 		if (v < 1 || v > FERRY_WORKERS_THREADS_MAX) {
@@ -161,6 +186,8 @@ static void st_usage(FILE *f)
 	        "  fsync=always|never  fsync each object and its directory before it is\n"
 	        "                    visible (default always)\n"
 	        "  workers=N         disk worker threads (default %d)\n"
+	        "  tracker=LOCATOR   a tracker to beat to (repeatable: every one)\n"
+	        "  beat_ms=N         between beats (default 1000)\n"
 	        "--foreground: stay in the foreground, log to stderr (otherwise the\n"
 	        "server detaches and logs to STORE0/storage.log). SIGTERM or SIGINT:\n"
 	        "stop taking calls, finish those in flight (up to 5 s), exit.\n",
@@ -550,10 +577,113 @@ static const st_op st_ops[] = {
 static void st_handler(void *arg, ferry_rpc *rpc)
 {
 	const st_op *o = arg;
-	ferry_rpc_reply(rpc, o->fn(rpc));
+	atomic_fetch_add(&in_flight, 1);
+	int rc = o->fn(rpc);
+	atomic_fetch_sub(&in_flight, 1);
+	atomic_fetch_add(&served, 1);
+	ferry_rpc_reply(rpc, rc);
+}
+
+/* Beats -------------------------------------------------------------------------*/
+
+/* One tracker: a session (reopened when it dies) and at most one beat in
+ * flight. */
+typedef struct st_tracker {
+	const char *loc;
+	ferry_session *s;
+	ferry_buf req, resp;
+	bool busy, ok, said;
+} st_tracker;
+
+static st_tracker trackers[ST_TRACKERS_MAX];
+static fs_server me; /* this server as beats describe it */
+
+static void st_beat_done(void *arg, int status, ferry_buf *resp)
+{
+	(void)resp;
+	st_tracker *t = arg;
+	t->busy = false;
+	ferry_buf_reset(&t->req);
+	ferry_buf_reset(&t->resp);
+	if ((status == 0) != t->ok || !t->said) {
+		if (status == 0)
+			st_log("tracker %s: beating", t->loc);
+		else
+			st_log("tracker %s: beat failed: %s", t->loc,
+			       status > -4096 ? strerror(-status)
+			                      : ferry_strerror(status));
+		t->said = true;
+	}
+	t->ok = status == 0;
+}
+
+/* A beat to every tracker without one in flight: free space per store
+ * path (statvfs), calls in flight, calls served. */
+static void st_beat(ferry_ctx *ctx)
+{
+	me.load = atomic_load(&in_flight);
+	me.ops = atomic_load(&served);
+	for (int i = 0; i < cfg.nstores; i++) {
+		struct statvfs v;
+		if (statvfs(cfg.store[i], &v) == 0) {
+			me.free_bytes[i] = (uint64_t)v.f_bavail * v.f_frsize;
+			me.total_bytes[i] = (uint64_t)v.f_blocks * v.f_frsize;
+		}
+	}
+	for (int i = 0; i < cfg.ntrackers; i++) {
+		st_tracker *t = &trackers[i];
+		if (t->busy)
+			continue;
+		if (t->s != NULL && ferry_session_status(t->s) != 0) {
+			ferry_session_close(t->s);
+			t->s = NULL;
+		}
+		if (t->s == NULL && ferry_session_open(ctx, t->loc, &t->s) != 0) {
+			t->s = NULL;
+			continue;
+		}
+		uint8_t *m = ferry_buf_alloc(&t->req, ST_BEAT_BYTES);
+		int n = m != NULL ? fs_enc_beat(m, ST_BEAT_BYTES, &me) : -1;
+		if (n < 0) {
+			ferry_buf_reset(&t->req);
+			continue;
+		}
+		ferry_buf_truncate(&t->req, (size_t)n);
+		t->busy = ferry_call(t->s, FS_OP_BEAT, &t->req, &t->resp,
+		                     2ull * cfg.beat_ms * 1000, st_beat_done, t) == 0;
+		if (!t->busy)
+			ferry_buf_reset(&t->req);
+	}
 }
 
 /* Main --------------------------------------------------------------------------*/
+
+/* Temporary files of uploads a crash cut short (never visible as objects)
+ * are removed at start, so their space comes back. */
+static unsigned long st_sweep_dir(const char *dir, int depth)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return 0;
+	unsigned long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		if (e->d_name[0] == '.' &&
+		    (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
+		    sizeof(path))
+			continue;
+		if (depth < 2 && e->d_type == DT_DIR && strlen(e->d_name) == 2)
+			n += st_sweep_dir(path, depth + 1);
+		else if (depth == 2 && strncmp(e->d_name, ".upload-", 8) == 0 &&
+		         unlink(path) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
 
 static void st_signal(int sig)
 {
@@ -580,6 +710,13 @@ int main(int argc, char **argv)
 		if (daemon(0, 0) != 0 || freopen(log, "a", stderr) == NULL)
 			return 1;
 		setvbuf(stderr, NULL, _IOLBF, 0);
+	}
+	for (int i = 0; i < cfg.nstores; i++) {
+		char data[PATH_MAX];
+		snprintf(data, sizeof(data), "%s/data", cfg.store[i]);
+		unsigned long n = st_sweep_dir(data, 0);
+		if (n > 0)
+			st_log("%s: removed %lu unfinished uploads", cfg.store[i], n);
 	}
 	struct sigaction sa = {.sa_handler = st_signal};
 	sigaction(SIGTERM, &sa, NULL);
@@ -612,10 +749,39 @@ int main(int argc, char **argv)
 			st_log("group %s server %u listening on %s", cfg.group,
 			       cfg.server_id, bound);
 	}
-	while (!stop)
-		ferry_ctx_poll(ctx, 200000);
+	snprintf(me.group, sizeof(me.group), "%s", cfg.group);
+	me.id = cfg.server_id;
+	me.nstores = (uint8_t)cfg.nstores;
+	me.store = FS_STORE_ANY;
+	for (int i = 0; i < cfg.nlisten && i < FS_LOCS_MAX; i++)
+		if (ferry_server_locator(srv, i, me.locs[i], FS_LOC_MAX + 1) >= 0)
+			me.nlocs++;
+	for (int i = 0; i < cfg.ntrackers; i++) {
+		trackers[i].loc = cfg.tracker[i];
+		ferry_buf_init(&trackers[i].req);
+		ferry_buf_init(&trackers[i].resp);
+	}
+	uint64_t next_beat = 0;
+	while (!stop) {
+		uint64_t now = ferry_ctx_now_us(ctx);
+		if (cfg.ntrackers > 0 && now >= next_beat) {
+			st_beat(ctx);
+			next_beat = now + cfg.beat_ms * 1000ull;
+		}
+		uint64_t wait =
+		        cfg.ntrackers > 0 && next_beat > now ? next_beat - now : 200000;
+		ferry_ctx_poll(ctx, (int64_t)(wait < 200000 ? wait : 200000));
+	}
 	st_log("stopping: draining calls in flight");
 	rc = ferry_server_drain(srv, ST_DRAIN_US);
+	for (int i = 0; i < cfg.ntrackers; i++) {
+		if (trackers[i].s != NULL)
+			ferry_session_close(
+			        trackers[i].s); /* a beat in flight fails now */
+		ferry_buf_fini(&trackers[i].req);
+		ferry_buf_fini(&trackers[i].resp);
+		free(cfg.tracker[i]);
+	}
 	ferry_server_destroy(srv);
 	ferry_ctx_destroy(ctx);
 	st_log("stopped%s: uploads %lu downloads %lu deletes %lu infos %lu; refused: "

@@ -232,6 +232,66 @@ static void test_id_msgs(void **state)
 	assert_null(fs_op_name(1));
 }
 
+static void test_tracker_msgs(void **state)
+{
+	(void)state;
+	fs_server sv = {.id = 5,
+	                .load = 2,
+	                .ops = 99,
+	                .nlocs = 2,
+	                .nstores = 2,
+	                .store = 1},
+	          back;
+	strcpy(sv.group, "g1");
+	strcpy(sv.locs[0], "tcp:host=10.0.0.5,port=23000");
+	strcpy(sv.locs[1], "fast+udp:host=10.0.0.5,port=23001");
+	sv.free_bytes[0] = 10;
+	sv.total_bytes[0] = 20;
+	sv.free_bytes[1] = 30;
+	sv.total_bytes[1] = 30;
+	static uint8_t m[8192];
+	int n = fs_enc_beat(m, sizeof(m), &sv);
+	assert_true(n > 0);
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), 0);
+	assert_string_equal(back.group, "g1");
+	assert_int_equal(back.id, 5);
+	assert_int_equal(back.ops, 99);
+	assert_string_equal(back.locs[1], sv.locs[1]);
+	assert_int_equal(back.free_bytes[1], 30);
+	/* trailing bytes, free over total, no locator, id 0, bad group: refused */
+	assert_int_equal(fs_dec_beat(m, (size_t)n + 1, (uint64_t)n + 1, &back), -EBADMSG);
+	sv.free_bytes[0] = 21;
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), -EBADMSG);
+	sv.free_bytes[0] = 10;
+	sv.nlocs = 0;
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), -EBADMSG);
+	sv.nlocs = 2;
+	sv.id = 0;
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), -EBADMSG);
+	sv.id = 5;
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	m[4 + 28] = '/'; /* the group's first character */
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), -EBADMSG);
+	/* a locator with a NUL, or running past the message */
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	m[4 + 28 + 2 + 2 + 3] = '\0';
+	assert_int_equal(fs_dec_beat(m, (size_t)n, (uint64_t)n, &back), -EBADMSG);
+	n = fs_enc_beat(m, sizeof(m), &sv);
+	assert_int_equal(fs_dec_beat(m, (size_t)n - 1, (uint64_t)n - 1, &back), -EBADMSG);
+	char g[FS_GROUP_MAX + 1];
+	n = fs_enc_query_store(m, sizeof(m), "g1");
+	assert_int_equal(fs_dec_query_store(m, (size_t)n, (uint64_t)n, g), 0);
+	assert_string_equal(g, "g1");
+	n = fs_enc_query_store(m, sizeof(m), "");
+	assert_int_equal(fs_dec_query_store(m, (size_t)n, (uint64_t)n, g), 0);
+	assert_string_equal(g, "");
+	m[5] = 1;
+	assert_int_equal(fs_dec_query_store(m, (size_t)n, (uint64_t)n, g), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +300,7 @@ int main(void)
 	        cmocka_unit_test(test_crc32),
 	        cmocka_unit_test(test_upload_msg),
 	        cmocka_unit_test(test_id_msgs),
+	        cmocka_unit_test(test_tracker_msgs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

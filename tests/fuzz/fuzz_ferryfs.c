@@ -29,10 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t kind = data[0] % 6;
+	uint8_t kind = data[0] % 8;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
-	uint8_t out[FS_DECODE_MAX + 16];
+	static uint8_t out[16384];
+	static fs_server sv;
+	char group[FS_GROUP_MAX + 1];
 	fs_upload_req u;
 	fs_id_req r;
 	fs_info in;
@@ -78,9 +80,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		     memcmp(out, p, n) != 0))
 			abort();
 		break;
-	default:
+	case 5:
 		if (fs_fid_decode((const char *)p, n, &f) == 0)
 			fz_fid(&f, (const char *)p, n);
+		break;
+	case 6:
+		if (fs_dec_beat(p, n, n, &sv) == 0 &&
+		    (fs_enc_beat(out, sizeof(out), &sv) != (int)n ||
+		     memcmp(out, p, n) != 0))
+			abort();
+		break;
+	default:
+		if (fs_dec_query_store(p, n, n, group) == 0 &&
+		    (fs_enc_query_store(out, sizeof(out), group) != (int)n ||
+		     memcmp(out, p, n) != 0))
+			abort();
 		break;
 	}
 	return 0;

@@ -281,9 +281,11 @@ static void cc_timer(ferry__timer *t)
 	if (cc->fin_owed) {
 		/* no request followed the response in time: ack it now */
 		cc->fin_owed = false;
-		if (cs->state == FAST_CS_OPEN)
+		if (cs->state == FAST_CS_OPEN) {
+			ferry__fast_ctx_of(ctx)->acks_fin_timer++;
 			ferry__fast_send_ack(&cs->l, cc->idx, cc->done_rpc_id, NULL,
 			                     cc->done_nfrags, 0, cc->fin_echo);
+		}
 	}
 	if (c == NULL || c->state != FERRY_CALL_ACTIVE || cs->state != FAST_CS_OPEN)
 		return;

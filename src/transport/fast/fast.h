@@ -252,6 +252,7 @@ typedef struct fast_sport {
 	X(probes_answered, "fast.probes_answered")                             \
 	X(acks_sent, "fast.acks_sent")                                         \
 	X(acks_implicit, "fast.acks_implicit")                                 \
+	X(acks_fin_timer, "fast.acks_fin_timer")                               \
 	X(acks_coalesced, "fast.acks_coalesced")                               \
 	X(acks_received, "fast.acks_received")                                 \
 	X(frag_dup, "fast.frag.dup")                                           \

@@ -404,6 +404,28 @@ static int cmd_download(cli *c, int argc, char **argv)
 	return EX_OK;
 }
 
+/* An ID request (delete, info) to the storage server for id, found by
+ * --server or the trackers: the call's status, the answer in *resp; an
+ * exit code other than EX_OK in *ex when the server could not be had. */
+static int id_call(cli *c, uint16_t op, const char *what, const char *id, ferry_buf *resp,
+                   int *ex)
+{
+	*ex = locate_id(c, what, id);
+	if (*ex == EX_OK)
+		*ex = cli_open(c);
+	if (*ex != EX_OK)
+		return 0;
+	ferry_buf req;
+	ferry_buf_init(&req);
+	uint8_t *h = ferry_buf_alloc(&req, FS_ID_REQ_FIXED_BYTES + strlen(id));
+	fs_enc_id_req(h, FS_ID_REQ_FIXED_BYTES + strlen(id), id);
+	int st = ferry_call_sync(c->s, op, &req, resp, CLI_TIMEOUT_US);
+	ferry_buf_fini(&req);
+	if (st != 0)
+		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st));
+	return st;
+}
+
 static int cmd_delete(cli *c, int argc, char **argv)
 {
 	fs_fid f;
@@ -411,24 +433,11 @@ static int cmd_delete(cli *c, int argc, char **argv)
 		return usage(stderr), EX_USAGE;
 	if (decode_id(argv[0], &f) != 0)
 		return EX_USAGE;
-	int rc = locate_id(c, "delete", argv[0]);
-	if (rc == EX_OK)
-		rc = cli_open(c);
-	if (rc != EX_OK)
-		return rc;
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
+	ferry_buf resp;
 	ferry_buf_init(&resp);
-	uint8_t *h = ferry_buf_alloc(&req, FS_ID_REQ_FIXED_BYTES + strlen(argv[0]));
-	fs_enc_id_req(h, FS_ID_REQ_FIXED_BYTES + strlen(argv[0]), argv[0]);
-	int st_ = ferry_call_sync(c->s, FS_OP_DELETE, &req, &resp, CLI_TIMEOUT_US);
-	ferry_buf_fini(&req);
+	int ex, st = id_call(c, FS_OP_DELETE, "delete", argv[0], &resp, &ex);
 	ferry_buf_fini(&resp);
-	if (st_ != 0) {
-		fprintf(stderr, "ferryfs: delete %s: %s\n", argv[0], why(st_));
-		return exit_for(st_);
-	}
-	return EX_OK;
+	return ex != EX_OK ? ex : st != 0 ? exit_for(st) : EX_OK;
 }
 
 static void print_time(const char *label, uint64_t s)
@@ -453,29 +462,22 @@ static int cmd_info(cli *c, int argc, char **argv)
 	       "crc32", f.crc32, "appender", f.appender ? "yes" : "no");
 	if (c->server == NULL && c->ntrackers == 0)
 		return EX_OK;
-	int rc = locate_id(c, "info", argv[0]);
-	if (rc == EX_OK)
-		rc = cli_open(c);
-	if (rc != EX_OK)
-		return rc;
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
+	ferry_buf resp;
 	ferry_buf_init(&resp);
-	uint8_t *h = ferry_buf_alloc(&req, FS_ID_REQ_FIXED_BYTES + strlen(argv[0]));
-	fs_enc_id_req(h, FS_ID_REQ_FIXED_BYTES + strlen(argv[0]), argv[0]);
-	int st_ = ferry_call_sync(c->s, FS_OP_INFO, &req, &resp, CLI_TIMEOUT_US);
+	int ex, st = id_call(c, FS_OP_INFO, "info", argv[0], &resp, &ex);
 	uint8_t head[FS_INFO_RESP_BYTES];
 	fs_info in;
-	if (st_ == 0 &&
+	if (ex == EX_OK && st == 0 &&
 	    (ferry_buf_copy_out(&resp, 0, sizeof(head), head) != sizeof(head) ||
-	     fs_dec_info(head, sizeof(head), ferry_buf_len(&resp), &in) != 0))
-		st_ = -EBADMSG;
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	if (st_ != 0) {
-		fprintf(stderr, "ferryfs: info %s: %s\n", argv[0], why(st_));
-		return exit_for(st_);
+	     fs_dec_info(head, sizeof(head), ferry_buf_len(&resp), &in) != 0)) {
+		st = -EBADMSG;
+		fprintf(stderr, "ferryfs: info %s: %s\n", argv[0], why(st));
 	}
+	ferry_buf_fini(&resp);
+	if (ex != EX_OK)
+		return ex;
+	if (st != 0)
+		return exit_for(st);
 	printf("%-14s %" PRIu64 "\n", "size now", in.size);
 	print_time("modified", in.mtime_s);
 	return EX_OK;

@@ -12,7 +12,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +31,7 @@
 #include "ferry/buf.h"
 #include "ferry/err.h"
 #include "ferry/rpc.h"
+#include "common/daemon.h"
 #include "proto/wire.h"
 
 #define ST_STORES_MAX   16
@@ -72,18 +72,7 @@ static atomic_uint in_flight; /* the load a beat reports */
 static atomic_ulong served;
 static volatile sig_atomic_t stop;
 
-static void st_log(const char *fmt, ...)
-{
-	va_list ap;
-	char ts[32];
-	time_t now = time(NULL);
-	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", localtime(&now));
-	fprintf(stderr, "%s ferryfs-storage: ", ts);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
+#define st_log(...) fs_log("ferryfs-storage", __VA_ARGS__)
 
 /* Configuration --------------------------------------------------------------*/
 
@@ -163,16 +152,6 @@ static int st_key(const char *key, const char *val)
 	return 1;
 }
 
-static int st_ini(void *user, const char *section, const char *key, const char *val)
-{
-	(void)user;
-	if (strcmp(section, "storage") != 0) {
-		fprintf(stderr, "ferryfs-storage: unknown section [%s]\n", section);
-		return 0;
-	}
-	return st_key(key, val);
-}
-
 static void st_usage(FILE *f)
 {
 	fprintf(f,
@@ -194,50 +173,16 @@ static void st_usage(FILE *f)
 	        FERRY_WORKERS_THREADS_DEFAULT);
 }
 
+static fs_daemon me_daemon = {.name = "ferryfs-storage",
+                              .section = "storage",
+                              .key = st_key,
+                              .usage = st_usage};
+
 static int st_args(int argc, char **argv)
 {
-	/* the file first, then --set in order, so the command line wins */
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			int rc = ini_parse(argv[++i], st_ini, NULL);
-			if (rc != 0) {
-				if (rc > 0)
-					fprintf(stderr,
-					        "ferryfs-storage: %s: error on line %d\n",
-					        argv[i], rc);
-				else
-					fprintf(stderr,
-					        "ferryfs-storage: %s: cannot read it\n",
-					        argv[i]);
-				return -1;
-			}
-		}
-	}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0) {
-			i++;
-		} else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-			char *kv = argv[++i], *eq = strchr(kv, '=');
-			if (eq == NULL) {
-				fprintf(stderr, "ferryfs-storage: --set %s: KEY=VALUE\n",
-				        kv);
-				return -1;
-			}
-			*eq = '\0';
-			if (!st_key(kv, eq + 1))
-				return -1;
-		} else if (strcmp(argv[i], "--foreground") == 0) {
-			cfg.foreground = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			st_usage(stdout);
-			exit(0);
-		} else {
-			fprintf(stderr, "ferryfs-storage: unknown argument '%s'\n",
-			        argv[i]);
-			st_usage(stderr);
-			return -1;
-		}
-	}
+	if (fs_daemon_args(&me_daemon, argc, argv) != 0)
+		return -1;
+	cfg.foreground = me_daemon.foreground;
 	if (cfg.nlisten == 0 || cfg.nstores == 0) {
 		fprintf(stderr,
 		        "ferryfs-storage: need at least one listen= and one store_path=\n");
@@ -284,6 +229,20 @@ static int st_id_ok(int rc, int fid_err, const fs_id_req *r)
 		return -ENXIO; /* another group's, or a store path this server lacks */
 	}
 	return 0;
+}
+
+/* An ID request (a download's with download) decoded and checked, and the
+ * object's path: 0 or the status to answer. */
+static int st_id_path(ferry_rpc *rpc, bool download, fs_id_req *r, char *path, size_t cap)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	size_t have = st_head(req, head);
+	int fe = 0;
+	int rc = download ? fs_dec_download(head, have, ferry_buf_len(req), r, &fe)
+	                  : fs_dec_id_req(head, have, ferry_buf_len(req), r, &fe);
+	rc = st_id_ok(rc, fe, r);
+	return rc != 0 ? rc : st_path(&r->fid, false, path, cap);
 }
 
 static int st_mkdirs(const fs_fid *f)
@@ -458,17 +417,10 @@ static void st_close_fd(void *arg, void *data)
  * response has been sent. */
 static int st_download(ferry_rpc *rpc)
 {
-	ferry_buf *req = ferry_rpc_request(rpc);
-	uint8_t head[FS_DECODE_MAX];
 	fs_id_req r;
-	int fe = 0;
-	int rc = st_id_ok(
-	        fs_dec_download(head, st_head(req, head), ferry_buf_len(req), &r, &fe),
-	        fe, &r);
-	if (rc != 0)
-		return rc;
 	char path[PATH_MAX];
-	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+	int rc = st_id_path(rpc, true, &r, path, sizeof(path));
+	if (rc != 0)
 		return rc;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -504,17 +456,10 @@ static int st_download(ferry_rpc *rpc)
 
 static int st_delete(ferry_rpc *rpc)
 {
-	ferry_buf *req = ferry_rpc_request(rpc);
-	uint8_t head[FS_DECODE_MAX];
 	fs_id_req r;
-	int fe = 0;
-	int rc = st_id_ok(
-	        fs_dec_id_req(head, st_head(req, head), ferry_buf_len(req), &r, &fe), fe,
-	        &r);
-	if (rc != 0)
-		return rc;
 	char path[PATH_MAX];
-	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+	int rc = st_id_path(rpc, false, &r, path, sizeof(path));
+	if (rc != 0)
 		return rc;
 	if (unlink(path) != 0) {
 		if (errno == ENOENT)
@@ -529,17 +474,10 @@ static int st_delete(ferry_rpc *rpc)
 
 static int st_info(ferry_rpc *rpc)
 {
-	ferry_buf *req = ferry_rpc_request(rpc);
-	uint8_t head[FS_DECODE_MAX];
 	fs_id_req r;
-	int fe = 0;
-	int rc = st_id_ok(
-	        fs_dec_id_req(head, st_head(req, head), ferry_buf_len(req), &r, &fe), fe,
-	        &r);
-	if (rc != 0)
-		return rc;
 	char path[PATH_MAX];
-	if ((rc = st_path(&r.fid, false, path, sizeof(path))) != 0)
+	int rc = st_id_path(rpc, false, &r, path, sizeof(path));
+	if (rc != 0)
 		return rc;
 	struct stat st;
 	if (stat(path, &st) != 0) {
@@ -685,12 +623,6 @@ static unsigned long st_sweep_dir(const char *dir, int depth)
 	return n;
 }
 
-static void st_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
 int main(int argc, char **argv)
 {
 	if (st_args(argc, argv) != 0)
@@ -704,13 +636,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!cfg.foreground) {
-		char log[PATH_MAX];
-		snprintf(log, sizeof(log), "%s/storage.log", cfg.store[0]);
-		if (daemon(0, 0) != 0 || freopen(log, "a", stderr) == NULL)
-			return 1;
-		setvbuf(stderr, NULL, _IOLBF, 0);
-	}
+	char log[PATH_MAX];
+	snprintf(log, sizeof(log), "%s/storage.log", cfg.store[0]);
+	if (fs_daemon_detach(&me_daemon, log) != 0)
+		return 1;
 	for (int i = 0; i < cfg.nstores; i++) {
 		char data[PATH_MAX];
 		snprintf(data, sizeof(data), "%s/data", cfg.store[i]);
@@ -718,10 +647,7 @@ int main(int argc, char **argv)
 		if (n > 0)
 			st_log("%s: removed %lu unfinished uploads", cfg.store[i], n);
 	}
-	struct sigaction sa = {.sa_handler = st_signal};
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	fs_daemon_signals(&stop);
 
 	ferry_ctx *ctx;
 	ferry_server *srv;

@@ -11,7 +11,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,6 +25,7 @@
 #include "ferry/buf.h"
 #include "ferry/err.h"
 #include "ferry/rpc.h"
+#include "common/daemon.h"
 #include "proto/wire.h"
 
 #define TR_LISTEN_MAX  8
@@ -58,18 +58,7 @@ static struct {
 	unsigned long beats, stores, fetches, lists, bad_messages, no_server, read_only;
 } cnt;
 
-static void tr_log(const char *fmt, ...)
-{
-	va_list ap;
-	char ts[32];
-	time_t now = time(NULL);
-	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", localtime(&now));
-	fprintf(stderr, "%s ferryfs-tracker: ", ts);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
+#define tr_log(...) fs_log("ferryfs-tracker", __VA_ARGS__)
 
 /* Configuration --------------------------------------------------------------*/
 
@@ -123,16 +112,6 @@ static int tr_key(const char *key, const char *val)
 	return 1;
 }
 
-static int tr_ini(void *user, const char *section, const char *key, const char *val)
-{
-	(void)user;
-	if (strcmp(section, "tracker") != 0) {
-		fprintf(stderr, "ferryfs-tracker: unknown section [%s]\n", section);
-		return 0;
-	}
-	return tr_key(key, val);
-}
-
 static void tr_usage(FILE *f)
 {
 	fprintf(f,
@@ -147,42 +126,16 @@ static void tr_usage(FILE *f)
 	        "--foreground: log to stderr (otherwise detach, log to STATE_FILE.log).\n");
 }
 
+static fs_daemon me_daemon = {.name = "ferryfs-tracker",
+                              .section = "tracker",
+                              .key = tr_key,
+                              .usage = tr_usage};
+
 static int tr_args(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			int rc = ini_parse(argv[++i], tr_ini, NULL);
-			if (rc != 0) {
-				fprintf(stderr, "ferryfs-tracker: %s: %s %d\n", argv[i],
-				        rc > 0 ? "error on line" : "cannot read it", rc);
-				return -1;
-			}
-		}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0) {
-			i++;
-		} else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-			char *kv = argv[++i], *eq = strchr(kv, '=');
-			if (eq == NULL)
-				return fprintf(stderr,
-				               "ferryfs-tracker: --set %s: KEY=VALUE\n",
-				               kv),
-				       -1;
-			*eq = '\0';
-			if (!tr_key(kv, eq + 1))
-				return -1;
-		} else if (strcmp(argv[i], "--foreground") == 0) {
-			cfg.foreground = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			tr_usage(stdout);
-			exit(0);
-		} else {
-			fprintf(stderr, "ferryfs-tracker: unknown argument '%s'\n",
-			        argv[i]);
-			tr_usage(stderr);
-			return -1;
-		}
-	}
+	if (fs_daemon_args(&me_daemon, argc, argv) != 0)
+		return -1;
+	cfg.foreground = me_daemon.foreground;
 	if (cfg.nlisten == 0 || cfg.state_file[0] == '\0') {
 		fprintf(stderr, "ferryfs-tracker: need listen= and state_file=\n");
 		return -1;
@@ -453,28 +406,16 @@ static void tr_list(void *arg, ferry_rpc *rpc)
 	ferry_rpc_reply(rpc, 0);
 }
 
-static void tr_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
 int main(int argc, char **argv)
 {
 	if (tr_args(argc, argv) != 0)
 		return 2;
-	if (!cfg.foreground) {
-		char log[PATH_MAX + 8];
-		snprintf(log, sizeof(log), "%s.log", cfg.state_file);
-		if (daemon(0, 0) != 0 || freopen(log, "a", stderr) == NULL)
-			return 1;
-		setvbuf(stderr, NULL, _IOLBF, 0);
-	}
+	char log[PATH_MAX + 8];
+	snprintf(log, sizeof(log), "%s.log", cfg.state_file);
+	if (fs_daemon_detach(&me_daemon, log) != 0)
+		return 1;
 	tr_load();
-	struct sigaction sa = {.sa_handler = tr_signal};
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	fs_daemon_signals(&stop);
 	ferry_server *srv;
 	int rc = ferry_ctx_create(NULL, &ctx);
 	if (rc != 0 || ferry_server_create(ctx, &srv) != 0) {

@@ -8,18 +8,8 @@
 set -euo pipefail
 src=$1
 build=$2
-skip() {
-	case ",${FERRY_REQUIRE:-}," in
-	*,netns,*) echo "FAIL: netns required: $1"; exit 1 ;;
-	esac
-	echo "SKIP: $1"
-	exit 77
-}
-[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
-command -v ip >/dev/null || skip "no ip (iproute2)"
-probe=ferry-fl-probe-$$
-ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces"
-ip netns del "$probe"
+. "$(dirname "$0")/../common/skip.sh"
+ferry_need_netns
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -11,18 +11,8 @@ set -euo pipefail
 bench=$1
 plotdir=$2
 jsonq=$3 # JSON read with json-c
-skip() {
-	case ",${FERRY_REQUIRE:-}," in
-	*,netns,*) echo "FAIL: netns required: $1"; exit 1 ;;
-	esac
-	echo "SKIP: $1"
-	exit 77
-}
-[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
-command -v ip >/dev/null || skip "no ip (iproute2)"
-probe=ferry-sw-probe-$$
-ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces"
-ip netns del "$probe"
+. "$(dirname "$0")/../common/skip.sh"
+ferry_need_netns
 plots=(--plots "$plotdir")
 command -v gnuplot >/dev/null || plots=(--no-plots)
 

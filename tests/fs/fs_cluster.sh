@@ -21,16 +21,8 @@ set -euo pipefail
 tracker=$1
 storage=$2
 cli=$3
-skip() {
-	case ",${FERRY_REQUIRE:-}," in *,netns,*) echo "FAIL: needed: $1"; exit 1 ;; esac
-	echo "SKIP: $1"
-	exit 77
-}
-[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
-command -v ip >/dev/null || skip "no ip (iproute2)"
-probe=ffs-probe-$$
-ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces"
-ip netns del "$probe"
+. "$(dirname "$0")/../common/skip.sh"
+ferry_need_netns
 
 tag=ffs$$
 dir=$(mktemp -d)

@@ -10,16 +10,10 @@
 set -euo pipefail
 storage=$1
 cli=$2
-skip() {
-	case ",${FERRY_REQUIRE:-}," in
-	*,netns,*) echo "FAIL: needed: $1"; exit 1 ;;
-	esac
-	echo "SKIP: $1"
-	exit 77
-}
-[ "$(id -u)" -eq 0 ] || skip "needs root to mount a tmpfs"
+. "$(dirname "$0")/../common/skip.sh"
+[ "$(id -u)" -eq 0 ] || ferry_skip netns "needs root to mount a tmpfs"
 if [ "${FS_ENOSPC_INNER:-}" != 1 ]; then
-	unshare -m true 2>/dev/null || skip "no mount namespaces (unshare -m)"
+	unshare -m true 2>/dev/null || ferry_skip netns "no mount namespaces (unshare -m)"
 	FS_ENOSPC_INNER=1 exec unshare -m --propagation private "$0" "$@"
 fi
 

@@ -19,7 +19,11 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$dir/log" ] && sed 's/^/  log: /' "$dir/log"; exit 1; }
+fail() {
+	echo "FAIL: $*"
+	[ -f "$dir/log" ] && sed 's/^/  log: /' "$dir/log"
+	exit 1
+}
 
 mkdir -p "$dir/s0" "$dir/s1"
 "$storage" --foreground --set group=g1 --set server_id=9 \

@@ -10,11 +10,8 @@ set -euo pipefail
 storage=$1
 cli=$2
 lua=$3
-if ! command -v tshark >/dev/null; then
-	case ",${FERRY_REQUIRE:-}," in *,tshark,*) echo "FAIL: tshark required"; exit 1 ;; esac
-	echo "SKIP: no tshark"
-	exit 77
-fi
+. "$(dirname "$0")/../common/skip.sh"
+command -v tshark >/dev/null || ferry_skip tshark "no tshark"
 dir=$(mktemp -d)
 spid=
 cleanup() {

@@ -134,8 +134,8 @@ cmd_test() {
 	log "builds: $((SECONDS - t1)) s"
 
 	local t2=$SECONDS
-	log "release suites: unit drivers e2e fault fs bench-smoke fuzz-smoke (corpus replay)"
-	run_suites build/release unit drivers e2e fault fs bench-smoke fuzz-smoke
+	log "release suites: unit drivers e2e fault fs fs-large bench-smoke fuzz-smoke (corpus replay)"
+	run_suites build/release unit drivers e2e fault fs fs-large bench-smoke fuzz-smoke
 	log "installed-tree check (pkg-config, examples)"
 	check_install build/release
 	local t3=$SECONDS

@@ -2,7 +2,8 @@
 # fs: one ferryfs-storage on loopback serving tcp, fast+udp and splice at
 # once; through each, the ferryfs CLI uploads objects of 0 B, 1 B, sizes
 # around fast's fragment (1432 B at a 1472-byte datagram) and 64 KiB, and
-# 3 MiB + 7, then downloads each whole and as ranges (byte-exact), asks
+# 3 MiB + 7 and 40 MiB + 3 (an upload in three pieces, a download in
+# three ranges), then downloads each whole and as ranges (byte-exact), asks
 # info, deletes, and checks the errors: deleting or reading a deleted
 # object (exit 3), a malformed ID (exit 2, refused before any call),
 # another group's ID (refused by the server, exit 1). No temporary file
@@ -38,8 +39,8 @@ done
 mapfile -t locs < <(sed -n 's/.*listening on \(.*\)$/\1/p' "$dir/log")
 [ "${#locs[@]}" -eq 3 ] || fail "storage did not report its three locators"
 
-head -c $((3 * 1048576 + 7)) /dev/urandom >"$dir/big"
-sizes=(0 1 1431 1432 1433 65536 $((3 * 1048576 + 7)))
+head -c $((40 * 1048576 + 3)) /dev/urandom >"$dir/big"
+sizes=(0 1 1431 1432 1433 65536 $((3 * 1048576 + 7)) $((40 * 1048576 + 3)))
 for loc in "${locs[@]}"; do
 	t=${loc%%:*}
 	for n in "${sizes[@]}"; do

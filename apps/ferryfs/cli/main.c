@@ -35,6 +35,7 @@
 #define CLI_TRACKER_US    3000000ull
 #define CLI_TRACKERS_MAX  8
 #define CLI_TRACKER_BYTES 8192
+#define CLI_PROGRESS_MIN  (8u << 20) /* a progress line from this size up */
 
 enum {
 	EX_OK = 0,
@@ -236,6 +237,121 @@ static int cli_open(cli *c)
 	return EX_OK;
 }
 
+/* A progress line on a terminal for transfers over a few MiB. */
+typedef struct progress {
+	const char *what;
+	uint64_t total;
+	struct timespec t0;
+	bool on;
+} progress;
+
+static void progress_start(progress *p, const char *what, uint64_t total)
+{
+	p->what = what;
+	p->total = total;
+	p->on = total >= CLI_PROGRESS_MIN && isatty(STDERR_FILENO);
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+}
+
+static void progress_show(const progress *p, uint64_t done)
+{
+	if (!p->on)
+		return;
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	double s = (double)(t.tv_sec - p->t0.tv_sec) + (t.tv_nsec - p->t0.tv_nsec) / 1e9;
+	fprintf(stderr, "\r%s %3d%% %" PRIu64 "/%" PRIu64 " MiB %.0f MB/s ", p->what,
+	        (int)(done * 100 / p->total), done >> 20, p->total >> 20,
+	        s > 0 ? (double)done / s / 1e6 : 0.0);
+	if (done == p->total)
+		fputc('\n', stderr);
+}
+
+/* The ID in an upload's (or commit's) answer. */
+static int upload_answer(ferry_buf *resp, char *id)
+{
+	uint8_t head[FS_DECODE_MAX];
+	size_t len = ferry_buf_len(resp);
+	ssize_t n = ferry_buf_copy_out(resp, 0, len < sizeof(head) ? len : sizeof(head),
+	                               head);
+	return fs_dec_upload_resp(head, n < 0 ? 0 : (size_t)n, len, id, FS_FID_MAX) != 0
+	               ? -EBADMSG
+	               : 0;
+}
+
+/* One message: header, then the file as a region (sendfile on splice). */
+static int upload_whole(cli *c, int fd, uint64_t size, uint8_t flags, uint8_t store,
+                        const char *ext, char *id)
+{
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	uint8_t *h = ferry_buf_alloc(&req, FS_UPLOAD_FIXED_BYTES + strlen(ext));
+	fs_enc_upload(h, FS_UPLOAD_FIXED_BYTES + strlen(ext), flags, store, size, ext);
+	if (size > 0)
+		ferry_buf_append_file(&req, fd, 0, (size_t)size);
+	int st = ferry_call_sync(c->s, FS_OP_UPLOAD, &req, &resp, CLI_TIMEOUT_US);
+	if (st == 0)
+		st = upload_answer(&resp, id);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	return st;
+}
+
+/* A small request with a handle (commit, abort). */
+static int handle_call(cli *c, uint16_t op, uint64_t handle, ferry_buf *resp)
+{
+	ferry_buf req;
+	ferry_buf_init(&req);
+	uint8_t *h = ferry_buf_alloc(&req, FS_HANDLE_REQ_BYTES);
+	fs_enc_handle_req(h, FS_HANDLE_REQ_BYTES, handle);
+	int st = ferry_call_sync(c->s, op, &req, resp, CLI_TIMEOUT_US);
+	ferry_buf_fini(&req);
+	return st;
+}
+
+/* Over one message: begin, FS_PIECE_BYTES at a time in order, commit; on a
+ * failure the server is told to drop what it has (abort). */
+static int upload_pieces(cli *c, int fd, uint64_t size, uint8_t flags, uint8_t store,
+                         const char *ext, char *id)
+{
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	uint8_t *h = ferry_buf_alloc(&req, FS_UPLOAD_FIXED_BYTES + strlen(ext));
+	fs_enc_upload(h, FS_UPLOAD_FIXED_BYTES + strlen(ext), flags, store, size, ext);
+	int st = ferry_call_sync(c->s, FS_OP_UPLOAD_BEGIN, &req, &resp, CLI_TIMEOUT_US);
+	uint64_t handle = 0;
+	uint8_t b[FS_BEGIN_RESP_BYTES];
+	if (st == 0 &&
+	    (ferry_buf_copy_out(&resp, 0, sizeof(b), b) != sizeof(b) ||
+	     fs_dec_begin_resp(b, sizeof(b), ferry_buf_len(&resp), &handle) != 0))
+		st = -EBADMSG;
+	progress p;
+	progress_start(&p, "upload", size);
+	for (uint64_t off = 0; st == 0 && off < size;) {
+		uint64_t n = size - off < FS_PIECE_BYTES ? size - off : FS_PIECE_BYTES;
+		ferry_buf_reset(&req);
+		ferry_buf_reset(&resp);
+		h = ferry_buf_alloc(&req, FS_PIECE_FIXED_BYTES);
+		fs_enc_piece(h, FS_PIECE_FIXED_BYTES, handle, off);
+		ferry_buf_append_file(&req, fd, (off_t)off, (size_t)n);
+		st = ferry_call_sync(c->s, FS_OP_UPLOAD_PIECE, &req, &resp,
+		                     CLI_TIMEOUT_US);
+		off += n;
+		if (st == 0)
+			progress_show(&p, off);
+	}
+	ferry_buf_reset(&resp);
+	if (st == 0 && (st = handle_call(c, FS_OP_UPLOAD_COMMIT, handle, &resp)) == 0)
+		st = upload_answer(&resp, id);
+	else if (handle != 0 && st != -ENOSPC)
+		handle_call(c, FS_OP_UPLOAD_ABORT, handle, &resp); /* best effort */
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	return st;
+}
+
 static int cmd_upload(cli *c, int argc, char **argv)
 {
 	const char *file = NULL, *ext = "", *group = "";
@@ -267,14 +383,6 @@ static int cmd_upload(cli *c, int argc, char **argv)
 		return EX_FAILED;
 	}
 	uint64_t size = (uint64_t)st.st_size;
-	if (size + FS_UPLOAD_FIXED_BYTES + FS_EXT_MAX > FERRY_MSG_MAX_BYTES_DEFAULT) {
-		fprintf(stderr,
-		        "ferryfs: %s: %" PRIu64
-		        " bytes: objects over one message (%u MiB) "
-		        "are not supported yet\n",
-		        file, size, FERRY_MSG_MAX_BYTES_DEFAULT >> 20);
-		return EX_FAILED;
-	}
 	if (!fs_group_valid(group, strlen(group)) && group[0] != '\0') {
 		fprintf(stderr, "ferryfs: --group %s: 1-16 of A-Z a-z 0-9 _ -\n", group);
 		return EX_USAGE;
@@ -294,27 +402,11 @@ static int cmd_upload(cli *c, int argc, char **argv)
 		close(fd);
 		return rc;
 	}
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	uint8_t *h = ferry_buf_alloc(&req, FS_UPLOAD_FIXED_BYTES + strlen(ext));
-	fs_enc_upload(h, FS_UPLOAD_FIXED_BYTES + strlen(ext), flags, store, size, ext);
-	/* the body as a file region: sendfile on splice */
-	if (size > 0)
-		ferry_buf_append_file(&req, fd, 0, (size_t)size);
-	int st_ = ferry_call_sync(c->s, FS_OP_UPLOAD, &req, &resp, CLI_TIMEOUT_US);
-	close(fd);
 	char id[FS_FID_MAX];
-	uint8_t head[FS_DECODE_MAX];
-	ssize_t n = ferry_buf_copy_out(
-	        &resp, 0,
-	        ferry_buf_len(&resp) < sizeof(head) ? ferry_buf_len(&resp) : sizeof(head),
-	        head);
-	if (st_ == 0 && fs_dec_upload_resp(head, n < 0 ? 0 : (size_t)n,
-	                                   ferry_buf_len(&resp), id, sizeof(id)) != 0)
-		st_ = -EBADMSG;
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
+	int st_ = size + FS_UPLOAD_FIXED_BYTES + FS_EXT_MAX <= FS_PIECE_BYTES
+	                  ? upload_whole(c, fd, size, flags, store, ext, id)
+	                  : upload_pieces(c, fd, size, flags, store, ext, id);
+	close(fd);
 	if (st_ != 0) {
 		fprintf(stderr, "ferryfs: upload %s: %s\n", file, why(st_));
 		return exit_for(st_);
@@ -380,19 +472,36 @@ static int cmd_download(cli *c, int argc, char **argv)
 		fprintf(stderr, "ferryfs: %s: %s\n", out, strerror(errno));
 		return EX_FAILED;
 	}
-	ferry_buf req;
-	ferry_buf_init(&req);
-	uint8_t *h = ferry_buf_alloc(&req, FS_DL_FIXED_BYTES + strlen(id));
-	fs_enc_download(h, FS_DL_FIXED_BYTES + strlen(id), id, off, len);
-	ferry_fd_sink sink = {.fd = fd, .off = fd == STDOUT_FILENO ? -1 : 0};
-	int st_ = ferry_call_into_fd_sync(c->s, FS_OP_DOWNLOAD, &req, &sink,
-	                                  CLI_TIMEOUT_US);
-	ferry_buf_fini(&req);
-	/* An object that is not an appender cannot change: its ID says how
-	 * many bytes must have come. */
-	if (st_ == 0 && !f.appender && len == 0 && off <= f.size &&
-	    sink.written != f.size - off)
-		st_ = -EIO;
+	/* The whole size is known from the ID (an appender's may have grown:
+	 * that one is asked for in one go, as far as one message goes). Over
+	 * FS_PIECE_BYTES the object comes as ranges, each written at its
+	 * offset. */
+	uint64_t want = len != 0 ? len : f.appender || off > f.size ? 0 : f.size - off;
+	int st_ = 0;
+	uint64_t got = 0;
+	progress p;
+	progress_start(&p, "download", want);
+	do {
+		uint64_t n = want - got < FS_PIECE_BYTES ? want - got : FS_PIECE_BYTES;
+		if (want == 0)
+			n = len; /* 0: to the end, in one answer */
+		ferry_buf req;
+		ferry_buf_init(&req);
+		uint8_t *h = ferry_buf_alloc(&req, FS_DL_FIXED_BYTES + strlen(id));
+		fs_enc_download(h, FS_DL_FIXED_BYTES + strlen(id), id, off + got, n);
+		ferry_fd_sink sink = {.fd = fd,
+		                      .off = fd == STDOUT_FILENO ? -1 : (int64_t)got};
+		st_ = ferry_call_into_fd_sync(c->s, FS_OP_DOWNLOAD, &req, &sink,
+		                              CLI_TIMEOUT_US);
+		ferry_buf_fini(&req);
+		/* an object that is not an appender cannot change: its ID says
+		 * how many bytes must come */
+		if (st_ == 0 && want != 0 && sink.written != n)
+			st_ = -EIO;
+		got += sink.written;
+		if (st_ == 0 && want != 0)
+			progress_show(&p, got);
+	} while (st_ == 0 && got < want);
 	if (fd != STDOUT_FILENO && close(fd) != 0 && st_ == 0)
 		st_ = -errno;
 	if (st_ != 0) {

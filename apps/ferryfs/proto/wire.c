@@ -198,6 +198,89 @@ int fs_dec_info(const uint8_t *p, size_t have, uint64_t msg_len, fs_info *out)
 	return 0;
 }
 
+int fs_dec_upload_begin(const uint8_t *p, size_t have, uint64_t msg_len,
+                        fs_upload_req *out)
+{
+	/* an upload request whose body is not here: check it as one with the
+	 * body's length added, then require the message to end at the ext */
+	if (have < FS_UPLOAD_FIXED_BYTES)
+		return -EBADMSG;
+	uint64_t size = fs_get64(p + 8);
+	if (size > UINT64_MAX - msg_len)
+		return -EBADMSG;
+	int rc = fs_dec_upload(p, have, msg_len + size, out);
+	if (rc != 0)
+		return rc;
+	return out->body_off == msg_len ? 0 : -EBADMSG;
+}
+
+int fs_enc_handle_req(uint8_t *out, size_t cap, uint64_t handle)
+{
+	if (cap < FS_HANDLE_REQ_BYTES)
+		return -1;
+	req_hdr(out, 0);
+	fs_put64(out + 4, handle);
+	return FS_HANDLE_REQ_BYTES;
+}
+
+int fs_dec_handle_req(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle)
+{
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (msg_len != FS_HANDLE_REQ_BYTES || have < FS_HANDLE_REQ_BYTES)
+		return -EBADMSG;
+	*handle = fs_get64(p + 4);
+	return *handle != 0 ? 0 : -EBADMSG;
+}
+
+int fs_enc_piece(uint8_t *out, size_t cap, uint64_t handle, uint64_t offset)
+{
+	if (cap < FS_PIECE_FIXED_BYTES)
+		return -1;
+	req_hdr(out, 0);
+	fs_put64(out + 4, handle);
+	fs_put64(out + 12, offset);
+	return FS_PIECE_FIXED_BYTES;
+}
+
+int fs_dec_piece(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle,
+                 uint64_t *offset, uint64_t *bytes)
+{
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (msg_len <= FS_PIECE_FIXED_BYTES || have < FS_PIECE_FIXED_BYTES)
+		return -EBADMSG; /* a piece carries at least one byte */
+	*handle = fs_get64(p + 4);
+	*offset = fs_get64(p + 12);
+	*bytes = msg_len - FS_PIECE_FIXED_BYTES;
+	return *handle != 0 ? 0 : -EBADMSG;
+}
+
+int fs_enc_begin_resp(uint8_t *out, size_t cap, uint64_t handle)
+{
+	if (cap < 16)
+		return -1;
+	memset(out, 0, 8);
+	out[0] = FS_PROTO_VERSION;
+	fs_put64(out + 8, handle);
+	return 16;
+}
+
+int fs_dec_begin_resp(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle)
+{
+	if (msg_len != 16 || have < 16)
+		return -EBADMSG;
+	if (p[0] != FS_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	for (int i = 1; i < 8; i++)
+		if (p[i] != 0)
+			return -EBADMSG;
+	*handle = fs_get64(p + 8);
+	return *handle != 0 ? 0 : -EBADMSG;
+}
+
 #define FS_SERVER_FIXED 28
 
 int fs_enc_server(uint8_t *out, size_t cap, const fs_server *sv)
@@ -340,6 +423,14 @@ const char *fs_op_name(uint16_t op)
 		return "delete";
 	case FS_OP_INFO:
 		return "info";
+	case FS_OP_UPLOAD_BEGIN:
+		return "upload-begin";
+	case FS_OP_UPLOAD_PIECE:
+		return "upload-piece";
+	case FS_OP_UPLOAD_COMMIT:
+		return "upload-commit";
+	case FS_OP_UPLOAD_ABORT:
+		return "upload-abort";
 	case FS_OP_BEAT:
 		return "beat";
 	case FS_OP_QUERY_STORE:

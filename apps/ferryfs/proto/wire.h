@@ -19,6 +19,11 @@ enum fs_op {
 	FS_OP_DOWNLOAD = 0x4602,
 	FS_OP_DELETE = 0x4603,
 	FS_OP_INFO = 0x4604,
+	/* uploads over one message: a session, pieces in order, commit */
+	FS_OP_UPLOAD_BEGIN = 0x4605,
+	FS_OP_UPLOAD_PIECE = 0x4606,
+	FS_OP_UPLOAD_COMMIT = 0x4607,
+	FS_OP_UPLOAD_ABORT = 0x4608,
 	/* tracker */
 	FS_OP_BEAT = 0x4621,        /* storage -> tracker: who, where, how full */
 	FS_OP_QUERY_STORE = 0x4622, /* client: a server to upload to */
@@ -57,7 +62,13 @@ enum { FS_SERVER_OFFLINE = 0, FS_SERVER_ACTIVE = 1, FS_SERVER_READONLY = 2 };
 #define FS_DL_FIXED_BYTES     24 /* download: + id */
 #define FS_UPLOAD_RESP_FIXED  4  /* + id */
 #define FS_INFO_RESP_BYTES    36
-#define FS_STORE_ANY          0xffu
+#define FS_HANDLE_REQ_BYTES   12 /* commit, abort: header + handle */
+#define FS_PIECE_FIXED_BYTES  20 /* header, handle, offset; then the bytes */
+#define FS_BEGIN_RESP_BYTES   16 /* version, 7 reserved, handle u64 */
+/* What a client sends per piece, and asks per ranged download: well under
+ * ferry's default message cap (64 MiB). */
+#define FS_PIECE_BYTES (16u << 20)
+#define FS_STORE_ANY   0xffu
 /* The most a decoder ever needs contiguous: the largest fixed part plus
  * an ID or an extension. */
 #define FS_DECODE_MAX (FS_DL_FIXED_BYTES + FS_FID_MAX)
@@ -137,6 +148,22 @@ int fs_dec_download(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *
 int fs_dec_upload_resp(const uint8_t *p, size_t have, uint64_t msg_len, char *id,
                        size_t id_cap);
 int fs_dec_info(const uint8_t *p, size_t have, uint64_t msg_len, fs_info *out);
+
+/* Upload sessions. BEGIN is an upload request with no body (size = the
+ * object's total); its answer is {version u8, 3 reserved, reserved u32}
+ * then handle u64 (FS_BEGIN_RESP_BYTES).
+ * PIECE: header, handle u64, offset u64, then the bytes (offset = what the
+ * server has so far: pieces come in order). COMMIT, ABORT: header, handle;
+ * COMMIT answers as an upload does. */
+int fs_dec_upload_begin(const uint8_t *p, size_t have, uint64_t msg_len,
+                        fs_upload_req *out);
+int fs_enc_handle_req(uint8_t *out, size_t cap, uint64_t handle);
+int fs_dec_handle_req(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle);
+int fs_enc_piece(uint8_t *out, size_t cap, uint64_t handle, uint64_t offset);
+int fs_dec_piece(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle,
+                 uint64_t *offset, uint64_t *bytes);
+int fs_enc_begin_resp(uint8_t *out, size_t cap, uint64_t handle);
+int fs_dec_begin_resp(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t *handle);
 
 /* A server record (BEAT's body, QUERY_*'s answer, LIST's entries):
  * group_len u8, nlocs u8, nstores u8, store u8, id u32, load u32, state

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -39,6 +40,7 @@
 #define ST_COPY_BYTES   (256u << 10) /* bounce buffer for file-region bodies */
 #define ST_DRAIN_US     5000000u
 #define ST_TRACKERS_MAX 4
+#define ST_SESSIONS_MAX 1024
 #define ST_BEAT_BYTES   8192
 
 enum { ST_FSYNC_NEVER = 0, ST_FSYNC_ALWAYS = 1 };
@@ -55,6 +57,7 @@ typedef struct st_config {
 	char *tracker[ST_TRACKERS_MAX];
 	int ntrackers;
 	uint32_t beat_ms;
+	uint32_t upload_idle_s;
 	bool foreground;
 } st_config;
 
@@ -64,8 +67,11 @@ typedef struct st_counters {
 	atomic_ulong bad_messages, bad_ids, not_found, no_space, io_errors;
 } st_counters;
 
-static st_config cfg = {
-        .group = "group1", .server_id = 1, .fsync = ST_FSYNC_ALWAYS, .beat_ms = 1000};
+static st_config cfg = {.group = "group1",
+                        .server_id = 1,
+                        .fsync = ST_FSYNC_ALWAYS,
+                        .beat_ms = 1000,
+                        .upload_idle_s = 60};
 static st_counters cnt;
 static atomic_uint next_store;
 static atomic_uint in_flight; /* the load a beat reports */
@@ -137,6 +143,14 @@ static int st_key(const char *key, const char *val)
 			return 0;
 		}
 		cfg.beat_ms = (uint32_t)v;
+	} else if (strcmp(key, "upload_idle_s") == 0) {
+		int v = atoi(val);
+		if (v < 1 || v > 86400) {
+			fprintf(stderr,
+			        "ferryfs-storage: upload_idle_s '%s': 1 to 86400\n", val);
+			return 0;
+		}
+		cfg.upload_idle_s = (uint32_t)v;
 	} else if (strcmp(key, "workers") == 0) {
 		int v = atoi(val);
 		if (v < 1 || v > FERRY_WORKERS_THREADS_MAX) {
@@ -167,6 +181,7 @@ static void st_usage(FILE *f)
 	        "  workers=N         disk worker threads (default %d)\n"
 	        "  tracker=LOCATOR   a tracker to beat to (repeatable: every one)\n"
 	        "  beat_ms=N         between beats (default 1000)\n"
+	        "  upload_idle_s=N   an upload in pieces idle this long is dropped (60)\n"
 	        "--foreground: stay in the foreground, log to stderr (otherwise the\n"
 	        "server detaches and logs to STORE0/storage.log). SIGTERM or SIGINT:\n"
 	        "stop taking calls, finish those in flight (up to 5 s), exit.\n",
@@ -279,14 +294,13 @@ static int st_write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* The request body (from off) into fd; its CRC-32 in *crc. */
+/* The request body (from off) into fd; *crc continues over it. */
 static int st_write_body(int fd, ferry_buf *req, size_t off, uint64_t len, uint32_t *crc)
 {
 	ferry_buf_iter it;
 	ferry_buf_seg seg;
 	uint8_t *bounce = NULL;
 	int rc = 0;
-	*crc = 0;
 	ferry_buf_iter_init(&it, req, off, len);
 	while (rc == 0 && ferry_buf_iter_next(&it, &seg)) {
 		if (seg.kind != FERRY_CHUNK_FILE) {
@@ -328,6 +342,83 @@ static int st_fsync_dir(const char *path)
 	return rc;
 }
 
+/* An upload's file: the ID's fields (source, time, store path, random
+ * part, extension) and a temporary file beside its final name. The fd, or
+ * -errno. */
+static int st_begin_file(const fs_upload_req *u, fs_fid *f, char *tmp, size_t cap)
+{
+	if (u->store != FS_STORE_ANY && u->store >= cfg.nstores)
+		return -ENXIO;
+	*f = (fs_fid){.source = cfg.server_id,
+	              .ctime = (uint32_t)time(NULL),
+	              .size = u->size,
+	              .appender = (u->flags & FS_UPLOAD_APPENDER) != 0};
+	snprintf(f->group, sizeof(f->group), "%s", cfg.group);
+	snprintf(f->ext, sizeof(f->ext), "%s", u->ext);
+	f->store = u->store != FS_STORE_ANY ? u->store
+	                                    : (uint8_t)(atomic_fetch_add(&next_store, 1) %
+	                                                (unsigned)cfg.nstores);
+	while (getrandom(&f->rnd, sizeof(f->rnd), 0) != sizeof(f->rnd))
+		;
+	int rc = st_mkdirs(f);
+	if (rc != 0)
+		return rc;
+	char dir[PATH_MAX];
+	st_path(f, true, dir, sizeof(dir));
+	if ((size_t)snprintf(tmp, cap, "%s/.upload-XXXXXX", dir) >= cap)
+		return -ENAMETOOLONG;
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The end of an upload whose bytes are in fd (rc: how writing went):
+ * fsync (policy), close, rename into place under a name nobody has, and
+ * answer with the ID. On any failure the temporary file goes and the
+ * status says why (ENOSPC counted as such). */
+static int st_finish(ferry_rpc *rpc, fs_fid *f, const char *tmp, int fd, int rc)
+{
+	char path[PATH_MAX];
+	if (rc == 0 && cfg.fsync == ST_FSYNC_ALWAYS && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	/* The final name; on the (2^-16) chance it exists, another random
+	 * high half keeps the same directories. */
+	for (int tries = 0; rc == 0; tries++) {
+		st_path(f, false, path, sizeof(path));
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+			break;
+		if (errno != EEXIST || tries == 8) {
+			rc = -errno;
+			break;
+		}
+		uint16_t hi;
+		while (getrandom(&hi, sizeof(hi), 0) != sizeof(hi))
+			;
+		f->rnd = (f->rnd & 0xffffu) | (uint32_t)hi << 16;
+	}
+	if (rc != 0) {
+		unlink(tmp);
+		if (rc == -ENOSPC || rc == -EDQUOT)
+			atomic_fetch_add(&cnt.no_space, 1);
+		else
+			atomic_fetch_add(&cnt.io_errors, 1);
+		return rc == -EDQUOT ? -ENOSPC : rc;
+	}
+	if (cfg.fsync == ST_FSYNC_ALWAYS && (rc = st_fsync_dir(path)) != 0)
+		return rc;
+	char id[FS_FID_MAX];
+	if (fs_fid_encode(f, id, sizeof(id)) < 0)
+		return -EIO;
+	uint8_t *out = ferry_buf_alloc(ferry_rpc_response(rpc),
+	                               FS_UPLOAD_RESP_FIXED + strlen(id));
+	if (out == NULL)
+		return -ENOMEM;
+	fs_enc_upload_resp(out, FS_UPLOAD_RESP_FIXED + strlen(id), id);
+	atomic_fetch_add(&cnt.uploads, 1);
+	return 0;
+}
+
 /* Upload: the body goes to a temporary file beside its final name, is
  * fsynced (policy), and only then renamed into place: a crash or a full
  * disk never leaves a partial object visible, and a failed upload leaves
@@ -342,68 +433,226 @@ static int st_upload(ferry_rpc *rpc)
 		atomic_fetch_add(&cnt.bad_messages, 1);
 		return rc;
 	}
-	if (u.store != FS_STORE_ANY && u.store >= cfg.nstores)
-		return -ENXIO;
-	fs_fid f = {.source = cfg.server_id,
-	            .ctime = (uint32_t)time(NULL),
-	            .size = u.size,
-	            .appender = (u.flags & FS_UPLOAD_APPENDER) != 0};
-	snprintf(f.group, sizeof(f.group), "%s", cfg.group);
-	snprintf(f.ext, sizeof(f.ext), "%s", u.ext);
-	f.store = u.store != FS_STORE_ANY ? u.store
-	                                  : (uint8_t)(atomic_fetch_add(&next_store, 1) %
-	                                              (unsigned)cfg.nstores);
-	while (getrandom(&f.rnd, sizeof(f.rnd), 0) != sizeof(f.rnd))
-		;
-	rc = st_mkdirs(&f);
-	if (rc != 0)
-		return rc;
-	char dir[PATH_MAX], tmp[PATH_MAX + 32], path[PATH_MAX];
-	st_path(&f, true, dir, sizeof(dir));
-	snprintf(tmp, sizeof(tmp), "%s/.upload-XXXXXX", dir);
-	int fd = mkostemp(tmp, O_CLOEXEC);
+	fs_fid f;
+	char tmp[PATH_MAX + 32];
+	int fd = st_begin_file(&u, &f, tmp, sizeof(tmp));
 	if (fd < 0)
-		return -errno;
+		return fd;
+	f.crc32 = 0;
 	rc = st_write_body(fd, req, u.body_off, u.size, &f.crc32);
-	if (rc == 0 && cfg.fsync == ST_FSYNC_ALWAYS && fsync(fd) != 0)
-		rc = -errno;
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno;
-	/* The final name; on the (2^-16) chance it exists, another random
-	 * high half keeps the same directories. */
-	for (int tries = 0; rc == 0; tries++) {
-		st_path(&f, false, path, sizeof(path));
-		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-			break;
-		if (errno != EEXIST || tries == 8) {
-			rc = -errno;
-			break;
+	return st_finish(rpc, &f, tmp, fd, rc);
+}
+
+/* Uploads in pieces --------------------------------------------------------------*/
+
+/* An upload over one message: begun, fed pieces in order (offset = bytes so
+ * far; the CRC runs along), committed (as an upload ends) or aborted. A
+ * session left idle for upload_idle_s is aborted by the event loop. One
+ * piece at a time per session (busy). */
+typedef struct st_session {
+	uint64_t handle; /* 0: a free slot */
+	int fd;
+	bool busy;
+	char tmp[PATH_MAX + 32];
+	fs_fid fid;
+	uint64_t written;
+	uint64_t last_us;
+} st_session;
+
+static st_session sessions[ST_SESSIONS_MAX];
+static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t st_now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The session of handle, made busy (under the lock): NULL and *rc. */
+static st_session *st_session_take(uint64_t handle, int *rc)
+{
+	pthread_mutex_lock(&sessions_lock);
+	for (int i = 0; i < ST_SESSIONS_MAX; i++)
+		if (sessions[i].handle == handle) {
+			st_session *x = &sessions[i];
+			if (x->busy) {
+				*rc = -EBUSY; /* pieces of one upload go one at a time */
+				break;
+			}
+			x->busy = true;
+			pthread_mutex_unlock(&sessions_lock);
+			return x;
 		}
-		uint16_t hi;
-		while (getrandom(&hi, sizeof(hi), 0) != sizeof(hi))
-			;
-		f.rnd = (f.rnd & 0xffffu) | (uint32_t)hi << 16;
+	if (*rc == 0)
+		*rc = -ENOENT; /* no such upload (expired, or never begun) */
+	pthread_mutex_unlock(&sessions_lock);
+	return NULL;
+}
+
+static void st_session_give(st_session *x)
+{
+	pthread_mutex_lock(&sessions_lock);
+	x->busy = false;
+	x->last_us = st_now_us();
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+/* Forget a taken session; with drop, its temporary file goes too. */
+static void st_session_end(st_session *x, bool drop)
+{
+	if (drop) {
+		close(x->fd);
+		unlink(x->tmp);
 	}
+	pthread_mutex_lock(&sessions_lock);
+	x->handle = 0;
+	x->busy = false;
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+static int st_upload_begin(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_upload_req u;
+	int rc = fs_dec_upload_begin(head, st_head(req, head), ferry_buf_len(req), &u);
 	if (rc != 0) {
-		unlink(tmp);
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	if (u.size == 0 || u.size >= FS_APPENDER_BIT)
+		return -EINVAL;
+	st_session *x = NULL;
+	pthread_mutex_lock(&sessions_lock);
+	for (int i = 0; i < ST_SESSIONS_MAX && x == NULL; i++)
+		if (sessions[i].handle == 0) {
+			x = &sessions[i];
+			x->handle = UINT64_MAX; /* reserved while the file is made */
+			x->busy = true;
+		}
+	pthread_mutex_unlock(&sessions_lock);
+	if (x == NULL)
+		return -EAGAIN; /* too many uploads in progress */
+	int fd = st_begin_file(&u, &x->fid, x->tmp, sizeof(x->tmp));
+	if (fd < 0) {
+		st_session_end(x, false);
+		return fd;
+	}
+	x->fd = fd;
+	x->written = 0;
+	x->fid.crc32 = 0;
+	uint64_t h = 0;
+	while (h == 0 || h == UINT64_MAX)
+		while (getrandom(&h, sizeof(h), 0) != sizeof(h))
+			;
+	uint8_t *out = ferry_buf_alloc(ferry_rpc_response(rpc), FS_BEGIN_RESP_BYTES);
+	if (out == NULL) {
+		st_session_end(x, true);
+		return -ENOMEM;
+	}
+	fs_enc_begin_resp(out, FS_BEGIN_RESP_BYTES, h);
+	pthread_mutex_lock(&sessions_lock);
+	x->handle = h;
+	x->busy = false;
+	x->last_us = st_now_us();
+	pthread_mutex_unlock(&sessions_lock);
+	return 0;
+}
+
+static int st_upload_piece(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	uint64_t handle, off, n;
+	int rc = fs_dec_piece(head, st_head(req, head), ferry_buf_len(req), &handle, &off,
+	                      &n);
+	if (rc != 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	st_session *x = st_session_take(handle, &rc);
+	if (x == NULL)
+		return rc;
+	if (off != x->written || n > x->fid.size - x->written) {
+		st_session_give(x);
+		return -EINVAL; /* out of order, or past the size begun with */
+	}
+	rc = st_write_body(x->fd, req, FS_PIECE_FIXED_BYTES, n, &x->fid.crc32);
+	if (rc != 0) {
+		/* a full disk ends the upload: nothing of it stays */
 		if (rc == -ENOSPC || rc == -EDQUOT)
 			atomic_fetch_add(&cnt.no_space, 1);
-		else
-			atomic_fetch_add(&cnt.io_errors, 1);
+		st_session_end(x, true);
 		return rc == -EDQUOT ? -ENOSPC : rc;
 	}
-	if (cfg.fsync == ST_FSYNC_ALWAYS && (rc = st_fsync_dir(path)) != 0)
-		return rc;
-	char id[FS_FID_MAX];
-	if (fs_fid_encode(&f, id, sizeof(id)) < 0)
-		return -EIO;
-	uint8_t *out = ferry_buf_alloc(ferry_rpc_response(rpc),
-	                               FS_UPLOAD_RESP_FIXED + strlen(id));
-	if (out == NULL)
-		return -ENOMEM;
-	fs_enc_upload_resp(out, FS_UPLOAD_RESP_FIXED + strlen(id), id);
-	atomic_fetch_add(&cnt.uploads, 1);
+	x->written += n;
+	st_session_give(x);
 	return 0;
+}
+
+static int st_upload_commit(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	uint64_t handle;
+	int rc = fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle);
+	if (rc != 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	st_session *x = st_session_take(handle, &rc);
+	if (x == NULL)
+		return rc;
+	if (x->written != x->fid.size) {
+		st_session_give(x);
+		return -EINVAL; /* not all of it came */
+	}
+	fs_fid f = x->fid;
+	char tmp[sizeof(x->tmp)];
+	memcpy(tmp, x->tmp, sizeof(tmp));
+	int fd = x->fd;
+	st_session_end(x, false);
+	return st_finish(rpc, &f, tmp, fd, 0);
+}
+
+static int st_upload_abort(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	uint64_t handle;
+	int rc = fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle);
+	if (rc != 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		return rc;
+	}
+	st_session *x = st_session_take(handle, &rc);
+	if (x == NULL)
+		return rc;
+	st_session_end(x, true);
+	return 0;
+}
+
+/* From the event loop: uploads idle too long (or all, at exit) are
+ * aborted, their temporary files removed. */
+static unsigned st_sessions_expire(uint64_t idle_us)
+{
+	unsigned n = 0;
+	uint64_t now = st_now_us();
+	for (int i = 0; i < ST_SESSIONS_MAX; i++) {
+		pthread_mutex_lock(&sessions_lock);
+		st_session *x = &sessions[i];
+		bool go = x->handle != 0 && x->handle != UINT64_MAX && !x->busy &&
+		          now - x->last_us >= idle_us;
+		if (go)
+			x->busy = true;
+		pthread_mutex_unlock(&sessions_lock);
+		if (go) {
+			st_session_end(x, true);
+			n++;
+		}
+	}
+	return n;
 }
 
 static void st_close_fd(void *arg, void *data)
@@ -510,6 +759,10 @@ static const st_op st_ops[] = {
         {FS_OP_DOWNLOAD, st_download},
         {FS_OP_DELETE, st_delete},
         {FS_OP_INFO, st_info},
+        {FS_OP_UPLOAD_BEGIN, st_upload_begin},
+        {FS_OP_UPLOAD_PIECE, st_upload_piece},
+        {FS_OP_UPLOAD_COMMIT, st_upload_commit},
+        {FS_OP_UPLOAD_ABORT, st_upload_abort},
 };
 
 static void st_handler(void *arg, ferry_rpc *rpc)
@@ -687,9 +940,16 @@ int main(int argc, char **argv)
 		ferry_buf_init(&trackers[i].req);
 		ferry_buf_init(&trackers[i].resp);
 	}
-	uint64_t next_beat = 0;
+	uint64_t next_beat = 0, next_expiry = 0;
 	while (!stop) {
 		uint64_t now = ferry_ctx_now_us(ctx);
+		if (now >= next_expiry) {
+			unsigned n = st_sessions_expire(cfg.upload_idle_s * 1000000ull);
+			if (n > 0)
+				st_log("dropped %u uploads idle for %u s", n,
+				       cfg.upload_idle_s);
+			next_expiry = now + 1000000;
+		}
 		if (cfg.ntrackers > 0 && now >= next_beat) {
 			st_beat(ctx);
 			next_beat = now + cfg.beat_ms * 1000ull;
@@ -710,6 +970,7 @@ int main(int argc, char **argv)
 	}
 	ferry_server_destroy(srv);
 	ferry_ctx_destroy(ctx);
+	st_sessions_expire(0); /* unfinished uploads leave nothing */
 	st_log("stopped%s: uploads %lu downloads %lu deletes %lu infos %lu; refused: "
 	       "bad messages %lu bad IDs %lu; not found %lu; no space %lu; I/O errors %lu",
 	       rc != 0 ? " (drain timed out)" : "", (unsigned long)cnt.uploads,

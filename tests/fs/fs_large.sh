@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# fs: a 1 GiB object over tcp, splice and fast+udp: uploaded in pieces
+# (64 of 16 MiB: begin, pieces in order, commit), downloaded in ranges
+# written at their offsets, byte-exact (cmp), info says its size, and the
+# store holds exactly one file of 1 GiB per upload and no temporary file.
+# fsync=never: the test is about the pieces, not the disk.
+# usage: fs_large.sh FERRYFS_STORAGE FERRYFS
+set -euo pipefail
+storage=$1
+cli=$2
+dir=$(mktemp -d)
+spid=
+cleanup() {
+	[ -n "$spid" ] && kill "$spid" 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*"
+	sed 's/^/  log: /' "$dir/log" 2>/dev/null | tail -20
+	exit 1
+}
+mkdir -p "$dir/s"
+"$storage" --foreground --set fsync=never --set store_path="$dir/s" \
+	--set listen='tcp:host=127.0.0.1,port=0' --set listen='splice:host=127.0.0.1,port=0' \
+	--set listen='fast+udp:host=127.0.0.1,port=0' 2>"$dir/log" &
+spid=$!
+for _ in $(seq 50); do [ "$(grep -c 'listening on' "$dir/log" || true)" -ge 3 ] && break; sleep 0.1; done
+mapfile -t locs < <(sed -n 's/.*listening on \(.*\)$/\1/p' "$dir/log")
+[ "${#locs[@]}" -eq 3 ] || fail "no locators"
+size=$((1 << 30))
+head -c "$size" /dev/urandom >"$dir/in"
+for loc in "${locs[@]}"; do
+	t=${loc%%:*}
+	s0=$(date +%s.%N)
+	id=$("$cli" --server "$loc" upload "$dir/in") || fail "$t: 1 GiB upload"
+	s1=$(date +%s.%N)
+	"$cli" --server "$loc" download "$id" "$dir/out" || fail "$t: 1 GiB download"
+	s2=$(date +%s.%N)
+	cmp "$dir/in" "$dir/out" || fail "$t: 1 GiB came back different"
+	"$cli" --server "$loc" info "$id" | grep -q "^size now *$size\$" || fail "$t: info size"
+	[ "$(find "$dir/s" -type f -size "$((size / 1024))k" | wc -l)" -eq 1 ] ||
+		fail "$t: the store does not hold one 1 GiB file"
+	[ -z "$(find "$dir/s" -name '.upload-*')" ] || fail "$t: a temporary file is left"
+	"$cli" --server "$loc" delete "$id"
+	rm -f "$dir/out"
+	awk -v a="$s0" -v b="$s1" -v c="$s2" -v t="$t" \
+		'BEGIN { printf "ok: %s: 1 GiB up in %.1f s, down in %.1f s, byte-exact\n", t, b - a, c - b }'
+done
+kill -TERM "$spid"
+wait "$spid" || fail "storage exit"
+spid=

@@ -292,6 +292,71 @@ static void test_tracker_msgs(void **state)
 	assert_int_equal(fs_dec_query_store(m, (size_t)n, (uint64_t)n, g), -EBADMSG);
 }
 
+static void test_appender_meta_msgs(void **state)
+{
+	(void)state;
+	fs_fid f = sample();
+	f.appender = true;
+	char id[FS_FID_MAX];
+	fs_fid_encode(&f, id, sizeof(id));
+	uint8_t m[FS_DECODE_MAX + 64];
+	fs_id_req r;
+	uint32_t off;
+	int fe = 0;
+	int n = fs_enc_append(m, sizeof(m), id);
+	assert_int_equal(fs_dec_append(m, (size_t)n, (uint64_t)n + 10, &r, &off, &fe), 0);
+	assert_int_equal(off, n);
+	assert_true(r.fid.appender);
+	/* nothing to append */
+	assert_int_equal(fs_dec_append(m, (size_t)n, (uint64_t)n, &r, &off, &fe),
+	                 -EBADMSG);
+	n = fs_enc_mod(m, sizeof(m), id, 12345);
+	assert_int_equal(fs_dec_mod(m, (size_t)n, (uint64_t)n + 1, true, &r, &off, &fe),
+	                 0);
+	assert_int_equal(r.offset, 12345);
+	assert_int_equal(fs_dec_mod(m, (size_t)n, (uint64_t)n, true, &r, &off, &fe),
+	                 -EBADMSG);
+	assert_int_equal(fs_dec_mod(m, (size_t)n, (uint64_t)n, false, &r, &off, &fe), 0);
+	assert_int_equal(fs_dec_mod(m, (size_t)n, (uint64_t)n + 1, false, &r, &off, &fe),
+	                 -EBADMSG);
+	/* metadata pairs */
+	static fs_meta_pair in[3], out[FS_META_PAIRS_MAX];
+	strcpy(in[0].key, "w");
+	in[0].vlen = 3;
+	memcpy(in[0].value, "640", 3);
+	strcpy(in[1].key, "title.en-GB_1");
+	in[1].vlen = 0;
+	static uint8_t buf[4096];
+	int k = fs_enc_meta(buf, sizeof(buf), in, 2);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k, out, FS_META_PAIRS_MAX), 2);
+	assert_string_equal(out[1].key, "title.en-GB_1");
+	assert_int_equal(out[0].vlen, 3);
+	assert_memory_equal(out[0].value, "640", 3);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k + 1, out, FS_META_PAIRS_MAX),
+	                 -EBADMSG);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k - 1, out, FS_META_PAIRS_MAX),
+	                 -EBADMSG);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k, out, 1), -EBADMSG); /* too many */
+	strcpy(in[1].key, "w");                                          /* a key twice */
+	k = fs_enc_meta(buf, sizeof(buf), in, 2);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k, out, FS_META_PAIRS_MAX), -EBADMSG);
+	strcpy(in[1].key, "a b"); /* a bad key */
+	k = fs_enc_meta(buf, sizeof(buf), in, 2);
+	assert_int_equal(fs_dec_meta(buf, (size_t)k, out, FS_META_PAIRS_MAX), -EBADMSG);
+	assert_false(fs_meta_key_valid("", 0));
+	assert_true(fs_meta_key_valid("a", 1));
+	bool merge;
+	n = fs_enc_meta_set_hdr(m, sizeof(m), id, true);
+	assert_int_equal(
+	        fs_dec_meta_set(m, (size_t)n, (uint64_t)n + 2, &r, &merge, &off, &fe), 0);
+	assert_true(merge);
+	assert_int_equal(off, n);
+	m[1] = 0x02; /* an unknown flag */
+	assert_int_equal(
+	        fs_dec_meta_set(m, (size_t)n, (uint64_t)n + 2, &r, &merge, &off, &fe),
+	        -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +366,7 @@ int main(void)
 	        cmocka_unit_test(test_upload_msg),
 	        cmocka_unit_test(test_id_msgs),
 	        cmocka_unit_test(test_tracker_msgs),
+	        cmocka_unit_test(test_appender_meta_msgs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

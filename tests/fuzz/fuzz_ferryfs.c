@@ -29,10 +29,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t kind = data[0] % 8;
+	uint8_t kind = data[0] % 13;
+	static fs_meta_pair pairs[FS_META_PAIRS_MAX];
+	uint32_t off = 0;
+	bool merge = false;
+	int k;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
-	static uint8_t out[16384];
+	static uint8_t out[1 << 19];
 	static fs_server sv;
 	char group[FS_GROUP_MAX + 1];
 	fs_upload_req u;
@@ -89,6 +93,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (fs_enc_beat(out, sizeof(out), &sv) != (int)n ||
 		     memcmp(out, p, n) != 0))
 			abort();
+		break;
+	case 8:
+		if (fs_dec_append(p, n, n, &r, &off, &fe) == 0) {
+			fz_fid(&r.fid, r.id, strlen(r.id));
+			if (off >= n ||
+			    fs_enc_append(out, sizeof(out), r.id) != (int)off ||
+			    memcmp(out, p, off) != 0)
+				abort();
+		}
+		break;
+	case 9:
+	case 10:
+		if (fs_dec_mod(p, n, n, kind == 9, &r, &off, &fe) == 0) {
+			fz_fid(&r.fid, r.id, strlen(r.id));
+			if ((kind == 9 ? off >= n : off != n) ||
+			    fs_enc_mod(out, sizeof(out), r.id, r.offset) != (int)off ||
+			    memcmp(out, p, off) != 0)
+				abort();
+		}
+		break;
+	case 11:
+		k = fs_dec_meta(p, n, pairs, FS_META_PAIRS_MAX);
+		if (k >= 0 &&
+		    (fs_enc_meta(out, sizeof(out), pairs, (unsigned)k) != (int)n ||
+		     memcmp(out, p, n) != 0))
+			abort();
+		break;
+	case 12:
+		if (fs_dec_meta_set(p, n, n, &r, &merge, &off, &fe) == 0) {
+			fz_fid(&r.fid, r.id, strlen(r.id));
+			if (fs_enc_meta_set_hdr(out, sizeof(out), r.id, merge) !=
+			            (int)off ||
+			    memcmp(out, p, off) != 0)
+				abort();
+		}
 		break;
 	default:
 		if (fs_dec_query_store(p, n, n, group) == 0 &&

@@ -55,6 +55,11 @@ static void usage(FILE *f)
 	        "       ferryfs WHERE download ID OUT [--offset N] [--length N]\n"
 	        "       ferryfs WHERE delete ID\n"
 	        "       ferryfs [WHERE] info ID\n"
+	        "       ferryfs WHERE append ID FILE\n"
+	        "       ferryfs WHERE write ID OFFSET FILE\n"
+	        "       ferryfs WHERE truncate ID SIZE\n"
+	        "       ferryfs WHERE meta set ID [--merge] KEY=VALUE ...\n"
+	        "       ferryfs WHERE meta get ID [--json]\n"
 	        "       ferryfs --tracker LOCATOR monitor [--json]\n"
 	        "WHERE: --tracker LOCATOR (repeatable, tried in order) or --server LOCATOR\n"
 	        "(a storage server). --transport NAME picks which of a storage server's\n"
@@ -99,6 +104,8 @@ static const char *why(int status)
 		return "no storage server online for it";
 	case -EROFS:
 		return "the group is read-only (below its reserved space)";
+	case -EPERM:
+		return "not an appender object (upload it with --appender)";
 	default:
 		return status < 0 && status > -4096 ? strerror(-status)
 		                                    : ferry_strerror(status);
@@ -437,6 +444,25 @@ static int locate_id(cli *c, const char *what, const char *id)
 	return EX_OK;
 }
 
+/* INFO on the open session: 0 or the status. */
+static int session_info(cli *c, const char *id, fs_info *in)
+{
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	size_t hl = FS_ID_REQ_FIXED_BYTES + strlen(id);
+	fs_enc_id_req(ferry_buf_alloc(&req, hl), hl, id);
+	int st = ferry_call_sync(c->s, FS_OP_INFO, &req, &resp, CLI_TIMEOUT_US);
+	uint8_t head[FS_INFO_RESP_BYTES];
+	if (st == 0 &&
+	    (ferry_buf_copy_out(&resp, 0, sizeof(head), head) != sizeof(head) ||
+	     fs_dec_info(head, sizeof(head), ferry_buf_len(&resp), in) != 0))
+		st = -EBADMSG;
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	return st;
+}
+
 static int cmd_download(cli *c, int argc, char **argv)
 {
 	const char *id = NULL, *out = NULL;
@@ -477,6 +503,9 @@ static int cmd_download(cli *c, int argc, char **argv)
 	 * FS_PIECE_BYTES the object comes as ranges, each written at its
 	 * offset. */
 	uint64_t want = len != 0 ? len : f.appender || off > f.size ? 0 : f.size - off;
+	fs_info in;
+	if (len == 0 && f.appender && session_info(c, id, &in) == 0)
+		want = in.size > off ? in.size - off : 0; /* as it is now */
 	int st_ = 0;
 	uint64_t got = 0;
 	progress p;
@@ -589,6 +618,185 @@ static int cmd_info(cli *c, int argc, char **argv)
 		return exit_for(st);
 	printf("%-14s %" PRIu64 "\n", "size now", in.size);
 	print_time("modified", in.mtime_s);
+	return EX_OK;
+}
+
+/* append ID FILE / write ID OFFSET FILE: the file's bytes in messages of up
+ * to FS_PIECE_BYTES (each an append, or a write at its offset; each
+ * applies whole or not at all on the server). */
+static int cmd_modify(cli *c, bool is_write, int argc, char **argv)
+{
+	const char *what = is_write ? "write" : "append";
+	uint64_t at = 0;
+	if (argc != (is_write ? 3 : 2) || (is_write && parse_u64(argv[1], &at) != 0))
+		return usage(stderr), EX_USAGE;
+	const char *id = argv[0], *file = argv[argc - 1];
+	fs_fid f;
+	if (decode_id(id, &f) != 0)
+		return EX_USAGE;
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fprintf(stderr, "ferryfs: %s: %s\n", file, strerror(errno));
+		return EX_FAILED;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	int rc = locate_id(c, what, id);
+	if (rc == EX_OK)
+		rc = cli_open(c);
+	if (rc != EX_OK) {
+		close(fd);
+		return rc;
+	}
+	int st_ = 0;
+	progress p;
+	progress_start(&p, what, size);
+	for (uint64_t off = 0; st_ == 0 && off < size;) {
+		uint64_t n = size - off < FS_PIECE_BYTES ? size - off : FS_PIECE_BYTES;
+		ferry_buf req, resp;
+		ferry_buf_init(&req);
+		ferry_buf_init(&resp);
+		size_t hl = (is_write ? FS_MOD_FIXED_BYTES : FS_ID_REQ_FIXED_BYTES) +
+		            strlen(id);
+		uint8_t *h = ferry_buf_alloc(&req, hl);
+		if (is_write)
+			fs_enc_mod(h, hl, id, at + off);
+		else
+			fs_enc_append(h, hl, id);
+		ferry_buf_append_file(&req, fd, (off_t)off, (size_t)n);
+		st_ = ferry_call_sync(c->s, is_write ? FS_OP_WRITE : FS_OP_APPEND, &req,
+		                      &resp, CLI_TIMEOUT_US);
+		ferry_buf_fini(&req);
+		ferry_buf_fini(&resp);
+		off += n;
+		if (st_ == 0)
+			progress_show(&p, off);
+	}
+	close(fd);
+	if (st_ != 0) {
+		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st_));
+		return exit_for(st_);
+	}
+	return EX_OK;
+}
+
+static int cmd_truncate(cli *c, int argc, char **argv)
+{
+	uint64_t size;
+	fs_fid f;
+	if (argc != 2 || parse_u64(argv[1], &size) != 0)
+		return usage(stderr), EX_USAGE;
+	if (decode_id(argv[0], &f) != 0)
+		return EX_USAGE;
+	int rc = locate_id(c, "truncate", argv[0]);
+	if (rc == EX_OK)
+		rc = cli_open(c);
+	if (rc != EX_OK)
+		return rc;
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	size_t hl = FS_MOD_FIXED_BYTES + strlen(argv[0]);
+	fs_enc_mod(ferry_buf_alloc(&req, hl), hl, argv[0], size);
+	int st = ferry_call_sync(c->s, FS_OP_TRUNCATE, &req, &resp, CLI_TIMEOUT_US);
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	if (st != 0) {
+		fprintf(stderr, "ferryfs: truncate %s: %s\n", argv[0], why(st));
+		return exit_for(st);
+	}
+	return EX_OK;
+}
+
+/* meta set ID [--merge] KEY=VALUE ... | meta get ID [--json] */
+static int cmd_meta(cli *c, int argc, char **argv)
+{
+	if (argc < 2 || (strcmp(argv[0], "set") != 0 && strcmp(argv[0], "get") != 0))
+		return usage(stderr), EX_USAGE;
+	bool set = strcmp(argv[0], "set") == 0, merge = false, json = false;
+	const char *id = argv[1];
+	static fs_meta_pair pairs[FS_META_PAIRS_MAX];
+	unsigned n = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *eq = strchr(argv[i], '=');
+		if (set && strcmp(argv[i], "--merge") == 0)
+			merge = true;
+		else if (!set && strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (set && eq != NULL && n < FS_META_PAIRS_MAX &&
+		         fs_meta_key_valid(argv[i], (size_t)(eq - argv[i])) &&
+		         strlen(eq + 1) <= FS_META_VALUE_MAX) {
+			snprintf(pairs[n].key, sizeof(pairs[n].key), "%.*s",
+			         (int)(eq - argv[i]), argv[i]);
+			pairs[n].vlen = (uint16_t)strlen(eq + 1);
+			memcpy(pairs[n].value, eq + 1, pairs[n].vlen);
+			n++;
+		} else {
+			fprintf(stderr,
+			        "ferryfs: meta: '%s': KEY=VALUE (key 1-%d of A-Z a-z 0-9 _ . -, "
+			        "value up to %d bytes)\n",
+			        argv[i], FS_META_KEY_MAX, FS_META_VALUE_MAX);
+			return EX_USAGE;
+		}
+	}
+	fs_fid f;
+	if (decode_id(id, &f) != 0)
+		return EX_USAGE;
+	int rc = locate_id(c, "meta", id);
+	if (rc == EX_OK)
+		rc = cli_open(c);
+	if (rc != EX_OK)
+		return rc;
+	ferry_buf req, resp;
+	ferry_buf_init(&req);
+	ferry_buf_init(&resp);
+	size_t hl = FS_ID_REQ_FIXED_BYTES + strlen(id);
+	static uint8_t
+	        buf[2 + FS_META_PAIRS_MAX * (3 + FS_META_KEY_MAX + FS_META_VALUE_MAX)];
+	if (set) {
+		fs_enc_meta_set_hdr(ferry_buf_alloc(&req, hl), hl, id, merge);
+		int k = fs_enc_meta(buf, sizeof(buf), pairs, n);
+		ferry_buf_append(&req, buf, (size_t)k);
+	} else {
+		fs_enc_id_req(ferry_buf_alloc(&req, hl), hl, id);
+	}
+	int st = ferry_call_sync(c->s, set ? FS_OP_META_SET : FS_OP_META_GET, &req, &resp,
+	                         CLI_TIMEOUT_US);
+	size_t len = ferry_buf_len(&resp);
+	int got = 0;
+	if (st == 0 && !set &&
+	    (len > sizeof(buf) ||
+	     ferry_buf_copy_out(&resp, 0, len, buf) != (ssize_t)len ||
+	     (got = fs_dec_meta(buf, len, pairs, FS_META_PAIRS_MAX)) < 0))
+		st = -EBADMSG;
+	ferry_buf_fini(&req);
+	ferry_buf_fini(&resp);
+	if (st != 0) {
+		fprintf(stderr, "ferryfs: meta %s %s: %s\n", argv[0], id, why(st));
+		return exit_for(st);
+	}
+	if (json)
+		printf("{");
+	for (int i = 0; i < got; i++) {
+		if (json) {
+			printf("%s\"%s\": \"", i ? ", " : "", pairs[i].key);
+			for (unsigned k = 0; k < pairs[i].vlen; k++) {
+				uint8_t ch = pairs[i].value[k];
+				if (ch == '"' || ch == '\\')
+					printf("\\%c", ch);
+				else if (ch < 0x20 || ch >= 0x7f)
+					printf("\\u%04x", ch);
+				else
+					putchar(ch);
+			}
+			printf("\"");
+		} else {
+			printf("%s=%.*s\n", pairs[i].key, (int)pairs[i].vlen,
+			       (const char *)pairs[i].value);
+		}
+	}
+	if (json)
+		printf("}\n");
 	return EX_OK;
 }
 
@@ -712,6 +920,14 @@ int main(int argc, char **argv)
 		rc = cmd_info(&c, argc - i, argv + i);
 	else if (strcmp(cmd, "monitor") == 0)
 		rc = cmd_monitor(&c, argc - i, argv + i);
+	else if (strcmp(cmd, "append") == 0)
+		rc = cmd_modify(&c, false, argc - i, argv + i);
+	else if (strcmp(cmd, "write") == 0)
+		rc = cmd_modify(&c, true, argc - i, argv + i);
+	else if (strcmp(cmd, "truncate") == 0)
+		rc = cmd_truncate(&c, argc - i, argv + i);
+	else if (strcmp(cmd, "meta") == 0)
+		rc = cmd_meta(&c, argc - i, argv + i);
 	else {
 		fprintf(stderr, "ferryfs: unknown command '%s'\n", cmd);
 		usage(stderr);

@@ -281,6 +281,143 @@ int fs_dec_begin_resp(const uint8_t *p, size_t have, uint64_t msg_len, uint64_t 
 	return *handle != 0 ? 0 : -EBADMSG;
 }
 
+int fs_enc_append(uint8_t *out, size_t cap, const char *id)
+{
+	return fs_enc_id_req(out, cap, id);
+}
+
+int fs_dec_append(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                  uint32_t *body_off, int *fid_err)
+{
+	memset(r, 0, sizeof(*r));
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < FS_ID_REQ_FIXED_BYTES || fs_get16(p + 6) != 0)
+		return -EBADMSG;
+	size_t il = fs_get16(p + 4);
+	/* at least one byte to append */
+	if (msg_len <= FS_ID_REQ_FIXED_BYTES + il || have < FS_ID_REQ_FIXED_BYTES + il)
+		return -EBADMSG;
+	*body_off = (uint32_t)(FS_ID_REQ_FIXED_BYTES + il);
+	return take_id(p, FS_ID_REQ_FIXED_BYTES, il, r, fid_err);
+}
+
+int fs_enc_mod(uint8_t *out, size_t cap, const char *id, uint64_t value)
+{
+	size_t il = strlen(id);
+	if (il >= FS_FID_MAX || cap < FS_MOD_FIXED_BYTES + il)
+		return -1;
+	req_hdr(out, 0);
+	fs_put16(out + 4, (uint16_t)il);
+	fs_put16(out + 6, 0);
+	fs_put64(out + 8, value);
+	memcpy(out + FS_MOD_FIXED_BYTES, id, il);
+	return (int)(FS_MOD_FIXED_BYTES + il);
+}
+
+int fs_dec_mod(const uint8_t *p, size_t have, uint64_t msg_len, bool with_body,
+               fs_id_req *r, uint32_t *body_off, int *fid_err)
+{
+	memset(r, 0, sizeof(*r));
+	int rc = req_check(p, have, 0);
+	if (rc != 0)
+		return rc;
+	if (have < FS_MOD_FIXED_BYTES || fs_get16(p + 6) != 0)
+		return -EBADMSG;
+	size_t il = fs_get16(p + 4), end = FS_MOD_FIXED_BYTES + il;
+	if (have < end || (with_body ? msg_len <= end : msg_len != end))
+		return -EBADMSG;
+	r->offset = fs_get64(p + 8);
+	*body_off = (uint32_t)end;
+	return take_id(p, FS_MOD_FIXED_BYTES, il, r, fid_err);
+}
+
+bool fs_meta_key_valid(const char *k, size_t len)
+{
+	if (len == 0 || len > FS_META_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') ||
+		      (k[i] >= '0' && k[i] <= '9') || k[i] == '_' || k[i] == '.' ||
+		      k[i] == '-'))
+			return false;
+	return true;
+}
+
+int fs_enc_meta(uint8_t *out, size_t cap, const fs_meta_pair *pairs, unsigned n)
+{
+	if (n > FS_META_PAIRS_MAX || cap < 2)
+		return -1;
+	fs_put16(out, (uint16_t)n);
+	size_t off = 2;
+	for (unsigned i = 0; i < n; i++) {
+		size_t kl = strlen(pairs[i].key);
+		if (kl == 0 || kl > FS_META_KEY_MAX ||
+		    pairs[i].vlen > FS_META_VALUE_MAX ||
+		    cap < off + 3 + kl + pairs[i].vlen)
+			return -1;
+		out[off] = (uint8_t)kl;
+		fs_put16(out + off + 1, pairs[i].vlen);
+		memcpy(out + off + 3, pairs[i].key, kl);
+		memcpy(out + off + 3 + kl, pairs[i].value, pairs[i].vlen);
+		off += 3 + kl + pairs[i].vlen;
+	}
+	return (int)off;
+}
+
+int fs_dec_meta(const uint8_t *p, size_t len, fs_meta_pair *pairs, unsigned max)
+{
+	if (len < 2)
+		return -EBADMSG;
+	unsigned n = fs_get16(p);
+	if (n > max || n > FS_META_PAIRS_MAX)
+		return -EBADMSG;
+	size_t off = 2;
+	for (unsigned i = 0; i < n; i++) {
+		if (len < off + 3)
+			return -EBADMSG;
+		size_t kl = p[off], vl = fs_get16(p + off + 1);
+		if (vl > FS_META_VALUE_MAX || len < off + 3 + kl + vl ||
+		    !fs_meta_key_valid((const char *)p + off + 3, kl))
+			return -EBADMSG;
+		memcpy(pairs[i].key, p + off + 3, kl);
+		pairs[i].key[kl] = '\0';
+		pairs[i].vlen = (uint16_t)vl;
+		memcpy(pairs[i].value, p + off + 3 + kl, vl);
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(pairs[j].key, pairs[i].key) == 0)
+				return -EBADMSG;
+		off += 3 + kl + vl;
+	}
+	return off == len ? (int)n : -EBADMSG;
+}
+
+int fs_enc_meta_set_hdr(uint8_t *out, size_t cap, const char *id, bool merge)
+{
+	int n = fs_enc_id_req(out, cap, id);
+	if (n > 0 && merge)
+		out[1] = FS_META_MERGE;
+	return n;
+}
+
+int fs_dec_meta_set(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                    bool *merge, uint32_t *pairs_off, int *fid_err)
+{
+	memset(r, 0, sizeof(*r));
+	int rc = req_check(p, have, FS_META_MERGE);
+	if (rc != 0)
+		return rc;
+	if (have < FS_ID_REQ_FIXED_BYTES || fs_get16(p + 6) != 0)
+		return -EBADMSG;
+	size_t il = fs_get16(p + 4), end = FS_ID_REQ_FIXED_BYTES + il;
+	if (have < end || msg_len < end + 2)
+		return -EBADMSG;
+	*merge = (p[1] & FS_META_MERGE) != 0;
+	*pairs_off = (uint32_t)end;
+	return take_id(p, FS_ID_REQ_FIXED_BYTES, il, r, fid_err);
+}
+
 #define FS_SERVER_FIXED 28
 
 int fs_enc_server(uint8_t *out, size_t cap, const fs_server *sv)
@@ -431,6 +568,16 @@ const char *fs_op_name(uint16_t op)
 		return "upload-commit";
 	case FS_OP_UPLOAD_ABORT:
 		return "upload-abort";
+	case FS_OP_APPEND:
+		return "append";
+	case FS_OP_WRITE:
+		return "write";
+	case FS_OP_TRUNCATE:
+		return "truncate";
+	case FS_OP_META_SET:
+		return "meta-set";
+	case FS_OP_META_GET:
+		return "meta-get";
 	case FS_OP_BEAT:
 		return "beat";
 	case FS_OP_QUERY_STORE:

@@ -24,6 +24,13 @@ enum fs_op {
 	FS_OP_UPLOAD_PIECE = 0x4606,
 	FS_OP_UPLOAD_COMMIT = 0x4607,
 	FS_OP_UPLOAD_ABORT = 0x4608,
+	/* appender objects */
+	FS_OP_APPEND = 0x4609,
+	FS_OP_WRITE = 0x460A,
+	FS_OP_TRUNCATE = 0x460B,
+	/* per-object metadata */
+	FS_OP_META_SET = 0x460C,
+	FS_OP_META_GET = 0x460D,
 	/* tracker */
 	FS_OP_BEAT = 0x4621,        /* storage -> tracker: who, where, how full */
 	FS_OP_QUERY_STORE = 0x4622, /* client: a server to upload to */
@@ -178,6 +185,43 @@ int fs_enc_beat(uint8_t *out, size_t cap, const fs_server *sv);
 int fs_dec_beat(const uint8_t *p, size_t have, uint64_t msg_len, fs_server *sv);
 int fs_enc_query_store(uint8_t *out, size_t cap, const char *group);
 int fs_dec_query_store(const uint8_t *p, size_t have, uint64_t msg_len, char *group);
+
+/* Appender operations. APPEND: an ID request, then the bytes. WRITE: id_len
+ * u16, reserved u16, offset u64, id, then the bytes. TRUNCATE: id_len u16,
+ * reserved u16, size u64, id. (The ID is r->id/r->fid; r->offset is the
+ * offset or size; *body_off where the bytes start.) */
+#define FS_MOD_FIXED_BYTES 16 /* write, truncate: + id */
+int fs_enc_append(uint8_t *out, size_t cap, const char *id);
+int fs_dec_append(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                  uint32_t *body_off, int *fid_err);
+int fs_enc_mod(uint8_t *out, size_t cap, const char *id, uint64_t value);
+/* WRITE (with_body) or TRUNCATE */
+int fs_dec_mod(const uint8_t *p, size_t have, uint64_t msg_len, bool with_body,
+               fs_id_req *r, uint32_t *body_off, int *fid_err);
+
+/* Metadata: pairs of key (1-64 of A-Z a-z 0-9 _ . -) and value (0-1024
+ * bytes, any), encoded as count u16 then count x (klen u8, vlen u16, key,
+ * value). META_SET: header (flag 0x01: merge, else overwrite), id_len u16,
+ * reserved u16, id, pairs. META_GET: an ID request; its answer: pairs. */
+#define FS_META_MERGE     0x01u
+#define FS_META_KEY_MAX   64
+#define FS_META_VALUE_MAX 1024
+#define FS_META_PAIRS_MAX 256
+typedef struct fs_meta_pair {
+	char key[FS_META_KEY_MAX + 1];
+	uint16_t vlen;
+	uint8_t value[FS_META_VALUE_MAX];
+} fs_meta_pair;
+bool fs_meta_key_valid(const char *k, size_t len);
+/* Bytes written, or -1. */
+int fs_enc_meta(uint8_t *out, size_t cap, const fs_meta_pair *pairs, unsigned n);
+/* Pairs decoded from p[0..len) (exactly): count, or -EBADMSG (also for a
+ * key twice). */
+int fs_dec_meta(const uint8_t *p, size_t len, fs_meta_pair *pairs, unsigned max);
+int fs_enc_meta_set_hdr(uint8_t *out, size_t cap, const char *id, bool merge);
+/* The pairs start at *pairs_off. */
+int fs_dec_meta_set(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                    bool *merge, uint32_t *pairs_off, int *fid_err);
 
 /* The opcode's name ("upload"), or NULL. */
 const char *fs_op_name(uint16_t op);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 #include <dirent.h>
 #include <time.h>
@@ -703,6 +704,14 @@ static int st_download(ferry_rpc *rpc)
 	return 0;
 }
 
+/* Metadata lives beside the object in PATH@meta (no ID can name it: '@'
+ * is in no part's alphabet), in the wire's pair encoding, replaced whole
+ * (temporary file, rename). */
+static int st_meta_path(const char *path, char *out, size_t cap)
+{
+	return (size_t)snprintf(out, cap, "%s@meta", path) >= cap ? -ENAMETOOLONG : 0;
+}
+
 static int st_delete(ferry_rpc *rpc)
 {
 	fs_id_req r;
@@ -715,10 +724,254 @@ static int st_delete(ferry_rpc *rpc)
 			atomic_fetch_add(&cnt.not_found, 1);
 		return -errno;
 	}
+	char mpath[PATH_MAX];
+	if (st_meta_path(path, mpath, sizeof(mpath)) == 0)
+		unlink(mpath); /* its metadata, if it had any */
 	if (cfg.fsync == ST_FSYNC_ALWAYS)
 		st_fsync_dir(path);
 	atomic_fetch_add(&cnt.deletes, 1);
 	return 0;
+}
+
+/* Appender objects and metadata -------------------------------------------------*/
+
+/* The ID and object path of an appender operation or a metadata request
+ * (dec decodes it; the bytes, if any, start at *body_off). */
+typedef int (*st_dec_fn)(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                         uint32_t *body_off, int *fid_err);
+
+static int st_dec_path(ferry_rpc *rpc, st_dec_fn dec, fs_id_req *r, uint32_t *body_off,
+                       char *path, size_t cap)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	int fe = 0;
+	int rc = st_id_ok(
+	        dec(head, st_head(req, head), ferry_buf_len(req), r, body_off, &fe), fe,
+	        r);
+	return rc != 0 ? rc : st_path(&r->fid, false, path, cap);
+}
+
+static int st_dec_write(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                        uint32_t *body_off, int *fid_err)
+{
+	return fs_dec_mod(p, have, msg_len, true, r, body_off, fid_err);
+}
+
+static int st_dec_truncate(const uint8_t *p, size_t have, uint64_t msg_len, fs_id_req *r,
+                           uint32_t *body_off, int *fid_err)
+{
+	return fs_dec_mod(p, have, msg_len, false, r, body_off, fid_err);
+}
+
+/* An appender object opened for writing, locked against the other
+ * appender operations on it (flock, released by close): the fd, or the
+ * status (-EPERM: not an appender object). */
+static int st_open_appender(const fs_id_req *r, const char *path)
+{
+	if (!r->fid.appender)
+		return -EPERM;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			atomic_fetch_add(&cnt.not_found, 1);
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX) != 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static int st_appender_done(int fd, int rc)
+{
+	if (rc == 0 && cfg.fsync == ST_FSYNC_ALWAYS && fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		atomic_fetch_add(&cnt.no_space, 1);
+	return rc == -EDQUOT ? -ENOSPC : rc;
+}
+
+/* Append: at the end, all or nothing (a failed append is cut off again). */
+static int st_append(ferry_rpc *rpc)
+{
+	fs_id_req r;
+	uint32_t off;
+	char path[PATH_MAX];
+	int rc = st_dec_path(rpc, fs_dec_append, &r, &off, path, sizeof(path));
+	if (rc != 0)
+		return rc;
+	int fd = st_open_appender(&r, path);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	uint32_t crc = 0;
+	ferry_buf *req = ferry_rpc_request(rpc);
+	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_END) < 0)
+		rc = -errno;
+	else if ((rc = st_write_body(fd, req, off, ferry_buf_len(req) - off, &crc)) !=
+	                 0 &&
+	         ftruncate(fd, st.st_size) != 0)
+		st_log("append to %s failed and could not be cut off: %s", r.id,
+		       strerror(errno));
+	return st_appender_done(fd, rc);
+}
+
+/* Write at an offset; past the end leaves a hole, which reads as zeros. */
+static int st_write(ferry_rpc *rpc)
+{
+	fs_id_req r;
+	uint32_t off;
+	char path[PATH_MAX];
+	int rc = st_dec_path(rpc, st_dec_write, &r, &off, path, sizeof(path));
+	if (rc != 0)
+		return rc;
+	if (r.offset >= FS_APPENDER_BIT)
+		return -EINVAL;
+	int fd = st_open_appender(&r, path);
+	if (fd < 0)
+		return fd;
+	uint32_t crc = 0;
+	ferry_buf *req = ferry_rpc_request(rpc);
+	if (lseek(fd, (off_t)r.offset, SEEK_SET) < 0)
+		rc = -errno;
+	else
+		rc = st_write_body(fd, req, off, ferry_buf_len(req) - off, &crc);
+	return st_appender_done(fd, rc);
+}
+
+static int st_truncate(ferry_rpc *rpc)
+{
+	fs_id_req r;
+	uint32_t off;
+	char path[PATH_MAX];
+	int rc = st_dec_path(rpc, st_dec_truncate, &r, &off, path, sizeof(path));
+	if (rc != 0)
+		return rc;
+	if (r.offset >= FS_APPENDER_BIT)
+		return -EINVAL;
+	int fd = st_open_appender(&r, path);
+	if (fd < 0)
+		return fd;
+	return st_appender_done(fd, ftruncate(fd, (off_t)r.offset) != 0 ? -errno : 0);
+}
+
+/* The object's pairs (none without a metadata file): count or -errno. */
+static int st_meta_read(const char *mpath, fs_meta_pair *pairs, uint8_t *buf, size_t cap)
+{
+	int fd = open(mpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ssize_t n = read(fd, buf, cap);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	int k = fs_dec_meta(buf, (size_t)n, pairs, FS_META_PAIRS_MAX);
+	return k < 0 ? -EIO : k; /* a metadata file that does not decode */
+}
+
+#define ST_META_BYTES (2 + FS_META_PAIRS_MAX * (3 + FS_META_KEY_MAX + FS_META_VALUE_MAX))
+
+static int st_meta_set(ferry_rpc *rpc)
+{
+	ferry_buf *req = ferry_rpc_request(rpc);
+	uint8_t head[FS_DECODE_MAX];
+	fs_id_req r;
+	bool merge;
+	uint32_t off;
+	int fe = 0;
+	int rc = st_id_ok(fs_dec_meta_set(head, st_head(req, head), ferry_buf_len(req),
+	                                  &r, &merge, &off, &fe),
+	                  fe, &r);
+	char path[PATH_MAX], mpath[PATH_MAX], tmp[PATH_MAX];
+	if (rc != 0 || (rc = st_path(&r.fid, false, path, sizeof(path))) != 0 ||
+	    (rc = st_meta_path(path, mpath, sizeof(mpath))) != 0)
+		return rc;
+	size_t len = ferry_buf_len(req) - off;
+	if (len > ST_META_BYTES)
+		return -EFBIG;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno; /* metadata of an object that is not there */
+	fs_meta_pair *cur = malloc(2 * FS_META_PAIRS_MAX * sizeof(*cur));
+	uint8_t *buf = malloc(ST_META_BYTES);
+	int fd = -1;
+	if (cur == NULL || buf == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	fs_meta_pair *in = cur + FS_META_PAIRS_MAX;
+	int n = ferry_buf_copy_out(req, off, len, buf) == (ssize_t)len
+	                ? fs_dec_meta(buf, len, in, FS_META_PAIRS_MAX)
+	                : -EIO;
+	if (n < 0) {
+		atomic_fetch_add(&cnt.bad_messages, 1);
+		rc = -EBADMSG;
+		goto out;
+	}
+	int have = merge ? st_meta_read(mpath, cur, buf, ST_META_BYTES) : 0;
+	if (have < 0) {
+		rc = have;
+		goto out;
+	}
+	/* merge: the new value of a key replaces the old; others stay */
+	for (int i = 0; i < n; i++) {
+		int j = 0;
+		while (j < have && strcmp(cur[j].key, in[i].key) != 0)
+			j++;
+		if (j == have && have == FS_META_PAIRS_MAX) {
+			rc = -E2BIG;
+			goto out;
+		}
+		cur[j] = in[i];
+		if (j == have)
+			have++;
+	}
+	int bytes = fs_enc_meta(buf, ST_META_BYTES, cur, (unsigned)have);
+	snprintf(tmp, sizeof(tmp), "%.*s/.meta-XXXXXX", (int)(strrchr(path, '/') - path),
+	         path);
+	if (bytes < 0 || (fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		rc = bytes < 0 ? -EIO : -errno;
+		goto out;
+	}
+	rc = st_write_all(fd, buf, (size_t)bytes);
+	if (rc == 0 && cfg.fsync == ST_FSYNC_ALWAYS && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, mpath) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+out:
+	free(cur);
+	free(buf);
+	return rc == -EDQUOT ? -ENOSPC : rc;
+}
+
+static int st_meta_get(ferry_rpc *rpc)
+{
+	fs_id_req r;
+	char path[PATH_MAX], mpath[PATH_MAX];
+	int rc = st_id_path(rpc, false, &r, path, sizeof(path));
+	if (rc != 0 || (rc = st_meta_path(path, mpath, sizeof(mpath))) != 0)
+		return rc;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	fs_meta_pair *cur = malloc(FS_META_PAIRS_MAX * sizeof(*cur));
+	uint8_t *buf = malloc(ST_META_BYTES);
+	int n = cur != NULL && buf != NULL ? st_meta_read(mpath, cur, buf, ST_META_BYTES)
+	                                   : -ENOMEM;
+	int bytes = n >= 0 ? fs_enc_meta(buf, ST_META_BYTES, cur, (unsigned)n) : n;
+	rc = bytes < 0 ? (n < 0 ? n : -EIO)
+	               : ferry_buf_append(ferry_rpc_response(rpc), buf, (size_t)bytes);
+	free(cur);
+	free(buf);
+	return rc;
 }
 
 static int st_info(ferry_rpc *rpc)
@@ -763,6 +1016,11 @@ static const st_op st_ops[] = {
         {FS_OP_UPLOAD_PIECE, st_upload_piece},
         {FS_OP_UPLOAD_COMMIT, st_upload_commit},
         {FS_OP_UPLOAD_ABORT, st_upload_abort},
+        {FS_OP_APPEND, st_append},
+        {FS_OP_WRITE, st_write},
+        {FS_OP_TRUNCATE, st_truncate},
+        {FS_OP_META_SET, st_meta_set},
+        {FS_OP_META_GET, st_meta_get},
 };
 
 static void st_handler(void *arg, ferry_rpc *rpc)
@@ -868,7 +1126,9 @@ static unsigned long st_sweep_dir(const char *dir, int depth)
 			continue;
 		if (depth < 2 && e->d_type == DT_DIR && strlen(e->d_name) == 2)
 			n += st_sweep_dir(path, depth + 1);
-		else if (depth == 2 && strncmp(e->d_name, ".upload-", 8) == 0 &&
+		else if (depth == 2 &&
+		         (strncmp(e->d_name, ".upload-", 8) == 0 ||
+		          strncmp(e->d_name, ".meta-", 6) == 0) &&
 		         unlink(path) == 0)
 			n++;
 	}

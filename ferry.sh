@@ -94,6 +94,28 @@ check_install() {
 		LD_LIBRARY_PATH=$libdir "$bin" >/dev/null || die "example $ex failed"
 		echo "example $(basename "$ex"): built with pkg-config and ran"
 	done
+	# libferryfs from the installed tree: decode a file ID, refuse bad options
+	cat >"$dir/ferryfs-check.c" <<'EOF'
+#include <errno.h>
+#include <stdio.h>
+#include <ferryfs/ferryfs.h>
+int main(void)
+{
+	ferryfs_info in;
+	ferryfs *fs;
+	ferryfs_opts o = {.size = sizeof(o)};
+	if (ferryfs_stat(NULL, "g1/M00/E4/E3/AQAAAJgYF2vAxi0AAAAAAHZ3KD7k47_2.bin", &in) != 0 ||
+	    in.size_at_upload != 3000000 || ferryfs_stat(NULL, "../x", &in) != -EINVAL ||
+	    ferryfs_open(&o, &fs) != -EINVAL)
+		return 1;
+	puts("libferryfs: built with pkg-config and ran");
+	return 0;
+}
+EOF
+	# shellcheck disable=SC2046
+	cc -Wall -Wextra -Werror "$dir/ferryfs-check.c" -o "$dir/ferryfs-check" \
+		$(pkg-config --cflags --libs ferryfs) || die "libferryfs: no build with pkg-config"
+	LD_LIBRARY_PATH=$libdir "$dir/ferryfs-check" || die "libferryfs check failed"
 	unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
 }
 

@@ -27,7 +27,7 @@ def layer_of(rel):
 
 def resolve(root, path, inc):
     """The src/-relative path an include names, or None (public or outside)."""
-    if inc.startswith("ferry/") or inc in GENERATED:
+    if inc.startswith(("ferry/", "ferryfs/")) or inc in GENERATED:
         return None
     here = os.path.join(os.path.dirname(path), inc)
     app = os.path.join(*path.split("/")[:2]) if path.startswith("apps/") else None

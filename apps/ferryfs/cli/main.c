@@ -1,9 +1,12 @@
-/* ferryfs: the command-line client (docs/ferryfs/CLI.md).
+/* ferryfs: the command-line client (docs/ferryfs/CLI.md), on libferryfs
+ * (include/ferryfs/ferryfs.h).
  *
  *   ferryfs WHERE upload FILE [--ext EXT] [--appender] [--store N] [--group G]
  *   ferryfs WHERE download ID OUT [--offset N] [--length N]
  *   ferryfs WHERE delete ID
  *   ferryfs [WHERE] info ID
+ *   ferryfs WHERE append ID FILE | write ID OFFSET FILE | truncate ID SIZE
+ *   ferryfs WHERE meta set ID [--merge] KEY=VALUE ... | meta get ID [--json]
  *   ferryfs --tracker LOCATOR monitor [--json]
  *
  * WHERE is --tracker LOCATOR (repeatable: tried in order until one
@@ -26,16 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ferry/buf.h"
-#include "ferry/err.h"
-#include "ferry/rpc.h"
-#include "proto/wire.h"
+#include "ferryfs/ferryfs.h"
 
-#define CLI_TIMEOUT_US    60000000ull
-#define CLI_TRACKER_US    3000000ull
-#define CLI_TRACKERS_MAX  8
-#define CLI_TRACKER_BYTES 8192
-#define CLI_PROGRESS_MIN  (8u << 20) /* a progress line from this size up */
+#define CLI_TRACKERS_MAX 8
+#define CLI_PROGRESS_MIN (8u << 20) /* a progress line from this size up */
+#define CLI_SERVERS_MAX  256
 
 enum {
 	EX_OK = 0,
@@ -74,6 +72,8 @@ static void usage(FILE *f)
 static int exit_for(int status)
 {
 	switch (status) {
+	case 0:
+		return EX_OK;
 	case -ENOENT:
 		return EX_NOENT;
 	case -ENOSPC:
@@ -84,31 +84,6 @@ static int exit_for(int status)
 		return EX_READONLY;
 	default:
 		return EX_FAILED;
-	}
-}
-
-static const char *why(int status)
-{
-	switch (status) {
-	case -EBADMSG:
-		return "the server refused the message as malformed";
-	case -EPROTONOSUPPORT:
-		return "the server speaks another protocol version";
-	case -ENXIO:
-		return "not this server's group or store path";
-	case -EINVAL:
-		return "malformed file ID, or a range past the end";
-	case -EFBIG:
-		return "over one message: ask for a range";
-	case -EHOSTDOWN:
-		return "no storage server online for it";
-	case -EROFS:
-		return "the group is read-only (below its reserved space)";
-	case -EPERM:
-		return "not an appender object (upload it with --appender)";
-	default:
-		return status < 0 && status > -4096 ? strerror(-status)
-		                                    : ferry_strerror(status);
 	}
 }
 
@@ -127,340 +102,125 @@ typedef struct cli {
 	const char *server;
 	const char *tracker[CLI_TRACKERS_MAX];
 	int ntrackers;
-	const char *transport;       /* which storage locator to use */
-	char picked[FS_LOC_MAX + 1]; /* the storage server a tracker named */
-	uint8_t store;               /* ... and its store path for an upload */
-	ferry_ctx *ctx;
-	ferry_session *s;
+	const char *transport;
+	ferryfs *fs;
 } cli;
 
-static int cli_ctx(cli *c)
+static void cli_note(void *arg, const char *msg)
 {
-	int rc = c->ctx != NULL ? 0 : ferry_ctx_create(NULL, &c->ctx);
-	if (rc != 0)
-		fprintf(stderr, "ferryfs: %s\n", ferry_strerror(rc));
-	return rc;
-}
-
-/* Ask the trackers in order until one answers (a failed transport moves
- * on; an answer, even an error, is final). The answer's body in *resp. */
-static int tracker_call(cli *c, uint16_t op, const uint8_t *msg, size_t n,
-                        ferry_buf *resp)
-{
-	int st = -EHOSTDOWN;
-	if (cli_ctx(c) != 0)
-		return -ENOMEM;
-	for (int i = 0; i < c->ntrackers; i++) {
-		ferry_session *s;
-		if (ferry_session_open(c->ctx, c->tracker[i], &s) != 0) {
-			fprintf(stderr, "ferryfs: tracker %s: %s\n", c->tracker[i],
-			        ferry_ctx_errmsg(c->ctx));
-			continue;
-		}
-		ferry_buf req;
-		ferry_buf_init(&req);
-		ferry_buf_append(&req, msg, n);
-		ferry_buf_reset(resp);
-		st = ferry_call_sync(s, op, &req, resp, CLI_TRACKER_US);
-		ferry_buf_fini(&req);
-		ferry_session_close(s);
-		if (st == 0 || st > -10000)
-			return st; /* an answer (the tracker's own status is an errno) */
-		fprintf(stderr, "ferryfs: tracker %s: %s%s\n", c->tracker[i],
-		        ferry_strerror(st),
-		        i + 1 < c->ntrackers ? ", trying the next" : "");
-		st = -EHOSTDOWN;
-	}
-	return st;
-}
-
-/* The locator of sv to use: --transport's, else the one on the tracker's
- * transport, else the first. */
-static const char *pick_loc(const cli *c, const fs_server *sv)
-{
-	char want[32];
-	const char *t = c->transport != NULL ? c->transport : c->tracker[0];
-	snprintf(want, sizeof(want), "%.*s:", (int)strcspn(t, ":"), t);
-	for (int i = 0; i < sv->nlocs; i++)
-		if (strncmp(sv->locs[i], want, strlen(want)) == 0)
-			return sv->locs[i];
-	return c->transport != NULL ? NULL : sv->locs[0];
-}
-
-/* Where an upload goes (group may be ""), or who holds id: c->picked. */
-static int tracker_locate(cli *c, const char *group, const char *id)
-{
-	uint8_t m[FS_DECODE_MAX];
-	int n = id != NULL ? fs_enc_id_req(m, sizeof(m), id)
-	                   : fs_enc_query_store(m, sizeof(m), group);
-	ferry_buf resp;
-	ferry_buf_init(&resp);
-	int st = tracker_call(c, id != NULL ? FS_OP_QUERY_FETCH : FS_OP_QUERY_STORE, m,
-	                      (size_t)n, &resp);
-	static uint8_t body[CLI_TRACKER_BYTES];
-	fs_server sv;
-	if (st == 0) {
-		ssize_t got = ferry_buf_copy_out(&resp, 0,
-		                                 ferry_buf_len(&resp) < sizeof(body)
-		                                         ? ferry_buf_len(&resp)
-		                                         : sizeof(body),
-		                                 body);
-		if (got < 0 ||
-		    fs_dec_server(body, (size_t)got, &sv) != (int)ferry_buf_len(&resp) ||
-		    sv.nlocs == 0)
-			st = -EBADMSG;
-	}
-	ferry_buf_fini(&resp);
-	if (st != 0)
-		return st;
-	const char *loc = pick_loc(c, &sv);
-	if (loc == NULL) {
-		fprintf(stderr, "ferryfs: server %s/%u has no %s locator\n", sv.group,
-		        sv.id, c->transport);
-		return -ENXIO;
-	}
-	snprintf(c->picked, sizeof(c->picked), "%s", loc);
-	c->server = c->picked;
-	c->store = sv.store;
-	return 0;
+	(void)arg;
+	fprintf(stderr, "ferryfs: %s\n", msg);
 }
 
 static int cli_open(cli *c)
 {
-	if (c->server == NULL) {
+	if (c->fs != NULL)
+		return EX_OK;
+	if (c->server == NULL && c->ntrackers == 0) {
 		fprintf(stderr,
 		        "ferryfs: --server LOCATOR or --tracker LOCATOR is needed\n");
 		return EX_USAGE;
 	}
-	int rc = cli_ctx(c);
-	if (rc == 0 && (rc = ferry_session_open(c->ctx, c->server, &c->s)) != 0) {
-		fprintf(stderr, "ferryfs: %s: %s\n", c->server, ferry_ctx_errmsg(c->ctx));
-		return EX_USAGE;
-	}
+	ferryfs_opts o = {.size = sizeof(o),
+	                  .trackers = c->tracker,
+	                  .ntrackers = c->ntrackers,
+	                  .server = c->server,
+	                  .transport = c->transport,
+	                  .note = cli_note};
+	int rc = ferryfs_open(&o, &c->fs);
 	if (rc != 0) {
-		fprintf(stderr, "ferryfs: %s\n", ferry_strerror(rc));
+		fprintf(stderr, "ferryfs: cannot start a client: %s\n",
+		        strerror(rc < 0 ? -rc : rc));
 		return EX_FAILED;
 	}
 	return EX_OK;
 }
 
+/* A failed call: its message, and the exit code its status means. */
+static int failed(cli *c, int st)
+{
+	fprintf(stderr, "ferryfs: %s\n", ferryfs_errmsg(c->fs));
+	return exit_for(st);
+}
+
 /* A progress line on a terminal for transfers over a few MiB. */
 typedef struct progress {
 	const char *what;
-	uint64_t total;
 	struct timespec t0;
-	bool on;
 } progress;
 
-static void progress_start(progress *p, const char *what, uint64_t total)
+static void progress_show(void *arg, uint64_t done, uint64_t total)
 {
-	p->what = what;
-	p->total = total;
-	p->on = total >= CLI_PROGRESS_MIN && isatty(STDERR_FILENO);
-	clock_gettime(CLOCK_MONOTONIC, &p->t0);
-}
-
-static void progress_show(const progress *p, uint64_t done)
-{
-	if (!p->on)
+	const progress *p = arg;
+	if (total < CLI_PROGRESS_MIN || !isatty(STDERR_FILENO))
 		return;
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	double s = (double)(t.tv_sec - p->t0.tv_sec) + (t.tv_nsec - p->t0.tv_nsec) / 1e9;
 	fprintf(stderr, "\r%s %3d%% %" PRIu64 "/%" PRIu64 " MiB %.0f MB/s ", p->what,
-	        (int)(done * 100 / p->total), done >> 20, p->total >> 20,
+	        (int)(done * 100 / total), done >> 20, total >> 20,
 	        s > 0 ? (double)done / s / 1e6 : 0.0);
-	if (done == p->total)
+	if (done == total)
 		fputc('\n', stderr);
 }
 
-/* The ID in an upload's (or commit's) answer. */
-static int upload_answer(ferry_buf *resp, char *id)
+static progress progress_new(const char *what)
 {
-	uint8_t head[FS_DECODE_MAX];
-	size_t len = ferry_buf_len(resp);
-	ssize_t n = ferry_buf_copy_out(resp, 0, len < sizeof(head) ? len : sizeof(head),
-	                               head);
-	return fs_dec_upload_resp(head, n < 0 ? 0 : (size_t)n, len, id, FS_FID_MAX) != 0
-	               ? -EBADMSG
-	               : 0;
+	progress p = {.what = what};
+	clock_gettime(CLOCK_MONOTONIC, &p.t0);
+	return p;
 }
 
-/* One message: header, then the file as a region (sendfile on splice). */
-static int upload_whole(cli *c, int fd, uint64_t size, uint8_t flags, uint8_t store,
-                        const char *ext, char *id)
+/* A file ID given on the command line, checked here before any call. */
+static int check_id(const char *id, ferryfs_info *in)
 {
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	uint8_t *h = ferry_buf_alloc(&req, FS_UPLOAD_FIXED_BYTES + strlen(ext));
-	fs_enc_upload(h, FS_UPLOAD_FIXED_BYTES + strlen(ext), flags, store, size, ext);
-	if (size > 0)
-		ferry_buf_append_file(&req, fd, 0, (size_t)size);
-	int st = ferry_call_sync(c->s, FS_OP_UPLOAD, &req, &resp, CLI_TIMEOUT_US);
-	if (st == 0)
-		st = upload_answer(&resp, id);
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	return st;
-}
-
-/* A small request with a handle (commit, abort). */
-static int handle_call(cli *c, uint16_t op, uint64_t handle, ferry_buf *resp)
-{
-	ferry_buf req;
-	ferry_buf_init(&req);
-	uint8_t *h = ferry_buf_alloc(&req, FS_HANDLE_REQ_BYTES);
-	fs_enc_handle_req(h, FS_HANDLE_REQ_BYTES, handle);
-	int st = ferry_call_sync(c->s, op, &req, resp, CLI_TIMEOUT_US);
-	ferry_buf_fini(&req);
-	return st;
-}
-
-/* Over one message: begin, FS_PIECE_BYTES at a time in order, commit; on a
- * failure the server is told to drop what it has (abort). */
-static int upload_pieces(cli *c, int fd, uint64_t size, uint8_t flags, uint8_t store,
-                         const char *ext, char *id)
-{
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	uint8_t *h = ferry_buf_alloc(&req, FS_UPLOAD_FIXED_BYTES + strlen(ext));
-	fs_enc_upload(h, FS_UPLOAD_FIXED_BYTES + strlen(ext), flags, store, size, ext);
-	int st = ferry_call_sync(c->s, FS_OP_UPLOAD_BEGIN, &req, &resp, CLI_TIMEOUT_US);
-	uint64_t handle = 0;
-	uint8_t b[FS_BEGIN_RESP_BYTES];
-	if (st == 0 &&
-	    (ferry_buf_copy_out(&resp, 0, sizeof(b), b) != sizeof(b) ||
-	     fs_dec_begin_resp(b, sizeof(b), ferry_buf_len(&resp), &handle) != 0))
-		st = -EBADMSG;
-	progress p;
-	progress_start(&p, "upload", size);
-	for (uint64_t off = 0; st == 0 && off < size;) {
-		uint64_t n = size - off < FS_PIECE_BYTES ? size - off : FS_PIECE_BYTES;
-		ferry_buf_reset(&req);
-		ferry_buf_reset(&resp);
-		h = ferry_buf_alloc(&req, FS_PIECE_FIXED_BYTES);
-		fs_enc_piece(h, FS_PIECE_FIXED_BYTES, handle, off);
-		ferry_buf_append_file(&req, fd, (off_t)off, (size_t)n);
-		st = ferry_call_sync(c->s, FS_OP_UPLOAD_PIECE, &req, &resp,
-		                     CLI_TIMEOUT_US);
-		off += n;
-		if (st == 0)
-			progress_show(&p, off);
+	if (ferryfs_stat(NULL, id, in) != 0) {
+		fprintf(stderr, "ferryfs: %s: malformed file ID\n", id);
+		return EX_USAGE;
 	}
-	ferry_buf_reset(&resp);
-	if (st == 0 && (st = handle_call(c, FS_OP_UPLOAD_COMMIT, handle, &resp)) == 0)
-		st = upload_answer(&resp, id);
-	else if (handle != 0 && st != -ENOSPC)
-		handle_call(c, FS_OP_UPLOAD_ABORT, handle, &resp); /* best effort */
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	return st;
+	return EX_OK;
 }
 
 static int cmd_upload(cli *c, int argc, char **argv)
 {
-	const char *file = NULL, *ext = "", *group = "";
-	uint8_t flags = 0, store = FS_STORE_ANY;
+	const char *file = NULL;
+	ferryfs_upload_opts o = {.size = sizeof(o)};
 	for (int i = 0; i < argc; i++) {
+		uint64_t v;
 		if (strcmp(argv[i], "--ext") == 0 && i + 1 < argc)
-			ext = argv[++i];
+			o.ext = argv[++i];
 		else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
-			group = argv[++i];
+			o.group = argv[++i];
 		else if (strcmp(argv[i], "--appender") == 0)
-			flags |= FS_UPLOAD_APPENDER;
-		else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc)
-			store = (uint8_t)atoi(argv[++i]);
-		else if (file == NULL)
+			o.appender = true;
+		else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc &&
+		         parse_u64(argv[++i], &v) == 0 && v < 255)
+			o.store = (int)v + 1;
+		else if (file == NULL && argv[i][0] != '-')
 			file = argv[i];
 		else
 			return usage(stderr), EX_USAGE;
 	}
 	if (file == NULL)
 		return usage(stderr), EX_USAGE;
-	if (!fs_ext_valid(ext, strlen(ext))) {
-		fprintf(stderr, "ferryfs: --ext %s: 1-6 of A-Z a-z 0-9\n", ext);
-		return EX_USAGE;
-	}
-	int fd = open(file, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		fprintf(stderr, "ferryfs: %s: %s\n", file, strerror(errno));
-		return EX_FAILED;
-	}
-	uint64_t size = (uint64_t)st.st_size;
-	if (!fs_group_valid(group, strlen(group)) && group[0] != '\0') {
-		fprintf(stderr, "ferryfs: --group %s: 1-16 of A-Z a-z 0-9 _ -\n", group);
-		return EX_USAGE;
-	}
-	if (c->server == NULL && c->ntrackers > 0) {
-		int st = tracker_locate(c, group, NULL);
-		if (st != 0) {
-			fprintf(stderr, "ferryfs: upload %s: %s\n", file, why(st));
-			close(fd);
-			return exit_for(st);
-		}
-		if (store == FS_STORE_ANY)
-			store = c->store;
-	}
 	int rc = cli_open(c);
-	if (rc != EX_OK) {
-		close(fd);
+	if (rc != EX_OK)
 		return rc;
+	progress p = progress_new("upload");
+	o.progress = progress_show;
+	o.progress_arg = &p;
+	char id[FERRYFS_ID_MAX];
+	int st = ferryfs_upload_path(c->fs, file, &o, id);
+	if (st == -EINVAL && strstr(ferryfs_errmsg(c->fs), "bad extension") != NULL) {
+		fprintf(stderr,
+		        "ferryfs: --ext/--group: ext 1-6 of A-Z a-z 0-9, group 1-16 of "
+		        "A-Z a-z 0-9 _ -\n");
+		return EX_USAGE;
 	}
-	char id[FS_FID_MAX];
-	int st_ = size + FS_UPLOAD_FIXED_BYTES + FS_EXT_MAX <= FS_PIECE_BYTES
-	                  ? upload_whole(c, fd, size, flags, store, ext, id)
-	                  : upload_pieces(c, fd, size, flags, store, ext, id);
-	close(fd);
-	if (st_ != 0) {
-		fprintf(stderr, "ferryfs: upload %s: %s\n", file, why(st_));
-		return exit_for(st_);
-	}
+	if (st != 0)
+		return failed(c, st);
 	printf("%s\n", id);
 	return EX_OK;
-}
-
-static int decode_id(const char *id, fs_fid *f)
-{
-	int e = fs_fid_decode(id, strlen(id), f);
-	if (e != 0)
-		fprintf(stderr, "ferryfs: %s: %s\n", id, fs_fid_strerror(e));
-	return e;
-}
-
-/* The storage server for an ID: --server, or the trackers' answer. An
- * exit code (EX_OK when c->server is set). */
-static int locate_id(cli *c, const char *what, const char *id)
-{
-	if (c->server != NULL || c->ntrackers == 0)
-		return EX_OK;
-	int st = tracker_locate(c, NULL, id);
-	if (st != 0) {
-		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st));
-		return exit_for(st);
-	}
-	return EX_OK;
-}
-
-/* INFO on the open session: 0 or the status. */
-static int session_info(cli *c, const char *id, fs_info *in)
-{
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	size_t hl = FS_ID_REQ_FIXED_BYTES + strlen(id);
-	fs_enc_id_req(ferry_buf_alloc(&req, hl), hl, id);
-	int st = ferry_call_sync(c->s, FS_OP_INFO, &req, &resp, CLI_TIMEOUT_US);
-	uint8_t head[FS_INFO_RESP_BYTES];
-	if (st == 0 &&
-	    (ferry_buf_copy_out(&resp, 0, sizeof(head), head) != sizeof(head) ||
-	     fs_dec_info(head, sizeof(head), ferry_buf_len(&resp), in) != 0))
-		st = -EBADMSG;
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	return st;
 }
 
 static int cmd_download(cli *c, int argc, char **argv)
@@ -481,231 +241,142 @@ static int cmd_download(cli *c, int argc, char **argv)
 		else
 			return usage(stderr), EX_USAGE;
 	}
-	fs_fid f;
+	ferryfs_info in;
 	if (id == NULL || out == NULL)
 		return usage(stderr), EX_USAGE;
-	if (decode_id(id, &f) != 0)
-		return EX_USAGE;
-	int rc = locate_id(c, "download", id);
+	int rc = check_id(id, &in);
 	if (rc == EX_OK)
 		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
-	int fd = strcmp(out, "-") == 0
-	                 ? STDOUT_FILENO
+	bool out_std = strcmp(out, "-") == 0;
+	int fd = out_std ? STDOUT_FILENO
 	                 : open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "ferryfs: %s: %s\n", out, strerror(errno));
 		return EX_FAILED;
 	}
-	/* The whole size is known from the ID (an appender's may have grown:
-	 * that one is asked for in one go, as far as one message goes). Over
-	 * FS_PIECE_BYTES the object comes as ranges, each written at its
-	 * offset. */
-	uint64_t want = len != 0 ? len : f.appender || off > f.size ? 0 : f.size - off;
-	fs_info in;
-	if (len == 0 && f.appender && session_info(c, id, &in) == 0)
-		want = in.size > off ? in.size - off : 0; /* as it is now */
-	int st_ = 0;
-	uint64_t got = 0;
-	progress p;
-	progress_start(&p, "download", want);
-	do {
-		uint64_t n = want - got < FS_PIECE_BYTES ? want - got : FS_PIECE_BYTES;
-		if (want == 0)
-			n = len; /* 0: to the end, in one answer */
-		ferry_buf req;
-		ferry_buf_init(&req);
-		uint8_t *h = ferry_buf_alloc(&req, FS_DL_FIXED_BYTES + strlen(id));
-		fs_enc_download(h, FS_DL_FIXED_BYTES + strlen(id), id, off + got, n);
-		ferry_fd_sink sink = {.fd = fd,
-		                      .off = fd == STDOUT_FILENO ? -1 : (int64_t)got};
-		st_ = ferry_call_into_fd_sync(c->s, FS_OP_DOWNLOAD, &req, &sink,
-		                              CLI_TIMEOUT_US);
-		ferry_buf_fini(&req);
-		/* an object that is not an appender cannot change: its ID says
-		 * how many bytes must come */
-		if (st_ == 0 && want != 0 && sink.written != n)
-			st_ = -EIO;
-		got += sink.written;
-		if (st_ == 0 && want != 0)
-			progress_show(&p, got);
-	} while (st_ == 0 && got < want);
-	if (fd != STDOUT_FILENO && close(fd) != 0 && st_ == 0)
-		st_ = -errno;
-	if (st_ != 0) {
-		fprintf(stderr, "ferryfs: download %s: %s\n", id, why(st_));
-		if (fd != STDOUT_FILENO)
+	progress p = progress_new("download");
+	uint64_t written;
+	int st = ferryfs_download_fd(c->fs, id, off, len, fd, out_std ? -1 : 0, &written,
+	                             progress_show, &p);
+	if (!out_std && close(fd) != 0 && st == 0) {
+		fprintf(stderr, "ferryfs: %s: %s\n", out, strerror(errno));
+		st = -EIO;
+		unlink(out);
+		return EX_FAILED;
+	}
+	if (st != 0) {
+		if (!out_std)
 			unlink(out);
-		return exit_for(st_);
+		return failed(c, st);
 	}
 	return EX_OK;
 }
 
-/* An ID request (delete, info) to the storage server for id, found by
- * --server or the trackers: the call's status, the answer in *resp; an
- * exit code other than EX_OK in *ex when the server could not be had. */
-static int id_call(cli *c, uint16_t op, const char *what, const char *id, ferry_buf *resp,
-                   int *ex)
-{
-	*ex = locate_id(c, what, id);
-	if (*ex == EX_OK)
-		*ex = cli_open(c);
-	if (*ex != EX_OK)
-		return 0;
-	ferry_buf req;
-	ferry_buf_init(&req);
-	uint8_t *h = ferry_buf_alloc(&req, FS_ID_REQ_FIXED_BYTES + strlen(id));
-	fs_enc_id_req(h, FS_ID_REQ_FIXED_BYTES + strlen(id), id);
-	int st = ferry_call_sync(c->s, op, &req, resp, CLI_TIMEOUT_US);
-	ferry_buf_fini(&req);
-	if (st != 0)
-		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st));
-	return st;
-}
-
 static int cmd_delete(cli *c, int argc, char **argv)
 {
-	fs_fid f;
+	ferryfs_info in;
 	if (argc != 1)
 		return usage(stderr), EX_USAGE;
-	if (decode_id(argv[0], &f) != 0)
-		return EX_USAGE;
-	ferry_buf resp;
-	ferry_buf_init(&resp);
-	int ex, st = id_call(c, FS_OP_DELETE, "delete", argv[0], &resp, &ex);
-	ferry_buf_fini(&resp);
-	return ex != EX_OK ? ex : st != 0 ? exit_for(st) : EX_OK;
+	int rc = check_id(argv[0], &in);
+	if (rc == EX_OK)
+		rc = cli_open(c);
+	if (rc != EX_OK)
+		return rc;
+	int st = ferryfs_delete(c->fs, argv[0]);
+	return st != 0 ? failed(c, st) : EX_OK;
 }
 
 static void print_time(const char *label, uint64_t s)
 {
 	char buf[64];
 	time_t t = (time_t)s;
-	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", localtime(&t));
+	struct tm tm;
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
 	printf("%-14s %s\n", label, buf);
 }
 
 static int cmd_info(cli *c, int argc, char **argv)
 {
-	fs_fid f;
+	ferryfs_info in;
 	if (argc != 1)
 		return usage(stderr), EX_USAGE;
-	if (decode_id(argv[0], &f) != 0)
-		return EX_USAGE;
-	printf("%-14s %s\n%-14s M%02X\n%-14s %u\n", "group", f.group, "store path",
-	       f.store, "source server", f.source);
-	print_time("created", f.ctime);
-	printf("%-14s %" PRIu64 "\n%-14s %08x\n%-14s %s\n", "size at upload", f.size,
-	       "crc32", f.crc32, "appender", f.appender ? "yes" : "no");
+	int rc = check_id(argv[0], &in);
+	if (rc != EX_OK)
+		return rc;
+	printf("%-14s %s\n%-14s M%02X\n%-14s %u\n", "group", in.group, "store path",
+	       in.store, "source server", in.source);
+	print_time("created", in.ctime);
+	printf("%-14s %" PRIu64 "\n%-14s %08x\n%-14s %s\n", "size at upload",
+	       in.size_at_upload, "crc32", in.crc32, "appender",
+	       in.appender ? "yes" : "no");
 	if (c->server == NULL && c->ntrackers == 0)
 		return EX_OK;
-	ferry_buf resp;
-	ferry_buf_init(&resp);
-	int ex, st = id_call(c, FS_OP_INFO, "info", argv[0], &resp, &ex);
-	uint8_t head[FS_INFO_RESP_BYTES];
-	fs_info in;
-	if (ex == EX_OK && st == 0 &&
-	    (ferry_buf_copy_out(&resp, 0, sizeof(head), head) != sizeof(head) ||
-	     fs_dec_info(head, sizeof(head), ferry_buf_len(&resp), &in) != 0)) {
-		st = -EBADMSG;
-		fprintf(stderr, "ferryfs: info %s: %s\n", argv[0], why(st));
-	}
-	ferry_buf_fini(&resp);
-	if (ex != EX_OK)
-		return ex;
+	if ((rc = cli_open(c)) != EX_OK)
+		return rc;
+	int st = ferryfs_stat(c->fs, argv[0], &in);
 	if (st != 0)
-		return exit_for(st);
+		return failed(c, st);
 	printf("%-14s %" PRIu64 "\n", "size now", in.size);
-	print_time("modified", in.mtime_s);
+	print_time("modified", in.mtime);
 	return EX_OK;
 }
 
-/* append ID FILE / write ID OFFSET FILE: the file's bytes in messages of up
- * to FS_PIECE_BYTES (each an append, or a write at its offset; each
- * applies whole or not at all on the server). */
+/* append ID FILE / write ID OFFSET FILE */
 static int cmd_modify(cli *c, bool is_write, int argc, char **argv)
 {
-	const char *what = is_write ? "write" : "append";
 	uint64_t at = 0;
+	ferryfs_info in;
 	if (argc != (is_write ? 3 : 2) || (is_write && parse_u64(argv[1], &at) != 0))
 		return usage(stderr), EX_USAGE;
 	const char *id = argv[0], *file = argv[argc - 1];
-	fs_fid f;
-	if (decode_id(id, &f) != 0)
-		return EX_USAGE;
+	int rc = check_id(id, &in);
+	if (rc != EX_OK)
+		return rc;
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		fprintf(stderr, "ferryfs: %s: %s\n", file, strerror(errno));
 		return EX_FAILED;
 	}
-	uint64_t size = (uint64_t)st.st_size;
-	int rc = locate_id(c, what, id);
-	if (rc == EX_OK)
-		rc = cli_open(c);
-	if (rc != EX_OK) {
+	if ((rc = cli_open(c)) != EX_OK) {
 		close(fd);
 		return rc;
 	}
-	int st_ = 0;
-	progress p;
-	progress_start(&p, what, size);
-	for (uint64_t off = 0; st_ == 0 && off < size;) {
-		uint64_t n = size - off < FS_PIECE_BYTES ? size - off : FS_PIECE_BYTES;
-		ferry_buf req, resp;
-		ferry_buf_init(&req);
-		ferry_buf_init(&resp);
-		size_t hl = (is_write ? FS_MOD_FIXED_BYTES : FS_ID_REQ_FIXED_BYTES) +
-		            strlen(id);
-		uint8_t *h = ferry_buf_alloc(&req, hl);
-		if (is_write)
-			fs_enc_mod(h, hl, id, at + off);
-		else
-			fs_enc_append(h, hl, id);
-		ferry_buf_append_file(&req, fd, (off_t)off, (size_t)n);
-		st_ = ferry_call_sync(c->s, is_write ? FS_OP_WRITE : FS_OP_APPEND, &req,
-		                      &resp, CLI_TIMEOUT_US);
-		ferry_buf_fini(&req);
-		ferry_buf_fini(&resp);
-		off += n;
-		if (st_ == 0)
-			progress_show(&p, off);
-	}
+	int s = is_write ? ferryfs_write_fd(c->fs, id, at, fd, (uint64_t)st.st_size)
+	                 : ferryfs_append_fd(c->fs, id, fd, (uint64_t)st.st_size);
 	close(fd);
-	if (st_ != 0) {
-		fprintf(stderr, "ferryfs: %s %s: %s\n", what, id, why(st_));
-		return exit_for(st_);
-	}
-	return EX_OK;
+	return s != 0 ? failed(c, s) : EX_OK;
 }
 
 static int cmd_truncate(cli *c, int argc, char **argv)
 {
 	uint64_t size;
-	fs_fid f;
+	ferryfs_info in;
 	if (argc != 2 || parse_u64(argv[1], &size) != 0)
 		return usage(stderr), EX_USAGE;
-	if (decode_id(argv[0], &f) != 0)
-		return EX_USAGE;
-	int rc = locate_id(c, "truncate", argv[0]);
+	int rc = check_id(argv[0], &in);
 	if (rc == EX_OK)
 		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	size_t hl = FS_MOD_FIXED_BYTES + strlen(argv[0]);
-	fs_enc_mod(ferry_buf_alloc(&req, hl), hl, argv[0], size);
-	int st = ferry_call_sync(c->s, FS_OP_TRUNCATE, &req, &resp, CLI_TIMEOUT_US);
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	if (st != 0) {
-		fprintf(stderr, "ferryfs: truncate %s: %s\n", argv[0], why(st));
-		return exit_for(st);
+	int st = ferryfs_truncate(c->fs, argv[0], size);
+	return st != 0 ? failed(c, st) : EX_OK;
+}
+
+static void json_string(const unsigned char *p, size_t n)
+{
+	putchar('"');
+	for (size_t k = 0; k < n; k++) {
+		if (p[k] == '"' || p[k] == '\\')
+			printf("\\%c", p[k]);
+		else if (p[k] < 0x20 || p[k] >= 0x7f)
+			printf("\\u%04x", p[k]);
+		else
+			putchar(p[k]);
 	}
-	return EX_OK;
+	putchar('"');
 }
 
 /* meta set ID [--merge] KEY=VALUE ... | meta get ID [--json] */
@@ -715,83 +386,57 @@ static int cmd_meta(cli *c, int argc, char **argv)
 		return usage(stderr), EX_USAGE;
 	bool set = strcmp(argv[0], "set") == 0, merge = false, json = false;
 	const char *id = argv[1];
-	static fs_meta_pair pairs[FS_META_PAIRS_MAX];
-	unsigned n = 0;
+	static ferryfs_meta pairs[256];
+	int n = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *eq = strchr(argv[i], '=');
+		size_t kl = eq != NULL ? (size_t)(eq - argv[i]) : 0;
+		bool key_ok = kl > 0 && kl < sizeof(pairs[0].key);
+		for (size_t k = 0; key_ok && k < kl; k++) {
+			char ch = argv[i][k];
+			key_ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			         (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+			         ch == '-';
+		}
 		if (set && strcmp(argv[i], "--merge") == 0)
 			merge = true;
 		else if (!set && strcmp(argv[i], "--json") == 0)
 			json = true;
-		else if (set && eq != NULL && n < FS_META_PAIRS_MAX &&
-		         fs_meta_key_valid(argv[i], (size_t)(eq - argv[i])) &&
-		         strlen(eq + 1) <= FS_META_VALUE_MAX) {
-			snprintf(pairs[n].key, sizeof(pairs[n].key), "%.*s",
-			         (int)(eq - argv[i]), argv[i]);
-			pairs[n].vlen = (uint16_t)strlen(eq + 1);
-			memcpy(pairs[n].value, eq + 1, pairs[n].vlen);
+		else if (set && key_ok && n < 256 &&
+		         strlen(eq + 1) <= sizeof(pairs[0].value)) {
+			snprintf(pairs[n].key, sizeof(pairs[n].key), "%.*s", (int)kl,
+			         argv[i]);
+			pairs[n].len = strlen(eq + 1);
+			memcpy(pairs[n].value, eq + 1, pairs[n].len);
 			n++;
 		} else {
 			fprintf(stderr,
-			        "ferryfs: meta: '%s': KEY=VALUE (key 1-%d of A-Z a-z 0-9 _ . -, "
-			        "value up to %d bytes)\n",
-			        argv[i], FS_META_KEY_MAX, FS_META_VALUE_MAX);
+			        "ferryfs: meta: '%s': KEY=VALUE (key 1-64 of A-Z a-z 0-9 _ . -, value "
+			        "up to 1024 bytes)\n",
+			        argv[i]);
 			return EX_USAGE;
 		}
 	}
-	fs_fid f;
-	if (decode_id(id, &f) != 0)
-		return EX_USAGE;
-	int rc = locate_id(c, "meta", id);
+	ferryfs_info in;
+	int rc = check_id(id, &in);
 	if (rc == EX_OK)
 		rc = cli_open(c);
 	if (rc != EX_OK)
 		return rc;
-	ferry_buf req, resp;
-	ferry_buf_init(&req);
-	ferry_buf_init(&resp);
-	size_t hl = FS_ID_REQ_FIXED_BYTES + strlen(id);
-	static uint8_t
-	        buf[2 + FS_META_PAIRS_MAX * (3 + FS_META_KEY_MAX + FS_META_VALUE_MAX)];
-	if (set) {
-		fs_enc_meta_set_hdr(ferry_buf_alloc(&req, hl), hl, id, merge);
-		int k = fs_enc_meta(buf, sizeof(buf), pairs, n);
-		ferry_buf_append(&req, buf, (size_t)k);
-	} else {
-		fs_enc_id_req(ferry_buf_alloc(&req, hl), hl, id);
-	}
-	int st = ferry_call_sync(c->s, set ? FS_OP_META_SET : FS_OP_META_GET, &req, &resp,
-	                         CLI_TIMEOUT_US);
-	size_t len = ferry_buf_len(&resp);
-	int got = 0;
-	if (st == 0 && !set &&
-	    (len > sizeof(buf) ||
-	     ferry_buf_copy_out(&resp, 0, len, buf) != (ssize_t)len ||
-	     (got = fs_dec_meta(buf, len, pairs, FS_META_PAIRS_MAX)) < 0))
-		st = -EBADMSG;
-	ferry_buf_fini(&req);
-	ferry_buf_fini(&resp);
-	if (st != 0) {
-		fprintf(stderr, "ferryfs: meta %s %s: %s\n", argv[0], id, why(st));
-		return exit_for(st);
-	}
+	int st = set ? ferryfs_meta_set(c->fs, id, pairs, n, merge)
+	             : ferryfs_meta_get(c->fs, id, pairs, 256, &n);
+	if (st != 0)
+		return failed(c, st);
+	if (set)
+		return EX_OK;
 	if (json)
 		printf("{");
-	for (int i = 0; i < got; i++) {
+	for (int i = 0; i < n; i++) {
 		if (json) {
-			printf("%s\"%s\": \"", i ? ", " : "", pairs[i].key);
-			for (unsigned k = 0; k < pairs[i].vlen; k++) {
-				uint8_t ch = pairs[i].value[k];
-				if (ch == '"' || ch == '\\')
-					printf("\\%c", ch);
-				else if (ch < 0x20 || ch >= 0x7f)
-					printf("\\u%04x", ch);
-				else
-					putchar(ch);
-			}
-			printf("\"");
+			printf("%s\"%s\": ", i ? ", " : "", pairs[i].key);
+			json_string(pairs[i].value, pairs[i].len);
 		} else {
-			printf("%s=%.*s\n", pairs[i].key, (int)pairs[i].vlen,
+			printf("%s=%.*s\n", pairs[i].key, (int)pairs[i].len,
 			       (const char *)pairs[i].value);
 		}
 	}
@@ -800,11 +445,11 @@ static int cmd_meta(cli *c, int argc, char **argv)
 	return EX_OK;
 }
 
-static const char *state_name(uint8_t st)
+static const char *state_name(int st)
 {
-	return st == FS_SERVER_ACTIVE     ? "ACTIVE"
-	       : st == FS_SERVER_READONLY ? "READONLY"
-	                                  : "OFFLINE";
+	return st == FERRYFS_ACTIVE     ? "ACTIVE"
+	       : st == FERRYFS_READONLY ? "READONLY"
+	                                : "OFFLINE";
 }
 
 /* Every server a tracker knows: like fdfs_monitor. */
@@ -813,79 +458,64 @@ static int cmd_monitor(cli *c, int argc, char **argv)
 	bool json = argc == 1 && strcmp(argv[0], "--json") == 0;
 	if ((argc > 0 && !json) || c->ntrackers == 0)
 		return usage(stderr), EX_USAGE;
-	ferry_buf resp;
-	ferry_buf_init(&resp);
-	int st = tracker_call(c, FS_OP_LIST, (const uint8_t[]){FS_PROTO_VERSION, 0, 0, 0},
-	                      4, &resp);
-	size_t len = ferry_buf_len(&resp);
-	uint8_t *body = len > 0 ? malloc(len) : NULL;
-	if (st == 0 && (len < 2 || body == NULL ||
-	                ferry_buf_copy_out(&resp, 0, len, body) != (ssize_t)len))
-		st = -EBADMSG;
-	ferry_buf_fini(&resp);
-	if (st != 0) {
-		free(body);
-		fprintf(stderr, "ferryfs: monitor: %s\n", why(st));
-		return exit_for(st);
-	}
-	unsigned n = fs_get16(body);
-	size_t off = 2;
+	int rc = cli_open(c);
+	if (rc != EX_OK)
+		return rc;
+	static ferryfs_server sv[CLI_SERVERS_MAX];
+	int n;
+	int st = ferryfs_servers(c->fs, sv, CLI_SERVERS_MAX, &n);
+	if (st != 0)
+		return failed(c, st);
 	if (json)
 		printf("{\"servers\": [");
 	else
 		printf("%-16s %6s %-8s %9s %12s %12s %5s %10s  %s\n", "group", "id",
 		       "state", "beat ago", "free MiB", "total MiB", "load", "ops",
 		       "locators");
-	for (unsigned i = 0; i < n; i++) {
-		fs_server sv;
-		int k = fs_dec_server(body + off, len - off, &sv);
-		if (k < 0) {
-			free(body);
-			fprintf(stderr, "ferryfs: monitor: a malformed server record\n");
-			return EX_FAILED;
-		}
-		off += (size_t)k;
+	for (int i = 0; i < n; i++) {
 		uint64_t fr = 0, tot = 0;
-		for (int s = 0; s < sv.nstores; s++) {
-			fr += sv.free_bytes[s];
-			tot += sv.total_bytes[s];
+		for (int s = 0; s < sv[i].nstores; s++) {
+			fr += sv[i].free_bytes[s];
+			tot += sv[i].total_bytes[s];
 		}
-		char ago[16];
-		if (sv.age_ms == UINT32_MAX)
-			snprintf(ago, sizeof(ago), "never");
-		else
-			snprintf(ago, sizeof(ago), "%.1fs", sv.age_ms / 1000.0);
 		if (json) {
-			printf("%s{\"group\": \"%s\", \"id\": %u, \"state\": \"%s\", "
-			       "\"beat_age_ms\": %s%u, \"free_bytes\": %" PRIu64
-			       ", \"total_bytes\": %" PRIu64
+			printf("%s{\"group\": \"%s\", \"id\": %u, \"state\": \"%s\", \"beat_age_ms\": ",
+			       i ? ", " : "", sv[i].group, sv[i].id,
+			       state_name(sv[i].state));
+			if (sv[i].beat_ms < 0)
+				printf("null");
+			else
+				printf("%" PRId64, sv[i].beat_ms);
+			printf(", \"free_bytes\": %" PRIu64 ", \"total_bytes\": %" PRIu64
 			       ", \"load\": %u, \"ops\": %" PRIu64 ", \"locators\": [",
-			       i ? ", " : "", sv.group, sv.id, state_name(sv.state),
-			       sv.age_ms == UINT32_MAX ? "" : "",
-			       sv.age_ms == UINT32_MAX ? 0 : sv.age_ms, fr, tot, sv.load,
-			       sv.ops);
-			for (int l = 0; l < sv.nlocs; l++)
-				printf("%s\"%s\"", l ? ", " : "", sv.locs[l]);
+			       fr, tot, sv[i].load, sv[i].ops);
+			for (int l = 0; l < sv[i].nlocs; l++)
+				printf("%s\"%s\"", l ? ", " : "", sv[i].locs[l]);
 			printf("], \"stores\": [");
-			for (int s = 0; s < sv.nstores; s++)
+			for (int s = 0; s < sv[i].nstores; s++)
 				printf("%s{\"free_bytes\": %" PRIu64
 				       ", \"total_bytes\": %" PRIu64 "}",
-				       s ? ", " : "", sv.free_bytes[s],
-				       sv.total_bytes[s]);
+				       s ? ", " : "", sv[i].free_bytes[s],
+				       sv[i].total_bytes[s]);
 			printf("]}");
 		} else {
+			char ago[16];
+			if (sv[i].beat_ms < 0)
+				snprintf(ago, sizeof(ago), "never");
+			else
+				snprintf(ago, sizeof(ago), "%.1fs",
+				         (double)sv[i].beat_ms / 1000.0);
 			printf("%-16s %6u %-8s %9s %12" PRIu64 " %12" PRIu64
 			       " %5u %10" PRIu64 "  ",
-			       sv.group, sv.id, state_name(sv.state), ago, fr >> 20,
-			       tot >> 20, sv.load, sv.ops);
-			for (int l = 0; l < sv.nlocs; l++)
-				printf("%s%s", l ? " " : "", sv.locs[l]);
+			       sv[i].group, sv[i].id, state_name(sv[i].state), ago,
+			       fr >> 20, tot >> 20, sv[i].load, sv[i].ops);
+			for (int l = 0; l < sv[i].nlocs; l++)
+				printf("%s%s", l ? " " : "", sv[i].locs[l]);
 			printf("\n");
 		}
 	}
 	if (json)
 		printf("]}\n");
-	free(body);
 	return EX_OK;
 }
 
@@ -933,9 +563,6 @@ int main(int argc, char **argv)
 		usage(stderr);
 		rc = EX_USAGE;
 	}
-	if (c.s != NULL)
-		ferry_session_close(c.s);
-	if (c.ctx != NULL)
-		ferry_ctx_destroy(c.ctx);
+	ferryfs_close(c.fs);
 	return rc;
 }

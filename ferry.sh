@@ -260,6 +260,19 @@ cmd_bench() {
 	log "results: $out/results.csv   plots: $out/*.png, $out/*.svg"
 	bench_veth "$out" "${quick[*]:-}"
 	log "sweeps: $((SECONDS - t0)) s"
+	# ferryfs on loopback (a tracker, a storage server on /dev/shm, 1 and 8
+	# client processes; docs/ferryfs/BENCH.md): --quick's tenth of FastDFS's
+	# operation counts in a full run, the smoke test's in a quick one.
+	local fsmode=--quick
+	[ ${#quick[@]} -gt 0 ] && fsmode=--tiny
+	if [ -x build/release/apps/ferryfs/ferryfs-storage ]; then
+		log "ferryfs bench ($fsmode) -> $out/ferryfs"
+		mkdir -p "$out/ferryfs"
+		build/release/apps/ferryfs/ferryfs bench "$fsmode" --out "$out/ferryfs" \
+			>"$out/ferryfs/table.md" 2>"$out/ferryfs/progress.log" ||
+			log "ferryfs bench failed (see $out/ferryfs/progress.log)"
+		cat "$out/ferryfs/table.md"
+	fi
 	if grep -Eq 'FERRY_HAVE_INF(UD|RC) 1' build/release/ferry_config.h && [ -x "$IBVM" ]; then
 		log "InfiniBand drivers inside the Soft-RoCE VM (bench/ib_vm.sh) -> $out/ib.csv"
 		IBVM_ACCEL=${IBVM_ACCEL:-tcg} IBVM_MEM=${IBVM_MEM:-2048} "$IBVM" \

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "ferryfs/ferryfs.h"
 
 #define CLI_TRACKERS_MAX 8
@@ -59,6 +60,7 @@ static void usage(FILE *f)
 	        "       ferryfs WHERE meta set ID [--merge] KEY=VALUE ...\n"
 	        "       ferryfs WHERE meta get ID [--json]\n"
 	        "       ferryfs --tracker LOCATOR monitor [--json]\n"
+	        "       ferryfs bench [--quick] [--transports LIST] [--out DIR]\n"
 	        "WHERE: --tracker LOCATOR (repeatable, tried in order) or --server LOCATOR\n"
 	        "(a storage server). --transport NAME picks which of a storage server's\n"
 	        "locators to use (default: the tracker locator's, e.g. tcp).\n"
@@ -558,7 +560,12 @@ int main(int argc, char **argv)
 		rc = cmd_truncate(&c, argc - i, argv + i);
 	else if (strcmp(cmd, "meta") == 0)
 		rc = cmd_meta(&c, argc - i, argv + i);
-	else {
+	else if (strcmp(cmd, "bench") == 0) {
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		self[n > 0 ? n : 0] = '\0';
+		rc = ferryfs_bench(argc - i, argv + i, self);
+	} else {
 		fprintf(stderr, "ferryfs: unknown command '%s'\n", cmd);
 		usage(stderr);
 		rc = EX_USAGE;

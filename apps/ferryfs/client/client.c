@@ -33,6 +33,7 @@ struct ferryfs {
 	ferry_session *s; /* to the server in use */
 	char server[FS_LOC_MAX + 1];
 	char *trackers[FSC_TRACKERS];
+	ferry_session *tsess[FSC_TRACKERS]; /* kept open, reopened when dead */
 	int ntrackers;
 	char *fixed_server; /* opts.server */
 	char *transport;
@@ -106,7 +107,9 @@ int ferryfs_open(const ferryfs_opts *o, ferryfs **out)
 	ferryfs *fs = calloc(1, sizeof(*fs));
 	if (fs == NULL)
 		return -ENOMEM;
-	int rc = ferry_ctx_create(NULL, &fs->ctx);
+	/* block mode: a call waits in epoll, it does not spin a core */
+	ferry_ctx_opts co = {.poll_mode = FERRY_POLL_BLOCK, .cpu = -1};
+	int rc = ferry_ctx_create(&co, &fs->ctx);
 	if (rc != 0) {
 		free(fs);
 		return rc;
@@ -129,8 +132,11 @@ void ferryfs_close(ferryfs *fs)
 	if (fs->s != NULL)
 		ferry_session_close(fs->s);
 	ferry_ctx_destroy(fs->ctx);
-	for (int i = 0; i < fs->ntrackers; i++)
+	for (int i = 0; i < fs->ntrackers; i++) {
+		if (fs->tsess[i] != NULL)
+			ferry_session_close(fs->tsess[i]);
 		free(fs->trackers[i]);
+	}
 	free(fs->fixed_server);
 	free(fs->transport);
 	free(fs);
@@ -144,14 +150,21 @@ const char *ferryfs_errmsg(const ferryfs *fs)
 /* Finding the server ------------------------------------------------------------*/
 
 /* Ask the trackers in order until one answers (a transport failure moves
- * on; an answer, even an error, is final). */
+ * on; an answer, even an error, is final). Sessions stay open across
+ * calls, as FastDFS clients keep their tracker connections; a dead one is
+ * reopened on its next use. */
 static int tracker_call(ferryfs *fs, uint16_t op, const uint8_t *msg, size_t n,
                         ferry_buf *resp)
 {
 	int st = -EHOSTDOWN;
 	for (int i = 0; i < fs->ntrackers; i++) {
-		ferry_session *s;
-		if (ferry_session_open(fs->ctx, fs->trackers[i], &s) != 0) {
+		ferry_session **s = &fs->tsess[i];
+		if (*s != NULL && ferry_session_status(*s) != 0) {
+			ferry_session_close(*s);
+			*s = NULL;
+		}
+		if (*s == NULL && ferry_session_open(fs->ctx, fs->trackers[i], s) != 0) {
+			*s = NULL;
 			note(fs, "tracker %s: %s", fs->trackers[i],
 			     ferry_ctx_errmsg(fs->ctx));
 			continue;
@@ -160,11 +173,12 @@ static int tracker_call(ferryfs *fs, uint16_t op, const uint8_t *msg, size_t n,
 		ferry_buf_init(&req);
 		ferry_buf_append(&req, msg, n);
 		ferry_buf_reset(resp);
-		st = ferry_call_sync(s, op, &req, resp, FSC_TRACKER_US);
+		st = ferry_call_sync(*s, op, &req, resp, FSC_TRACKER_US);
 		ferry_buf_fini(&req);
-		ferry_session_close(s);
 		if (st == 0 || st > -10000)
 			return st; /* an answer: the tracker's own status is an errno */
+		ferry_session_close(*s);
+		*s = NULL;
 		note(fs, "tracker %s: %s%s", fs->trackers[i], ferry_strerror(st),
 		     i + 1 < fs->ntrackers ? ", trying the next" : "");
 		st = -EHOSTDOWN;

@@ -1164,7 +1164,9 @@ int main(int argc, char **argv)
 
 	ferry_ctx *ctx;
 	ferry_server *srv;
-	int rc = ferry_ctx_create(NULL, &ctx);
+	/* block mode: an idle daemon sleeps in epoll instead of spinning a core */
+	ferry_ctx_opts co = {.poll_mode = FERRY_POLL_BLOCK, .cpu = -1};
+	int rc = ferry_ctx_create(&co, &ctx);
 	if (rc != 0) {
 		st_log("cannot create a ferry context: %s", ferry_strerror(rc));
 		return 1;

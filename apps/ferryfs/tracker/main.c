@@ -417,7 +417,9 @@ int main(int argc, char **argv)
 	tr_load();
 	fs_daemon_signals(&stop);
 	ferry_server *srv;
-	int rc = ferry_ctx_create(NULL, &ctx);
+	/* block mode: an idle daemon sleeps in epoll instead of spinning a core */
+	ferry_ctx_opts co = {.poll_mode = FERRY_POLL_BLOCK, .cpu = -1};
+	int rc = ferry_ctx_create(&co, &ctx);
 	if (rc != 0 || ferry_server_create(ctx, &srv) != 0) {
 		tr_log("cannot create a ferry context or server");
 		return 1;

@@ -13,7 +13,9 @@
 # - a silent server turns OFFLINE, uploads go to the other, reads of its
 #   objects exit 5, and it is ACTIVE again after a restart;
 # - a tracker restart keeps the cluster view (state file); a client given
-#   a dead tracker first fails over to the next.
+#   a dead tracker first fails over to the next;
+# - with a reserve larger than the disks, both servers turn READONLY and an
+#   upload exits 6 (EROFS) while reads still work.
 # Skips (77) without root or network namespaces unless FERRY_REQUIRE has
 # netns.
 # usage: fs_cluster.sh FERRYFS_TRACKER FERRYFS_STORAGE FERRYFS
@@ -61,7 +63,7 @@ start_tracker() {
 	# in between would be a subshell, and kill would miss the daemon)
 	ip netns exec "$tag-t" "$tracker" --foreground --set listen="tcp:host=$T,port=22122" \
 		--set listen="fast+udp:host=$T,port=22123" --set state_file="$dir/tracker.state" \
-		--set beat_timeout_ms=1000 2>>"$dir/tracker.log" &
+		--set beat_timeout_ms=1000 "$@" 2>>"$dir/tracker.log" &
 	tpid=$!
 }
 declare -A spid
@@ -207,3 +209,15 @@ grep -q "trying the next" "$dir/failover.err" || fail "failover not reported: $(
 on c "$cli" --tracker "fast+udp:host=$T,port=22123" download "$id" "$dir/back"
 cmp "$dir/obj2" "$dir/back" || fail "read through the fast+udp tracker"
 echo "ok: tracker restart kept the view; a dead first tracker failed over"
+
+# a reserve no disk has: read-only, uploads refused with their own code
+kill -TERM "$tpid"
+wait "$tpid" || fail "tracker exit on SIGTERM"
+start_tracker --set reserved_mb=1000000000
+for _ in $(seq 50); do on c "$cli" $trk monitor >/dev/null 2>&1 && break; sleep 0.1; done
+wait_states "1=READONLY 2=READONLY "
+rc=0; on c "$cli" $trk upload "$dir/obj3" 2>"$dir/ro.err" || rc=$?
+[ "$rc" -eq 6 ] || fail "an upload to a read-only group exited $rc, want 6: $(cat "$dir/ro.err")"
+on c "$cli" $trk download "$id" "$dir/back" || fail "a read from a read-only group"
+cmp "$dir/obj2" "$dir/back" || fail "read from a read-only group differs"
+echo "ok: below the reserve the group is read-only (upload exit 6), reads go on"

@@ -1,11 +1,10 @@
-/* ferryfs bench: a cluster on loopback (a tracker, one storage server on
- * /dev/shm with fsync=never: the page-cache conditions of the FastDFS
- * figures in research/fastdfs.md) and N client processes doing what
- * FastDFS's benchmark does per operation: ask the tracker, then call the
- * storage server (upload from a file, download into a file, delete). Per
- * transport, size and client count: ops/s, MB/s, p50/p99 latency, and the
- * daemons' CPU per operation from /proc/PID/stat. CSV and a table with the
- * FastDFS figures beside. docs/ferryfs/BENCH.md. */
+/* ferryfs bench: a cluster on loopback (a tracker, two storage servers of
+ * one group on /dev/shm with fsync=never, as FastDFS's two: the page-cache conditions of
+ * the FastDFS figures in research/fastdfs.md) and N client processes doing what FastDFS's
+ * benchmark does per operation: ask the tracker, then call the storage server (upload
+ * from a file, download into a file, delete). Per transport, size and client count:
+ * ops/s, MB/s, p50/p99 latency, and the daemons' CPU per operation from /proc/PID/stat.
+ * CSV and a table with the FastDFS figures beside. docs/ferryfs/BENCH.md. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -180,7 +179,7 @@ typedef struct cell {
 
 /* One size and client count on one transport: upload, download, delete. */
 static int run_cell(const char *tracker, const char *transport, size_t size, int clients,
-                    int ops_total, pid_t storage, pid_t trk, cell out[OP_N])
+                    int ops_total, const pid_t storage[2], pid_t trk, cell out[OP_N])
 {
 	int per = ops_total / clients;
 	size_t lat_bytes = (size_t)clients * OP_N * (size_t)per * sizeof(double);
@@ -210,7 +209,8 @@ static int run_cell(const char *tracker, const char *transport, size_t size, int
 	close(dp[1]);
 	int rc = 0;
 	for (int phase = 0; phase < OP_N; phase++) {
-		double s0 = proc_cpu(storage), r0 = proc_cpu(trk), t0 = now_s();
+		double s0 = proc_cpu(storage[0]) + proc_cpu(storage[1]),
+		       r0 = proc_cpu(trk), t0 = now_s();
 		for (int k = 0; k < clients; k++)
 			if (write(go[k], "g", 1) != 1)
 				rc = -EPIPE;
@@ -235,7 +235,9 @@ static int run_cell(const char *tracker, const char *transport, size_t size, int
 		        .mb_s = phase == OP_DELETE ? 0 : n * (double)size / secs / 1e6,
 		        .p50_us = l[n / 2] * 1e6,
 		        .p99_us = l[(size_t)n * 99 / 100] * 1e6,
-		        .st_cpu_us = (proc_cpu(storage) - s0) / n * 1e6,
+		        /* both servers, as FastDFS's figure */
+		        .st_cpu_us = (proc_cpu(storage[0]) + proc_cpu(storage[1]) - s0) /
+		                     n * 1e6,
 		        .tr_cpu_us = (proc_cpu(trk) - r0) / n * 1e6};
 		free(l);
 	}
@@ -278,7 +280,7 @@ static void usage_bench(FILE *f)
 	fprintf(f,
 	        "usage: ferryfs bench [--quick | --tiny] [--transports tcp,splice,fast+udp]\n"
 	        "  [--out DIR] [--daemons DIR] [--store DIR]\n"
-	        "A tracker and a storage server on loopback (store on /dev/shm, fsync\n"
+	        "A tracker and two storage servers on loopback (store on /dev/shm, fsync\n"
 	        "never), 1 and 8 client processes; upload, download, delete at 4 KiB,\n"
 	        "64 KiB and 1 MiB. Writes DIR/results.csv (default out/bench/ferryfs).\n");
 }
@@ -329,8 +331,8 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 	snprintf(trk_bin, sizeof(trk_bin), "%s/ferryfs-tracker", daemons);
 	snprintf(st_bin, sizeof(st_bin), "%s/ferryfs-storage", daemons);
 	snprintf(tlog, sizeof(tlog), "%s/tracker.log", out);
-	snprintf(slog, sizeof(slog), "%s/storage.log", out);
-	snprintf(storep, sizeof(storep), "store_path=%s", store);
+	snprintf(slog, sizeof(slog), "%s/storage1.log", out);
+	snprintf(storep, sizeof(storep), "store_path=%s/s1", store);
 	snprintf(stf, sizeof(stf), "state_file=%s", state);
 	char *targv[] = {trk_bin, "--foreground",
 	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
@@ -338,14 +340,16 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
 	                 "--set", stf,
 	                 NULL};
-	daemon_proc trk = {0}, st = {0};
+	daemon_proc trk = {0}, st[2] = {{0}};
 	if (start_daemon(&trk, targv, tlog, 3) != 0) {
 		fprintf(stderr, "ferryfs bench: the tracker did not start (%s)\n", tlog);
 		return 1;
 	}
 	char beat[FERRYFS_LOC_MAX + 16];
 	snprintf(beat, sizeof(beat), "tracker=%s", trk.locs[0]);
+	char sid[32] = "server_id=1";
 	char *sargv[] = {st_bin,  "--foreground",
+	                 "--set", sid,
 	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
 	                 "--set", "listen=splice:host=127.0.0.1,port=0",
 	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
@@ -355,13 +359,24 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 	                 "--set", "beat_ms=200",
 	                 "--set", "workers=4",
 	                 NULL};
-	if (start_daemon(&st, sargv, slog, 3) != 0) {
-		fprintf(stderr, "ferryfs bench: the storage server did not start (%s)\n",
-		        slog);
-		stop_daemon(&trk);
-		return 1;
+	for (int k = 0; k < 2; k++) {
+		/* two servers of one group: uploads alternate, each read goes to
+		 * the one that has the object (no replication yet: issue 17) */
+		snprintf(sid, sizeof(sid), "server_id=%d", k + 1);
+		snprintf(storep, sizeof(storep), "store_path=%s/s%d", store, k + 1);
+		snprintf(slog, sizeof(slog), "%s/storage%d.log", out, k + 1);
+		snprintf(cmd, sizeof(cmd), "mkdir -p '%s/s%d'", store, k + 1);
+		if (system(cmd) != 0 || start_daemon(&st[k], sargv, slog, 3) != 0) {
+			fprintf(stderr,
+			        "ferryfs bench: a storage server did not start (%s)\n",
+			        slog);
+			stop_daemon(&st[0]);
+			stop_daemon(&trk);
+			return 1;
+		}
 	}
-	usleep(500000); /* a beat or two: the tracker knows the server */
+	pid_t spids[2] = {st[0].pid, st[1].pid};
+	usleep(600000); /* a beat or two: the tracker knows the servers */
 	char csv[PATH_MAX + 16];
 	snprintf(csv, sizeof(csv), "%s/results.csv", out);
 	FILE *f = fopen(csv, "w");
@@ -407,7 +422,7 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 				          : quick ? quick_ops[si]
 				                  : full_ops[si];
 				if (run_cell(tracker, t, sizes[si], nclients[ci], ops,
-				             st.pid, trk.pid, c) != 0)
+				             spids, trk.pid, c) != 0)
 					rc = 1;
 				for (int p = 0; p < OP_N; p++) {
 					double ref =
@@ -435,7 +450,8 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 			}
 	}
 	fclose(f);
-	stop_daemon(&st);
+	stop_daemon(&st[0]);
+	stop_daemon(&st[1]);
 	stop_daemon(&trk);
 	if (strncmp(store, "/dev/shm/ferryfs-bench-", 23) == 0) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store);

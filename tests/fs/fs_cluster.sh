@@ -81,7 +81,9 @@ start_storage() {
 wait_states() {
 	local want=$1 got=
 	for _ in $(seq 100); do
-		got=$(on c "$cli" $trk monitor 2>/dev/null | awk 'NR > 1 {print $2 "=" $3}' | sort | tr '\n' ' ')
+		# (the tracker may not listen yet: a failed monitor is one more try)
+		got=$(on c "$cli" $trk monitor 2>/dev/null | awk 'NR > 1 {print $2 "=" $3}' | sort |
+			tr '\n' ' ') || got=
 		[ "$got" = "$want" ] && return 0
 		sleep 0.1
 	done

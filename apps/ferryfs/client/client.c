@@ -129,14 +129,15 @@ void ferryfs_close(ferryfs *fs)
 {
 	if (fs == NULL)
 		return;
+	/* sessions before their context: destroying it frees them */
 	if (fs->s != NULL)
 		ferry_session_close(fs->s);
-	ferry_ctx_destroy(fs->ctx);
 	for (int i = 0; i < fs->ntrackers; i++) {
 		if (fs->tsess[i] != NULL)
 			ferry_session_close(fs->tsess[i]);
 		free(fs->trackers[i]);
 	}
+	ferry_ctx_destroy(fs->ctx);
 	free(fs->fixed_server);
 	free(fs->transport);
 	free(fs);
@@ -204,6 +205,7 @@ static const char *pick_loc(const ferryfs *fs, const fs_server *sv)
 static int locate(ferryfs *fs, const char *group, const char *id)
 {
 	const char *loc = fs->fixed_server;
+	fs_server sv; /* loc may point into it: it lives as long as loc */
 	fs->store = FS_STORE_ANY;
 	if (loc == NULL) {
 		int n = id != NULL ? fs_enc_id_req(fs->msg, sizeof(fs->msg), id)
@@ -216,7 +218,6 @@ static int locate(ferryfs *fs, const char *group, const char *id)
 		int st = tracker_call(fs,
 		                      id != NULL ? FS_OP_QUERY_FETCH : FS_OP_QUERY_STORE,
 		                      fs->msg, (size_t)n, &resp);
-		fs_server sv;
 		size_t len = ferry_buf_len(&resp);
 		if (st == 0 &&
 		    (len > sizeof(fs->msg) ||

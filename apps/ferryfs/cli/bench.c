@@ -285,6 +285,69 @@ static void usage_bench(FILE *f)
 	        "64 KiB and 1 MiB. Writes DIR/results.csv (default out/bench/ferryfs).\n");
 }
 
+/* The tracker and two storage servers of one group (uploads alternate,
+ * each read goes to the server that has the object: no replication yet,
+ * issue 17), all on every transport, stores under store/, logs in out/. */
+static int cluster_start(daemon_proc *trk, daemon_proc st[2], char *trk_bin, char *st_bin,
+                         const char *out, const char *store, char *stf)
+{
+	char tlog[PATH_MAX + 16], slog[PATH_MAX + 16], storep[PATH_MAX + 16],
+	        cmd[PATH_MAX + 32];
+	snprintf(tlog, sizeof(tlog), "%s/tracker.log", out);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/s1' '%s/s2' '%s/tracker.state'", store,
+	         store, store);
+	if (system(cmd) != 0)
+		return -1;
+	char *targv[] = {trk_bin, "--foreground",
+	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
+	                 "--set", "listen=splice:host=127.0.0.1,port=0",
+	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
+	                 "--set", stf,
+	                 NULL};
+	if (start_daemon(trk, targv, tlog, 3) != 0) {
+		fprintf(stderr, "ferryfs bench: the tracker did not start (%s)\n", tlog);
+		stop_daemon(trk);
+		return -1;
+	}
+	char beat[FERRYFS_LOC_MAX + 16], sid[32];
+	snprintf(beat, sizeof(beat), "tracker=%s", trk->locs[0]);
+	char *sargv[] = {st_bin,  "--foreground",
+	                 "--set", sid,
+	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
+	                 "--set", "listen=splice:host=127.0.0.1,port=0",
+	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
+	                 "--set", storep,
+	                 "--set", "fsync=never",
+	                 "--set", beat,
+	                 "--set", "beat_ms=200",
+	                 "--set", "workers=4",
+	                 NULL};
+	for (int k = 0; k < 2; k++) {
+		snprintf(sid, sizeof(sid), "server_id=%d", k + 1);
+		snprintf(storep, sizeof(storep), "store_path=%s/s%d", store, k + 1);
+		snprintf(slog, sizeof(slog), "%s/storage%d.log", out, k + 1);
+		snprintf(cmd, sizeof(cmd), "mkdir -p '%s/s%d'", store, k + 1);
+		if (system(cmd) != 0 || start_daemon(&st[k], sargv, slog, 3) != 0) {
+			fprintf(stderr,
+			        "ferryfs bench: a storage server did not start (%s)\n",
+			        slog);
+			stop_daemon(&st[0]);
+			stop_daemon(&st[1]);
+			stop_daemon(trk);
+			return -1;
+		}
+	}
+	usleep(600000); /* a beat or two: the tracker knows the servers */
+	return 0;
+}
+
+static void cluster_stop(daemon_proc *trk, daemon_proc st[2])
+{
+	stop_daemon(&st[0]);
+	stop_daemon(&st[1]);
+	stop_daemon(trk);
+}
+
 int ferryfs_bench(int argc, char **argv, const char *self)
 {
 	bool quick = false, tiny = false;
@@ -334,49 +397,7 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 	snprintf(slog, sizeof(slog), "%s/storage1.log", out);
 	snprintf(storep, sizeof(storep), "store_path=%s/s1", store);
 	snprintf(stf, sizeof(stf), "state_file=%s", state);
-	char *targv[] = {trk_bin, "--foreground",
-	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
-	                 "--set", "listen=splice:host=127.0.0.1,port=0",
-	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
-	                 "--set", stf,
-	                 NULL};
 	daemon_proc trk = {0}, st[2] = {{0}};
-	if (start_daemon(&trk, targv, tlog, 3) != 0) {
-		fprintf(stderr, "ferryfs bench: the tracker did not start (%s)\n", tlog);
-		return 1;
-	}
-	char beat[FERRYFS_LOC_MAX + 16];
-	snprintf(beat, sizeof(beat), "tracker=%s", trk.locs[0]);
-	char sid[32] = "server_id=1";
-	char *sargv[] = {st_bin,  "--foreground",
-	                 "--set", sid,
-	                 "--set", "listen=tcp:host=127.0.0.1,port=0",
-	                 "--set", "listen=splice:host=127.0.0.1,port=0",
-	                 "--set", "listen=fast+udp:host=127.0.0.1,port=0",
-	                 "--set", storep,
-	                 "--set", "fsync=never",
-	                 "--set", beat,
-	                 "--set", "beat_ms=200",
-	                 "--set", "workers=4",
-	                 NULL};
-	for (int k = 0; k < 2; k++) {
-		/* two servers of one group: uploads alternate, each read goes to
-		 * the one that has the object (no replication yet: issue 17) */
-		snprintf(sid, sizeof(sid), "server_id=%d", k + 1);
-		snprintf(storep, sizeof(storep), "store_path=%s/s%d", store, k + 1);
-		snprintf(slog, sizeof(slog), "%s/storage%d.log", out, k + 1);
-		snprintf(cmd, sizeof(cmd), "mkdir -p '%s/s%d'", store, k + 1);
-		if (system(cmd) != 0 || start_daemon(&st[k], sargv, slog, 3) != 0) {
-			fprintf(stderr,
-			        "ferryfs bench: a storage server did not start (%s)\n",
-			        slog);
-			stop_daemon(&st[0]);
-			stop_daemon(&trk);
-			return 1;
-		}
-	}
-	pid_t spids[2] = {st[0].pid, st[1].pid};
-	usleep(600000); /* a beat or two: the tracker knows the servers */
 	char csv[PATH_MAX + 16];
 	snprintf(csv, sizeof(csv), "%s/results.csv", out);
 	FILE *f = fopen(csv, "w");
@@ -401,6 +422,13 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 	char *save = NULL;
 	for (char *t = strtok_r(list, ",", &save); t != NULL;
 	     t = strtok_r(NULL, ",", &save)) {
+		/* a fresh cluster per transport: what one transport's clients
+		 * left on the servers does not weigh on the next */
+		if (cluster_start(&trk, st, trk_bin, st_bin, out, store, stf) != 0) {
+			rc = 1;
+			break;
+		}
+		pid_t spids[2] = {st[0].pid, st[1].pid};
 		const char *tracker = NULL;
 		for (int i = 0; i < trk.nlocs; i++)
 			if (strncmp(trk.locs[i], t, strlen(t)) == 0 &&
@@ -408,6 +436,7 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 				tracker = trk.locs[i];
 		if (tracker == NULL) {
 			fprintf(stderr, "ferryfs bench: no tracker locator on %s\n", t);
+			cluster_stop(&trk, st);
 			rc = 1;
 			continue;
 		}
@@ -448,11 +477,9 @@ int ferryfs_bench(int argc, char **argv, const char *self)
 				}
 				fflush(stdout);
 			}
+		cluster_stop(&trk, st);
 	}
 	fclose(f);
-	stop_daemon(&st[0]);
-	stop_daemon(&st[1]);
-	stop_daemon(&trk);
 	if (strncmp(store, "/dev/shm/ferryfs-bench-", 23) == 0) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store);
 		if (system(cmd) != 0)

@@ -24,14 +24,24 @@
 #define FSC_TRACKER_US 3000000ull
 #define FSC_TRACKERS   8
 #define FSC_MSG_BYTES  8192
+#define FSC_CONNS      16
 
 _Static_assert(FERRYFS_ID_MAX == FS_FID_MAX, "one ID length");
 _Static_assert(FERRYFS_LOC_MAX == FS_LOC_MAX, "one locator length");
 
 struct ferryfs {
 	ferry_ctx *ctx;
-	ferry_session *s; /* to the server in use */
+	ferry_session *s; /* to the server in use: one of conns[] */
 	char server[FS_LOC_MAX + 1];
+	/* one session per storage server talked to, kept open as FastDFS
+	 * clients keep a connection per server (least recently used goes
+	 * when all are taken) */
+	struct {
+		char loc[FS_LOC_MAX + 1];
+		ferry_session *s;
+		uint64_t used;
+	} conns[FSC_CONNS];
+	uint64_t uses;
 	char *trackers[FSC_TRACKERS];
 	ferry_session *tsess[FSC_TRACKERS]; /* kept open, reopened when dead */
 	int ntrackers;
@@ -130,8 +140,9 @@ void ferryfs_close(ferryfs *fs)
 	if (fs == NULL)
 		return;
 	/* sessions before their context: destroying it frees them */
-	if (fs->s != NULL)
-		ferry_session_close(fs->s);
+	for (int i = 0; i < FSC_CONNS; i++)
+		if (fs->conns[i].s != NULL)
+			ferry_session_close(fs->conns[i].s);
 	for (int i = 0; i < fs->ntrackers; i++) {
 		if (fs->tsess[i] != NULL)
 			ferry_session_close(fs->tsess[i]);
@@ -231,17 +242,38 @@ static int locate(ferryfs *fs, const char *group, const char *id)
 			return -ENXIO;
 		fs->store = sv.store;
 	}
-	if (fs->s != NULL && strcmp(fs->server, loc) == 0 &&
-	    ferry_session_status(fs->s) == 0)
-		return 0;
-	if (fs->s != NULL)
-		ferry_session_close(fs->s);
-	fs->s = NULL;
 	snprintf(fs->server, sizeof(fs->server), "%s", loc);
-	int rc = ferry_session_open(fs->ctx, fs->server, &fs->s);
-	if (rc != 0)
-		fs->s = NULL;
-	return rc;
+	int slot = -1, lru = 0;
+	for (int i = 0; i < FSC_CONNS; i++) {
+		if (fs->conns[i].s != NULL && strcmp(fs->conns[i].loc, loc) == 0) {
+			slot = i;
+			break;
+		}
+		if (fs->conns[i].used < fs->conns[lru].used)
+			lru = i;
+	}
+	if (slot >= 0 && ferry_session_status(fs->conns[slot].s) != 0) {
+		ferry_session_close(fs->conns[slot].s); /* dead: open it again */
+		fs->conns[slot].s = NULL;
+	}
+	if (slot < 0) {
+		slot = lru;
+		if (fs->conns[slot].s != NULL)
+			ferry_session_close(fs->conns[slot].s);
+		fs->conns[slot].s = NULL;
+		snprintf(fs->conns[slot].loc, sizeof(fs->conns[slot].loc), "%s", loc);
+	}
+	fs->s = NULL;
+	if (fs->conns[slot].s == NULL) {
+		int rc = ferry_session_open(fs->ctx, loc, &fs->conns[slot].s);
+		if (rc != 0) {
+			fs->conns[slot].s = NULL;
+			return rc;
+		}
+	}
+	fs->conns[slot].used = ++fs->uses;
+	fs->s = fs->conns[slot].s;
+	return 0;
 }
 
 /* One call on the server's session: a header, then optionally a file region. */

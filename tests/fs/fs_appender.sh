@@ -12,26 +12,12 @@
 set -euo pipefail
 storage=$1
 cli=$2
-dir=$(mktemp -d)
-spid=
-cleanup() {
-	[ -n "$spid" ] && kill "$spid" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	sed 's/^/  log: /' "$dir/log" 2>/dev/null | tail -20
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+fail() { fs_fail "$@"; }
+fs_setup
 mkdir -p "$dir/s"
-"$storage" --foreground --set store_path="$dir/s" \
-	--set listen='tcp:host=127.0.0.1,port=0' --set listen='fast+udp:host=127.0.0.1,port=0' \
-	2>"$dir/log" &
-spid=$!
-for _ in $(seq 50); do [ "$(grep -c 'listening on' "$dir/log" || true)" -ge 2 ] && break; sleep 0.1; done
-mapfile -t locs < <(sed -n 's/.*listening on \(.*\)$/\1/p' "$dir/log")
-[ "${#locs[@]}" -eq 2 ] || fail "no locators"
+fs_storage "$storage" 2 --set store_path="$dir/s" \
+	--set listen='tcp:host=127.0.0.1,port=0' --set listen='fast+udp:host=127.0.0.1,port=0'
 
 head -c 5000 /dev/urandom >"$dir/a"
 head -c $((20 * 1048576 + 11)) /dev/urandom >"$dir/b"
@@ -105,6 +91,4 @@ PY
 	[ -z "$(find "$dir/s" -type f)" ] || fail "$t: left: $(find "$dir/s" -type f)"
 	echo "ok: $t: append, write (hole), truncate, refusals, metadata set/merge/get, delete"
 done
-kill -TERM "$spid"
-wait "$spid" || fail "storage exit"
-spid=
+fs_storage_stop

@@ -5,23 +5,11 @@
 set -euo pipefail
 storage=$1
 client=$2
-dir=$(mktemp -d)
-spid=
-cleanup() {
-	[ -n "$spid" ] && kill "$spid" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+fs_setup
 mkdir -p "$dir/s"
-"$storage" --foreground --set fsync=never --set store_path="$dir/s" \
-	--set listen='tcp:host=127.0.0.1,port=0' --set listen='fast+udp:host=127.0.0.1,port=0' \
-	2>"$dir/log" &
-spid=$!
-for _ in $(seq 50); do [ "$(grep -c 'listening on' "$dir/log" || true)" -ge 2 ] && break; sleep 0.1; done
-mapfile -t locs < <(sed -n 's/.*listening on \(.*\)$/\1/p' "$dir/log")
-[ "${#locs[@]}" -eq 2 ] || { echo "FAIL: no locators"; cat "$dir/log"; exit 1; }
-"$client" "${locs[@]}"
-kill -TERM "$spid"
-wait "$spid"
-spid=
-[ -z "$(find "$dir/s" -type f)" ] || { echo "FAIL: left: $(find "$dir/s" -type f)"; exit 1; }
+fs_storage "$storage" 2 --set fsync=never --set store_path="$dir/s" \
+	--set listen='tcp:host=127.0.0.1,port=0' --set listen='fast+udp:host=127.0.0.1,port=0'
+"$client" "${locs[@]}" || fs_fail "test_client"
+fs_storage_stop
+[ -z "$(find "$dir/s" -type f)" ] || fs_fail "left: $(find "$dir/s" -type f)"

@@ -8,26 +8,13 @@
 set -euo pipefail
 storage=$1
 cli=$2
-dir=$(mktemp -d)
-spid=
-cleanup() {
-	[ -n "$spid" ] && kill "$spid" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	sed 's/^/  log: /' "$dir/log" 2>/dev/null | tail -20
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+fail() { fs_fail "$@"; }
+fs_setup
 mkdir -p "$dir/s"
-"$storage" --foreground --set fsync=never --set store_path="$dir/s" \
+fs_storage "$storage" 3 --set fsync=never --set store_path="$dir/s" \
 	--set listen='tcp:host=127.0.0.1,port=0' --set listen='splice:host=127.0.0.1,port=0' \
-	--set listen='fast+udp:host=127.0.0.1,port=0' 2>"$dir/log" &
-spid=$!
-for _ in $(seq 50); do [ "$(grep -c 'listening on' "$dir/log" || true)" -ge 3 ] && break; sleep 0.1; done
-mapfile -t locs < <(sed -n 's/.*listening on \(.*\)$/\1/p' "$dir/log")
-[ "${#locs[@]}" -eq 3 ] || fail "no locators"
+	--set listen='fast+udp:host=127.0.0.1,port=0'
 size=$((1 << 30))
 head -c "$size" /dev/urandom >"$dir/in"
 for loc in "${locs[@]}"; do
@@ -47,6 +34,4 @@ for loc in "${locs[@]}"; do
 	awk -v a="$s0" -v b="$s1" -v c="$s2" -v t="$t" \
 		'BEGIN { printf "ok: %s: 1 GiB up in %.1f s, down in %.1f s, byte-exact\n", t, b - a, c - b }'
 done
-kill -TERM "$spid"
-wait "$spid" || fail "storage exit"
-spid=
+fs_storage_stop

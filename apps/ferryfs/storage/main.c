@@ -795,16 +795,26 @@ static int st_appender_done(int fd, int rc)
 	return rc == -EDQUOT ? -ENOSPC : rc;
 }
 
+/* The common start of append, write and truncate: the request decoded,
+ * the offset or size in bounds, the object open and locked. The fd, or
+ * the status to answer. */
+static int st_appender_begin(ferry_rpc *rpc, st_dec_fn dec, fs_id_req *r, uint32_t *off)
+{
+	char path[PATH_MAX];
+	int rc = st_dec_path(rpc, dec, r, off, path, sizeof(path));
+	if (rc != 0)
+		return rc;
+	if (r->offset >= FS_APPENDER_BIT)
+		return -EINVAL;
+	return st_open_appender(r, path);
+}
+
 /* Append: at the end, all or nothing (a failed append is cut off again). */
 static int st_append(ferry_rpc *rpc)
 {
 	fs_id_req r;
 	uint32_t off;
-	char path[PATH_MAX];
-	int rc = st_dec_path(rpc, fs_dec_append, &r, &off, path, sizeof(path));
-	if (rc != 0)
-		return rc;
-	int fd = st_open_appender(&r, path);
+	int fd = st_appender_begin(rpc, fs_dec_append, &r, &off), rc;
 	if (fd < 0)
 		return fd;
 	struct stat st;
@@ -824,17 +834,10 @@ static int st_append(ferry_rpc *rpc)
 static int st_write(ferry_rpc *rpc)
 {
 	fs_id_req r;
-	uint32_t off;
-	char path[PATH_MAX];
-	int rc = st_dec_path(rpc, st_dec_write, &r, &off, path, sizeof(path));
-	if (rc != 0)
-		return rc;
-	if (r.offset >= FS_APPENDER_BIT)
-		return -EINVAL;
-	int fd = st_open_appender(&r, path);
+	uint32_t off, crc = 0;
+	int fd = st_appender_begin(rpc, st_dec_write, &r, &off), rc;
 	if (fd < 0)
 		return fd;
-	uint32_t crc = 0;
 	ferry_buf *req = ferry_rpc_request(rpc);
 	if (lseek(fd, (off_t)r.offset, SEEK_SET) < 0)
 		rc = -errno;
@@ -847,13 +850,7 @@ static int st_truncate(ferry_rpc *rpc)
 {
 	fs_id_req r;
 	uint32_t off;
-	char path[PATH_MAX];
-	int rc = st_dec_path(rpc, st_dec_truncate, &r, &off, path, sizeof(path));
-	if (rc != 0)
-		return rc;
-	if (r.offset >= FS_APPENDER_BIT)
-		return -EINVAL;
-	int fd = st_open_appender(&r, path);
+	int fd = st_appender_begin(rpc, st_dec_truncate, &r, &off);
 	if (fd < 0)
 		return fd;
 	return st_appender_done(fd, ftruncate(fd, (off_t)r.offset) != 0 ? -errno : 0);

@@ -122,6 +122,10 @@ FERRYFS_API int ferryfs_download_fd(ferryfs *fs, const char *id, uint64_t off,
                                     uint64_t len, int fd, int64_t fd_off,
                                     uint64_t *written, ferryfs_progress_cb progress,
                                     void *progress_arg);
+/** Into a file at path (created or truncated, mode 0644): the whole object.
+ * On failure the file is removed. */
+FERRYFS_API int ferryfs_download_path(ferryfs *fs, const char *id, const char *path,
+                                      ferryfs_progress_cb progress, void *progress_arg);
 /** Into memory: at most cap bytes of [off, ...); *got: bytes. */
 FERRYFS_API int ferryfs_download_mem(ferryfs *fs, const char *id, uint64_t off, void *buf,
                                      size_t cap, size_t *got);

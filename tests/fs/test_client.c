@@ -5,6 +5,7 @@
  * deleted object, -EINVAL for a malformed ID or bad options, -EPERM for an
  * appender operation on a plain object) with a message saying why. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +63,19 @@ static void test_roundtrips(void **state)
 				assert_int_equal(got, n / 4);
 				assert_memory_equal(in + n / 3, out, n / 4);
 			}
+			/* into a file, byte-exact */
+			char path[] = "/tmp/ferryfs-test-XXXXXX";
+			int tfd = mkstemp(path);
+			assert_true(tfd >= 0);
+			close(tfd);
+			assert_int_equal(ferryfs_download_path(fs, id, path, NULL, NULL),
+			                 0);
+			tfd = open(path, O_RDONLY);
+			assert_true(tfd >= 0);
+			assert_int_equal(read(tfd, out, n + 1), (ssize_t)n);
+			close(tfd);
+			assert_memory_equal(in, out, n);
+			unlink(path);
 			ferryfs_info st;
 			assert_int_equal(ferryfs_stat(fs, id, &st), 0);
 			assert_true(st.from_server);
@@ -72,6 +86,13 @@ static void test_roundtrips(void **state)
 			assert_int_equal(ferryfs_download_mem(fs, id, 0, out, 1, &got),
 			                 -ENOENT);
 			assert_non_null(strstr(ferryfs_errmsg(fs), id));
+			/* a failed download into a file leaves no file */
+			char gone[] = "/tmp/ferryfs-gone-XXXXXX";
+			int gfd = mkstemp(gone);
+			close(gfd);
+			assert_int_equal(ferryfs_download_path(fs, id, gone, NULL, NULL),
+			                 -ENOENT);
+			assert_int_equal(access(gone, F_OK), -1);
 		}
 		ferryfs_close(fs);
 	}

@@ -533,6 +533,24 @@ int ferryfs_download_fd(ferryfs *fs, const char *id, uint64_t off, uint64_t len,
 	return st != 0 ? fail(fs, st, "download %s from %s", id, fs->server) : 0;
 }
 
+int ferryfs_download_path(ferryfs *fs, const char *id, const char *path,
+                          ferryfs_progress_cb progress, void *progress_arg)
+{
+	fs_fid f;
+	if (decode(fs, id, &f) != 0)
+		return -EINVAL;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(fs, -errno, "%s", path);
+	uint64_t w;
+	int rc = ferryfs_download_fd(fs, id, 0, 0, fd, 0, &w, progress, progress_arg);
+	if (close(fd) != 0 && rc == 0)
+		rc = fail(fs, -errno, "%s", path);
+	if (rc != 0)
+		unlink(path);
+	return rc;
+}
+
 int ferryfs_download_mem(ferryfs *fs, const char *id, uint64_t off, void *buf, size_t cap,
                          size_t *got)
 {

@@ -183,6 +183,13 @@ static int check_id(const char *id, ferryfs_info *in)
 	return EX_OK;
 }
 
+/* A command on one object: its ID checked here, then the client opened. */
+static int open_for(cli *c, const char *id, ferryfs_info *in)
+{
+	int rc = check_id(id, in);
+	return rc != EX_OK ? rc : cli_open(c);
+}
+
 static int cmd_upload(cli *c, int argc, char **argv)
 {
 	const char *file = NULL;
@@ -246,9 +253,7 @@ static int cmd_download(cli *c, int argc, char **argv)
 	ferryfs_info in;
 	if (id == NULL || out == NULL)
 		return usage(stderr), EX_USAGE;
-	int rc = check_id(id, &in);
-	if (rc == EX_OK)
-		rc = cli_open(c);
+	int rc = open_for(c, id, &in);
 	if (rc != EX_OK)
 		return rc;
 	bool out_std = strcmp(out, "-") == 0;
@@ -281,9 +286,7 @@ static int cmd_delete(cli *c, int argc, char **argv)
 	ferryfs_info in;
 	if (argc != 1)
 		return usage(stderr), EX_USAGE;
-	int rc = check_id(argv[0], &in);
-	if (rc == EX_OK)
-		rc = cli_open(c);
+	int rc = open_for(c, argv[0], &in);
 	if (rc != EX_OK)
 		return rc;
 	int st = ferryfs_delete(c->fs, argv[0]);
@@ -358,9 +361,7 @@ static int cmd_truncate(cli *c, int argc, char **argv)
 	ferryfs_info in;
 	if (argc != 2 || parse_u64(argv[1], &size) != 0)
 		return usage(stderr), EX_USAGE;
-	int rc = check_id(argv[0], &in);
-	if (rc == EX_OK)
-		rc = cli_open(c);
+	int rc = open_for(c, argv[0], &in);
 	if (rc != EX_OK)
 		return rc;
 	int st = ferryfs_truncate(c->fs, argv[0], size);
@@ -420,9 +421,7 @@ static int cmd_meta(cli *c, int argc, char **argv)
 		}
 	}
 	ferryfs_info in;
-	int rc = check_id(id, &in);
-	if (rc == EX_OK)
-		rc = cli_open(c);
+	int rc = open_for(c, id, &in);
 	if (rc != EX_OK)
 		return rc;
 	int st = set ? ferryfs_meta_set(c->fs, id, pairs, n, merge)

@@ -209,6 +209,14 @@ static int st_args(int argc, char **argv)
 
 /* Requests ----------------------------------------------------------------------*/
 
+/* A decoder's verdict: a malformed request is counted (bad messages). */
+static int st_counted(int rc)
+{
+	if (rc != 0)
+		atomic_fetch_add(&cnt.bad_messages, 1);
+	return rc;
+}
+
 /* The message's first bytes, contiguous, for a decoder. */
 static size_t st_head(ferry_buf *req, uint8_t *out)
 {
@@ -429,11 +437,10 @@ static int st_upload(ferry_rpc *rpc)
 	ferry_buf *req = ferry_rpc_request(rpc);
 	uint8_t head[FS_DECODE_MAX];
 	fs_upload_req u;
-	int rc = fs_dec_upload(head, st_head(req, head), ferry_buf_len(req), &u);
-	if (rc != 0) {
-		atomic_fetch_add(&cnt.bad_messages, 1);
+	int rc = st_counted(
+	        fs_dec_upload(head, st_head(req, head), ferry_buf_len(req), &u));
+	if (rc != 0)
 		return rc;
-	}
 	fs_fid f;
 	char tmp[PATH_MAX + 32];
 	int fd = st_begin_file(&u, &f, tmp, sizeof(tmp));
@@ -517,11 +524,10 @@ static int st_upload_begin(ferry_rpc *rpc)
 	ferry_buf *req = ferry_rpc_request(rpc);
 	uint8_t head[FS_DECODE_MAX];
 	fs_upload_req u;
-	int rc = fs_dec_upload_begin(head, st_head(req, head), ferry_buf_len(req), &u);
-	if (rc != 0) {
-		atomic_fetch_add(&cnt.bad_messages, 1);
+	int rc = st_counted(
+	        fs_dec_upload_begin(head, st_head(req, head), ferry_buf_len(req), &u));
+	if (rc != 0)
 		return rc;
-	}
 	if (u.size == 0 || u.size >= FS_APPENDER_BIT)
 		return -EINVAL;
 	st_session *x = NULL;
@@ -566,12 +572,10 @@ static int st_upload_piece(ferry_rpc *rpc)
 	ferry_buf *req = ferry_rpc_request(rpc);
 	uint8_t head[FS_DECODE_MAX];
 	uint64_t handle, off, n;
-	int rc = fs_dec_piece(head, st_head(req, head), ferry_buf_len(req), &handle, &off,
-	                      &n);
-	if (rc != 0) {
-		atomic_fetch_add(&cnt.bad_messages, 1);
+	int rc = st_counted(fs_dec_piece(head, st_head(req, head), ferry_buf_len(req),
+	                                 &handle, &off, &n));
+	if (rc != 0)
 		return rc;
-	}
 	st_session *x = st_session_take(handle, &rc);
 	if (x == NULL)
 		return rc;
@@ -597,11 +601,10 @@ static int st_upload_commit(ferry_rpc *rpc)
 	ferry_buf *req = ferry_rpc_request(rpc);
 	uint8_t head[FS_DECODE_MAX];
 	uint64_t handle;
-	int rc = fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle);
-	if (rc != 0) {
-		atomic_fetch_add(&cnt.bad_messages, 1);
+	int rc = st_counted(
+	        fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle));
+	if (rc != 0)
 		return rc;
-	}
 	st_session *x = st_session_take(handle, &rc);
 	if (x == NULL)
 		return rc;
@@ -622,11 +625,10 @@ static int st_upload_abort(ferry_rpc *rpc)
 	ferry_buf *req = ferry_rpc_request(rpc);
 	uint8_t head[FS_DECODE_MAX];
 	uint64_t handle;
-	int rc = fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle);
-	if (rc != 0) {
-		atomic_fetch_add(&cnt.bad_messages, 1);
+	int rc = st_counted(
+	        fs_dec_handle_req(head, st_head(req, head), ferry_buf_len(req), &handle));
+	if (rc != 0)
 		return rc;
-	}
 	st_session *x = st_session_take(handle, &rc);
 	if (x == NULL)
 		return rc;
